@@ -1,0 +1,37 @@
+// `moatctl explain`: which filter decides a packet under the assigned policy, and why.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "control/compile.h"
+#include "control/model.h"
+
+namespace moat::ctl {
+
+enum class VerdictReason {
+    filter,     ///< a filter matched; its action decides
+    no_match,   ///< nothing matched: default deny
+    antispoof,  ///< a `me` source arrived on the outside port
+};
+
+struct Explanation {
+    PacketSpec packet;
+    bool ingress_inferred = false;  ///< `on` was not given: inside when the source is a `me` address
+    dp::Action action = dp::Action::block;
+    VerdictReason reason = VerdictReason::no_match;
+    dp::Rank winner = dp::kNoMatch;
+    std::vector<dp::Rank> matches;  ///< every entry whose header fields match, in rank order
+};
+
+/// Classifies `packet` with the reference classifier and collects every matching entry.
+Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet);
+
+std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Explanation& e);
+nlohmann::json explain_json(const Config& cfg, const CompiledPolicy& cp, const Explanation& e);
+
+/// One entry in the filter grammar's direction form: `* -> 198.18.0.10:80 TCP on outside`.
+std::string format_entry(const dp::Rule& r);
+
+}  // namespace moat::ctl

@@ -1,0 +1,85 @@
+// The policy model of DESIGN section 2: appliance settings, filter lists, filter actions,
+// policies with their rules, and the assigned policy. Every element keeps the line it came from,
+// so that diagnostics, `explain` and `rules` can point at the file.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/filter_spec.h"
+#include "dataplane/rule.h"
+
+namespace moat::ctl {
+
+enum class FragmentMode : std::uint8_t { track, drop };
+
+struct Appliance {
+    int line = 0;  ///< line of the [appliance] header, 0 when absent
+    std::string outside;
+    std::string inside;
+    std::vector<ParsedAddr> me;
+    int me_line = 0;
+    unsigned workers = 1;
+    std::string eal;
+    std::string control = "/run/moat/moat.sock";
+    std::vector<std::uint16_t> non_ip{0x0806};  ///< EtherTypes that pass unfiltered
+    FragmentMode fragments = FragmentMode::track;
+    bool ip_options_allow = false;
+    bool antispoof = true;
+    std::string assign;  ///< empty: nothing assigned, block everything
+    int assign_line = 0;
+    bool strict = false;  ///< warnings block a load
+    unsigned payload_scan_bytes = 1500;
+};
+
+struct FilterDef {
+    std::string text;  ///< as written in the config
+    int line = 0;
+    FilterSpec spec;
+};
+
+struct FilterList {
+    std::string name;
+    int line = 0;
+    std::string description;
+    std::vector<FilterDef> filters;
+};
+
+struct FilterAction {
+    std::string name;
+    int line = 0;  ///< 0 for the built-in permit and block
+    dp::Action action = dp::Action::block;
+    std::string description;
+};
+
+struct RuleDef {
+    std::string text;  ///< `Inbound web protocols -> permit`, as written
+    int line = 0;
+    int list = -1;    ///< index into Config::lists
+    int action = -1;  ///< index into Config::actions
+};
+
+struct Policy {
+    std::string name;
+    int line = 0;
+    std::string description;
+    std::vector<RuleDef> rules;
+};
+
+/// A validated config: every reference resolved, every filter parsed.
+struct Config {
+    std::string file;
+    Appliance appliance;
+    std::vector<FilterList> lists;
+    std::vector<FilterAction> actions;  ///< [0] is the built-in permit, [1] the built-in block
+    std::vector<Policy> policies;
+    int assigned = -1;  ///< index into policies, -1 when nothing is assigned
+
+    const FilterList* find_list(std::string_view name) const;
+    int find_action(std::string_view name) const;
+    int find_policy(std::string_view name) const;
+};
+
+}  // namespace moat::ctl

@@ -1,0 +1,414 @@
+// Loading a config: INI reading, validation and lint, with the exact `file:line:` diagnostics.
+#include "control/config.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace moat::ctl {
+namespace {
+
+/// Config text in tests starts on the line after `R"(`; drop that first newline.
+std::string_view text(std::string_view t) { return t.starts_with('\n') ? t.substr(1) : t; }
+
+std::vector<std::string> diags(std::string_view t) {
+    const LoadResult r = load_policy_text(text(t), "t.ini");
+    std::vector<std::string> out;
+    for (const auto& d : r.diags.all())
+        out.push_back(format(d));
+    return out;
+}
+
+/// The first error of a load, formatted ("" when there is none).
+std::string first_error(const LoadResult& r) {
+    for (const auto& d : r.diags.all())
+        if (d.severity == Severity::error)
+            return format(d);
+    return "";
+}
+
+/// A valid policy around which single mistakes are placed.
+constexpr std::string_view kGood = R"(
+[appliance]
+outside = net_null0
+inside = net_null1
+me = 198.18.0.10, [2001:db8::10]
+assign = Web server
+
+[filterlist Web]
+description = web to the server
+filter = *+0:80:TCP
+filter = *+0:443:TCP
+
+[filterlist Everything]
+filter = *+0
+
+[filteraction Drop quietly]
+action = block
+
+[policy Web server]
+rule = Web -> permit
+rule = Everything -> Drop quietly
+)";
+
+TEST(Config, GoodConfigLoadsWithoutDiagnostics) {
+    const LoadResult r = load_policy_text(text(kGood), "t.ini");
+    EXPECT_TRUE(r.diags.all().empty()) << format(r.diags.all().front());
+    ASSERT_TRUE(r.usable());
+    const Config& c = *r.config;
+    EXPECT_EQ(c.appliance.outside, "net_null0");
+    EXPECT_EQ(c.appliance.me.size(), 2u);
+    EXPECT_EQ(c.assigned, 0);
+    ASSERT_EQ(c.lists.size(), 2u);
+    EXPECT_EQ(c.lists[0].filters.size(), 2u);
+    EXPECT_EQ(c.lists[0].filters[0].line, 9);
+    EXPECT_EQ(c.lists[0].description, "web to the server");
+    ASSERT_EQ(c.policies.size(), 1u);
+    EXPECT_EQ(c.policies[0].rules.size(), 2u);
+    EXPECT_EQ(c.policies[0].rules[1].line, 20);
+    EXPECT_EQ(c.actions[static_cast<std::size_t>(c.policies[0].rules[1].action)].action, dp::Action::block);
+    // Web: 2 filters x (IPv4 + IPv6 me) x mirrored = 8; Everything: 2 x mirrored = 4.
+    EXPECT_EQ(r.compiled->rules.size(), 12u);
+}
+
+TEST(Config, ApplianceDefaultsAndValues) {
+    const auto t = R"(
+[appliance]
+Workers = 2                 ; keys are case-insensitive, inline comments allowed
+eal = --no-pci -l 0-1
+control = /tmp/moat.sock
+non_ip = arp, lldp, 0x88B5
+fragments = drop
+ip_options = allow
+antispoof = off
+payload_scan_bytes = 256
+)";
+    const LoadResult r = load_policy_text(text(t), "t.ini");
+    ASSERT_TRUE(r.config) << format(r.diags.all().front());
+    const Appliance& a = r.config->appliance;
+    EXPECT_EQ(a.workers, 2u);
+    EXPECT_EQ(a.eal, "--no-pci -l 0-1");
+    EXPECT_EQ(a.control, "/tmp/moat.sock");
+    EXPECT_EQ(a.non_ip, (std::vector<std::uint16_t>{0x0806, 0x88cc, 0x88b5}));
+    EXPECT_EQ(a.fragments, FragmentMode::drop);
+    EXPECT_TRUE(a.ip_options_allow);
+    EXPECT_FALSE(a.antispoof);
+    EXPECT_EQ(a.payload_scan_bytes, 256u);
+    EXPECT_TRUE(a.me.empty());
+
+    const LoadResult d = load_policy_text("[appliance]\n", "t.ini");
+    ASSERT_TRUE(d.config);
+    EXPECT_EQ(d.config->appliance.workers, 1u);
+    EXPECT_EQ(d.config->appliance.non_ip, (std::vector<std::uint16_t>{0x0806}));
+    EXPECT_EQ(d.config->appliance.fragments, FragmentMode::track);
+    EXPECT_FALSE(d.config->appliance.ip_options_allow);
+    EXPECT_TRUE(d.config->appliance.antispoof);
+    EXPECT_EQ(d.config->appliance.payload_scan_bytes, 1500u);
+    EXPECT_EQ(d.config->appliance.control, "/run/moat/moat.sock");
+}
+
+TEST(Config, NothingAssignedBlocksEverythingWithAWarning) {
+    const auto r = diags("[appliance]\nassign =\n");
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0], "t.ini:2: warning: no policy is assigned: moatd blocks every packet (set assign = POLICY in [appliance])");
+    const LoadResult l = load_policy_text("[appliance]\n", "t.ini");
+    ASSERT_TRUE(l.usable());
+    EXPECT_EQ(l.compiled->policy, -1);
+    EXPECT_TRUE(l.compiled->rules.empty());
+}
+
+TEST(Config, FiveMistakesFiveDiagnostics) {
+    const auto r = diags(R"(
+[appliance]
+me = 198.18.0.10
+workers = many
+assign = Web server
+
+[filterlist Web]
+filter = *+198.18.0.256:80:TCP
+filter = *+0:443:TPC
+filter = *+0
+
+[policy Web server]
+rule = Web -> permit
+rule = Mail -> permit
+rule = Web -> deny
+)");
+    ASSERT_EQ(r.size(), 5u);
+    EXPECT_EQ(r[0], "t.ini:3: error: workers 'many' is not a number from 1 to 64");
+    EXPECT_EQ(r[1], "t.ini:7: error: filter '*+198.18.0.256:80:TCP': destination '198.18.0.256' is not an IPv4 address (a.b.c.d, trailing octets may be *)");
+    EXPECT_EQ(r[2], "t.ini:8: error: filter '*+0:443:TPC': protocol 'TPC' is unknown (TCP, UDP, ICMP, ICMPV6, SCTP, GRE, ESP, AH or 0-255)");
+    EXPECT_EQ(r[3], "t.ini:13: error: rule names filter list 'Mail', which is not defined (defined filter lists: 'Web')");
+    EXPECT_EQ(r[4], "t.ini:14: error: rule names action 'deny', which is not defined (defined actions: 'permit', 'block')");
+}
+
+struct Mistake {
+    const char* name;
+    const char* config;
+    const char* diagnostic;  ///< the first diagnostic, exactly
+};
+
+class ConfigRejects : public ::testing::TestWithParam<Mistake> {};
+
+TEST_P(ConfigRejects, WithFileLineMessage) {
+    const LoadResult r = load_policy_text(text(GetParam().config), "t.ini");
+    EXPECT_FALSE(r.usable());
+    EXPECT_EQ(first_error(r), GetParam().diagnostic);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, ConfigRejects,
+    ::testing::Values(
+        Mistake{"UnknownSection", "[appliance]\n[filters Web]\nfilter = *+0\n",
+                "t.ini:2: error: unknown section [filters Web] (sections: [appliance], [filterlist NAME], [filteraction NAME], [policy NAME])"},
+        Mistake{"UnknownKey", "[appliance]\nspeed = 10\n",
+                "t.ini:2: error: unknown key 'speed' in [appliance] (keys: outside, inside, me, workers, eal, control, non_ip, fragments, ip_options, antispoof, assign, strict, payload_scan_bytes)"},
+        Mistake{"UnknownListKey", "[filterlist W]\nfilters = *+0\n",
+                "t.ini:2: error: unknown key 'filters' in [filterlist] (keys: filter, description)"},
+        Mistake{"MissingEquals", "[filterlist W]\nfilter *+198.18.0.1:80:TCP\n",
+                "t.ini:2: error: missing '=' after 'filter'"},
+        Mistake{"NotAnEntry", "[appliance]\njust words\n",
+                "t.ini:2: error: expected 'key = value', a [section] header or a comment"},
+        Mistake{"HeaderWithoutBracket", "[appliance\nme = 198.18.0.1\n",
+                "t.ini:1: error: section header [appliance has no closing ']'"},
+        Mistake{"JunkAfterHeader", "[appliance] x\n",
+                "t.ini:1: error: unexpected 'x' after the section header"},
+        Mistake{"KeyOutsideSection", "assign = P\n[appliance]\n",
+                "t.ini:1: error: 'assign' is outside any section: put it under [appliance], [filterlist NAME], [filteraction NAME] or [policy NAME]"},
+        Mistake{"DuplicateKey", "[appliance]\nworkers = 1\nworkers = 2\n",
+                "t.ini:3: error: 'workers' is set twice (first at line 2)"},
+        Mistake{"DuplicateList", "[filterlist W]\nfilter = *+*\n[filterlist W]\nfilter = *+*\n",
+                "t.ini:3: error: filter list 'W' is defined twice (first at line 1)"},
+        Mistake{"DuplicatePolicy", "[filterlist W]\nfilter = *+*\n[policy P]\nrule = W -> permit\n[policy P]\n",
+                "t.ini:5: error: policy 'P' is defined twice (first at line 3)"},
+        Mistake{"DuplicateAppliance", "[appliance]\n[appliance]\n",
+                "t.ini:2: error: [appliance] appears twice (first at line 1)"},
+        Mistake{"ApplianceWithName", "[appliance main]\n",
+                "t.ini:1: error: [appliance] takes no name"},
+        Mistake{"SectionWithoutName", "[policy]\n",
+                "t.ini:1: error: [policy] needs a name: [policy NAME]"},
+        Mistake{"NameWithArrow", "[filterlist a->b]\n",
+                "t.ini:1: error: name 'a->b' contains '->', which separates a rule's list from its action"},
+        Mistake{"MissingList",
+                "[filterlist Inbound web]\nfilter = *+198.18.0.1\n[policy P]\nrule = Inbound wbe -> permit\n",
+                "t.ini:4: error: rule names filter list 'Inbound wbe', which is not defined (did you mean 'Inbound web'?)"},
+        Mistake{"MissingAction", "[filterlist W]\nfilter = *+198.18.0.1\n[policy P]\nrule = W -> Drop\n",
+                "t.ini:4: error: rule names action 'Drop', which is not defined (defined actions: 'permit', 'block')"},
+        Mistake{"RuleWithoutArrow", "[filterlist W]\nfilter = *+198.18.0.1\n[policy P]\nrule = W permit\n",
+                "t.ini:4: error: rule 'W permit': write 'FILTER LIST -> ACTION'"},
+        Mistake{"EmptyPolicy", "[appliance]\nassign = P\n[policy P]\ndescription = nothing yet\n",
+                "t.ini:3: error: policy 'P' has no rules: add 'rule = FILTER LIST -> ACTION'"},
+        Mistake{"AssignNamesNoPolicy",
+                "[appliance]\nassign = Web servr\n[filterlist W]\nfilter = *+198.18.0.1\n[policy Web server]\nrule = W -> permit\n",
+                "t.ini:2: error: assign names policy 'Web servr', which is not defined (did you mean 'Web server'?)"},
+        Mistake{"MeUsedButEmpty", "[appliance]\nme =\n[filterlist W]\nfilter = *+0:80:TCP\n",
+                "t.ini:4: error: filter '*+0:80:TCP' uses 'me' (or '0') but [appliance] me is empty: list the protected addresses in 'me = ...'"},
+        Mistake{"MeWrongFamily", "[appliance]\nme = [2001:db8::1]\n[filterlist W]\nfilter = 198.18.0.1+0\n",
+                "t.ini:4: error: filter '198.18.0.1+0': no 'me' address has the address family this filter needs"},
+        Mistake{"BadMeAddress", "[appliance]\nme = 198.18.0.10, 198.18.0.300\n",
+                "t.ini:2: error: me: '198.18.0.300' is not an IPv4 or IPv6 address"},
+        Mistake{"BadFragments", "[appliance]\nfragments = reassemble\n",
+                "t.ini:2: error: fragments 'reassemble': write track or drop"},
+        Mistake{"BadIpOptions", "[appliance]\nip_options = strip\n",
+                "t.ini:2: error: ip_options 'strip': write drop or allow"},
+        Mistake{"BadAntispoof", "[appliance]\nantispoof = yes\n",
+                "t.ini:2: error: antispoof 'yes': write on or off"},
+        Mistake{"BadNonIp", "[appliance]\nnon_ip = arp, 0x0800\n",
+                "t.ini:2: error: non_ip: '0x0800' is IP or a VLAN tag, which is always filtered"},
+        Mistake{"BadNonIpName", "[appliance]\nnon_ip = ipx\n",
+                "t.ini:2: error: non_ip: 'ipx' is not an EtherType (arp, rarp, lldp, none or 0x0600-0xffff)"},
+        Mistake{"BadScanBytes", "[appliance]\npayload_scan_bytes = 0\n",
+                "t.ini:2: error: payload_scan_bytes '0' is not a number from 1 to 65535"},
+        Mistake{"RelativeControl", "[appliance]\ncontrol = moat.sock\n",
+                "t.ini:2: error: control 'moat.sock' must be an absolute path to a Unix socket"},
+        Mistake{"SamePorts", "[appliance]\noutside = net_null0\ninside = net_null0\n",
+                "t.ini:1: error: outside and inside name the same port 'net_null0'"},
+        Mistake{"ActionMissing", "[filteraction Drop]\ndescription = x\n",
+                "t.ini:1: error: filter action 'Drop' has no 'action = permit' or 'action = block'"},
+        Mistake{"ActionNegotiate", "[filteraction Secure]\naction = negotiate\n",
+                "t.ini:2: error: action 'negotiate' (IPSec security negotiation) is out of scope: write permit or block"},
+        Mistake{"BuiltinRedefined", "[filteraction permit]\naction = block\n",
+                "t.ini:1: error: 'permit' is a built-in action and cannot be redefined"},
+        Mistake{"BadPattern", "[filterlist W]\nfilter = *+198.18.0.1:80:TCP payload=/(abc/\n",
+                "t.ini:2: error: filter '*+198.18.0.1:80:TCP payload=/(abc/': payload pattern does not compile: Missing close parenthesis for group started at index 0."},
+        Mistake{"FilterWithoutDirection", "[filterlist W]\nfilter = 198.18.0.1:80:TCP\n",
+                "t.ini:2: error: filter '198.18.0.1:80:TCP': '198.18.0.1:80:TCP' has no direction: write SRC+DST (mirrored) or SRC=DST (one way)"}),
+    [](const ::testing::TestParamInfo<Mistake>& i) { return std::string(i.param.name); });
+
+TEST(Config, OverlongLineIsRejectedNotCut) {
+    std::string t = "[filterlist W]\ndescription = " + std::string(300, 'x') + "\nfilter = *+198.18.0.1\n";
+    const LoadResult r = load_policy_text(t, "t.ini");
+    ASSERT_EQ(r.diags.error_count(), 1);
+    EXPECT_EQ(first_error(r),
+              "t.ini:2: error: line is 314 characters long; the limit is 198 (shorten it, e.g. split a long name or description)");
+    EXPECT_FALSE(r.usable());
+}
+
+TEST(Config, LongSectionNameIsKeptWhole) {
+    const std::string name(120, 'n');
+    const std::string t = "[appliance]\nassign = " + name + "\n[filterlist " + name + "]\nfilter = *+198.18.0.1\n[filterlist Rest]\nfilter = *+*\n[policy " +
+                          name + "]\nrule = " + name + " -> permit\nrule = Rest -> block\n";
+    const LoadResult r = load_policy_text(t, "t.ini");
+    ASSERT_TRUE(r.usable()) << format(r.diags.all().front());
+    EXPECT_EQ(r.config->policies[0].name, name);
+    EXPECT_EQ(r.config->lists[0].name, name);
+}
+
+TEST(Config, NulByteIsRejected) {
+    const std::string t("[appliance]\nme = 198.18.0.1\0\n", 29);
+    const LoadResult r = load_policy_text(t, "t.ini");
+    ASSERT_EQ(r.diags.error_count(), 1);
+    EXPECT_EQ(first_error(r), "t.ini:2: error: line contains a NUL byte");
+}
+
+TEST(Config, CrLfAndBomAreAccepted) {
+    const LoadResult r = load_policy_text("\xEF\xBB\xBF[appliance]\r\nme = 198.18.0.10\r\nassign =\r\n", "t.ini");
+    ASSERT_TRUE(r.config);
+    ASSERT_EQ(r.config->appliance.me.size(), 1u);
+    EXPECT_EQ(format_addr(r.config->appliance.me[0].family, r.config->appliance.me[0].addr), "198.18.0.10");
+}
+
+TEST(Config, EveryErrorIsReportedInOneRun) {
+    const LoadResult r = load_policy_text(text(R"(
+[appliance]
+workers = 0
+fragments = maybe
+[filterlist W]
+filter = *+0:99999:TCP
+filter = nonsense
+[bogus]
+[policy P]
+rule = X -> permit
+)"),
+                                          "t.ini");
+    std::vector<std::string> errors;
+    for (const auto& d : r.diags.all())
+        if (d.severity == Severity::error)
+            errors.push_back(format(d));
+    ASSERT_EQ(errors.size(), 6u);
+    EXPECT_TRUE(errors[0].starts_with("t.ini:2: error: workers"));
+    EXPECT_TRUE(errors[1].starts_with("t.ini:3: error: fragments"));
+    EXPECT_TRUE(errors[2].starts_with("t.ini:5: error: filter '*+0:99999:TCP'"));
+    EXPECT_TRUE(errors[3].starts_with("t.ini:6: error: filter 'nonsense'"));
+    EXPECT_TRUE(errors[4].starts_with("t.ini:7: error: unknown section [bogus]"));
+    EXPECT_TRUE(errors[5].starts_with("t.ini:9: error: rule names filter list 'X'"));
+    EXPECT_EQ(r.diags.warning_count(), 2);  // nothing assigned; list W unused
+}
+
+TEST(Config, MissingFileIsAnError) {
+    const LoadResult r = load_policy("/nonexistent/moat.ini");
+    ASSERT_EQ(r.diags.all().size(), 1u);
+    EXPECT_EQ(format(r.diags.all()[0]),
+              "/nonexistent/moat.ini: error: cannot read the config file: No such file or directory");
+}
+
+// --- lint ----------------------------------------------------------------------------------
+
+TEST(Lint, PolicyWithoutCatchAll) {
+    const auto r = diags(R"(
+[appliance]
+assign = P
+[filterlist W]
+filter = *+198.18.0.10:80:TCP
+[policy P]
+rule = W -> permit
+)");
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0], "t.ini:5: warning: policy 'P' has no catch-all block filter (such as '*+0' or '*+*' under a block action); unmatched packets are dropped anyway (default deny), but an explicit rule states the intent");
+}
+
+TEST(Lint, EqualKeyOverlapWithDifferentActions) {
+    const auto r = diags(R"(
+[appliance]
+assign = P
+[filterlist A]
+filter = 198.18.0.0/24+198.18.1.10:80:TCP
+[filterlist B]
+filter = 198.18.0.128+198.18.1.0/24:80:TCP
+[filterlist Rest]
+filter = *+*
+[policy P]
+rule = A -> permit
+rule = B -> block
+rule = Rest -> block
+)");
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0], "t.ini:6: warning: filters at lines 4 and 6 have the same specificity, overlap, and have different actions (block / permit): block wins where both match");
+}
+
+TEST(Lint, ShadowedFilter) {
+    const auto r = diags(R"(
+[appliance]
+assign = P
+[filterlist A]
+filter = 198.18.0.0/24+*:0-3:TCP
+[filterlist B]
+filter = 198.18.0.0/24+*:0-2:TCP
+[filterlist Rest]
+filter = *+*
+[policy P]
+rule = A -> permit
+rule = B -> permit
+rule = Rest -> block
+)");
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0], "t.ini:6: warning: filter '198.18.0.0/24+*:0-2:TCP' (rule at line 11) never decides a packet: filter '198.18.0.0/24+*:0-3:TCP' at line 4 (permit) matches all of them first");
+}
+
+TEST(Lint, DisjointEqualKeysAreQuiet) {
+    const auto r = diags(R"(
+[appliance]
+assign = P
+[filterlist A]
+filter = 198.18.0.0/24+198.18.1.10:80:TCP
+[filterlist B]
+filter = 198.18.2.0/24+198.18.1.10:80:TCP
+[filterlist Rest]
+filter = *+*
+[policy P]
+rule = A -> permit
+rule = B -> block
+rule = Rest -> block
+)");
+    EXPECT_TRUE(r.empty()) << r.front();
+}
+
+TEST(Lint, StrictTurnsWarningsIntoAnError) {
+    const LoadResult r = load_policy_text(text(R"(
+[appliance]
+strict = on
+assign = P
+[filterlist W]
+filter = *+198.18.0.10:80:TCP
+[policy P]
+rule = W -> permit
+)"),
+                                          "t.ini");
+    EXPECT_FALSE(r.usable());
+    ASSERT_EQ(r.diags.error_count(), 1);
+    EXPECT_EQ(format(r.diags.all().front()),
+              "t.ini:1: error: strict = on and the config has 1 warning(s): fix them or set strict = off");
+}
+
+TEST(Lint, UnusedListsAndActions) {
+    const auto r = diags(R"(
+[appliance]
+assign = P
+[filterlist Spare]
+filter = *+198.18.0.1
+[filteraction Drop]
+action = block
+[filterlist All]
+filter = *+*
+[policy P]
+rule = All -> block
+)");
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_EQ(r[0], "t.ini:3: warning: filter list 'Spare' is not used by any policy");
+    EXPECT_EQ(r[1], "t.ini:5: warning: filter action 'Drop' is not used by any rule");
+}
+
+}  // namespace
+}  // namespace moat::ctl

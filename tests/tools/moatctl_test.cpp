@@ -1,0 +1,264 @@
+// moatctl end to end: the real binary on the shipped configs. The seed articles' verdicts come
+// through `explain --json`; `check` accepts conf/ and reports every mistake with file:line.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string env(const char* name) {
+    const char* v = std::getenv(name);
+    if (!v)
+        ADD_FAILURE() << name << " is not set (meson sets it)";
+    return v ? v : "";
+}
+
+std::string moatctl() { return env("MOATCTL"); }
+std::string conf(const std::string& name) { return env("MOAT_SOURCE_ROOT") + "/conf/" + name; }
+
+std::string shell_quote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s)
+        out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
+struct Result {
+    int status = -1;
+    std::string out, err;
+};
+
+/// Runs moatctl with `args` (each shell-quoted) and captures its output.
+Result run(const std::vector<std::string>& args) {
+    static int counter = 0;
+    const fs::path dir = fs::temp_directory_path() / ("moatctl_test." + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const fs::path out = dir / ("out" + std::to_string(counter));
+    const fs::path err = dir / ("err" + std::to_string(counter++));
+    std::string cmd = shell_quote(moatctl());
+    for (const auto& a : args)
+        cmd += " " + shell_quote(a);
+    cmd += " >" + shell_quote(out.string()) + " 2>" + shell_quote(err.string());
+    Result r;
+    const int st = std::system(cmd.c_str());
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    const auto slurp = [](const fs::path& p) {
+        std::ifstream in(p);
+        std::stringstream s;
+        s << in.rdbuf();
+        return s.str();
+    };
+    r.out = slurp(out);
+    r.err = slurp(err);
+    return r;
+}
+
+nlohmann::json explain(const std::string& config, const std::string& packet) {
+    const Result r = run({"explain", "--config", config, "--json", packet});
+    EXPECT_EQ(r.status, 0) << r.err;
+    return nlohmann::json::parse(r.out, nullptr, false);
+}
+
+struct Case {
+    const char* packet;
+    const char* action;
+    const char* filterlist;  ///< nullptr: nothing matched (default deny)
+};
+
+void expect_verdicts(const std::string& config, std::initializer_list<Case> cases) {
+    for (const auto& c : cases) {
+        const auto j = explain(config, c.packet);
+        ASSERT_FALSE(j.is_discarded()) << c.packet;
+        EXPECT_EQ(j["action"], c.action) << c.packet;
+        if (c.filterlist) {
+            EXPECT_EQ(j["filterlist"], c.filterlist) << c.packet;
+            EXPECT_TRUE(j["line"].is_number()) << c.packet;
+            EXPECT_TRUE(j["rule"].is_string()) << c.packet;
+            ASSERT_FALSE(j["matches"].empty()) << c.packet;
+            EXPECT_EQ(j["matches"][0]["rank"], j["rank"]) << c.packet;
+        } else {
+            EXPECT_TRUE(j["filterlist"].is_null()) << c.packet;
+            EXPECT_EQ(j["reason"], "no match") << c.packet;
+            EXPECT_TRUE(j["matches"].empty()) << c.packet;
+        }
+    }
+}
+
+TEST(MoatctlCheck, ShippedConfigsAreUsable) {
+    for (const auto& e : fs::directory_iterator(env("MOAT_SOURCE_ROOT") + "/conf")) {
+        if (e.path().extension() != ".ini")
+            continue;
+        const Result r = run({"check", e.path().string()});
+        EXPECT_EQ(r.status, 0) << e.path() << "\n" << r.out << r.err;
+        EXPECT_NE(r.out.find(": OK ("), std::string::npos) << r.out;
+        EXPECT_EQ(r.err, "") << "conf/ files must not even have warnings";
+    }
+}
+
+TEST(MoatctlCheck, FiveMistakesFiveDiagnostics) {
+    const fs::path dir = fs::temp_directory_path() / ("moatctl_five." + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const fs::path f = dir / "broken.ini";
+    std::ofstream(f) << "[appliance]\n"
+                        "me = 198.18.0.10\n"
+                        "antispoof = maybe\n"                 // 3
+                        "assign = Web\n"
+                        "[filterlist Web]\n"
+                        "filter = *+0:80:TCP\n"
+                        "filter = 198.18.0.10/24+0:443:TCP\n"  // 7: host bits set
+                        "filter = *+0:80\n"                    // 8: port without protocol
+                        "[filterlist Rest]\n"
+                        "filter = *+0\n"
+                        "[policy Web]\n"
+                        "rule = Web -> permit\n"
+                        "rule = Rest -> deny\n"                // 13: unknown action
+                        "[polcy Other]\n";                     // 14: unknown section
+    const Result r = run({"check", f.string()});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.out.find("NOT USABLE (5 errors"), std::string::npos) << r.out;
+    std::istringstream lines(r.err);
+    std::vector<int> at;
+    for (std::string l; std::getline(lines, l);) {
+        std::smatch m;
+        ASSERT_TRUE(std::regex_match(l, m, std::regex(".*broken\\.ini:([0-9]+): error: .+"))) << l;
+        at.push_back(std::stoi(m[1]));
+    }
+    EXPECT_EQ(at, (std::vector<int>{3, 7, 8, 13, 14}));
+    fs::remove_all(dir);
+}
+
+TEST(MoatctlCheck, ExitCodes) {
+    EXPECT_EQ(run({"check", "/nonexistent.ini"}).status, 1);
+    EXPECT_EQ(run({"check", "--bogus"}).status, 2);
+    EXPECT_EQ(run({"frobnicate"}).status, 2);
+    EXPECT_EQ(run({"help"}).status, 0);
+}
+
+// Seed article 1: web and mail servers (Steve Riley, "Using IPSec to Lock Down a Server").
+TEST(MoatctlExplain, WebAndMailServers) {
+    expect_verdicts(conf("web-mail.ini"),
+                    {
+                        {"tcp 198.18.100.1:40000 -> 198.18.0.10:80", "permit", "Inbound web protocols"},
+                        {"tcp 198.18.100.1:40000 -> 198.18.0.10:443", "permit", "Inbound web protocols"},
+                        {"tcp 198.18.0.10:443 -> 198.18.100.1:40000", "permit", "Inbound web protocols"},
+                        {"tcp 198.18.100.1:40000 -> 198.18.0.20:25", "permit", "Inbound/outbound mail"},
+                        {"tcp 198.18.0.20:40000 -> 198.18.100.1:25", "permit", "Inbound/outbound mail"},
+                        {"tcp 198.18.100.1:25 -> 198.18.0.20:40000 on outside", "permit", "Inbound/outbound mail"},
+                        {"tcp 198.18.100.1:40000 -> 198.18.0.10:25", "block", "All inbound traffic"},
+                        {"tcp 198.18.100.1:40000 -> 198.18.0.20:80", "block", "All inbound traffic"},
+                        {"tcp 198.18.100.1:40000 -> 198.18.0.10:3389", "block", "All inbound traffic"},
+                        {"udp 198.18.100.1:40000 -> 198.18.0.10:53", "block", "All inbound traffic"},
+                        {"icmp 198.18.100.1 -> 198.18.0.10 icmp 8/0", "block", "All inbound traffic"},
+                        {"tcp 198.18.0.10:40000 -> 198.18.100.1:80", "block", "All inbound traffic"},
+                        {"udp 198.18.100.1:40000 -> 198.18.50.5:53", "block", nullptr},
+                    });
+}
+
+// Seed article 2: a web server with partner FTP, application-server FTP and administrators' RDP.
+TEST(MoatctlExplain, WebServerWithFtpAndAdministrators) {
+    expect_verdicts(conf("web-ftp-admin.ini"),
+                    {
+                        {"tcp 198.18.100.1:40000 -> 198.18.0.10:80", "permit", "Web"},
+                        {"tcp 198.18.100.1:40000 -> 198.18.0.10:443", "permit", "Web"},
+                        {"tcp 198.18.1.20:40000 -> 198.18.0.10:21", "permit", "FTP from the partner"},
+                        {"tcp 198.18.1.20:40001 -> 198.18.0.10:50010", "permit", "FTP from the partner"},
+                        {"tcp 198.18.0.10:21 -> 198.18.1.20:40000", "permit", "FTP from the partner"},
+                        {"tcp 198.18.1.30:40000 -> 198.18.0.10:21", "permit", "FTP from the application server"},
+                        {"tcp 198.18.9.9:40000 -> 198.18.0.10:21", "block", "All inbound traffic"},
+                        {"tcp 198.18.9.9:40000 -> 198.18.0.10:50010", "block", "All inbound traffic"},
+                        {"tcp 198.18.2.77:40000 -> 198.18.0.10:3389", "permit", "Remote Desktop from administrators"},
+                        {"tcp 198.18.0.10:3389 -> 198.18.2.77:40000", "permit", "Remote Desktop from administrators"},
+                        {"tcp 198.18.3.77:40000 -> 198.18.0.10:3389", "block", "All inbound traffic"},
+                        {"tcp 198.18.1.20:40000 -> 198.18.0.10:3389", "block", "All inbound traffic"},
+                        {"icmp 198.18.9.9 -> 198.18.0.10 icmp 8/0", "permit", "Ping"},
+                        {"icmp 198.18.0.10 -> 198.18.9.9 icmp 0/0", "permit", "Ping"},
+                        {"icmp 198.18.9.9 -> 198.18.0.10 icmp 13/0", "block", "All inbound traffic"},
+                        {"udp 198.18.9.9:40000 -> 198.18.0.10:1434", "block", "SQL Slammer"},
+                        {"udp 198.18.9.9:88 -> 198.18.0.10:445", "block", "All inbound traffic"},
+                    });
+}
+
+TEST(MoatctlExplain, Ipv6WithNeighbourDiscovery) {
+    expect_verdicts(conf("ipv6-web.ini"),
+                    {
+                        {"tcp [2001:db8:99::1]:40000 -> [2001:db8:0:1::10]:80", "permit", "Web"},
+                        {"tcp 198.18.100.1:40000 -> 198.18.0.10:443", "permit", "Web"},
+                        {"icmpv6 [2001:db8:99::1] -> [ff02::1:ff00:10] icmp 135/0", "permit", "Neighbour discovery"},
+                        {"icmpv6 [2001:db8:0:1::10] -> [2001:db8:99::1] icmp 136/0", "permit", "Neighbour discovery"},
+                        {"icmpv6 [fe80::1] -> [ff02::1] icmp 134/0", "permit", "Neighbour discovery"},
+                        {"icmpv6 [2001:db8:99::1] -> [ff02::1] icmp 134/0", "block", "Everything else"},
+                        {"icmpv6 [2001:db8:99::1] -> [2001:db8:0:1::10] icmp 128/0", "permit", "Ping"},
+                        {"tcp [2001:db8:99::1]:40000 -> [2001:db8:0:1::10]:22", "block", "Everything else"},
+                    });
+}
+
+TEST(MoatctlExplain, AntispoofAndInferredPort) {
+    auto j = explain(conf("web-ftp-admin.ini"), "tcp 198.18.0.10:40000 -> 198.18.0.10:80 on outside");
+    EXPECT_EQ(j["action"], "block");
+    EXPECT_EQ(j["reason"], "antispoof");
+    j = explain(conf("web-ftp-admin.ini"), "tcp 198.18.0.10:80 -> 198.18.100.1:40000");
+    EXPECT_EQ(j["ingress"], "inside");
+    EXPECT_EQ(j["ingress_inferred"], true);
+    EXPECT_EQ(j["action"], "permit");
+    EXPECT_EQ(j["mirror"], true);
+}
+
+TEST(MoatctlExplain, HumanOutputNamesRuleListLineAndKey) {
+    const Result r = run({"explain", "--config", conf("web-mail.ini"), "tcp", "198.18.100.1:40000", "->", "198.18.0.10:80"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("verdict   PERMIT"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("rule        Inbound web protocols -> permit"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("filter      *+198.18.0.10:80:TCP  (line "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("key         A=32 B=32 C=1 D=17 E=17 F=0 P=0 G=0"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("other matching filters, in rank order:"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("*+198.18.0.10  (All inbound traffic)"), std::string::npos) << r.out;
+}
+
+TEST(MoatctlExplain, BadInput) {
+    EXPECT_EQ(run({"explain", "--config", conf("web-mail.ini"), "tcp nowhere -> 198.18.0.10:80"}).status, 2);
+    EXPECT_EQ(run({"explain", "--config", conf("web-mail.ini")}).status, 2);
+    EXPECT_EQ(run({"explain", "--config", "/nonexistent.ini", "tcp 198.18.0.1:1 -> 198.18.0.10:80"}).status, 1);
+}
+
+// The seed article's own commands, pasted with its en dashes, build the same policy.
+TEST(MoatctlIpsecpol, SeedArticleCommands) {
+    const fs::path dir = fs::temp_directory_path() / ("moatctl_ipsecpol." + std::to_string(getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const std::string cfg = (dir / "moat.ini").string();
+    const std::string dash = "\u2013";
+    Result r = run({"ipsecpol", "--config", cfg, dash + "w", "REG", dash + "p", "Packet Filter", dash + "r",
+                 "Inbound web protocols", dash + "f", "*+198.18.0.10:80:TCP", "*+198.18.0.10:443:TCP", dash + "n", "PASS"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = run({"ipsecpol", "--config", cfg, "-w", "REG", "-p", "Packet Filter", "-r", "Inbound/outbound mail", "-f",
+             "*+198.18.0.20:25:TCP", "198.18.0.20+*:25:TCP", "-n", "PASS"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = run({"ipsecpol", "--config", cfg, "-w", "REG", "-p", "Packet Filter", "-r", "All inbound traffic", "-f",
+             "*+198.18.0.10", "*+198.18.0.20", "-n", "BLOCK"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = run({"ipsecpol", "--config", cfg, "-w", "REG", "-p", "Packet Filter", "-x"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = run({"check", cfg});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    expect_verdicts(cfg, {
+                             {"tcp 198.18.100.1:40000 -> 198.18.0.10:80", "permit", "Inbound web protocols"},
+                             {"tcp 198.18.100.1:40000 -> 198.18.0.10:443", "permit", "Inbound web protocols"},
+                             {"tcp 198.18.100.1:40000 -> 198.18.0.20:25", "permit", "Inbound/outbound mail"},
+                             {"tcp 198.18.0.20:40000 -> 198.18.100.1:25 on inside", "permit", "Inbound/outbound mail"},
+                             {"tcp 198.18.100.1:40000 -> 198.18.0.10:25", "block", "All inbound traffic"},
+                             {"icmp 198.18.100.1 -> 198.18.0.20 icmp 8/0", "block", "All inbound traffic"},
+                             {"udp 198.18.100.1:40000 -> 198.18.50.5:53", "block", nullptr},
+                         });
+    fs::remove_all(dir);
+}
+
+}  // namespace
