@@ -47,15 +47,6 @@ std::string default_config_path() {
 
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-
-std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
-
 constexpr std::array<std::string_view, 13> kApplianceKeys{
     "outside", "inside", "me", "workers", "eal", "control", "non_ip", "fragments", "ip_options",
     "antispoof", "assign", "strict", "payload_scan_bytes"};

@@ -15,15 +15,6 @@ namespace {
 using dp::Addr;
 using dp::Family;
 
-std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
-
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
-
 /// Decimal number without sign or leading zeros (so "010" is not read as octal or as ten).
 std::optional<unsigned> parse_uint(std::string_view s, unsigned max) {
     if (s.empty() || s.size() > 6 || (s.size() > 1 && s[0] == '0'))
@@ -336,14 +327,6 @@ std::optional<Family> host_family(const HostSpec& h) {
 }
 
 }  // namespace
-
-std::string_view trim(std::string_view s) noexcept {
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
-        s.remove_prefix(1);
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
-        s.remove_suffix(1);
-    return s;
-}
 
 FilterParse parse_filter(std::string_view text) {
     FilterParse r;

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "control/text.h"
 #include "dataplane/rule.h"
 
 namespace moat::ctl {
@@ -113,8 +114,5 @@ PacketParse parse_packet(std::string_view text);
 
 /// `TCP 198.18.0.100:40000 -> 198.18.0.10:80 on outside`, the form parse_packet reads.
 std::string format_packet(const dp::PacketKey& k);
-
-/// Trims ASCII whitespace at both ends.
-std::string_view trim(std::string_view s) noexcept;
 
 }  // namespace moat::ctl

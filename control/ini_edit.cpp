@@ -15,13 +15,6 @@ namespace moat::ctl {
 
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-
 bool is_header(std::string_view line) {
     const auto t = trim(line);
     return !t.empty() && t[0] == '[' && t.find(']') != std::string_view::npos;

@@ -15,13 +15,6 @@ namespace moat::ctl {
 
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-
 /// Replaces the typographic characters a web page or word processor puts into pasted commands.
 std::string ascii_punctuation(std::string s) {
     static constexpr std::pair<std::string_view, std::string_view> kMap[] = {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "control/config.h"
+#include "perf/policies.h"
 #include "dataplane/classifier_ref.h"
 
 namespace {
@@ -13,12 +14,7 @@ namespace {
 using namespace moat;
 
 ctl::CompiledPolicy policy(int n) {
-    std::string t = "[appliance]\nme = 198.18.0.10\nassign = P\n[filterlist Hosts]\n";
-    for (int i = 0; i < n; ++i)
-        t += "filter = 198.19." + std::to_string(i / 256) + "." + std::to_string(i % 256) + "+0:" +
-             std::to_string(1 + i % 1000) + ":TCP\n";
-    t += "[filterlist Rest]\nfilter = *+0\n[policy P]\nrule = Hosts -> permit\nrule = Rest -> block\n";
-    return *ctl::load_policy_text(t, "bench.ini").compiled;
+    return *ctl::load_policy_text(perf::host_policy_text(n), "bench.ini").compiled;
 }
 
 void BM_ClassifyRef(benchmark::State& state) {
