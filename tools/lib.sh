@@ -8,7 +8,8 @@ MOAT_PACKAGES=(
     g++ pkg-config meson ninja-build python3
     dpdk dpdk-dev libdpdk-dev
     libhyperscan-dev libinih-dev nlohmann-json3-dev
-    libgtest-dev libbenchmark-dev
+    libgtest-dev libbenchmark-dev libpcap-dev
+    iproute2 ethtool iputils-ping curl
 )
 
 moat_say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

@@ -1,0 +1,320 @@
+#include "control/daemon.h"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/config.h"
+#include "control/eal_args.h"
+#include "control/stats.h"
+#include "control/tables.h"
+#include "dataplane/port.h"
+#include "dataplane/worker.h"
+
+namespace moat::ctl {
+
+namespace {
+
+void log(const std::string& msg) {
+    std::fprintf(stderr, "moatd: %s\n", msg.c_str());
+    std::fflush(stderr);
+}
+
+constexpr const char* kUsage =
+    "usage: moatd [--config FILE] [--stats-period SECONDS] [--counters-json FILE]\n"
+    "       moatd EAL-ARGS -- [--config FILE] ...\n"
+    "  --config FILE          the policy and the ports (default: $MOAT_CONFIG or /etc/moat/moat.ini)\n"
+    "  --stats-period SECONDS print a line 'stats {json}' with the counters this often\n"
+    "  --counters-json FILE   write the final counters as JSON to FILE when stopping\n"
+    "EAL arguments come from the config's eal key, then from EAL-ARGS.\n";
+
+struct Options {
+    std::string config = default_config_path();
+    std::vector<std::string> eal;
+    double stats_period = 0;
+    std::string counters_json;
+};
+
+/// nullopt and `status` set when moatd should exit at once (help or a usage error).
+std::optional<Options> parse_options(int argc, char** argv, int& status) {
+    Options o;
+    std::vector<std::string> args(argv + 1, argv + argc);
+    const auto dashdash = std::find(args.begin(), args.end(), "--");
+    if (dashdash != args.end()) {
+        o.eal.assign(args.begin(), dashdash);
+        args.erase(args.begin(), dashdash + 1);
+    }
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        const bool has_value = i + 1 < args.size();
+        if (a == "--help" || a == "-h") {
+            std::fputs(kUsage, stdout);
+            status = 0;
+            return std::nullopt;
+        }
+        if (a == "--config" && has_value) {
+            o.config = args[++i];
+        } else if (a == "--stats-period" && has_value) {
+            char* end = nullptr;
+            o.stats_period = std::strtod(args[i + 1].c_str(), &end);
+            if (*end != '\0' || !(o.stats_period > 0) || !std::isfinite(o.stats_period)) {
+                std::fprintf(stderr, "moatd: --stats-period needs a positive number of seconds\n%s", kUsage);
+                status = 2;
+                return std::nullopt;
+            }
+            ++i;
+        } else if (a == "--counters-json" && has_value) {
+            o.counters_json = args[++i];
+        } else {
+            std::fprintf(stderr, "moatd: unexpected argument '%s'%s\n%s", a.c_str(),
+                         a.starts_with("-") && dashdash == args.end() ? " (EAL arguments go before '--')" : "",
+                         kUsage);
+            status = 2;
+            return std::nullopt;
+        }
+    }
+    return o;
+}
+
+template <auto Fn>
+struct CDeleter {
+    void operator()(auto* p) const noexcept { Fn(p); }
+};
+using MempoolPtr = std::unique_ptr<rte_mempool, CDeleter<rte_mempool_free>>;
+
+/// EAL for the lifetime of the object (STYLE 15: start-up stages unwind in reverse order).
+class Eal {
+public:
+    explicit Eal(const std::vector<std::string>& args) {
+        std::vector<std::string> argv_s{"moatd"};
+        argv_s.insert(argv_s.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (auto& s : argv_s)
+            argv.push_back(s.data());
+        up_ = rte_eal_init(static_cast<int>(argv.size()), argv.data()) >= 0;
+    }
+    ~Eal() {
+        if (up_)
+            rte_eal_cleanup();
+    }
+    Eal(const Eal&) = delete;
+    Eal& operator=(const Eal&) = delete;
+    bool up() const noexcept { return up_; }
+
+private:
+    bool up_ = false;
+};
+
+class StartedPort {
+public:
+    explicit StartedPort(std::uint16_t id) : id_(id) {}
+    ~StartedPort() { dp::stop_port(id_); }
+    StartedPort(const StartedPort&) = delete;
+    StartedPort& operator=(const StartedPort&) = delete;
+
+private:
+    std::uint16_t id_;
+};
+
+/// The launched workers; stops them and waits for their lcores when destroyed.
+class Workers {
+public:
+    Workers() = default;
+    ~Workers() { stop(); }
+    Workers(const Workers&) = delete;
+    Workers& operator=(const Workers&) = delete;
+
+    void launch(std::vector<std::unique_ptr<dp::WorkerContext>> ctx) {
+        ctx_ = std::move(ctx);
+        for (auto& w : ctx_)
+            if (rte_eal_remote_launch(&dp::worker_main, w.get(), w->lcore) == 0)
+                launched_ = true;
+    }
+    void stop() {
+        stop_.store(true, std::memory_order_relaxed);
+        if (launched_)
+            rte_eal_mp_wait_lcore();
+        launched_ = false;
+    }
+    const std::atomic<bool>* stop_flag() const noexcept { return &stop_; }
+    std::vector<const dp::WorkerContext*> contexts() const {
+        std::vector<const dp::WorkerContext*> out;
+        for (const auto& w : ctx_)
+            out.push_back(w.get());
+        return out;
+    }
+
+private:
+    std::vector<std::unique_ptr<dp::WorkerContext>> ctx_;
+    std::atomic<bool> stop_{false};
+    bool launched_ = false;
+};
+
+const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
+
+}  // namespace
+
+int run_moatd(int argc, char** argv) {
+    int status = 0;
+    const auto opt = parse_options(argc, argv, status);
+    if (!opt)
+        return status;
+
+    // Parse -> validate -> compile before anything starts: a broken config forwards nothing.
+    const LoadResult loaded = load_policy(opt->config);
+    for (const auto& d : loaded.diags.all())
+        std::fprintf(stderr, "%s\n", format(d).c_str());
+    if (!loaded.usable()) {
+        log("not starting: " + opt->config + " is not usable (fix the errors above)");
+        return 1;
+    }
+    const Config& cfg = *loaded.config;
+    const CompiledPolicy& cp = *loaded.compiled;
+    const Appliance& a = cfg.appliance;
+    if (a.outside.empty() || a.inside.empty()) {
+        log("not starting: " + opt->config + ": [appliance] must name both ports (outside = ..., inside = ...)");
+        return 1;
+    }
+
+    const EalPlan plan = plan_eal(a, opt->eal, probe_host());
+    if (!plan.error.empty()) {
+        log("not starting: " + plan.error);
+        return 1;
+    }
+    for (const auto& n : plan.notes)
+        log(n);
+    std::string eal_line;
+    for (const auto& s : plan.args)
+        eal_line += " " + s;
+    log("EAL arguments:" + eal_line);
+
+    // SIGINT and SIGTERM are taken with sigtimedwait() on this thread; every thread EAL creates
+    // inherits the mask, so no worker is interrupted.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    Eal eal(plan.args);
+    if (!eal.up()) {
+        log(std::string("not starting: EAL initialisation failed: ") + rte_strerror(rte_errno));
+        return 1;
+    }
+
+    std::array<std::uint16_t, 2> port_id{};
+    const std::array<std::string, 2> specs{a.outside, a.inside};
+    for (std::size_t i = 0; i < 2; ++i) {
+        const PortName n = port_name(specs[i]);
+        if (rte_eth_dev_get_port_by_name(n.name.c_str(), &port_id[i]) != 0) {
+            log("not starting: no DPDK port named '" + n.name + "' (" + (i == 0 ? "outside" : "inside") + " = " +
+                specs[i] + ")");
+            return 1;
+        }
+    }
+
+    const unsigned workers = a.workers;
+    if (rte_lcore_count() < workers + 1) {
+        log("not starting: workers = " + std::to_string(workers) + " needs " + std::to_string(workers + 1) +
+            " lcores and EAL has " + std::to_string(rte_lcore_count()));
+        return 1;
+    }
+
+    const dp::PortConfig pc0{};
+    const unsigned mbufs = std::max(8191u, 2 * workers * (pc0.rx_desc + pc0.tx_desc) + workers * 4 * dp::kBurstMax + 2048);
+    MempoolPtr pool(rte_pktmbuf_pool_create("moat_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                            static_cast<int>(rte_socket_id())));
+    if (!pool) {
+        log(std::string("not starting: cannot create the mbuf pool: ") + rte_strerror(rte_errno));
+        return 1;
+    }
+
+    std::vector<std::unique_ptr<StartedPort>> started;
+    for (std::size_t i = 0; i < 2; ++i) {
+        dp::PortConfig pc;
+        pc.queues = static_cast<std::uint16_t>(workers);
+        pc.pool = pool.get();
+        if (const std::string err = dp::start_port(port_id[i], pc); !err.empty()) {
+            log(std::string("not starting: ") + (i == 0 ? "outside" : "inside") + " port " + specs[i] + ": " + err);
+            return 1;
+        }
+        started.push_back(std::make_unique<StartedPort>(port_id[i]));
+        log(std::string(i == 0 ? "outside" : "inside") + " = " + specs[i] + " (port " + std::to_string(port_id[i]) +
+            ", link " + dp::link_text(port_id[i]) + ")");
+    }
+
+    const std::unique_ptr<dp::TableSet> tables = build_table_set(cfg, cp, workers, 1);
+    std::atomic<const dp::TableSet*> published{tables.get()};
+    if (cp.policy < 0)
+        log("no policy is assigned: every IP packet is dropped (non-IP EtherTypes listed in non_ip still pass)");
+    else
+        log("policy '" + cfg.policies[static_cast<std::size_t>(cp.policy)].name + "' from " + opt->config + ": " +
+            std::to_string(cp.rules.size()) + " ranked entries, generation 1");
+
+    Workers running;
+    std::vector<std::unique_ptr<dp::WorkerContext>> ctx;
+    unsigned lcore = 0;
+    RTE_LCORE_FOREACH_WORKER(lcore) {
+        if (ctx.size() == workers)
+            break;
+        auto w = std::make_unique<dp::WorkerContext>();
+        w->index = static_cast<unsigned>(ctx.size());
+        w->lcore = lcore;
+        w->port = port_id;
+        w->queue = static_cast<std::uint16_t>(w->index);
+        w->tables = &published;
+        w->stop = running.stop_flag();
+        log("worker " + std::to_string(w->index) + " on lcore " + std::to_string(lcore) + ": rx/tx queue " +
+            std::to_string(w->queue) + " of both ports");
+        ctx.push_back(std::move(w));
+    }
+    running.launch(std::move(ctx));
+    log("forwarding");
+
+    using Clock = std::chrono::steady_clock;
+    const auto period = std::chrono::duration<double>(opt->stats_period);
+    auto next_stats = Clock::now() + period;
+    int sig = 0;
+    for (;;) {
+        const double wait = opt->stats_period > 0 ? std::min(opt->stats_period, 1.0) : 1.0;
+        timespec ts{static_cast<time_t>(wait), static_cast<long>((wait - std::floor(wait)) * 1e9)};
+        sig = sigtimedwait(&signals, nullptr, &ts);
+        if (sig == SIGINT || sig == SIGTERM)
+            break;
+        if (opt->stats_period > 0 && Clock::now() >= next_stats) {
+            const auto s = collect_stats(running.contexts(), *tables, cfg, cp);
+            std::printf("stats %s\n", stats_json(s).dump().c_str());
+            std::fflush(stdout);
+            next_stats += std::chrono::duration_cast<Clock::duration>(period);
+        }
+    }
+    log(std::string("stopping on ") + signal_name(sig));
+    running.stop();
+
+    const Stats final_stats = collect_stats(running.contexts(), *tables, cfg, cp);
+    std::printf("%s", stats_text(final_stats).c_str());
+    std::fflush(stdout);
+    if (!opt->counters_json.empty()) {
+        std::ofstream out(opt->counters_json);
+        out << stats_json(final_stats).dump(2) << "\n";
+        if (!out)
+            log("cannot write " + opt->counters_json);
+    }
+    return 0;
+}
+
+}  // namespace moat::ctl

@@ -1,0 +1,63 @@
+// Per-worker counters (STYLE 9): each counter has one writer, its worker, which updates it with a
+// relaxed load and store (no atomic read-modify-write on the hot path); readers on any thread sum
+// the workers' values with relaxed loads.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+namespace moat::dp {
+
+/// Why a packet was dropped. `none` means it was forwarded.
+enum class DropReason : std::uint8_t {
+    none,
+    policy,      ///< the winning filter's action is block
+    no_match,    ///< no filter matched: default deny
+    malformed,   ///< truncated or inconsistent headers, too many VLAN tags or extension headers
+    fragment,    ///< an IP fragment that may not pass
+    non_ip,      ///< an EtherType that is not IP and not in `non_ip`
+    spoofed,     ///< a `me` source address arriving on the outside port (`antispoof`)
+    ip_options,  ///< IPv4 options with `ip_options = drop`
+    payload,     ///< a payload filter blocked it
+};
+
+inline constexpr std::size_t kDropReasons = 9;
+
+/// Counter names, used by the final report, the CLI, telemetry and the tests. Index = DropReason.
+inline constexpr std::array<std::string_view, kDropReasons> kDropReasonNames{
+    "none", "policy", "no_match", "malformed", "fragment", "non_ip", "spoofed", "ip_options", "payload",
+};
+
+/// A single-writer counter.
+class Counter {
+public:
+    void add(std::uint64_t n) noexcept { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+    std::uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+private:
+    std::atomic<std::uint64_t> v_{0};
+};
+
+struct PortCounters {
+    Counter rx_packets, rx_bytes;
+    Counter tx_packets, tx_bytes;
+    Counter dropped;    ///< received on this port and dropped (any reason)
+    Counter tx_failed;  ///< permitted, but this port's tx queue did not take them; freed
+};
+
+/// Counters of one worker that live as long as the worker.
+struct alignas(64) WorkerCounters {
+    std::array<PortCounters, 2> port;  ///< indexed by Ingress
+    std::array<Counter, kDropReasons> drops;
+    Counter non_ip_passed;  ///< non-IP frames forwarded because `non_ip` lists their EtherType
+};
+
+/// Hits of one ranked filter entry, kept per worker.
+struct EntryCounter {
+    Counter packets;
+    Counter bytes;
+};
+
+}  // namespace moat::dp

@@ -1,0 +1,230 @@
+#include "dataplane/parse.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace moat::dp {
+
+namespace {
+
+constexpr std::uint16_t kEtherIpv4 = 0x0800;
+constexpr std::uint16_t kEtherIpv6 = 0x86dd;
+constexpr std::uint16_t kEtherVlan = 0x8100;
+constexpr std::uint16_t kEtherQinQ = 0x88a8;
+
+constexpr std::uint8_t kIpIcmp = 1, kIpTcp = 6, kIpUdp = 17, kIpIcmpv6 = 58, kIpSctp = 132;
+constexpr std::uint8_t kIp6HopByHop = 0, kIp6Routing = 43, kIp6Fragment = 44, kIp6DestOpts = 60,
+                       kIp6Mobility = 135, kIp6Hip = 139, kIp6Shim6 = 140;
+
+std::uint16_t be16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
+
+/// Drop with a reason; the key stays as far as it was parsed.
+void drop(PacketMeta& m, DropReason r) noexcept { m.drop = r; }
+
+bool is_me(const std::vector<Addr>& me, const Addr& a) noexcept {
+    return std::find(me.begin(), me.end(), a) != me.end();
+}
+
+/// The transport header at `l4` (`n` bytes up to the end of the IP payload, `base` the offset of
+/// `l4` in the frame).
+void parse_l4(const std::uint8_t* l4, std::uint32_t n, std::uint32_t base, std::uint8_t proto, Family fam,
+              PacketMeta& m) noexcept {
+    auto& k = m.key;
+    k.proto = proto;
+    std::uint32_t hdr = 0;
+    switch (proto) {
+    case kIpTcp: {
+        if (n < 20)
+            return drop(m, DropReason::malformed);
+        hdr = (l4[12] >> 4) * 4u;
+        if (hdr < 20 || hdr > n)
+            return drop(m, DropReason::malformed);
+        break;
+    }
+    case kIpUdp: {
+        if (n < 8)
+            return drop(m, DropReason::malformed);
+        const std::uint16_t ulen = be16(l4 + 4);
+        if (ulen < 8 || ulen > n)
+            return drop(m, DropReason::malformed);
+        hdr = 8;
+        n = ulen;
+        break;
+    }
+    case kIpSctp:
+        if (n < 12)
+            return drop(m, DropReason::malformed);
+        hdr = 12;
+        break;
+    case kIpIcmp:
+    case kIpIcmpv6:
+        // ICMP is only ICMP in its own family; elsewhere it is an opaque protocol number.
+        if ((proto == kIpIcmp) != (fam == Family::ipv4))
+            break;
+        if (n < 8)
+            return drop(m, DropReason::malformed);
+        k.has_icmp = true;
+        k.icmp_type = l4[0];
+        k.icmp_code = l4[1];
+        hdr = 8;
+        break;
+    default: break;
+    }
+    if (proto == kIpTcp || proto == kIpUdp || proto == kIpSctp) {
+        k.has_ports = true;
+        k.sport = be16(l4);
+        k.dport = be16(l4 + 2);
+    }
+    m.payload_offset = static_cast<std::uint16_t>(std::min<std::uint32_t>(base + hdr, 0xffff));
+    m.payload_length = static_cast<std::uint16_t>(std::min<std::uint32_t>(n - hdr, 0xffff));
+}
+
+/// Walks IPv4 options (RFC 791): EOL ends them, NOP is one byte, every other option carries a
+/// length of at least 2 that must fit.
+bool ipv4_options_valid(const std::uint8_t* o, std::uint32_t n) noexcept {
+    for (std::uint32_t i = 0; i < n;) {
+        if (o[i] == 0)
+            return true;
+        if (o[i] == 1) {
+            ++i;
+            continue;
+        }
+        if (i + 1 >= n || o[i + 1] < 2 || o[i + 1] > n - i)
+            return false;
+        i += o[i + 1];
+    }
+    return true;
+}
+
+void parse_ipv4(const std::uint8_t* ip, std::uint32_t n, std::uint32_t base, const ParsePolicy& pol,
+                PacketMeta& m) noexcept {
+    if (n < 20 || (ip[0] >> 4) != 4)
+        return drop(m, DropReason::malformed);
+    const std::uint32_t ihl = (ip[0] & 0x0f) * 4u;
+    const std::uint32_t total = be16(ip + 2);
+    if (ihl < 20 || ihl > n || total < ihl || total > n)
+        return drop(m, DropReason::malformed);
+    auto& k = m.key;
+    k.family = Family::ipv4;
+    std::memcpy(k.src.bytes.data(), ip + 12, 4);
+    std::memcpy(k.dst.bytes.data(), ip + 16, 4);
+    k.proto = ip[9];
+    if (ihl > 20) {
+        if (!pol.ip_options_allow)
+            return drop(m, DropReason::ip_options);
+        if (!ipv4_options_valid(ip + 20, ihl - 20))
+            return drop(m, DropReason::malformed);
+    }
+    const std::uint16_t frag = be16(ip + 6);
+    if ((frag & 0x3fff) != 0)  // more-fragments or an offset: a fragment (atomic ones pass)
+        return drop(m, DropReason::fragment);
+    parse_l4(ip + ihl, total - ihl, base + ihl, ip[9], Family::ipv4, m);
+}
+
+void parse_ipv6(const std::uint8_t* ip, std::uint32_t n, std::uint32_t base, PacketMeta& m) noexcept {
+    if (n < 40 || (ip[0] >> 4) != 6)
+        return drop(m, DropReason::malformed);
+    const std::uint32_t end = 40u + be16(ip + 4);
+    if (end > n)
+        return drop(m, DropReason::malformed);
+    auto& k = m.key;
+    k.family = Family::ipv6;
+    std::memcpy(k.src.bytes.data(), ip + 8, 16);
+    std::memcpy(k.dst.bytes.data(), ip + 24, 16);
+    std::uint8_t nh = ip[6];
+    std::uint32_t off = 40;
+    bool seen_fragment = false;
+    for (unsigned hops = 0;; ++hops) {
+        if (hops > kMaxExtHeaders)
+            return drop(m, DropReason::malformed);
+        switch (nh) {
+        case kIp6HopByHop:
+            if (hops != 0)  // RFC 8200: only directly after the IPv6 header
+                return drop(m, DropReason::malformed);
+            [[fallthrough]];
+        case kIp6Routing:
+        case kIp6DestOpts:
+        case kIp6Mobility:
+        case kIp6Hip:
+        case kIp6Shim6: {
+            if (off + 2 > end)
+                return drop(m, DropReason::malformed);
+            const std::uint32_t len = (ip[off + 1] + 1u) * 8u;
+            if (off + len > end)
+                return drop(m, DropReason::malformed);
+            nh = ip[off];
+            off += len;
+            continue;
+        }
+        case kIp6Fragment: {
+            if (seen_fragment || off + 8 > end)
+                return drop(m, DropReason::malformed);
+            seen_fragment = true;
+            const std::uint16_t fo = be16(ip + off + 2);
+            if ((fo & 0xfff9) != 0)  // an offset or more-fragments: a fragment (atomic ones pass)
+                return drop(m, DropReason::fragment);
+            nh = ip[off];
+            off += 8;
+            continue;
+        }
+        default:
+            k.proto = nh;
+            parse_l4(ip + off, end - off, base + off, nh, Family::ipv6, m);
+            return;
+        }
+    }
+}
+
+}  // namespace
+
+void parse_frame(const std::uint8_t* p, std::uint32_t len, Ingress in, const ParsePolicy& pol,
+                 PacketMeta& m) noexcept {
+    m = PacketMeta{};
+    m.key.ingress = in;
+    if (len < 14)
+        return drop(m, DropReason::malformed);
+    std::uint16_t type = be16(p + 12);
+    std::uint32_t off = 14;
+    for (unsigned tags = 0; type == kEtherVlan || type == kEtherQinQ; ++tags) {
+        if (tags == kMaxVlanTags || off + 4 > len)
+            return drop(m, DropReason::malformed);
+        type = be16(p + off + 2);
+        off += 4;
+    }
+    if (type == kEtherIpv4)
+        parse_ipv4(p + off, len - off, off, pol, m);
+    else if (type == kEtherIpv6)
+        parse_ipv6(p + off, len - off, off, m);
+    else if (std::find(pol.non_ip.begin(), pol.non_ip.end(), type) != pol.non_ip.end())
+        m.bypass = true;
+    else
+        drop(m, DropReason::non_ip);
+    if (m.drop != DropReason::none || m.bypass)
+        return;
+    if (pol.antispoof && in == Ingress::outside &&
+        is_me(m.key.family == Family::ipv4 ? pol.me_v4 : pol.me_v6, m.key.src))
+        drop(m, DropReason::spoofed);
+}
+
+void parse_burst(std::span<rte_mbuf* const> pkts, Ingress in, const ParsePolicy& pol,
+                 std::span<PacketMeta> out) noexcept {
+    for (std::size_t i = 0; i < pkts.size(); ++i) {
+        const rte_mbuf* m = pkts[i];
+        if (m->nb_segs == 1) [[likely]] {
+            parse_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, in, pol, out[i]);
+            continue;
+        }
+        // A chained mbuf (jumbo frames): headers may span segments, so parse a linear copy. Rare,
+        // so a copy of the whole frame is cheaper to get right than a segment-aware parser.
+        static thread_local std::uint8_t linear[kMaxFrame];
+        if (m->pkt_len > kMaxFrame) {
+            out[i] = PacketMeta{};
+            out[i].drop = DropReason::malformed;
+            continue;
+        }
+        const void* p = rte_pktmbuf_read(m, 0, m->pkt_len, linear);
+        parse_frame(static_cast<const std::uint8_t*>(p), m->pkt_len, in, pol, out[i]);
+    }
+}
+
+}  // namespace moat::dp

@@ -1,0 +1,53 @@
+// Packet parsing (DESIGN section 5): Ethernet, up to two VLAN tags, IPv4 (IHL, total length,
+// options), IPv6 (a bounded extension-header walk), TCP/UDP/SCTP ports, ICMP/ICMPv6 type and code.
+//
+// The parser never reads outside the frame it is given. A packet it cannot judge safely is marked
+// for dropping with a reason; it is never forwarded unfiltered.
+#pragma once
+
+#include <rte_mbuf.h>
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "dataplane/counters.h"
+#include "dataplane/rule.h"
+
+namespace moat::dp {
+
+inline constexpr unsigned kMaxVlanTags = 2;
+/// IPv6 extension headers walked before the transport header; a longer chain is dropped.
+inline constexpr unsigned kMaxExtHeaders = 8;
+
+/// The parts of a policy the parser needs. Built by control, read by workers.
+struct ParsePolicy {
+    std::vector<std::uint16_t> non_ip;  ///< EtherTypes (host order) forwarded without filtering
+    bool ip_options_allow = false;
+    bool antispoof = true;
+    std::vector<Addr> me_v4;
+    std::vector<Addr> me_v6;
+};
+
+/// What the parser learnt about one packet.
+struct PacketMeta {
+    PacketKey key;
+    DropReason drop = DropReason::none;  ///< set: drop without classifying
+    bool bypass = false;                 ///< a permitted non-IP EtherType: forward unfiltered
+    std::uint16_t payload_offset = 0;    ///< L4 payload, from the start of the frame
+    std::uint16_t payload_length = 0;
+};
+
+/// Parses the `len` bytes of one frame at `frame` that arrived on `in`. Any thread; pure.
+void parse_frame(const std::uint8_t* frame, std::uint32_t len, Ingress in, const ParsePolicy& pol,
+                 PacketMeta& out) noexcept;
+
+/// Parses a burst. Worker only; `out.size() >= pkts.size()`. Multi-segment mbufs are parsed
+/// from a linear copy (at most kMaxFrame bytes; longer frames are malformed).
+void parse_burst(std::span<rte_mbuf* const> pkts, Ingress in, const ParsePolicy& pol,
+                 std::span<PacketMeta> out) noexcept;
+
+/// The longest frame: an IPv4 or IPv6 packet of 65535 bytes plus Ethernet and two VLAN tags.
+inline constexpr std::uint32_t kMaxFrame = 65535 + 40 + 14 + 8;
+
+}  // namespace moat::dp

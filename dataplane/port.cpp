@@ -1,0 +1,64 @@
+#include "dataplane/port.h"
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+
+namespace moat::dp {
+
+namespace {
+
+std::string failed(const char* what, int rc) {
+    return std::string(what) + ": " + rte_strerror(rc < 0 ? -rc : rc);
+}
+
+}  // namespace
+
+std::string start_port(std::uint16_t port, const PortConfig& cfg) {
+    rte_eth_dev_info info{};
+    if (const int rc = rte_eth_dev_info_get(port, &info); rc != 0)
+        return failed("rte_eth_dev_info_get", rc);
+    if (info.max_rx_queues < cfg.queues || info.max_tx_queues < cfg.queues)
+        return "the port has " + std::to_string(info.max_rx_queues) + " rx and " + std::to_string(info.max_tx_queues) +
+               " tx queues; " + std::to_string(cfg.queues) + " worker(s) need one of each per worker";
+    const rte_eth_conf conf{};  // no offloads: packets leave exactly as they came
+    if (const int rc = rte_eth_dev_configure(port, cfg.queues, cfg.queues, &conf); rc != 0)
+        return failed("rte_eth_dev_configure", rc);
+    std::uint16_t rxd = cfg.rx_desc, txd = cfg.tx_desc;
+    if (const int rc = rte_eth_dev_adjust_nb_rx_tx_desc(port, &rxd, &txd); rc != 0)
+        return failed("rte_eth_dev_adjust_nb_rx_tx_desc", rc);
+    const int socket = rte_eth_dev_socket_id(port);
+    const unsigned sock = socket < 0 ? SOCKET_ID_ANY : static_cast<unsigned>(socket);
+    for (std::uint16_t q = 0; q < cfg.queues; ++q) {
+        if (const int rc = rte_eth_rx_queue_setup(port, q, rxd, sock, nullptr, cfg.pool); rc != 0)
+            return failed("rte_eth_rx_queue_setup", rc);
+        if (const int rc = rte_eth_tx_queue_setup(port, q, txd, sock, nullptr); rc != 0)
+            return failed("rte_eth_tx_queue_setup", rc);
+    }
+    if (const int rc = rte_eth_dev_start(port); rc != 0)
+        return failed("rte_eth_dev_start", rc);
+    if (const int rc = rte_eth_promiscuous_enable(port); rc != 0 && rc != -ENOTSUP) {
+        rte_eth_dev_stop(port);
+        return failed("rte_eth_promiscuous_enable", rc);
+    }
+    return {};
+}
+
+void stop_port(std::uint16_t port) noexcept {
+    rte_eth_dev_stop(port);
+    rte_eth_dev_close(port);
+}
+
+std::string link_text(std::uint16_t port) {
+    rte_eth_link link{};
+    if (rte_eth_link_get_nowait(port, &link) != 0)
+        return "unknown";
+    if (!link.link_status)
+        return "down";
+    std::string s = "up";
+    if (link.link_speed != RTE_ETH_SPEED_NUM_NONE && link.link_speed != RTE_ETH_SPEED_NUM_UNKNOWN)
+        s += " " + std::to_string(link.link_speed) + " Mb/s";
+    s += link.link_duplex == RTE_ETH_LINK_FULL_DUPLEX ? " full-duplex" : " half-duplex";
+    return s;
+}
+
+}  // namespace moat::dp

@@ -1,0 +1,34 @@
+// The immutable table set that workers read (STYLE 1, 11): everything a worker needs to judge a
+// packet under one published policy. control/ builds it off the data path and publishes a
+// pointer to it; workers load that pointer once per loop iteration and hold no reference past it.
+//
+// Encoding: `rules` is the ranked expanded filter array of control/compile.h (index = rank); the
+// reference classifier scans it in order. `counters[w]` is worker w's hit counters, one
+// EntryCounter per rank, written only by worker w.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dataplane/counters.h"
+#include "dataplane/parse.h"
+#include "dataplane/rule.h"
+
+namespace moat::dp {
+
+struct TableSet {
+    std::uint64_t generation = 0;
+    ParsePolicy parse;
+    std::vector<Rule> rules;
+    std::vector<std::unique_ptr<EntryCounter[]>> counters;  ///< [worker][rank]
+
+    /// Allocates zeroed hit counters for `workers` workers. Control thread, before publishing.
+    void allocate_counters(unsigned workers) {
+        counters.clear();
+        for (unsigned w = 0; w < workers; ++w)
+            counters.emplace_back(new EntryCounter[rules.size() + 1]);  // +1: never a zero-size array
+    }
+};
+
+}  // namespace moat::dp

@@ -1,0 +1,85 @@
+#include "dataplane/worker.h"
+
+#include <rte_ethdev.h>
+
+namespace moat::dp {
+
+namespace {
+
+constexpr Ingress other(Ingress in) noexcept { return in == Ingress::outside ? Ingress::inside : Ingress::outside; }
+
+constexpr std::size_t idx(Ingress in) noexcept { return static_cast<std::size_t>(in); }
+
+}  // namespace
+
+void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t queue, WorkerCounters& c,
+                     EntryCounter* hits) noexcept {
+    std::array<rte_mbuf*, kBurstMax> pass, dropped;
+    std::array<std::uint32_t, kBurstMax> pass_len;
+    std::uint16_t npass = 0, ndrop = 0;
+    std::uint64_t rx_bytes = 0;
+    std::array<std::uint32_t, kDropReasons> reasons{};
+    std::uint32_t bypassed = 0;
+    for (std::uint16_t i = 0; i < b.n; ++i) {
+        rte_mbuf* m = b.pkts[i];
+        const Verdict& v = b.verdicts[i];
+        const std::uint32_t len = m->pkt_len;
+        rx_bytes += len;
+        if (v.rank != kNoMatch) {
+            hits[v.rank].packets.add(1);
+            hits[v.rank].bytes.add(len);
+        }
+        if (v.drop == DropReason::none) {
+            bypassed += b.meta[i].bypass ? 1 : 0;
+            pass_len[npass] = len;
+            pass[npass++] = m;
+        } else {
+            ++reasons[static_cast<std::size_t>(v.drop)];
+            dropped[ndrop++] = m;
+        }
+    }
+    // The lengths are taken before the tx burst: a sent mbuf belongs to the driver afterwards.
+    const std::uint16_t sent = npass ? rte_eth_tx_burst(tx_port, queue, pass.data(), npass) : 0;
+    std::uint64_t tx_bytes = 0;
+    for (std::uint16_t i = 0; i < sent; ++i)
+        tx_bytes += pass_len[i];
+    if (sent < npass)
+        rte_pktmbuf_free_bulk(pass.data() + sent, npass - sent);
+    if (ndrop)
+        rte_pktmbuf_free_bulk(dropped.data(), ndrop);
+
+    PortCounters& in = c.port[idx(rx)];
+    PortCounters& out = c.port[idx(other(rx))];
+    in.rx_packets.add(b.n);
+    in.rx_bytes.add(rx_bytes);
+    in.dropped.add(ndrop);
+    out.tx_packets.add(sent);
+    out.tx_bytes.add(tx_bytes);
+    if (sent < npass) [[unlikely]]
+        out.tx_failed.add(npass - sent);
+    for (std::size_t r = 1; r < kDropReasons; ++r)
+        if (reasons[r])
+            c.drops[r].add(reasons[r]);
+    if (bypassed)
+        c.non_ip_passed.add(bypassed);
+}
+
+int worker_main(void* arg) noexcept {
+    auto& w = *static_cast<WorkerContext*>(arg);
+    Burst& b = w.burst;
+    while (!w.stop->load(std::memory_order_relaxed)) [[likely]] {
+        const TableSet& t = *w.tables->load(std::memory_order_acquire);
+        EntryCounter* hits = t.counters[w.index].get();
+        for (const Ingress in : {Ingress::outside, Ingress::inside}) {
+            b.n = rte_eth_rx_burst(w.port[idx(in)], w.queue, b.pkts.data(), kBurstMax);
+            if (b.n == 0)
+                continue;
+            parse_burst(b.packets(), in, t.parse, b.metas());
+            classify_burst(t, b.metas(), b.verdict_span());
+            forward_or_drop(b, in, w.port[idx(other(in))], w.queue, w.counters, hits);
+        }
+    }
+    return 0;
+}
+
+}  // namespace moat::dp

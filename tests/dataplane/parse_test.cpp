@@ -1,0 +1,319 @@
+// The packet parser: every header it reads, every way a frame can be broken, and that it never
+// reads past the frame (each frame sits in a buffer of exactly its size; the sanitizer build
+// turns an over-read into a failure).
+#include "dataplane/parse.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "tests/common/packets.h"
+
+namespace moat::dp {
+namespace {
+
+using test::Bytes;
+using test::Pkt;
+
+ParsePolicy policy() {
+    ParsePolicy p;
+    p.non_ip = {0x0806};
+    Addr me;
+    inet_pton(AF_INET, "198.18.0.10", me.bytes.data());
+    p.me_v4.push_back(me);
+    return p;
+}
+
+PacketMeta parse(const Bytes& b, Ingress in = Ingress::outside, const ParsePolicy& pol = policy()) {
+    // An exact-size heap copy, so that reading one byte too far is an out-of-bounds read.
+    auto copy = std::make_unique<std::uint8_t[]>(b.size() + 1);
+    std::memcpy(copy.get(), b.data(), b.size());
+    PacketMeta m;
+    parse_frame(copy.get(), static_cast<std::uint32_t>(b.size()), in, pol, m);
+    return m;
+}
+
+Addr addr(const char* s) {
+    Addr a;
+    if (inet_pton(AF_INET, s, a.bytes.data()) != 1)
+        inet_pton(AF_INET6, s, a.bytes.data());
+    return a;
+}
+
+TEST(Parse, Ipv4Tcp) {
+    const auto m = parse(test::frame(Pkt{}));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_FALSE(m.bypass);
+    EXPECT_EQ(m.key.family, Family::ipv4);
+    EXPECT_EQ(m.key.src, addr("198.18.100.1"));
+    EXPECT_EQ(m.key.dst, addr("198.18.0.10"));
+    EXPECT_EQ(m.key.proto, 6);
+    EXPECT_TRUE(m.key.has_ports);
+    EXPECT_EQ(m.key.sport, 40000);
+    EXPECT_EQ(m.key.dport, 80);
+    EXPECT_FALSE(m.key.has_icmp);
+    EXPECT_EQ(m.key.ingress, Ingress::outside);
+    EXPECT_EQ(m.payload_offset, 14 + 20 + 20);
+    EXPECT_EQ(m.payload_length, 0);
+}
+
+TEST(Parse, TcpOptionsAndPayload) {
+    Pkt p;
+    p.tcp_doff = 8;
+    p.payload = "GET / HTTP/1.1\r\n";
+    const auto m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_EQ(m.payload_offset, 14 + 20 + 32);
+    EXPECT_EQ(m.payload_length, p.payload.size());
+}
+
+TEST(Parse, UdpSctpIcmp) {
+    Pkt p;
+    p.proto = 17;
+    p.sport = 5353;
+    p.dport = 53;
+    p.payload = "q";
+    auto m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_EQ(m.key.proto, 17);
+    EXPECT_EQ(m.key.dport, 53);
+    EXPECT_EQ(m.payload_length, 1);
+    p.proto = 132;
+    m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_TRUE(m.key.has_ports);
+    p.proto = 1;
+    p.icmp_type = 3;
+    p.icmp_code = 4;
+    m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_TRUE(m.key.has_icmp);
+    EXPECT_FALSE(m.key.has_ports);
+    EXPECT_EQ(m.key.icmp_type, 3);
+    EXPECT_EQ(m.key.icmp_code, 4);
+    p.proto = 47;  // GRE: no ports, no ICMP fields
+    m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_EQ(m.key.proto, 47);
+    EXPECT_FALSE(m.key.has_ports);
+}
+
+TEST(Parse, VlanTags) {
+    Pkt p;
+    p.vlans = {0x8100};
+    auto m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_EQ(m.key.dport, 80);
+    p.vlans = {0x88a8, 0x8100};
+    m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_EQ(m.key.dport, 80);
+    p.vid = 0;  // priority tag
+    p.vlans = {0x8100};
+    EXPECT_EQ(parse(test::frame(p)).drop, DropReason::none);
+    p.vlans = {0x88a8, 0x8100, 0x8100};  // more tags than supported: dropped, never passed unfiltered
+    EXPECT_EQ(parse(test::frame(p)).drop, DropReason::malformed);
+}
+
+TEST(Parse, Ipv6WithExtensionHeaders) {
+    Pkt p;
+    p.ip = 6;
+    p.src = "2001:db8:99::1";
+    p.dst = "2001:db8::10";
+    auto m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_EQ(m.key.family, Family::ipv6);
+    EXPECT_EQ(m.key.dst, addr("2001:db8::10"));
+    EXPECT_EQ(m.key.dport, 80);
+    p.ext = {{0, {}}, {60, {1, 2, 3}}, {43, {0, 0}}, {44, {0, 0, 0, 0, 0, 0, 1}}, {60, {}}};
+    m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_EQ(m.key.proto, 6);
+    EXPECT_EQ(m.key.dport, 80);
+    p.proto = 58;
+    p.icmp_type = 135;
+    p.ext.clear();
+    m = parse(test::frame(p));
+    EXPECT_TRUE(m.key.has_icmp);
+    EXPECT_EQ(m.key.icmp_type, 135);
+}
+
+TEST(Parse, NonIp) {
+    auto m = parse(test::arp_request());
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_TRUE(m.bypass);
+    Pkt lldp;
+    lldp.ip = 0;
+    lldp.ethertype = 0x88cc;
+    lldp.l3 = Bytes(40, 0);
+    EXPECT_EQ(parse(test::frame(lldp)).drop, DropReason::non_ip);
+    ParsePolicy none = policy();
+    none.non_ip.clear();
+    EXPECT_EQ(parse(test::arp_request(), Ingress::outside, none).drop, DropReason::non_ip);
+}
+
+TEST(Parse, Ipv4OptionsFollowThePolicy) {
+    Pkt p;
+    p.ip_options = {0x83, 7, 4, 198, 18, 0, 1, 0};  // loose source route + EOL
+    EXPECT_EQ(parse(test::frame(p)).drop, DropReason::ip_options);
+    ParsePolicy allow = policy();
+    allow.ip_options_allow = true;
+    auto m = parse(test::frame(p), Ingress::outside, allow);
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_EQ(m.key.dport, 80);
+    p.ip_options = {0x83, 9, 4, 198, 18, 0, 1, 0};  // the option claims more than there is
+    EXPECT_EQ(parse(test::frame(p), Ingress::outside, allow).drop, DropReason::malformed);
+    p.ip_options = {0x44, 1, 0, 0};  // timestamp with a length below 2
+    EXPECT_EQ(parse(test::frame(p), Ingress::outside, allow).drop, DropReason::malformed);
+}
+
+TEST(Parse, FragmentsAreDropped) {
+    Pkt p;
+    p.frag = 0x2000;  // first fragment (more fragments)
+    EXPECT_EQ(parse(test::frame(p)).drop, DropReason::fragment);
+    p.frag = 0x0003;  // a later fragment
+    p.no_l4 = true;
+    EXPECT_EQ(parse(test::frame(p)).drop, DropReason::fragment);
+    p.frag = 0x4000;  // don't fragment, offset 0: an ordinary packet
+    p.no_l4 = false;
+    EXPECT_EQ(parse(test::frame(p)).drop, DropReason::none);
+
+    Pkt q;
+    q.ip = 6;
+    q.src = "2001:db8:99::1";
+    q.dst = "2001:db8::10";
+    q.ext = {{44, {0, 0x00, 0x01, 0, 0, 0, 9}}};  // offset 0, more fragments
+    EXPECT_EQ(parse(test::frame(q)).drop, DropReason::fragment);
+    q.ext = {{44, {0, 0, 0, 0, 0, 0, 9}}};  // atomic fragment: an ordinary packet
+    EXPECT_EQ(parse(test::frame(q)).drop, DropReason::none);
+    q.ext = {{44, {0, 0, 0, 0, 0, 0, 9}}, {44, {0, 0, 0, 0, 0, 0, 9}}};  // two fragment headers
+    EXPECT_EQ(parse(test::frame(q)).drop, DropReason::malformed);
+}
+
+TEST(Parse, Antispoof) {
+    Pkt p;
+    p.src = "198.18.0.10";
+    EXPECT_EQ(parse(test::frame(p), Ingress::outside).drop, DropReason::spoofed);
+    EXPECT_EQ(parse(test::frame(p), Ingress::inside).drop, DropReason::none);
+    ParsePolicy off = policy();
+    off.antispoof = false;
+    EXPECT_EQ(parse(test::frame(p), Ingress::outside, off).drop, DropReason::none);
+}
+
+// --- bad input: dropped as malformed, never read past the frame ---------------------------------
+
+TEST(ParseBadInput, Ipv4) {
+    const test::Built ok = test::build(Pkt{});
+    Bytes b = ok.bytes;
+    b[ok.l3] = 0x44;  // IHL 4
+    EXPECT_EQ(parse(b).drop, DropReason::malformed);
+    b = ok.bytes;
+    b[ok.l3] = 0x4f;  // IHL 15: 60 bytes, more than the packet
+    EXPECT_EQ(parse(b).drop, DropReason::malformed);
+    b = ok.bytes;
+    test::put16(b, ok.l3 + 2, static_cast<std::uint16_t>(b.size()));  // total length beyond the frame
+    EXPECT_EQ(parse(b).drop, DropReason::malformed);
+    b = ok.bytes;
+    test::put16(b, ok.l3 + 2, 19);  // total length below the header
+    EXPECT_EQ(parse(b).drop, DropReason::malformed);
+    b = ok.bytes;
+    b[ok.l3] = 0x65;  // version 6 behind EtherType IPv4
+    EXPECT_EQ(parse(b).drop, DropReason::malformed);
+}
+
+TEST(ParseBadInput, Transport) {
+    const test::Built ok = test::build(Pkt{});
+    Bytes b = ok.bytes;
+    b[ok.l4 + 12] = 0x40;  // TCP data offset 4
+    EXPECT_EQ(parse(b).drop, DropReason::malformed);
+    b[ok.l4 + 12] = 0xf0;  // data offset 15: beyond the segment
+    EXPECT_EQ(parse(b).drop, DropReason::malformed);
+
+    Pkt u;
+    u.proto = 17;
+    const test::Built ub = test::build(u);
+    b = ub.bytes;
+    test::put16(b, ub.l4 + 4, 7);  // UDP length below its header
+    EXPECT_EQ(parse(b).drop, DropReason::malformed);
+    b = ub.bytes;
+    test::put16(b, ub.l4 + 4, 9);  // UDP length beyond the datagram
+    EXPECT_EQ(parse(b).drop, DropReason::malformed);
+
+    // Transport headers cut short: the IP total length says so.
+    for (std::uint8_t proto : {6, 17, 132, 1}) {
+        Pkt p;
+        p.proto = proto;
+        const test::Built t = test::build(p);
+        b = t.bytes;
+        b.resize(t.l4 + 3);
+        test::put16(b, t.l3 + 2, static_cast<std::uint16_t>(b.size() - t.l3));
+        b[t.l3 + 10] = b[t.l3 + 11] = 0;
+        EXPECT_EQ(parse(b).drop, DropReason::malformed) << int(proto);
+    }
+}
+
+TEST(ParseBadInput, Ipv6ChainThatNeverEnds) {
+    Pkt p;
+    p.ip = 6;
+    p.src = "2001:db8:99::1";
+    p.dst = "2001:db8::10";
+    for (int i = 0; i < 20; ++i)
+        p.ext.push_back({60, {}});
+    EXPECT_EQ(parse(test::frame(p)).drop, DropReason::malformed);
+    // A chain whose last header claims more bytes than the packet holds.
+    p.ext = {{60, {}}};
+    p.no_l4 = true;
+    test::Built t = test::build(p);
+    t.bytes[t.l3 + 40 + 1] = 200;
+    EXPECT_EQ(parse(t.bytes).drop, DropReason::malformed);
+    // Hop-by-hop anywhere but first.
+    p.no_l4 = false;
+    p.ext = {{60, {}}, {0, {}}};
+    EXPECT_EQ(parse(test::frame(p)).drop, DropReason::malformed);
+    // Payload length beyond the frame.
+    p.ext.clear();
+    t = test::build(p);
+    test::put16(t.bytes, t.l3 + 4, 1000);
+    EXPECT_EQ(parse(t.bytes).drop, DropReason::malformed);
+}
+
+TEST(ParseBadInput, EveryTruncationOfEveryKind) {
+    std::vector<Bytes> frames;
+    Pkt p;
+    frames.push_back(test::frame(p));
+    p.vlans = {0x88a8, 0x8100};
+    frames.push_back(test::frame(p));
+    p = Pkt{};
+    p.ip = 6;
+    p.src = "2001:db8:99::1";
+    p.dst = "2001:db8::10";
+    p.ext = {{0, {}}, {43, {0, 0}}, {44, {0, 0, 0, 0, 0, 0, 1}}};
+    frames.push_back(test::frame(p));
+    p.proto = 17;
+    frames.push_back(test::frame(p));
+    p.proto = 58;
+    frames.push_back(test::frame(p));
+    frames.push_back(test::arp_request());
+    for (const auto& f : frames) {
+        const auto whole = parse(f);
+        EXPECT_EQ(whole.drop, DropReason::none);
+        for (std::size_t n = 0; n < f.size(); ++n) {
+            const Bytes cut(f.begin(), f.begin() + static_cast<std::ptrdiff_t>(n));
+            const auto m = parse(cut);
+            // A truncated IP frame is never judged on made-up fields; ARP carries no length.
+            if (!whole.bypass) {
+                EXPECT_EQ(m.drop, DropReason::malformed) << "cut at " << n;
+            }
+        }
+    }
+}
+
+TEST(ParseBadInput, ZeroLengthAndTiny) {
+    EXPECT_EQ(parse({}).drop, DropReason::malformed);
+    EXPECT_EQ(parse(Bytes(13, 0xff)).drop, DropReason::malformed);
+    EXPECT_EQ(parse(Bytes{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00}).drop, DropReason::malformed);
+}
+
+}  // namespace
+}  // namespace moat::dp

@@ -1,0 +1,311 @@
+// End to end through a real moatd with net_pcap ports: mixed traffic (permitted, blocked,
+// malformed, non-IP, VLAN-tagged, IPv6) goes in on both ports; exactly the permitted packets
+// come out of the other port, byte for byte and in order, and the counters add up per reason.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "dataplane/counters.h"
+#include "tests/common/moatd_runner.h"
+#include "tests/common/packets.h"
+#include "tests/common/pcap_io.h"
+
+namespace moat::test {
+namespace {
+
+namespace fs = std::filesystem;
+using dp::DropReason;
+
+constexpr const char* kPolicy = R"(
+me         = 198.18.0.10, 198.18.0.20, [2001:db8::10]
+assign     = Servers
+
+[filterlist Web]
+filter = *+198.18.0.10:80:TCP
+filter = *+[2001:db8::10]:80:TCP
+
+[filterlist Mail]
+filter = *+198.18.0.20:25:TCP
+filter = 198.18.0.20+*:25:TCP
+
+[filterlist DNS]
+filter = *+198.18.0.20:53:UDP
+
+[filterlist Ping]
+filter = *=0::ICMP:8
+filter = 0=*::ICMP:0
+
+[filterlist All inbound traffic]
+filter = *+0
+
+[policy Servers]
+rule = Web -> permit
+rule = Mail -> permit
+rule = DNS -> permit
+rule = Ping -> permit
+rule = All inbound traffic -> block
+)";
+
+struct Case {
+    Bytes frame;
+    DropReason expect;  ///< none: must come out of the other port
+    bool non_ip = false;
+};
+
+Bytes v6(Pkt p) {
+    p.ip = 6;
+    if (p.src.find(':') == std::string::npos)
+        p.src = "2001:db8:99::1";
+    if (p.dst.find(':') == std::string::npos)
+        p.dst = "2001:db8::10";
+    return frame(p);
+}
+
+std::vector<Case> outside_cases() {
+    std::vector<Case> c;
+    Pkt web;  // 198.18.100.1:40000 -> 198.18.0.10:80 TCP
+    c.push_back({frame(web), DropReason::none});
+    for (std::size_t size : {1u, 100u, 512u, 1400u}) {
+        Pkt p = web;
+        p.payload = std::string(size, static_cast<char>('a' + size % 26));
+        c.push_back({frame(p), DropReason::none});
+    }
+    Pkt tagged = web;
+    tagged.vlans = {0x8100};
+    c.push_back({frame(tagged), DropReason::none});
+    tagged.vlans = {0x88a8, 0x8100};
+    c.push_back({frame(tagged), DropReason::none});
+    tagged.vlans = {0x88a8, 0x8100, 0x8100};
+    c.push_back({frame(tagged), DropReason::malformed});
+    Pkt ssh = web;
+    ssh.dport = 22;
+    c.push_back({frame(ssh), DropReason::policy});
+    ssh.vlans = {0x8100};  // a tag does not hide a packet from the policy
+    c.push_back({frame(ssh), DropReason::policy});
+    Pkt stray = web;
+    stray.proto = 17;
+    stray.dst = "198.18.0.99";
+    stray.dport = 53;
+    c.push_back({frame(stray), DropReason::no_match});
+    Pkt dns = stray;
+    dns.dst = "198.18.0.20";
+    c.push_back({frame(dns), DropReason::none});
+    Pkt ping = web;
+    ping.proto = 1;
+    c.push_back({frame(ping), DropReason::none});
+    ping.icmp_type = 13;  // timestamp request: not permitted
+    c.push_back({frame(ping), DropReason::policy});
+    c.push_back({arp_request(), DropReason::none, true});
+    Pkt lldp;
+    lldp.ip = 0;
+    lldp.ethertype = 0x88cc;
+    lldp.l3 = Bytes(46, 0x11);
+    c.push_back({frame(lldp), DropReason::non_ip});
+    Pkt opts = web;
+    opts.ip_options = {0x83, 7, 4, 198, 18, 0, 1, 0};
+    c.push_back({frame(opts), DropReason::ip_options});
+    Pkt frag = web;
+    frag.frag = 0x2000;
+    c.push_back({frame(frag), DropReason::fragment});
+    Pkt spoof = web;
+    spoof.src = "198.18.0.20";
+    c.push_back({frame(spoof), DropReason::spoofed});
+    Built bad = build(web);
+    bad.bytes[bad.l3] = 0x44;  // IHL 4
+    c.push_back({bad.bytes, DropReason::malformed});
+    bad = build(web);
+    bad.bytes[bad.l4 + 12] = 0x40;  // TCP data offset 4
+    c.push_back({bad.bytes, DropReason::malformed});
+    bad = build(web);
+    bad.bytes.resize(bad.l4 + 10);  // cut inside the TCP header; total length says more
+    c.push_back({bad.bytes, DropReason::malformed});
+    Pkt w6;
+    c.push_back({v6(w6), DropReason::none});
+    Pkt s6;
+    s6.dport = 22;
+    c.push_back({v6(s6), DropReason::policy});
+    Pkt chain;
+    for (int i = 0; i < 12; ++i)
+        chain.ext.push_back({60, {}});
+    c.push_back({v6(chain), DropReason::malformed});
+    Pkt e6;
+    e6.ext = {{0, {}}, {60, {}}};
+    c.push_back({v6(e6), DropReason::none});
+    return c;
+}
+
+std::vector<Case> inside_cases() {
+    std::vector<Case> c;
+    Pkt reply;
+    reply.src = "198.18.0.10";
+    reply.sport = 80;
+    reply.dst = "198.18.100.1";
+    reply.dport = 40000;
+    reply.payload = "HTTP/1.1 200 OK\r\n\r\n";
+    c.push_back({frame(reply), DropReason::none});
+    Pkt smtp;
+    smtp.src = "198.18.0.20";
+    smtp.dst = "198.18.100.25";
+    smtp.dport = 25;
+    c.push_back({frame(smtp), DropReason::none});
+    Pkt browse = smtp;
+    browse.src = "198.18.0.10";
+    browse.dport = 80;  // the web server may not open connections
+    c.push_back({frame(browse), DropReason::policy});
+    Pkt echo;
+    echo.src = "198.18.0.10";
+    echo.dst = "198.18.100.1";
+    echo.proto = 1;
+    echo.icmp_type = 0;
+    c.push_back({frame(echo), DropReason::none});  // a me source is fine on the inside
+    Pkt r6 = reply;
+    r6.src = "2001:db8::10";
+    r6.dst = "2001:db8:99::1";
+    c.push_back({v6(r6), DropReason::none});
+    Bytes arp = arp_request();
+    arp[21] = 2;  // a reply
+    c.push_back({arp, DropReason::none, true});
+    return c;
+}
+
+class PcapEndToEnd : public ::testing::Test {
+protected:
+    void SetUp() override {
+        // Short: a port spec with two paths must fit in one config line (198 characters).
+        static int n = 0;
+        dir_ = fs::temp_directory_path() / ("mp." + std::to_string(getpid()) + "." + std::to_string(n++));
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
+    }
+    void TearDown() override {
+        if (!HasFailure())
+            fs::remove_all(dir_);
+        else
+            std::cerr << "kept " << dir_ << " for inspection\n";
+    }
+
+    std::string path(const std::string& f) const { return (dir_ / f).string(); }
+
+    /// A config with pcap ports reading or/ir.pcap (outside/inside rx) and writing ot/it.pcap.
+    std::string write_config(const std::string& policy) const {
+        const std::string cfg = path("moat.ini");
+        std::ofstream(cfg) << "[appliance]\n"
+                           << "outside = net_pcap0,rx_pcap=" << path("or.pcap") << ",tx_pcap=" << path("ot.pcap")
+                           << "\ninside = net_pcap1,rx_pcap=" << path("ir.pcap") << ",tx_pcap=" << path("it.pcap")
+                           << "\neal = --no-huge -m 256 -l 0-1 --file-prefix moat-pcap-" << getpid()
+                           << "\n"
+                           << policy;
+        return cfg;
+    }
+
+    fs::path dir_;
+};
+
+std::vector<Bytes> frames_of(const std::vector<Case>& cases, bool passing) {
+    std::vector<Bytes> out;
+    for (const auto& c : cases)
+        if (!passing || c.expect == DropReason::none)
+            out.push_back(c.frame);
+    return out;
+}
+
+TEST_F(PcapEndToEnd, ExactlyThePermittedPacketsComeOutAndTheCountersAddUp) {
+    const auto out_cases = outside_cases();
+    const auto in_cases = inside_cases();
+    write_pcap(path("or.pcap"), frames_of(out_cases, false));
+    write_pcap(path("ir.pcap"), frames_of(in_cases, false));
+    const std::string cfg = write_config(kPolicy);
+
+    Moatd moatd({"--config", cfg, "--stats-period", "0.1", "--counters-json", path("counters.json")}, path("moatd.log"));
+    ASSERT_TRUE(moatd.started());
+    const auto total = out_cases.size() + in_cases.size();
+    const auto seen = moatd.wait_stats(
+        [&](const nlohmann::json& s) {
+            return s["ports"]["outside"]["rx_packets"].get<std::size_t>() +
+                       s["ports"]["inside"]["rx_packets"].get<std::size_t>() == total;
+        },
+        60);
+    ASSERT_EQ(moatd.stop(), 0) << moatd.log();
+    ASSERT_TRUE(seen) << "moatd printed no stats\n" << moatd.log();
+
+    // Byte for byte, in order, in each direction.
+    bool ok = false;
+    const auto to_inside = read_pcap(path("it.pcap"), &ok);
+    ASSERT_TRUE(ok) << "no inside output";
+    const auto to_outside = read_pcap(path("ot.pcap"), &ok);
+    ASSERT_TRUE(ok) << "no outside output";
+    EXPECT_EQ(to_inside, frames_of(out_cases, true));
+    EXPECT_EQ(to_outside, frames_of(in_cases, true));
+
+    const auto c = nlohmann::json::parse(std::ifstream(path("counters.json")));
+    std::map<std::string, std::uint64_t> expect_drops;
+    std::uint64_t non_ip = 0;
+    for (const auto* cases : {&out_cases, &in_cases})
+        for (const auto& k : *cases) {
+            if (k.expect != DropReason::none)
+                ++expect_drops[std::string(dp::kDropReasonNames[static_cast<std::size_t>(k.expect)])];
+            non_ip += k.non_ip;
+        }
+    for (std::size_t r = 1; r < dp::kDropReasons; ++r) {
+        const std::string name(dp::kDropReasonNames[r]);
+        EXPECT_EQ(c["drops"][name].get<std::uint64_t>(), expect_drops[name]) << name;
+    }
+    EXPECT_EQ(c["non_ip_passed"].get<std::uint64_t>(), non_ip);
+    const auto& po = c["ports"]["outside"];
+    const auto& pi = c["ports"]["inside"];
+    EXPECT_EQ(po["rx_packets"].get<std::size_t>(), out_cases.size());
+    EXPECT_EQ(pi["rx_packets"].get<std::size_t>(), in_cases.size());
+    // rx = forwarded + dropped, for each port; nothing refused by the pcap tx queues.
+    EXPECT_EQ(po["rx_packets"].get<std::size_t>(), pi["tx_packets"].get<std::size_t>() + po["dropped"].get<std::size_t>());
+    EXPECT_EQ(pi["rx_packets"].get<std::size_t>(), po["tx_packets"].get<std::size_t>() + pi["dropped"].get<std::size_t>());
+    EXPECT_EQ(po["tx_failed"].get<std::uint64_t>() + pi["tx_failed"].get<std::uint64_t>(), 0u);
+    std::uint64_t in_bytes = 0;
+    for (const auto& f : to_inside)
+        in_bytes += f.size();
+    EXPECT_EQ(pi["tx_bytes"].get<std::uint64_t>(), in_bytes);
+    // Per-filter hits: the web filter saw every permitted IPv4 web packet from outside plus the reply.
+    std::uint64_t web_hits = 0;
+    for (const auto& f : c["filters"])
+        if (f["filter"] == "*+198.18.0.10:80:TCP")
+            web_hits = f["packets"].get<std::uint64_t>();
+    EXPECT_EQ(web_hits, 8u);  // 5 plain + 2 tagged from outside, 1 reply from inside
+}
+
+TEST_F(PcapEndToEnd, BrokenConfigRefusesToStartAndForwardsNothing) {
+    write_pcap(path("or.pcap"), frames_of(outside_cases(), false));
+    write_pcap(path("ir.pcap"), {});
+    const std::string cfg = write_config("assign = Nope\n[filterlist W]\nfilter = *+198.18.0.300:80:TCP\n");
+    Moatd moatd({"--config", cfg}, path("moatd.log"));
+    ASSERT_TRUE(moatd.started());
+    EXPECT_EQ(moatd.wait_exit(30), 1);
+    const std::string log = moatd.log();
+    EXPECT_NE(log.find(cfg + ":7: error: filter '*+198.18.0.300:80:TCP'"), std::string::npos) << log;
+    EXPECT_NE(log.find(cfg + ":5: error: assign names policy 'Nope'"), std::string::npos) << log;
+    EXPECT_NE(log.find("moatd: not starting"), std::string::npos) << log;
+    // EAL never started, so the pcap ports never opened their output files.
+    EXPECT_FALSE(fs::exists(path("it.pcap")));
+    EXPECT_FALSE(fs::exists(path("ot.pcap")));
+}
+
+TEST_F(PcapEndToEnd, NothingAssignedBlocksEveryIpPacket) {
+    const auto out_cases = outside_cases();
+    write_pcap(path("or.pcap"), frames_of(out_cases, false));
+    write_pcap(path("ir.pcap"), {});
+    const std::string cfg = write_config("assign =\n");
+    Moatd moatd({"--config", cfg, "--stats-period", "0.1"}, path("moatd.log"));
+    const auto seen = moatd.wait_stats(
+        [&](const nlohmann::json& s) { return s["ports"]["outside"]["rx_packets"].get<std::size_t>() == out_cases.size(); },
+        60);
+    ASSERT_EQ(moatd.stop(), 0) << moatd.log();
+    ASSERT_TRUE(seen);
+    EXPECT_NE(moatd.log().find("no policy is assigned: every IP packet is dropped"), std::string::npos);
+    const auto to_inside = read_pcap(path("it.pcap"));
+    ASSERT_EQ(to_inside.size(), 1u);  // only the ARP request
+    EXPECT_EQ(to_inside[0], arp_request());
+}
+
+}  // namespace
+}  // namespace moat::test
