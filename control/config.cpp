@@ -47,9 +47,9 @@ std::string default_config_path() {
 
 namespace {
 
-constexpr std::array<std::string_view, 13> kApplianceKeys{
+constexpr std::array<std::string_view, 15> kApplianceKeys{
     "outside", "inside", "me", "workers", "eal", "control", "non_ip", "fragments", "ip_options",
-    "antispoof", "assign", "strict", "payload_scan_bytes"};
+    "antispoof", "assign", "strict", "payload_scan_bytes", "classifier", "classifier_memory_mb"};
 constexpr std::array<std::string_view, 2> kFilterListKeys{"filter", "description"};
 constexpr std::array<std::string_view, 2> kFilterActionKeys{"action", "description"};
 constexpr std::array<std::string_view, 2> kPolicyKeys{"rule", "description"};
@@ -300,6 +300,16 @@ private:
             } else if (key == "assign") {
                 a.assign = std::string(v);
                 a.assign_line = e.line;
+            } else if (key == "classifier") {
+                if (lower(v) == "trie" || lower(v) == "reference")
+                    a.classifier = lower(v) == "trie" ? ClassifierKind::trie : ClassifierKind::reference;
+                else
+                    error(e.line, "classifier " + quoted(v) + ": write trie or reference");
+            } else if (key == "classifier_memory_mb") {
+                if (const auto n = parse_number(v, 16, 1u << 20))
+                    a.classifier_memory_mb = *n;
+                else
+                    error(e.line, "classifier_memory_mb " + quoted(v) + " is not a number from 16 to 1048576");
             } else if (key == "payload_scan_bytes") {
                 if (const auto n = parse_number(v, 1, 65535))
                     a.payload_scan_bytes = *n;
@@ -537,7 +547,7 @@ private:
 
 }  // namespace
 
-LoadResult load_policy_text(std::string_view text, const std::string& file) {
+LoadResult load_policy_text(std::string_view text, const std::string& file, const LoadOptions& opt) {
     LoadResult r;
     const IniDoc doc = read_ini(text, file, r.diags);
     Config cfg = Builder(file, r.diags).build(doc);
@@ -547,7 +557,8 @@ LoadResult load_policy_text(std::string_view text, const std::string& file) {
     }
     for (std::size_t i = 0; i < cfg.policies.size(); ++i) {
         CompiledPolicy cp = compile_policy(cfg, static_cast<int>(i));
-        lint_policy(cfg, cp, r.diags);
+        if (opt.lint)
+            lint_policy(cfg, cp, r.diags);
         if (static_cast<int>(i) == cfg.assigned)
             r.compiled = std::move(cp);
     }
@@ -564,7 +575,7 @@ LoadResult load_policy_text(std::string_view text, const std::string& file) {
     return r;
 }
 
-LoadResult load_policy(const std::string& path) {
+LoadResult load_policy(const std::string& path, const LoadOptions& opt) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         LoadResult r;
@@ -573,7 +584,7 @@ LoadResult load_policy(const std::string& path) {
     }
     std::ostringstream text;
     text << in.rdbuf();
-    return load_policy_text(text.str(), path);
+    return load_policy_text(text.str(), path, opt);
 }
 
 }  // namespace moat::ctl

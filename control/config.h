@@ -24,11 +24,15 @@ struct LoadResult {
     bool usable() const noexcept { return compiled.has_value(); }
 };
 
+struct LoadOptions {
+    bool lint = true;  ///< generated policies (benchmarks) may skip the lint pass
+};
+
 /// Reads and loads the config file at `path`. Control thread only.
-LoadResult load_policy(const std::string& path);
+LoadResult load_policy(const std::string& path, const LoadOptions& opt = {});
 
 /// Loads config text; `file` names it in diagnostics.
-LoadResult load_policy_text(std::string_view text, const std::string& file);
+LoadResult load_policy_text(std::string_view text, const std::string& file, const LoadOptions& opt = {});
 
 /// The default config path: $MOAT_CONFIG, else /etc/moat/moat.ini.
 std::string default_config_path();

@@ -257,8 +257,17 @@ int run_moatd(int argc, char** argv) {
             ", link " + dp::link_text(port_id[i]) + ")");
     }
 
-    const std::unique_ptr<dp::TableSet> tables = build_table_set(cfg, cp, workers, 1);
+    TablesResult built = build_table_set(cfg, cp, workers, 1);
+    if (!built.tables) {
+        log("not starting: " + built.error);
+        return 1;
+    }
+    const std::unique_ptr<dp::TableSet> tables = std::move(built.tables);
     std::atomic<const dp::TableSet*> published{tables.get()};
+    log(std::string("classifier: ") +
+        (tables->use_reference ? "reference (linear scan; classifier = reference)"
+                               : "trie, " + std::to_string((tables->v4.bytes() + tables->v6.bytes() + 1023) / 1024) +
+                                     " KB, leaf scan " + (tables->scan == dp::LeafScan::avx512 ? "AVX-512" : "scalar")));
     if (cp.policy < 0)
         log("no policy is assigned: every IP packet is dropped (non-IP EtherTypes listed in non_ip still pass)");
     else

@@ -15,6 +15,11 @@ namespace moat::ctl {
 
 enum class FragmentMode : std::uint8_t { track, drop };
 
+enum class ClassifierKind : std::uint8_t {
+    trie,       ///< the multi-bit trie (dataplane/trie.h)
+    reference,  ///< the linear reference classifier, for debugging
+};
+
 struct Appliance {
     int line = 0;  ///< line of the [appliance] header, 0 when absent
     std::string outside;
@@ -32,6 +37,8 @@ struct Appliance {
     int assign_line = 0;
     bool strict = false;  ///< warnings block a load
     unsigned payload_scan_bytes = 1500;
+    ClassifierKind classifier = ClassifierKind::trie;
+    unsigned classifier_memory_mb = 2048;  ///< the trie builder stops with an error beyond this
 };
 
 struct FilterDef {

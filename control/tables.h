@@ -6,13 +6,20 @@
 
 #include "control/compile.h"
 #include "control/model.h"
+#include "control/trie_build.h"
 #include "dataplane/table_set.h"
 
 namespace moat::ctl {
 
+struct TablesResult {
+    std::unique_ptr<dp::TableSet> tables;  ///< unset on error
+    std::string error;
+    TrieBuildStats v4, v6;
+};
+
 /// The table set for `cp` (the assigned policy of `cfg`, or block-all) with hit counters for
-/// `workers` workers. Control thread.
-std::unique_ptr<dp::TableSet> build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers,
-                                              std::uint64_t generation);
+/// `workers` workers: the classifier tries of both families, or the reference classifier when
+/// `classifier = reference`. Control thread.
+TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation);
 
 }  // namespace moat::ctl

@@ -1,25 +1,61 @@
 #include "dataplane/classify.h"
 
+#include <array>
+
 #include "dataplane/classifier_ref.h"
 
 namespace moat::dp {
 
+namespace {
+
+void verdict_from_rank(const TableSet& t, Verdict& v) noexcept {
+    if (v.rank == kNoMatch)
+        v.drop = DropReason::no_match;
+    else if (t.rules[v.rank].action == Action::block)
+        v.drop = DropReason::policy;
+}
+
+}  // namespace
+
 void classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::span<Verdict> out) noexcept {
-    for (std::size_t i = 0; i < meta.size(); ++i) {
-        const PacketMeta& m = meta[i];
-        Verdict& v = out[i];
-        v = Verdict{};
-        if (m.drop != DropReason::none) {
-            v.drop = m.drop;
-            continue;
+    // Packets that need the classifier, by family, as trie keys; the rest are decided here.
+    constexpr std::size_t kChunk = 64;
+    std::array<TrieKey, kChunk> keys[2];
+    std::array<std::uint16_t, kChunk> index[2];
+    std::array<Rank, kChunk> ranks;
+    for (std::size_t base = 0; base < meta.size(); base += kChunk) {
+        const std::size_t n = std::min(kChunk, meta.size() - base);
+        std::size_t count[2] = {0, 0};
+        for (std::size_t j = 0; j < n; ++j) {
+            const std::size_t i = base + j;
+            const PacketMeta& m = meta[i];
+            Verdict& v = out[i];
+            v = Verdict{};
+            if (m.drop != DropReason::none) {
+                v.drop = m.drop;
+                continue;
+            }
+            if (m.bypass)
+                continue;
+            if (t.use_reference) [[unlikely]] {
+                v.rank = classify_ref(t.rules, m.key);
+                verdict_from_rank(t, v);
+                continue;
+            }
+            const std::size_t f = m.key.family == Family::ipv4 ? 0 : 1;
+            keys[f][count[f]] = trie_key(m.key);
+            index[f][count[f]++] = static_cast<std::uint16_t>(i);
         }
-        if (m.bypass)
-            continue;
-        v.rank = classify_ref(t.rules, m.key);
-        if (v.rank == kNoMatch)
-            v.drop = DropReason::no_match;
-        else if (t.rules[v.rank].action == Action::block)
-            v.drop = DropReason::policy;
+        for (std::size_t f = 0; f < 2; ++f) {
+            if (count[f] == 0)
+                continue;
+            trie_classify(f == 0 ? t.v4 : t.v6, {keys[f].data(), count[f]}, {ranks.data(), count[f]}, t.scan);
+            for (std::size_t j = 0; j < count[f]; ++j) {
+                Verdict& v = out[index[f][j]];
+                v.rank = ranks[j];
+                verdict_from_rank(t, v);
+            }
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 // pointer to it; workers load that pointer once per loop iteration and hold no reference past it.
 //
 // Encoding: `rules` is the ranked expanded filter array of control/compile.h (index = rank); the
-// reference classifier scans it in order. `counters[w]` is worker w's hit counters, one
-// EntryCounter per rank, written only by worker w.
+// reference classifier scans it in order. `v4` and `v6` are the tries of each family (trie.h),
+// which return the same ranks. `counters[w]` is worker w's hit counters, one EntryCounter per
+// rank, written only by worker w.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include "dataplane/counters.h"
 #include "dataplane/parse.h"
 #include "dataplane/rule.h"
+#include "dataplane/trie.h"
 
 namespace moat::dp {
 
@@ -21,6 +23,10 @@ struct TableSet {
     std::uint64_t generation = 0;
     ParsePolicy parse;
     std::vector<Rule> rules;
+    bool use_reference = false;  ///< `classifier = reference`: the linear oracle decides
+    LeafScan scan = LeafScan::scalar;
+    Trie v4;
+    Trie v6;
     std::vector<std::unique_ptr<EntryCounter[]>> counters;  ///< [worker][rank]
 
     /// Allocates zeroed hit counters for `workers` workers. Control thread, before publishing.

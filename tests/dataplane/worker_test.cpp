@@ -62,7 +62,8 @@ protected:
     void SetUp() override {
         loaded_ = ctl::load_policy_text(kPolicy, "t.ini");
         ASSERT_TRUE(loaded_.usable());
-        tables_ = ctl::build_table_set(*loaded_.config, *loaded_.compiled, 1, 1);
+        tables_ = std::move(ctl::build_table_set(*loaded_.config, *loaded_.compiled, 1, 1).tables);
+        ASSERT_TRUE(tables_);
     }
 
     /// Frame i of a burst: a mix of permitted, blocked, malformed and non-IP packets.

@@ -1,0 +1,328 @@
+#include "control/trie_build.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+namespace moat::ctl {
+
+namespace {
+
+using dp::kMaxDims;
+
+/// Bits of each dimension (trie.h): addresses 32 per word, p1/p2 16, protocol 8, ingress 1.
+std::vector<unsigned> dim_widths(dp::Family f) {
+    std::vector<unsigned> w(f == dp::Family::ipv4 ? 2 : 8, 32);
+    w.insert(w.end(), {16, 16, 8, 1});
+    return w;
+}
+
+/// The key space below a node. `lo`/`rem` is the bit-aligned cell its index bits are taken
+/// from; `rlo`/`rhi` is the region of keys that can reach it, which is wider than the cell below
+/// a run of several slots (one subtree shared by them). A run fixes its dimension: its subtree
+/// never cuts that dimension again (`rem` = 0).
+struct Cell {
+    std::uint32_t lo[kMaxDims];
+    unsigned rem[kMaxDims];  ///< bits not yet fixed by the path
+    std::uint32_t rlo[kMaxDims];
+    std::uint32_t rhi[kMaxDims];
+};
+
+struct Cut {
+    unsigned dim = 0, bits = 0;
+    std::size_t max_seg = 0, space = 0;
+};
+
+struct VecHash {
+    std::size_t operator()(const std::vector<std::uint32_t>& v) const noexcept {
+        std::size_t h = v.size();
+        for (auto x : v)
+            h = h * 0x9E3779B97F4A7C15ull + x;
+        return h;
+    }
+};
+
+class Builder {
+public:
+    Builder(const std::vector<std::uint32_t>& lo, const std::vector<std::uint32_t>& hi,
+            const std::vector<dp::Rank>& ranks, unsigned dims, const TrieBuildOptions& opt)
+        : lo_(lo), hi_(hi), ranks_(ranks), dims_(dims), opt_(opt) {
+        words_.push_back(0);  // word 0 is never a node or a leaf: ref 0 means empty
+        limit_words_ = opt.memory_limit / sizeof(std::uint32_t);
+    }
+
+    std::uint32_t build_tree(std::vector<std::uint32_t>& rules, const std::vector<unsigned>& widths) {
+        Cell c{};
+        for (unsigned d = 0; d < dims_; ++d) {
+            c.lo[d] = 0;
+            c.rem[d] = widths[d];
+            c.rlo[d] = 0;
+            c.rhi[d] = widths[d] >= 32 ? ~std::uint32_t{0} : (std::uint32_t{1} << widths[d]) - 1;
+        }
+        return build(rules, c, 1);
+    }
+
+    bool over_limit() const noexcept { return over_; }
+    std::vector<std::uint32_t>& words() noexcept { return words_; }
+    TrieBuildStats& stats() noexcept { return stats_; }
+
+private:
+    std::uint32_t lo(std::uint32_t r, unsigned d) const noexcept { return lo_[r * dims_ + d]; }
+    std::uint32_t hi(std::uint32_t r, unsigned d) const noexcept { return hi_[r * dims_ + d]; }
+
+    static std::uint32_t cell_hi(const Cell& c, unsigned d) noexcept {
+        return c.rem[d] >= 32 ? ~std::uint32_t{0} : c.lo[d] + ((std::uint32_t{1} << c.rem[d]) - 1);
+    }
+
+    /// Child index range of rule r under a cut of `bits` on dimension d of cell c, and whether
+    /// it covers its first child only partly.
+    void child_span(std::uint32_t r, const Cell& c, unsigned d, unsigned bits, std::uint32_t& a, std::uint32_t& z,
+                    bool& part_a) const noexcept {
+        const unsigned shift = c.rem[d] - bits;
+        const std::uint64_t csize = std::uint64_t{1} << shift;
+        const std::uint32_t rl = std::max(lo(r, d), c.lo[d]) - c.lo[d];
+        const std::uint32_t rh = std::min(hi(r, d), cell_hi(c, d)) - c.lo[d];
+        a = static_cast<std::uint32_t>(rl >> shift);
+        z = static_cast<std::uint32_t>(rh >> shift);
+        part_a = (rl & (csize - 1)) != 0;
+    }
+
+    /// Segments of a cut: runs of slots with one entry set. A run shares one subtree, built for
+    /// its first slot's cell: that is complete for every slot of the run as long as each entry
+    /// covers the first slot wholly (deeper cuts of the same dimension then keep every entry in
+    /// every branch). So a slot that an entry starts inside of is a run of its own; an entry that
+    /// ends inside a slot needs nothing (it covers the run's first slot wholly, and the leaves
+    /// check every dimension). Returns the run starts and fills max_seg and space.
+    void segments(const std::vector<std::uint32_t>& rules, const Cell& c, unsigned d, unsigned bits, Cut& cut,
+                  std::vector<std::uint32_t>* starts) {
+        const std::size_t nslots = std::size_t{1} << bits;
+        diff_.assign(nslots + 1, 0);
+        mark_.assign(nslots + 1, 0);
+        for (const auto r : rules) {
+            std::uint32_t a, z;
+            bool pa;
+            child_span(r, c, d, bits, a, z, pa);
+            ++diff_[a];
+            --diff_[z + 1];
+            mark_[a] |= 1;
+            mark_[z + 1] |= 1;
+            if (pa)
+                mark_[a] |= 2;
+        }
+        std::int64_t cov = 0;
+        cut.max_seg = 0;
+        std::size_t copies = 0;
+        for (std::size_t s = 0; s < nslots; ++s) {
+            cov += diff_[s];
+            if (s == 0 || mark_[s] || (mark_[s - 1] & 2)) {
+                copies += static_cast<std::size_t>(cov);
+                cut.max_seg = std::max(cut.max_seg, static_cast<std::size_t>(cov));
+                if (starts)
+                    starts->push_back(static_cast<std::uint32_t>(s));
+            }
+        }
+        cut.space = copies + static_cast<std::size_t>(opt_.slot_weight * static_cast<double>(nslots));
+    }
+
+    std::uint32_t build(std::vector<std::uint32_t>& rules, const Cell& c, unsigned depth) {
+        if (rules.empty() || over_)
+            return 0;
+        stats_.max_depth = std::max(stats_.max_depth, depth);
+        if (rules.size() <= opt_.leaf_size)
+            return leaf(rules, c);
+        const double budget = opt_.space_factor * static_cast<double>(rules.size());
+        Cut best;
+        bool found = false;
+        for (unsigned d = 0; d < dims_; ++d) {
+            for (unsigned bits = 1; bits <= std::min(c.rem[d], opt_.max_cut_bits); ++bits) {
+                Cut cut{d, bits, 0, 0};
+                segments(rules, c, d, bits, cut, nullptr);
+                if (static_cast<double>(cut.space) > budget && bits > 1)
+                    break;  // more bits only cost more
+                if (cut.max_seg >= rules.size())
+                    continue;
+                if (!found || cut.max_seg < best.max_seg || (cut.max_seg == best.max_seg && cut.space < best.space)) {
+                    best = cut;
+                    found = true;
+                }
+            }
+        }
+        if (!found)
+            return leaf(rules, c);  // nothing separates these entries any further
+
+        std::vector<std::uint32_t> starts;
+        segments(rules, c, best.dim, best.bits, best, &starts);
+        const std::size_t nslots = std::size_t{1} << best.bits;
+        starts.push_back(static_cast<std::uint32_t>(nslots));
+        const std::uint32_t node = alloc(2 + nslots);
+        if (node == 0)
+            return 0;
+        const unsigned shift = c.rem[best.dim] - best.bits;
+        words_[node] = best.dim | shift << 8 | static_cast<std::uint32_t>(nslots - 1) << 16;
+        words_[node + 1] = node + 2;
+        ++stats_.nodes;
+
+        // Which children each entry reaches, once for the chosen cut.
+        std::vector<std::uint32_t> first(rules.size()), last(rules.size());
+        for (std::size_t i = 0; i < rules.size(); ++i) {
+            bool pa;
+            child_span(rules[i], c, best.dim, best.bits, first[i], last[i], pa);
+        }
+        std::vector<std::uint32_t> sub;
+        for (std::size_t g = 0; g + 1 < starts.size(); ++g) {
+            const std::uint32_t s = starts[g];
+            sub.clear();
+            for (std::size_t i = 0; i < rules.size(); ++i)
+                if (first[i] <= s && s <= last[i])
+                    sub.push_back(rules[i]);
+            const std::uint32_t e = starts[g + 1] - 1;  // the run's last slot
+            Cell child = c;
+            child.lo[best.dim] = c.lo[best.dim] + (s << shift);
+            child.rem[best.dim] = s == e ? shift : 0;
+            child.rlo[best.dim] = child.lo[best.dim];
+            child.rhi[best.dim] = c.lo[best.dim] + (((e + 1) << shift) - 1);
+            const std::uint32_t ref = build(sub, child, depth + 1);
+            for (std::uint32_t slot = s; slot < starts[g + 1]; ++slot)
+                words_[node + 2 + slot] = ref;
+        }
+        return node;
+    }
+
+    /// A leaf of `rules` (in rank order) reached through cell c: it checks the dimensions in
+    /// which some entry does not cover all of c's region.
+    std::uint32_t leaf(const std::vector<std::uint32_t>& rules, const Cell& c) {
+        std::uint32_t mask = 0;
+        for (unsigned d = 0; d < dims_; ++d)
+            for (const auto r : rules)
+                if (lo(r, d) > c.rlo[d] || hi(r, d) < c.rhi[d]) {
+                    mask |= 1u << d;
+                    break;
+                }
+        leaf_key_.assign(rules.begin(), rules.end());
+        leaf_key_.push_back(mask);
+        if (const auto it = leaves_.find(leaf_key_); it != leaves_.end())
+            return it->second;
+        const std::uint32_t n = static_cast<std::uint32_t>(rules.size());
+        const unsigned checked = static_cast<unsigned>(__builtin_popcount(mask));
+        const std::uint32_t at = alloc(2 + n + 2 * checked * n);
+        if (at == 0)
+            return 0;
+        words_[at] = n;
+        words_[at + 1] = mask;
+        std::uint32_t* lanes = &words_[at + 2 + n];
+        for (std::uint32_t i = 0; i < n; ++i)
+            words_[at + 2 + i] = ranks_[rules[i]];
+        for (std::uint32_t m = mask; m; m &= m - 1, lanes += 2 * n) {
+            const unsigned d = static_cast<unsigned>(__builtin_ctz(m));
+            for (std::uint32_t i = 0; i < n; ++i) {
+                lanes[i] = lo(rules[i], d);
+                lanes[n + i] = hi(rules[i], d);
+            }
+        }
+        ++stats_.leaves;
+        stats_.leaf_entries += n;
+        stats_.max_leaf = std::max<std::size_t>(stats_.max_leaf, n);
+        const std::uint32_t ref = at | dp::kLeafBit;
+        leaves_.emplace(leaf_key_, ref);
+        return ref;
+    }
+
+    /// `n` words at the end of the arena; 0 when the memory limit would be passed.
+    std::uint32_t alloc(std::size_t n) {
+        if (words_.size() + n > limit_words_ || words_.size() + n >= dp::kLeafBit) {
+            over_ = true;
+            return 0;
+        }
+        const auto at = static_cast<std::uint32_t>(words_.size());
+        words_.resize(words_.size() + n);
+        return at;
+    }
+
+    const std::vector<std::uint32_t>& lo_;
+    const std::vector<std::uint32_t>& hi_;
+    const std::vector<dp::Rank>& ranks_;
+    unsigned dims_;
+    TrieBuildOptions opt_;
+    std::vector<std::uint32_t> words_;
+    std::size_t limit_words_ = 0;
+    bool over_ = false;
+    std::unordered_map<std::vector<std::uint32_t>, std::uint32_t, VecHash> leaves_;
+    std::vector<std::int64_t> diff_;
+    std::vector<std::uint8_t> mark_;
+    std::vector<std::uint32_t> leaf_key_;
+    TrieBuildStats stats_;
+};
+
+}  // namespace
+
+TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, const TrieBuildOptions& opt) {
+    TrieBuildResult res;
+    const std::vector<unsigned> widths = dim_widths(family);
+    const unsigned dims = static_cast<unsigned>(widths.size());
+    const unsigned narrow = family == dp::Family::ipv4 ? 16 : 32;
+
+    // The family's header-only entries in rank order, as ranges; grouped by the address that is
+    // narrow, so that each trie cuts a dimension in which its entries are not wide.
+    std::vector<std::uint32_t> lo, hi;
+    std::vector<dp::Rank> ranks;
+    std::vector<std::uint32_t> group[dp::kMaxTrees];
+    for (std::size_t r = 0; r < ranked.size(); ++r) {
+        const dp::Rule& e = ranked[r];
+        if (e.family != family || e.payload != dp::kNoPayload)
+            continue;
+        std::uint32_t l[kMaxDims], h[kMaxDims];
+        dp::rule_ranges(e, l, h);
+        const auto idx = static_cast<std::uint32_t>(ranks.size());
+        lo.insert(lo.end(), l, l + dims);
+        hi.insert(hi.end(), h, h + dims);
+        ranks.push_back(static_cast<dp::Rank>(r));
+        group[e.src_len >= narrow ? 0 : e.dst_len >= narrow ? 1 : 2].push_back(idx);
+    }
+    res.stats.entries = ranks.size();
+    if (ranks.size() <= opt.leaf_size) {  // one leaf holds them all
+        for (int g = 1; g < static_cast<int>(dp::kMaxTrees); ++g) {
+            group[0].insert(group[0].end(), group[g].begin(), group[g].end());
+            group[g].clear();
+        }
+        std::sort(group[0].begin(), group[0].end());
+    }
+
+    Builder b(lo, hi, ranks, dims, opt);
+    dp::Trie t;
+    t.dims = dims;
+    for (auto& g : group) {
+        if (g.empty())
+            continue;
+        const dp::Rank best = ranks[g.front()];
+        const std::uint32_t root = b.build_tree(g, widths);
+        if (b.over_limit())
+            break;
+        t.roots.push_back(root);
+        t.best_rank.push_back(best);
+    }
+    res.stats = {static_cast<unsigned>(t.roots.size()), ranks.size(), b.stats().nodes, b.stats().leaves,
+                 b.stats().leaf_entries, b.stats().max_leaf, b.stats().max_depth, 0};
+    if (b.over_limit()) {
+        res.error = "the classifier for " + std::to_string(ranks.size()) + (family == dp::Family::ipv4 ? " IPv4" : " IPv6") +
+                    " entries would need more than " + std::to_string(opt.memory_limit >> 20) +
+                    " MB; simplify the policy (fewer overlapping wide filters) or raise classifier_memory_mb";
+        return res;
+    }
+    std::vector<std::uint32_t>& w = b.words();
+    t.size = w.size();
+    const std::size_t bytes = w.size() * sizeof(std::uint32_t) + 64;  // + the zero tail of trie.h
+    t.words = dp::allocate_trie_words(bytes);
+    if (!t.words) {
+        res.error = "out of memory for the classifier (" + std::to_string(bytes >> 20) + " MB)";
+        return res;
+    }
+    std::memcpy(t.words.get(), w.data(), w.size() * sizeof(std::uint32_t));
+    res.stats.bytes = t.bytes();
+    res.trie = std::move(t);
+    return res;
+}
+
+}  // namespace moat::ctl

@@ -1,0 +1,49 @@
+// Building the classifier trie (dataplane/trie.h) from ranked filter entries. Control thread.
+//
+// Each node cuts the dimension and number of bits that leave the smallest largest child within a
+// space budget (HiCuts' space factor), over bit-aligned cells, so that a node's index is a shift
+// and a mask of one key dimension. Children whose entry sets are equal share a subtree; equal
+// leaves are stored once. The build stops with an error, not an allocation failure, when the
+// structure would outgrow `memory_limit`.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "dataplane/rule.h"
+#include "dataplane/trie.h"
+
+namespace moat::ctl {
+
+struct TrieBuildOptions {
+    unsigned leaf_size = 16;         ///< entries a leaf may hold before it is cut (binth)
+    double space_factor = 4.0;       ///< entry copies + weighted slots a cut may make, per entry of its node
+    double slot_weight = 0.125;      ///< a slot (4 bytes) against an entry copy (4 + 8 * dims bytes)
+    unsigned max_cut_bits = 16;      ///< widest cut of one node
+    std::size_t memory_limit = std::size_t{2} << 30;  ///< bytes
+};
+
+struct TrieBuildStats {
+    unsigned trees = 0;
+    std::size_t entries = 0;       ///< entries of the family (header-only ones)
+    std::size_t nodes = 0;
+    std::size_t leaves = 0;
+    std::size_t leaf_entries = 0;  ///< entry copies over all distinct leaves
+    std::size_t max_leaf = 0;
+    unsigned max_depth = 0;
+    std::size_t bytes = 0;
+};
+
+struct TrieBuildResult {
+    std::optional<dp::Trie> trie;  ///< unset on error
+    std::string error;
+    TrieBuildStats stats;
+};
+
+/// The trie of the `family` entries of `ranked` (entries with a payload pattern are left out:
+/// they can only win after a payload scan). `ranked[i]` has rank i.
+TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, const TrieBuildOptions& opt = {});
+
+}  // namespace moat::ctl

@@ -1,0 +1,135 @@
+#include "dataplane/trie.h"
+
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "dataplane/trie_impl.h"
+
+namespace moat::dp {
+
+// The AVX-512 variants live in trie_avx512.cpp, compiled with their own flags.
+void trie_classify_avx512(const Trie& t, std::span<const TrieKey> keys, std::span<Rank> ranks) noexcept;
+Rank trie_lookup_avx512(const Trie& t, const TrieKey& key) noexcept;
+
+void AlignedFree::operator()(std::uint32_t* p) const noexcept { std::free(p); }
+
+std::unique_ptr<std::uint32_t[], AlignedFree> allocate_trie_words(std::size_t bytes) {
+    constexpr std::size_t kHuge = std::size_t{2} << 20;
+    const std::size_t align = bytes >= kHuge / 2 ? kHuge : 64;
+    const std::size_t size = (bytes + align - 1) / align * align;
+    void* p = std::aligned_alloc(align, size);
+    if (!p)
+        return nullptr;
+    if (align == kHuge)
+        madvise(p, size, MADV_HUGEPAGE);  // advice only: without THP it is ordinary memory
+    std::memset(p, 0, size);
+    return std::unique_ptr<std::uint32_t[], AlignedFree>(static_cast<std::uint32_t*>(p));
+}
+
+namespace {
+
+std::uint32_t be32(const std::uint8_t* b) noexcept {
+    return std::uint32_t{b[0]} << 24 | std::uint32_t{b[1]} << 16 | std::uint32_t{b[2]} << 8 | b[3];
+}
+
+/// [lo, hi] of a prefix of `len` bits on the 32-bit word `word` of an address.
+void prefix_word(const Addr& a, unsigned len, unsigned word, std::uint32_t& lo, std::uint32_t& hi) noexcept {
+    const std::uint32_t v = be32(a.bytes.data() + 4 * word);
+    const unsigned bits = len <= 32 * word ? 0 : std::min(32u, len - 32 * word);
+    const std::uint32_t mask = bits == 0 ? 0 : ~std::uint32_t{0} << (32 - bits);
+    lo = v & mask;
+    hi = lo | ~mask;
+}
+
+/// The first entry of the leaf at `leaf` that admits `k`: v in [lo, hi] is (v - lo) <= (hi - lo).
+struct ScanScalar {
+    Rank operator()(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
+        const std::uint32_t n = leaf[0];
+        const std::uint32_t* ranks = leaf + 2;
+        unsigned dims[kMaxDims], nd = 0;
+        for (std::uint32_t m = leaf[1]; m; m &= m - 1)
+            dims[nd++] = static_cast<unsigned>(__builtin_ctz(m));
+        const std::uint32_t* r = leaf + 2 + n;
+        for (std::uint32_t i = 0; i < n; ++i) {
+            unsigned j = 0;
+            for (; j < nd; ++j) {
+                const std::uint32_t lo = r[2 * j * n + i], hi = r[(2 * j + 1) * n + i];
+                if (k.d[dims[j]] - lo > hi - lo)
+                    break;
+            }
+            if (j == nd)
+                return ranks[i];
+        }
+        return kNoMatch;
+    }
+};
+
+}  // namespace
+
+TrieKey trie_key(const PacketKey& k) noexcept {
+    TrieKey t{};
+    unsigned d = 0;
+    const unsigned words = k.family == Family::ipv4 ? 1 : 4;
+    for (unsigned w = 0; w < words; ++w)
+        t.d[d++] = be32(k.src.bytes.data() + 4 * w);
+    for (unsigned w = 0; w < words; ++w)
+        t.d[d++] = be32(k.dst.bytes.data() + 4 * w);
+    t.d[d++] = k.has_ports ? k.sport : k.has_icmp ? k.icmp_type : 0;
+    t.d[d++] = k.has_ports ? k.dport : k.has_icmp ? k.icmp_code : 0;
+    t.d[d++] = k.proto;
+    t.d[d++] = k.ingress == Ingress::inside ? 1 : 0;
+    return t;
+}
+
+void rule_ranges(const Rule& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kMaxDims]) noexcept {
+    unsigned d = 0;
+    const unsigned words = r.family == Family::ipv4 ? 1 : 4;
+    for (unsigned w = 0; w < words; ++w, ++d)
+        prefix_word(r.src, r.src_len, w, lo[d], hi[d]);
+    for (unsigned w = 0; w < words; ++w, ++d)
+        prefix_word(r.dst, r.dst_len, w, lo[d], hi[d]);
+    const auto port_or_icmp = [&](bool any, PortRange p, std::int16_t icmp) {
+        if (!any) {
+            lo[d] = p.lo, hi[d] = p.hi;
+        } else if (icmp != kAnyIcmp) {
+            lo[d] = hi[d] = static_cast<std::uint32_t>(icmp);
+        } else {
+            lo[d] = 0, hi[d] = 0xffff;
+        }
+        ++d;
+    };
+    port_or_icmp(r.sport_any, r.sport, r.icmp_type);
+    port_or_icmp(r.dport_any, r.dport, r.icmp_code);
+    if (r.proto == kAnyProto)
+        lo[d] = 0, hi[d] = 0xff;
+    else
+        lo[d] = hi[d] = r.proto;
+    ++d;
+    switch (r.on) {
+    case OnPort::any: lo[d] = 0, hi[d] = 1; break;
+    case OnPort::outside: lo[d] = hi[d] = 0; break;
+    case OnPort::inside: lo[d] = hi[d] = 1; break;
+    }
+}
+
+LeafScan best_leaf_scan() noexcept {
+    if (const char* force = std::getenv("MOAT_LEAF_SCAN"); force && std::string_view(force) == "scalar")
+        return LeafScan::scalar;
+    return __builtin_cpu_supports("avx512f") ? LeafScan::avx512 : LeafScan::scalar;
+}
+
+void trie_classify(const Trie& t, std::span<const TrieKey> keys, std::span<Rank> ranks, LeafScan scan) noexcept {
+    if (scan == LeafScan::avx512)
+        trie_classify_avx512(t, keys, ranks);
+    else
+        classify_all(t, keys, ranks, ScanScalar{});
+}
+
+Rank trie_lookup(const Trie& t, const TrieKey& key, LeafScan scan) noexcept {
+    return scan == LeafScan::avx512 ? trie_lookup_avx512(t, key) : lookup_one(t, key, ScanScalar{});
+}
+
+}  // namespace moat::dp

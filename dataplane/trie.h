@@ -1,0 +1,93 @@
+// The classifier: a multi-bit trie over the packet key whose leaves hold rules in rank order.
+//
+// Key. A packet of one family is a vector of 32-bit dimensions (host byte order):
+//   IPv4: [src, dst, p1, p2, proto, ingress]                            (kDimsV4 = 6)
+//   IPv6: [src0..src3, dst0..dst3, p1, p2, proto, ingress]                (kDimsV6 = 12)
+// p1/p2 are the source and destination ports for TCP, UDP and SCTP, the ICMP type and code for
+// ICMP (ICMPv6 for IPv6), and 0 otherwise. That folding is exact: a rule with a port range
+// names TCP, UDP or SCTP and a rule with an ICMP type names ICMP, so neither can match a packet
+// of another protocol through the shared dimensions. Every filter entry is a product of one
+// inclusive range per dimension (a prefix is a range; IPv6 prefixes are ranges on 32-bit words).
+//
+// Structure. The entries of one family are split into at most kMaxTrees groups (entries narrow
+// in the source address, narrow in the destination, the rest), so that the entries wide in the
+// dimension a trie cuts are not copied into every branch. Each group is one trie: an inner node
+// extracts `bits` bits of one dimension and indexes its slots with them; a slot refers to a
+// node, a leaf or nothing. Slots whose entry sets are equal share one subtree. A leaf holds the
+// entries that may match any packet reaching it, in rank order, so the first entry of a leaf
+// that matches is the leaf's best; the best over the trees is the packet's winner. A leaf checks
+// every dimension in which some entry does not cover the whole region the path to the leaf
+// allows, so the trie never needs to be exact, only complete.
+//
+// Encoding. Everything lives in one 64-byte aligned array of 32-bit words (`words`), read only:
+//   ref       : 0 = empty; bit 31 set = leaf at word (ref & ~kLeafBit); else a node at word ref
+//   node      : w[0] = dim | shift << 8 | mask << 16   (index = (key[dim] >> shift) & mask)
+//               w[1] = word index of its first slot
+//   slots     : mask + 1 consecutive refs
+//   leaf      : w[0] = n; w[1] = mask of the dimensions to check; w[2 .. 2+n) = ranks; then for
+//               each dimension d in the mask, in increasing order: lo[n], hi[n]
+// The array ends with 64 bytes of zeros so that 16-lane vector loads of a leaf's last lanes
+// never leave it (the lanes past n are masked out).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "dataplane/rule.h"
+
+namespace moat::dp {
+
+inline constexpr unsigned kDimsV4 = 6;
+inline constexpr unsigned kDimsV6 = 12;
+inline constexpr unsigned kMaxDims = kDimsV6;
+inline constexpr unsigned kMaxTrees = 3;
+inline constexpr std::uint32_t kLeafBit = 1u << 31;
+
+struct AlignedFree {
+    void operator()(std::uint32_t* p) const noexcept;
+};
+
+/// Zeroed, 64-byte aligned storage for `bytes` of trie words; large tries get 2 MB alignment
+/// and ask for transparent huge pages (fewer TLB misses). nullptr when out of memory.
+std::unique_ptr<std::uint32_t[], AlignedFree> allocate_trie_words(std::size_t bytes);
+
+/// The classifier of one address family. Built by control (control/trie_build.h), immutable.
+struct Trie {
+    unsigned dims = kDimsV4;
+    std::vector<std::uint32_t> roots;                  ///< one ref per tree
+    std::vector<Rank> best_rank;                       ///< per tree: the best rank it holds
+    std::unique_ptr<std::uint32_t[], AlignedFree> words;
+    std::size_t size = 0;                              ///< words in use (without the tail padding)
+
+    std::size_t bytes() const noexcept { return size * sizeof(std::uint32_t); }
+};
+
+/// A packet's key in trie dimensions.
+struct TrieKey {
+    std::uint32_t d[kMaxDims];
+};
+
+/// The trie key of a packet; `dims` of it are used (kDimsV4 or kDimsV6, by family).
+TrieKey trie_key(const PacketKey& k) noexcept;
+
+/// The range form of a ranked entry, dimension by dimension (the builder's and the tests' view).
+void rule_ranges(const Rule& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kMaxDims]) noexcept;
+
+/// How a leaf is scanned; chosen once at start-up (STYLE 6), never per packet.
+enum class LeafScan : std::uint8_t { scalar, avx512 };
+
+/// The best leaf scanner this CPU runs.
+LeafScan best_leaf_scan() noexcept;
+
+/// Best rank of `keys[i]` under `t` into `ranks[i]` (kNoMatch when nothing matches), for a burst
+/// of keys of t's family. The walks of the burst are interleaved to hide memory latency.
+/// Any thread; reads `t` only.
+void trie_classify(const Trie& t, std::span<const TrieKey> keys, std::span<Rank> ranks, LeafScan scan) noexcept;
+
+/// Single-key form (tests, `explain`).
+Rank trie_lookup(const Trie& t, const TrieKey& key, LeafScan scan) noexcept;
+
+}  // namespace moat::dp

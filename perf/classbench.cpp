@@ -1,0 +1,97 @@
+#include "perf/classbench.h"
+
+#include <arpa/inet.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace moat::perf {
+
+namespace {
+
+std::string ports(unsigned lo, unsigned hi) {
+    if (lo == 0 && hi == 65535)
+        return "";
+    return lo == hi ? std::to_string(lo) : std::to_string(lo) + "-" + std::to_string(hi);
+}
+
+std::string prefix(const std::string& p) {
+    // "74.9.193.162/32" stays; a /32 may drop its length, a /0 is IPv4's any.
+    return p.ends_with("/32") ? p.substr(0, p.size() - 3) : p;
+}
+
+}  // namespace
+
+std::string classbench_dir() {
+    if (const char* d = std::getenv("MOAT_CLASSBENCH"); d && *d)
+        return d;
+    const char* root = std::getenv("MOAT_SOURCE_ROOT");
+    return std::string(root ? root : ".") + "/../shared/data/classbench";
+}
+
+std::string classbench_policy(const std::string& rules_path, std::size_t max_rules) {
+    std::ifstream in(rules_path);
+    if (!in)
+        throw std::runtime_error("cannot read " + rules_path);
+    std::string even, odd, line;
+    std::size_t n = 0;
+    while (std::getline(in, line) && (max_rules == 0 || n < max_rules)) {
+        if (line.empty() || line[0] != '@')
+            continue;
+        std::istringstream f(line.substr(1));
+        std::string src, dst, colon, proto;
+        unsigned slo, shi, dlo, dhi;
+        f >> src >> dst >> slo >> colon >> shi >> dlo >> colon >> dhi >> proto;
+        if (!f)
+            throw std::runtime_error(rules_path + ": cannot read rule line " + std::to_string(n + 1));
+        const auto slash = proto.find('/');
+        const unsigned pv = static_cast<unsigned>(std::stoul(proto.substr(0, slash), nullptr, 16));
+        const unsigned pm = static_cast<unsigned>(std::stoul(proto.substr(slash + 1), nullptr, 16));
+        std::string filter = prefix(src);
+        if (!ports(slo, shi).empty())
+            filter += ":" + ports(slo, shi);
+        filter += "=" + prefix(dst);
+        if (pm != 0)
+            filter += ":" + ports(dlo, dhi) + ":" + std::to_string(pv);
+        (n % 2 == 0 ? even : odd) += "filter = " + filter + "\n";
+        ++n;
+    }
+    return "[appliance]\nassign = ClassBench\nclassifier_memory_mb = 16384\n"
+           "[filterlist Even]\n" + even + "[filterlist Odd]\n" + odd +
+           "[policy ClassBench]\nrule = Even -> permit\nrule = Odd -> block\n";
+}
+
+std::vector<dp::PacketKey> classbench_trace(const std::string& trace_path, std::size_t max_packets) {
+    std::ifstream in(trace_path);
+    if (!in)
+        throw std::runtime_error("cannot read " + trace_path);
+    std::vector<dp::PacketKey> out;
+    std::uint64_t src, dst, sp, dport, proto;
+    std::string rest;
+    while (in >> src >> dst >> sp >> dport >> proto && std::getline(in, rest)) {
+        dp::PacketKey k;
+        k.family = dp::Family::ipv4;
+        const std::uint32_t s = htonl(static_cast<std::uint32_t>(src)), d = htonl(static_cast<std::uint32_t>(dst));
+        std::memcpy(k.src.bytes.data(), &s, 4);
+        std::memcpy(k.dst.bytes.data(), &d, 4);
+        k.proto = static_cast<std::uint8_t>(proto);
+        if (proto == 6 || proto == 17 || proto == 132) {
+            k.has_ports = true;
+            k.sport = static_cast<std::uint16_t>(sp);
+            k.dport = static_cast<std::uint16_t>(dport);
+        } else if (proto == 1) {
+            k.has_icmp = true;
+            k.icmp_type = static_cast<std::uint8_t>(sp);
+            k.icmp_code = static_cast<std::uint8_t>(dport);
+        }
+        out.push_back(k);
+        if (max_packets && out.size() == max_packets)
+            break;
+    }
+    return out;
+}
+
+}  // namespace moat::perf

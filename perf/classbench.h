@@ -1,0 +1,24 @@
+// ClassBench rule sets and traces (../shared/data/classbench, see its README) as Moat policies
+// and packets, for the classifier's differential tests and benchmarks.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dataplane/rule.h"
+
+namespace moat::perf {
+
+/// The directory of the ClassBench data: $MOAT_CLASSBENCH, else ../shared/data/classbench
+/// next to the source tree.
+std::string classbench_dir();
+
+/// The rule file as a policy: one `=` filter per rule, even lines permitted and odd lines
+/// blocked (two filter lists), assigned. Throws std::runtime_error when the file is unreadable.
+std::string classbench_policy(const std::string& rules_path, std::size_t max_rules = 0);
+
+/// The trace as packet keys (IPv4, arriving outside). ICMP packets take their type and code from
+/// the low bytes of the trace's port columns. At most `max_packets` (0: all).
+std::vector<dp::PacketKey> classbench_trace(const std::string& trace_path, std::size_t max_packets = 0);
+
+}  // namespace moat::perf

@@ -1,0 +1,217 @@
+// Moat's trie against DPDK's rte_acl (best SIMD algorithm) and the reference classifier, on the
+// ClassBench sets: the same ranked rules, the same packets, bursts of 32, in the same process.
+//
+//   classifier_bench [--sets acl1_1K,fw1_10K,...] [--nolocal] [--no-acl SET,...] [benchmark flags]
+//
+// Counters per benchmark: `cycles_per_pkt` (TSC cycles), `build_ms` and `memory_MB` of the
+// structure; items/s is the lookup rate. perf/classifier-report runs this with repetitions and
+// random interleaving and prints the ratios Moat / rte_acl.
+#include <benchmark/benchmark.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <x86intrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "control/config.h"
+#include "control/trie_build.h"
+#include "dataplane/classifier_ref.h"
+#include "dataplane/trie.h"
+#include "perf/acl_anchor.h"
+#include "perf/classbench.h"
+
+namespace {
+
+using namespace moat;
+
+constexpr std::size_t kBurst = 32;
+
+struct Set {
+    std::string name;
+    std::vector<dp::Rule> rules;
+    std::vector<dp::PacketKey> packets;
+    std::vector<dp::TrieKey> keys;
+    std::vector<perf::AclKey> acl_keys;
+    std::vector<const std::uint8_t*> acl_data;
+    std::optional<dp::Trie> trie;
+    ctl::TrieBuildStats trie_stats;
+    double trie_build_s = 0;
+    std::unique_ptr<perf::AclAnchor> acl;
+    std::string acl_error;
+};
+
+std::vector<std::unique_ptr<Set>> g_sets;
+
+void add_counters(benchmark::State& state, std::uint64_t cycles, double build_s, std::size_t bytes) {
+    const double pkts = static_cast<double>(state.iterations() * kBurst);
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kBurst));
+    state.counters["cycles_per_pkt"] = static_cast<double>(cycles) / pkts;
+    state.counters["build_ms"] = build_s * 1e3;
+    state.counters["memory_MB"] = static_cast<double>(bytes) / (1 << 20);
+}
+
+void bm_moat(benchmark::State& state, const Set* s) {
+    const dp::LeafScan scan = dp::best_leaf_scan();
+    dp::Rank out[kBurst];
+    std::size_t at = 0;
+    const std::size_t n = s->keys.size() / kBurst * kBurst;
+    const std::uint64_t t0 = __rdtsc();
+    for (auto _ : state) {
+        dp::trie_classify(*s->trie, {s->keys.data() + at, kBurst}, {out, kBurst}, scan);
+        benchmark::DoNotOptimize(out);
+        at = at + kBurst == n ? 0 : at + kBurst;
+    }
+    add_counters(state, __rdtsc() - t0, s->trie_build_s, s->trie->bytes());
+    state.SetLabel(scan == dp::LeafScan::avx512 ? "avx512" : "scalar");
+}
+
+void bm_acl(benchmark::State& state, const Set* s) {
+    dp::Rank out[kBurst];
+    std::size_t at = 0;
+    const std::size_t n = s->acl_data.size() / kBurst * kBurst;
+    const std::uint64_t t0 = __rdtsc();
+    for (auto _ : state) {
+        s->acl->classify(s->acl_data.data() + at, out, kBurst);
+        benchmark::DoNotOptimize(out);
+        at = at + kBurst == n ? 0 : at + kBurst;
+    }
+    add_counters(state, __rdtsc() - t0, s->acl->build_seconds(), s->acl->memory_bytes());
+    state.SetLabel(s->acl->algorithm());
+}
+
+void bm_reference(benchmark::State& state, const Set* s) {
+    std::size_t at = 0;
+    const std::size_t n = s->packets.size() / kBurst * kBurst;
+    const std::uint64_t t0 = __rdtsc();
+    for (auto _ : state) {
+        for (std::size_t i = 0; i < kBurst; ++i)
+            benchmark::DoNotOptimize(dp::classify_ref(s->rules, s->packets[at + i]));
+        at = at + kBurst == n ? 0 : at + kBurst;
+    }
+    add_counters(state, __rdtsc() - t0, 0, s->rules.size() * sizeof(dp::Rule));
+}
+
+std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> out;
+    std::istringstream in(s);
+    for (std::string x; std::getline(in, x, ',');)
+        if (!x.empty())
+            out.push_back(x);
+    return out;
+}
+
+bool load(Set& s, bool nolocal, bool with_acl) {
+    const std::string dir = perf::classbench_dir();
+    const auto lr = ctl::load_policy_text(perf::classbench_policy(dir + "/" + s.name), s.name, {.lint = false});
+    if (!lr.usable()) {
+        std::fprintf(stderr, "%s: does not load\n", s.name.c_str());
+        return false;
+    }
+    s.rules = lr.compiled->rules;
+    s.packets = perf::classbench_trace(dir + (nolocal ? "/nolocal/" : "/") + s.name + "_trace");
+    for (const auto& p : s.packets) {
+        s.keys.push_back(dp::trie_key(p));
+        s.acl_keys.push_back(perf::acl_key(p));
+    }
+    for (const auto& k : s.acl_keys)
+        s.acl_data.push_back(reinterpret_cast<const std::uint8_t*>(&k));
+
+    // The build is timed as the median of a few runs (the small ones take milliseconds).
+    std::vector<double> times;
+    for (int i = 0; i < (s.rules.size() < 50'000 ? 5 : 1); ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto b = ctl::build_trie(s.rules, dp::Family::ipv4);
+        times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        if (!b.trie) {
+            std::fprintf(stderr, "%s: trie: %s\n", s.name.c_str(), b.error.c_str());
+            return false;
+        }
+        s.trie_stats = b.stats;
+        s.trie = std::move(b.trie);
+    }
+    std::sort(times.begin(), times.end());
+    s.trie_build_s = times[times.size() / 2];
+    std::fprintf(stderr,
+                 "%s: %zu entries, %zu packets; trie %.2f ms, %.2f MB, %u trees, %zu nodes, %zu leaves, max leaf %zu, "
+                 "depth %u\n",
+                 s.name.c_str(), s.rules.size(), s.packets.size(), s.trie_build_s * 1e3,
+                 static_cast<double>(s.trie->bytes()) / (1 << 20), s.trie_stats.trees, s.trie_stats.nodes,
+                 s.trie_stats.leaves, s.trie_stats.max_leaf, s.trie_stats.max_depth);
+    if (with_acl) {
+        s.acl = perf::AclAnchor::build(s.rules, s.acl_error);
+        if (s.acl)
+            std::fprintf(stderr, "%s: rte_acl %s, %.2f ms, %.2f MB\n", s.name.c_str(), s.acl->algorithm(),
+                         s.acl->build_seconds() * 1e3, static_cast<double>(s.acl->memory_bytes()) / (1 << 20));
+        else
+            std::fprintf(stderr, "%s: rte_acl could not build: %s\n", s.name.c_str(), s.acl_error.c_str());
+    }
+    return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> sets{"acl1_1K",  "fw1_1K",  "ipc1_1K",  "acl1_10K", "fw1_10K",
+                                  "ipc1_10K", "acl1_100K", "fw1_100K", "ipc1_100K"};
+    std::vector<std::string> no_acl;
+    bool nolocal = false;
+    std::vector<char*> rest{argv[0]};
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--sets" && i + 1 < argc)
+            sets = split(argv[++i]);
+        else if (a == "--no-acl" && i + 1 < argc)
+            no_acl = split(argv[++i]);
+        else if (a == "--nolocal")
+            nolocal = true;
+        else
+            rest.push_back(argv[i]);
+    }
+    // rte_acl's AVX-512 algorithms need the EAL's SIMD limit raised; memory comes from the heap.
+    std::vector<std::string> eal{"classifier_bench", "--no-pci", "-l", "0", "--in-memory",
+                                 "--force-max-simd-bitwidth=512", "--log-level", "*:error"};
+    std::vector<char*> eal_argv;
+    for (auto& s : eal)
+        eal_argv.push_back(s.data());
+    if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
+        // No hugepages here: the same without them.
+        eal.push_back("--no-huge");
+        eal.erase(std::find(eal.begin(), eal.end(), "--in-memory"));
+        eal.push_back("--file-prefix=classifier_bench_" + std::to_string(getpid()));
+        eal_argv.clear();
+        for (auto& s : eal)
+            eal_argv.push_back(s.data());
+        if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
+            std::fprintf(stderr, "EAL: %s\n", rte_strerror(rte_errno));
+            return 1;
+        }
+    }
+    for (const auto& name : sets) {
+        auto s = std::make_unique<Set>();
+        s->name = name;
+        if (!load(*s, nolocal, std::find(no_acl.begin(), no_acl.end(), name) == no_acl.end()))
+            return 1;
+        g_sets.push_back(std::move(s));
+    }
+    for (const auto& s : g_sets) {
+        benchmark::RegisterBenchmark(("moat/" + s->name).c_str(), bm_moat, s.get());
+        if (s->acl)
+            benchmark::RegisterBenchmark(("rte_acl/" + s->name).c_str(), bm_acl, s.get());
+        benchmark::RegisterBenchmark(("reference/" + s->name).c_str(), bm_reference, s.get());
+    }
+    int bargc = static_cast<int>(rest.size());
+    benchmark::Initialize(&bargc, rest.data());
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    g_sets.clear();
+    rte_eal_cleanup();
+    return 0;
+}

@@ -1,0 +1,388 @@
+// The trie against the reference classifier (the oracle) and against rte_acl (a second,
+// independent oracle): random policies of every field kind x random and boundary packets, the
+// ClassBench 1K and 10K sets with their traces, every burst size, both leaf scanners.
+#include "dataplane/trie.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <sstream>
+
+#include "control/config.h"
+#include "control/tables.h"
+#include "control/trie_build.h"
+#include "dataplane/classifier_ref.h"
+#include "dataplane/classify.h"
+#include "perf/acl_anchor.h"
+#include "perf/classbench.h"
+#include "tests/common/eal_env.h"
+
+namespace moat::dp {
+namespace {
+
+std::vector<LeafScan> scans() {
+    std::vector<LeafScan> s{LeafScan::scalar};
+    if (best_leaf_scan() == LeafScan::avx512)
+        s.push_back(LeafScan::avx512);
+    return s;
+}
+
+/// A packet key from trie dimensions, as the parser would produce it.
+PacketKey key_of(const std::uint32_t* d, Family f) {
+    PacketKey k;
+    k.family = f;
+    const unsigned words = f == Family::ipv4 ? 1 : 4;
+    for (unsigned w = 0; w < words; ++w)
+        for (unsigned b = 0; b < 4; ++b) {
+            k.src.bytes[4 * w + b] = static_cast<std::uint8_t>(d[w] >> (24 - 8 * b));
+            k.dst.bytes[4 * w + b] = static_cast<std::uint8_t>(d[words + w] >> (24 - 8 * b));
+        }
+    const std::uint32_t p1 = d[2 * words], p2 = d[2 * words + 1];
+    k.proto = static_cast<std::uint8_t>(d[2 * words + 2]);
+    k.ingress = d[2 * words + 3] ? Ingress::inside : Ingress::outside;
+    if (k.proto == 6 || k.proto == 17 || k.proto == 132) {
+        k.has_ports = true;
+        k.sport = static_cast<std::uint16_t>(p1);
+        k.dport = static_cast<std::uint16_t>(p2);
+    } else if ((k.proto == 1 && f == Family::ipv4) || (k.proto == 58 && f == Family::ipv6)) {
+        k.has_icmp = true;
+        k.icmp_type = static_cast<std::uint8_t>(p1);
+        k.icmp_code = static_cast<std::uint8_t>(p2);
+    }
+    return k;
+}
+
+// --- random policies ---------------------------------------------------------------------------
+
+std::string random_host(std::mt19937& rng, Family f) {
+    switch (rng() % 8) {
+    case 0: return "*";
+    case 1: return "me";
+    default: break;
+    }
+    std::ostringstream s;
+    if (f == Family::ipv4) {
+        static const unsigned kLens[] = {0, 8, 15, 16, 20, 24, 27, 30, 31, 32, 32, 32};
+        const unsigned len = kLens[rng() % std::size(kLens)];
+        std::uint32_t a = 0xC6120000u | (rng() % 4) << 8 | (rng() % 2 ? 10 + rng() % 3 : rng() % 256);
+        if (rng() % 10 == 0)
+            a = static_cast<std::uint32_t>(rng());
+        a &= len == 0 ? 0 : ~std::uint32_t{0} << (32 - len);
+        s << (a >> 24) << '.' << ((a >> 16) & 255) << '.' << ((a >> 8) & 255) << '.' << (a & 255) << '/' << len;
+    } else {
+        static const unsigned kLens[] = {0, 32, 48, 64, 96, 120, 127, 128, 128};
+        const unsigned len = kLens[rng() % std::size(kLens)];
+        std::array<std::uint8_t, 16> b{0x20, 0x01, 0x0d, 0xb8};
+        b[5] = static_cast<std::uint8_t>(rng() % 3);
+        b[15] = static_cast<std::uint8_t>(rng() % 2 ? 0x10 + rng() % 3 : rng() % 256);
+        for (unsigned i = 0; i < 16; ++i) {
+            const unsigned keep = len >= 8 * (i + 1) ? 8 : len > 8 * i ? len - 8 * i : 0;
+            b[i] &= static_cast<std::uint8_t>(keep == 0 ? 0 : 0xff << (8 - keep));
+        }
+        char buf[64];
+        inet_ntop(AF_INET6, b.data(), buf, sizeof buf);
+        s << '[' << buf << "]/" << len;
+    }
+    return s.str();
+}
+
+std::string random_ports(std::mt19937& rng) {
+    switch (rng() % 6) {
+    case 0:
+    case 1: return "";
+    case 2: return std::to_string(rng() % 100);
+    case 3: {
+        const unsigned lo = rng() % 100;
+        return std::to_string(lo) + "-" + std::to_string(lo + rng() % 50);
+    }
+    case 4: {
+        const unsigned lo = rng() % 65536;
+        return std::to_string(lo) + "-" + std::to_string(lo + rng() % (65536 - lo));
+    }
+    default:  // long ranges that start inside the same low slots: shared subtrees' edge case
+        return std::to_string(rng() % 2000) + "-" + std::to_string(30000 + rng() % 35000);
+    }
+}
+
+std::string random_filter(std::mt19937& rng) {
+    const Family f = rng() % 3 ? Family::ipv4 : Family::ipv6;
+    std::string src = random_host(rng, f), dst = random_host(rng, f);
+    std::string proto, sp, dp, icmp;
+    switch (rng() % 8) {
+    case 0: break;
+    case 1:
+    case 2: proto = "TCP"; break;
+    case 3: proto = "UDP"; break;
+    case 4: proto = "SCTP"; break;
+    case 5: proto = f == Family::ipv4 ? "ICMP" : "ICMPV6"; break;
+    case 6: proto = "GRE"; break;
+    default: proto = std::to_string(rng() % 256); break;
+    }
+    if (proto == "TCP" || proto == "UDP" || proto == "SCTP") {
+        sp = random_ports(rng);
+        dp = random_ports(rng);
+    }
+    if ((proto == "ICMP" || proto == "ICMPV6") && rng() % 2)
+        icmp = std::to_string(rng() % 4) + (rng() % 2 ? "/" + std::to_string(rng() % 3) : "");
+    std::string t = src + (sp.empty() ? "" : ":" + sp) + (rng() % 2 ? "+" : "=") + dst;
+    if (!proto.empty())
+        t += ":" + dp + ":" + proto + (icmp.empty() ? "" : ":" + icmp);
+    if (rng() % 5 == 0)
+        t += rng() % 2 ? " on=outside" : " on=inside";
+    return t;
+}
+
+/// A policy of `n` random filters, each in its own list, permitted or blocked at random.
+ctl::LoadResult random_policy(std::mt19937& rng, int n) {
+    for (;;) {
+        std::string t = "[appliance]\nme = 198.18.0.10, 198.18.1.10, [2001:db8::10]\nassign = P\n";
+        std::string rules;
+        for (int i = 0; i < n; ++i) {
+            t += "[filterlist L" + std::to_string(i) + "]\nfilter = " + random_filter(rng) + "\n";
+            rules += "rule = L" + std::to_string(i) + (rng() % 2 ? " -> permit\n" : " -> block\n");
+        }
+        t += "[policy P]\n" + rules;
+        ctl::LoadResult r = ctl::load_policy_text(t, "random.ini", {.lint = false});
+        if (r.usable())
+            return r;
+    }
+}
+
+/// Packets aimed at the policy: inside an entry's ranges, on its edges, and anywhere at all.
+std::vector<PacketKey> random_packets(std::mt19937& rng, const std::vector<Rule>& rules, int n) {
+    std::vector<PacketKey> out;
+    static const std::uint32_t kProtos[] = {6, 17, 132, 1, 58, 47, 0, 255};
+    for (int i = 0; i < n; ++i) {
+        const Family f = rng() % 3 ? Family::ipv4 : Family::ipv6;
+        const unsigned dims = f == Family::ipv4 ? kDimsV4 : kDimsV6;
+        std::uint32_t d[kMaxDims];
+        std::vector<const Rule*> same;
+        for (const auto& r : rules)
+            if (r.family == f)
+                same.push_back(&r);
+        if (same.empty() || rng() % 8 == 0) {
+            for (unsigned j = 0; j < dims; ++j)
+                d[j] = static_cast<std::uint32_t>(rng());
+            d[dims - 4] &= 0xffff;
+            d[dims - 3] &= 0xffff;
+            d[dims - 2] = kProtos[rng() % std::size(kProtos)];
+            d[dims - 1] &= 1;
+        } else {
+            std::uint32_t lo[kMaxDims], hi[kMaxDims];
+            rule_ranges(*same[rng() % same.size()], lo, hi);
+            for (unsigned j = 0; j < dims; ++j) {
+                const std::uint64_t span = std::uint64_t{hi[j]} - lo[j] + 1;
+                switch (rng() % 6) {
+                case 0: d[j] = lo[j]; break;
+                case 1: d[j] = hi[j]; break;
+                case 2: d[j] = lo[j] - 1; break;  // just outside (wraps harmlessly)
+                case 3: d[j] = hi[j] + 1; break;
+                default: d[j] = lo[j] + static_cast<std::uint32_t>(rng() % span); break;
+                }
+            }
+            d[dims - 4] &= 0xffff;
+            d[dims - 3] &= 0xffff;
+            if (lo[dims - 2] != hi[dims - 2])
+                d[dims - 2] = kProtos[rng() % std::size(kProtos)];
+            d[dims - 2] &= 0xff;
+            d[dims - 1] &= 1;
+        }
+        out.push_back(key_of(d, f));
+    }
+    return out;
+}
+
+void expect_same_as_reference(const TableSet& t, const std::vector<PacketKey>& packets, const std::string& what) {
+    std::size_t mismatches = 0;
+    for (const LeafScan scan : scans()) {
+        for (std::size_t i = 0; i < packets.size(); ++i) {
+            const PacketKey& k = packets[i];
+            const Rank want = classify_ref(t.rules, k);
+            const Rank got = trie_lookup(k.family == Family::ipv4 ? t.v4 : t.v6, trie_key(k), scan);
+            if (want != got && ++mismatches <= 5)
+                ADD_FAILURE() << what << ": packet " << i << " (scan " << int(scan) << "): reference " << want
+                              << ", trie " << got;
+        }
+    }
+    EXPECT_EQ(mismatches, 0u) << what;
+}
+
+TEST(TrieRandom, MatchesTheReferenceOnRandomPolicies) {
+    std::mt19937 rng(4242);
+    for (int round = 0; round < 60; ++round) {
+        const int n = 1 + static_cast<int>(rng() % (round < 30 ? 40 : 400));
+        const ctl::LoadResult lr = random_policy(rng, n);
+        const auto packets = random_packets(rng, lr.compiled->rules, 600);
+        // Small leaves and narrow cuts force deep tries; the defaults make wide ones.
+        for (const unsigned leaf : {1u, 3u, 16u}) {
+            TableSet t;
+            t.rules = lr.compiled->rules;
+            ctl::TrieBuildOptions opt;
+            opt.leaf_size = leaf;
+            opt.max_cut_bits = leaf == 1 ? 2 : 16;
+            auto v4 = ctl::build_trie(t.rules, Family::ipv4, opt);
+            auto v6 = ctl::build_trie(t.rules, Family::ipv6, opt);
+            ASSERT_TRUE(v4.trie && v6.trie) << v4.error << v6.error;
+            t.v4 = std::move(*v4.trie);
+            t.v6 = std::move(*v6.trie);
+            expect_same_as_reference(t, packets,
+                                     "round " + std::to_string(round) + ", " + std::to_string(n) + " filters, leaf " +
+                                         std::to_string(leaf));
+            if (HasFailure())
+                return;
+        }
+    }
+}
+
+TEST(TrieDirected, RangesStartingInsideASharedSlot) {
+    // Ranges that start at different points of one slot and run on through the next ones: the
+    // slots they cover fully share a subtree, which must not be built from the partly covered
+    // slot (deeper cuts there would leave out entries that cover the later slots).
+    std::string t = "[appliance]\nassign = P\n";
+    std::string rules;
+    for (int i = 0; i < 24; ++i) {
+        t += "[filterlist L" + std::to_string(i) + "]\nfilter = 198.18.0.0/16=198.18.1.1:" + std::to_string(100 + 37 * i) +
+             "-" + std::to_string(40000 + 7 * i) + ":TCP\n";
+        rules += "rule = L" + std::to_string(i) + (i % 2 ? " -> block\n" : " -> permit\n");
+    }
+    t += "[policy P]\n" + rules;
+    const ctl::LoadResult lr = ctl::load_policy_text(t, "ranges.ini", {.lint = false});
+    ASSERT_TRUE(lr.usable());
+    std::vector<PacketKey> packets;
+    for (std::uint32_t port = 0; port < 41000; port += 13) {
+        std::uint32_t d[kDimsV4] = {0xC6120005u, 0xC6120101u, 40000, port, 6, 0};
+        packets.push_back(key_of(d, Family::ipv4));
+    }
+    for (const unsigned bits : {1u, 2u, 4u, 8u}) {
+        TableSet ts;
+        ts.rules = lr.compiled->rules;
+        ctl::TrieBuildOptions opt;
+        opt.leaf_size = 1;
+        opt.max_cut_bits = bits;
+        auto v4 = ctl::build_trie(ts.rules, Family::ipv4, opt);
+        ASSERT_TRUE(v4.trie);
+        ts.v4 = std::move(*v4.trie);
+        expect_same_as_reference(ts, packets, "cut bits " + std::to_string(bits));
+    }
+}
+
+TEST(TrieRandom, EveryBurstSizeThroughClassifyBurst) {
+    std::mt19937 rng(7);
+    const ctl::LoadResult lr = random_policy(rng, 200);
+    auto built = ctl::build_table_set(*lr.config, *lr.compiled, 1, 1);
+    ASSERT_TRUE(built.tables) << built.error;
+    TableSet& t = *built.tables;
+    const auto packets = random_packets(rng, t.rules, 64 * 33);
+    std::size_t at = 0;
+    for (const LeafScan scan : scans()) {
+        t.scan = scan;
+        for (std::size_t n = 0; n <= 64; ++n) {  // beyond kBurstMax too: classify_burst chunks
+            std::vector<PacketMeta> meta(n);
+            std::vector<Verdict> out(n);
+            for (std::size_t i = 0; i < n; ++i)
+                meta[i].key = packets[(at + i) % packets.size()];
+            classify_burst(t, meta, out);
+            for (std::size_t i = 0; i < n; ++i) {
+                const Rank want = classify_ref(t.rules, meta[i].key);
+                ASSERT_EQ(out[i].rank, want) << "burst " << n << ", packet " << i;
+                const DropReason why = want == kNoMatch ? DropReason::no_match
+                                       : t.rules[want].action == Action::block ? DropReason::policy
+                                                                               : DropReason::none;
+                ASSERT_EQ(out[i].drop, why);
+            }
+            at += n;
+        }
+    }
+}
+
+TEST(TrieBuild, MemoryLimitIsAnErrorNotACrash) {
+    std::mt19937 rng(3);
+    const ctl::LoadResult lr = random_policy(rng, 300);
+    ctl::TrieBuildOptions opt;
+    opt.memory_limit = 4096;
+    const auto r = ctl::build_trie(lr.compiled->rules, Family::ipv4, opt);
+    EXPECT_FALSE(r.trie);
+    EXPECT_NE(r.error.find("would need more than"), std::string::npos) << r.error;
+}
+
+TEST(TrieBuild, EmptyAndTiny) {
+    std::vector<Rule> none;
+    auto r = ctl::build_trie(none, Family::ipv4);
+    ASSERT_TRUE(r.trie);
+    EXPECT_EQ(trie_lookup(*r.trie, TrieKey{}, LeafScan::scalar), kNoMatch);
+    std::vector<Rule> one(1);
+    one[0].family = Family::ipv4;
+    r = ctl::build_trie(one, Family::ipv4);
+    ASSERT_TRUE(r.trie);
+    EXPECT_EQ(r.stats.trees, 1u);
+    for (const LeafScan s : scans())
+        EXPECT_EQ(trie_lookup(*r.trie, TrieKey{}, s), 0u);
+}
+
+// --- ClassBench ---------------------------------------------------------------------------------
+
+class ClassBench : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ClassBench, TrieAndRteAclAgreeWithTheReferenceOnTheTrace) {
+    const std::string dir = perf::classbench_dir();
+    const std::string set = GetParam();
+    const ctl::LoadResult lr = ctl::load_policy_text(perf::classbench_policy(dir + "/" + set), set, {.lint = false});
+    ASSERT_TRUE(lr.usable()) << (lr.diags.all().empty() ? "" : ctl::format(lr.diags.all().front()));
+    const auto& rules = lr.compiled->rules;
+    const auto trace = perf::classbench_trace(dir + "/" + set + "_trace");
+    ASSERT_GT(trace.size(), 1000u);
+
+    auto built = ctl::build_trie(rules, Family::ipv4);
+    ASSERT_TRUE(built.trie) << built.error;
+    std::string err;
+    const auto acl = perf::AclAnchor::build(rules, err);
+    ASSERT_TRUE(acl) << err;
+
+    std::vector<Rank> want(trace.size());
+    for (std::size_t i = 0; i < trace.size(); ++i)
+        want[i] = classify_ref(rules, trace[i]);
+    for (const LeafScan scan : scans()) {
+        std::size_t mismatches = 0;
+        for (std::size_t at = 0; at < trace.size(); at += 32) {
+            const std::size_t n = std::min<std::size_t>(32, trace.size() - at);
+            TrieKey keys[32];
+            Rank got[32];
+            for (std::size_t i = 0; i < n; ++i)
+                keys[i] = trie_key(trace[at + i]);
+            trie_classify(*built.trie, {keys, n}, {got, n}, scan);
+            for (std::size_t i = 0; i < n; ++i)
+                if (got[i] != want[at + i] && ++mismatches <= 5)
+                    ADD_FAILURE() << set << " packet " << at + i << ": reference " << want[at + i] << ", trie " << got[i];
+        }
+        EXPECT_EQ(mismatches, 0u) << set << " scan " << int(scan);
+    }
+    std::size_t acl_mismatches = 0;
+    for (std::size_t at = 0; at < trace.size(); at += 64) {
+        const std::size_t n = std::min<std::size_t>(64, trace.size() - at);
+        perf::AclKey keys[64];
+        const std::uint8_t* data[64];
+        Rank got[64];
+        for (std::size_t i = 0; i < n; ++i) {
+            keys[i] = perf::acl_key(trace[at + i]);
+            data[i] = reinterpret_cast<const std::uint8_t*>(&keys[i]);
+        }
+        acl->classify(data, got, static_cast<std::uint32_t>(n));
+        for (std::size_t i = 0; i < n; ++i)
+            if (got[i] != want[at + i] && ++acl_mismatches <= 5)
+                ADD_FAILURE() << set << " packet " << at + i << ": reference " << want[at + i] << ", rte_acl " << got[i];
+    }
+    EXPECT_EQ(acl_mismatches, 0u) << set << " rte_acl (" << acl->algorithm() << ")";
+}
+
+INSTANTIATE_TEST_SUITE_P(Sets, ClassBench,
+                         ::testing::Values("acl1_1K", "fw1_1K", "ipc1_1K", "acl1_10K", "fw1_10K", "ipc1_10K"),
+                         [](const auto& i) { return std::string(i.param); });
+
+}  // namespace
+}  // namespace moat::dp
+
+int main(int argc, char** argv) {
+    ::testing::InitGoogleTest(&argc, argv);
+    ::testing::AddGlobalTestEnvironment(new moat::test::EalEnvironment);
+    return RUN_ALL_TESTS();
+}
