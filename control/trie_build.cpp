@@ -50,11 +50,15 @@ public:
     Builder(const std::vector<std::uint32_t>& lo, const std::vector<std::uint32_t>& hi,
             const std::vector<dp::Rank>& ranks, unsigned dims, const TrieBuildOptions& opt)
         : lo_(lo), hi_(hi), ranks_(ranks), dims_(dims), opt_(opt) {
-        words_.push_back(0);  // word 0 is never a node or a leaf: ref 0 means empty
+        // The empty leaf at offset 0 (see trie.h): it steps to itself and holds no entries.
+        words_ = {0, 2, dp::kEmptyRef, 0, 0};
         limit_words_ = opt.memory_limit / sizeof(std::uint32_t);
     }
 
-    std::uint32_t build_tree(std::vector<std::uint32_t>& rules, const std::vector<unsigned>& widths) {
+    /// The trie of `rules`; `dims` is the mask of dimensions its leaves check.
+    std::uint32_t build_tree(std::vector<std::uint32_t>& rules, const std::vector<unsigned>& widths, std::uint32_t dims) {
+        tree_mask_ = dims;
+        tree_steps_ = 0;
         Cell c{};
         for (unsigned d = 0; d < dims_; ++d) {
             c.lo[d] = 0;
@@ -66,6 +70,7 @@ public:
     }
 
     bool over_limit() const noexcept { return over_; }
+    unsigned tree_steps() const noexcept { return tree_steps_; }
     std::vector<std::uint32_t>& words() noexcept { return words_; }
     TrieBuildStats& stats() noexcept { return stats_; }
 
@@ -129,9 +134,9 @@ private:
 
     std::uint32_t build(std::vector<std::uint32_t>& rules, const Cell& c, unsigned depth) {
         if (rules.empty() || over_)
-            return 0;
+            return dp::kEmptyRef;
         stats_.max_depth = std::max(stats_.max_depth, depth);
-        if (rules.size() <= opt_.leaf_size)
+        if (rules.size() <= opt_.leaf_size || (opt_.max_depth && depth > opt_.max_depth))
             return leaf(rules, c);
         const double budget = opt_.space_factor * static_cast<double>(rules.size());
         Cut best;
@@ -159,80 +164,83 @@ private:
         starts.push_back(static_cast<std::uint32_t>(nslots));
         const std::uint32_t node = alloc(2 + nslots);
         if (node == 0)
-            return 0;
+            return dp::kEmptyRef;
+        tree_steps_ = std::max(tree_steps_, depth);
         const unsigned shift = c.rem[best.dim] - best.bits;
         words_[node] = best.dim | shift << 8 | static_cast<std::uint32_t>(nslots - 1) << 16;
         words_[node + 1] = node + 2;
         ++stats_.nodes;
 
-        // Which children each entry reaches, once for the chosen cut.
-        std::vector<std::uint32_t> first(rules.size()), last(rules.size());
-        for (std::size_t i = 0; i < rules.size(); ++i) {
+        // The entries of each run: an entry joins every run its slots overlap, in rank order.
+        std::vector<std::uint32_t> run_of(nslots);
+        for (std::size_t g = 0; g + 1 < starts.size(); ++g)
+            for (std::uint32_t slot = starts[g]; slot < starts[g + 1]; ++slot)
+                run_of[slot] = static_cast<std::uint32_t>(g);
+        std::vector<std::vector<std::uint32_t>> runs(starts.size() - 1);
+        for (const auto r : rules) {
+            std::uint32_t a, z;
             bool pa;
-            child_span(rules[i], c, best.dim, best.bits, first[i], last[i], pa);
+            child_span(r, c, best.dim, best.bits, a, z, pa);
+            for (std::uint32_t g = run_of[a]; g <= run_of[z]; ++g)
+                runs[g].push_back(r);
         }
-        std::vector<std::uint32_t> sub;
         for (std::size_t g = 0; g + 1 < starts.size(); ++g) {
             const std::uint32_t s = starts[g];
-            sub.clear();
-            for (std::size_t i = 0; i < rules.size(); ++i)
-                if (first[i] <= s && s <= last[i])
-                    sub.push_back(rules[i]);
             const std::uint32_t e = starts[g + 1] - 1;  // the run's last slot
             Cell child = c;
             child.lo[best.dim] = c.lo[best.dim] + (s << shift);
             child.rem[best.dim] = s == e ? shift : 0;
             child.rlo[best.dim] = child.lo[best.dim];
             child.rhi[best.dim] = c.lo[best.dim] + (((e + 1) << shift) - 1);
-            const std::uint32_t ref = build(sub, child, depth + 1);
-            for (std::uint32_t slot = s; slot < starts[g + 1]; ++slot)
+            const std::uint32_t ref = build(runs[g], child, depth + 1);
+            std::vector<std::uint32_t>().swap(runs[g]);
+            for (std::uint32_t slot = s; slot <= e; ++slot)
                 words_[node + 2 + slot] = ref;
         }
         return node;
     }
 
-    /// A leaf of `rules` (in rank order) reached through cell c: it checks the dimensions in
-    /// which some entry does not cover all of c's region.
-    std::uint32_t leaf(const std::vector<std::uint32_t>& rules, const Cell& c) {
-        std::uint32_t mask = 0;
-        for (unsigned d = 0; d < dims_; ++d)
-            for (const auto r : rules)
-                if (lo(r, d) > c.rlo[d] || hi(r, d) < c.rhi[d]) {
-                    mask |= 1u << d;
-                    break;
-                }
+    /// A leaf of `rules` (in rank order): the tree's checked dimensions, in blocks (trie.h).
+    std::uint32_t leaf(const std::vector<std::uint32_t>& rules, const Cell&) {
+        const std::uint32_t mask = tree_mask_;
         leaf_key_.assign(rules.begin(), rules.end());
         leaf_key_.push_back(mask);
         if (const auto it = leaves_.find(leaf_key_); it != leaves_.end())
             return it->second;
         const std::uint32_t n = static_cast<std::uint32_t>(rules.size());
         const unsigned checked = static_cast<unsigned>(__builtin_popcount(mask));
-        const std::uint32_t at = alloc(2 + n + 2 * checked * n);
+        const std::uint32_t at = alloc(dp::kLeafHeaderWords + n + 2 * checked * n);
         if (at == 0)
-            return 0;
-        words_[at] = n;
-        words_[at + 1] = mask;
-        std::uint32_t* lanes = &words_[at + 2 + n];
+            return dp::kEmptyRef;
+        words_[at] = 0;  // dimension 0, shift 0, mask 0: the step lands on the next slot,
+        words_[at + 1] = at + 2;  // which holds this leaf's own ref
+        words_[at + 2] = at;
+        words_[at + 3] = n;
+        words_[at + 4] = 0;
         for (std::uint32_t i = 0; i < n; ++i)
-            words_[at + 2 + i] = ranks_[rules[i]];
-        for (std::uint32_t m = mask; m; m &= m - 1, lanes += 2 * n) {
-            const unsigned d = static_cast<unsigned>(__builtin_ctz(m));
-            for (std::uint32_t i = 0; i < n; ++i) {
-                lanes[i] = lo(rules[i], d);
-                lanes[n + i] = hi(rules[i], d);
+            words_[at + dp::kLeafHeaderWords + i] = ranks_[rules[i]];
+        std::uint32_t* lanes = &words_[at + dp::kLeafHeaderWords + n];
+        for (std::uint32_t b = 0; b < n; b += dp::kBlock) {
+            const std::uint32_t m = std::min(dp::kBlock, n - b);
+            for (std::uint32_t dm = mask; dm; dm &= dm - 1, lanes += 2 * m) {
+                const unsigned d = static_cast<unsigned>(__builtin_ctz(dm));
+                for (std::uint32_t i = 0; i < m; ++i) {
+                    lanes[i] = lo(rules[b + i], d);
+                    lanes[m + i] = hi(rules[b + i], d);
+                }
             }
         }
         ++stats_.leaves;
         stats_.leaf_entries += n;
         stats_.max_leaf = std::max<std::size_t>(stats_.max_leaf, n);
-        const std::uint32_t ref = at | dp::kLeafBit;
+        const std::uint32_t ref = at;
         leaves_.emplace(leaf_key_, ref);
         return ref;
     }
 
     /// `n` words at the end of the arena; 0 when the memory limit would be passed.
     std::uint32_t alloc(std::size_t n) {
-        if (words_.size() + n > limit_words_ || words_.size() + n >= dp::kLeafBit) {
+        if (words_.size() + n > limit_words_ || words_.size() + n >= (std::size_t{1} << 32)) {
             over_ = true;
             return 0;
         }
@@ -253,6 +261,8 @@ private:
     std::vector<std::int64_t> diff_;
     std::vector<std::uint8_t> mark_;
     std::vector<std::uint32_t> leaf_key_;
+    std::uint32_t tree_mask_ = 0;
+    unsigned tree_steps_ = 0;
     TrieBuildStats stats_;
 };
 
@@ -297,11 +307,23 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
         if (g.empty())
             continue;
         const dp::Rank best = ranks[g.front()];
-        const std::uint32_t root = b.build_tree(g, widths);
+        // The dimensions some entry of the tree narrows; in the others every entry admits all.
+        std::uint32_t mask = 0;
+        for (unsigned d = 0; d < dims; ++d) {
+            const std::uint32_t top = widths[d] >= 32 ? ~std::uint32_t{0} : (std::uint32_t{1} << widths[d]) - 1;
+            for (const auto r : g)
+                if (lo[r * dims + d] != 0 || hi[r * dims + d] != top) {
+                    mask |= 1u << d;
+                    break;
+                }
+        }
+        const std::uint32_t root = b.build_tree(g, widths, mask);
         if (b.over_limit())
             break;
         t.roots.push_back(root);
         t.best_rank.push_back(best);
+        t.tree_dims.push_back(mask);
+        t.tree_steps.push_back(b.tree_steps());
     }
     res.stats = {static_cast<unsigned>(t.roots.size()), ranks.size(), b.stats().nodes, b.stats().leaves,
                  b.stats().leaf_entries, b.stats().max_leaf, b.stats().max_depth, 0};

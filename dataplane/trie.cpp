@@ -46,22 +46,22 @@ void prefix_word(const Addr& a, unsigned len, unsigned word, std::uint32_t& lo, 
 
 /// The first entry of the leaf at `leaf` that admits `k`: v in [lo, hi] is (v - lo) <= (hi - lo).
 struct ScanScalar {
-    Rank operator()(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
-        const std::uint32_t n = leaf[0];
-        const std::uint32_t* ranks = leaf + 2;
-        unsigned dims[kMaxDims], nd = 0;
-        for (std::uint32_t m = leaf[1]; m; m &= m - 1)
-            dims[nd++] = static_cast<unsigned>(__builtin_ctz(m));
-        const std::uint32_t* r = leaf + 2 + n;
-        for (std::uint32_t i = 0; i < n; ++i) {
-            unsigned j = 0;
-            for (; j < nd; ++j) {
-                const std::uint32_t lo = r[2 * j * n + i], hi = r[(2 * j + 1) * n + i];
-                if (k.d[dims[j]] - lo > hi - lo)
-                    break;
+    Rank operator()(const std::uint32_t* leaf, const TrieKey& k, const Dims& dims) const noexcept {
+        const std::uint32_t n = leaf[3];
+        const std::uint32_t* ranks = leaf + kLeafHeaderWords;
+        const std::uint32_t* block = ranks + n;
+        for (std::uint32_t b = 0; b < n; b += kBlock, block += 2 * dims.n * kBlock) {
+            const std::uint32_t m = std::min(kBlock, n - b);  // entries in this block
+            for (std::uint32_t i = 0; i < m; ++i) {
+                unsigned j = 0;
+                for (; j < dims.n; ++j) {
+                    const std::uint32_t lo = block[2 * j * m + i], hi = block[(2 * j + 1) * m + i];
+                    if (k.d[dims.d[j]] - lo > hi - lo)
+                        break;
+                }
+                if (j == dims.n)
+                    return ranks[b + i];
             }
-            if (j == nd)
-                return ranks[i];
         }
         return kNoMatch;
     }

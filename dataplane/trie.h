@@ -19,15 +19,21 @@
 // every dimension in which some entry does not cover the whole region the path to the leaf
 // allows, so the trie never needs to be exact, only complete.
 //
-// Encoding. Everything lives in one 64-byte aligned array of 32-bit words (`words`), read only:
-//   ref       : 0 = empty; bit 31 set = leaf at word (ref & ~kLeafBit); else a node at word ref
-//   node      : w[0] = dim | shift << 8 | mask << 16   (index = (key[dim] >> shift) & mask)
-//               w[1] = word index of its first slot
-//   slots     : mask + 1 consecutive refs
-//   leaf      : w[0] = n; w[1] = mask of the dimensions to check; w[2 .. 2+n) = ranks; then for
-//               each dimension d in the mask, in increasing order: lo[n], hi[n]
-// The array ends with 64 bytes of zeros so that 16-lane vector loads of a leaf's last lanes
-// never leave it (the lanes past n are masked out).
+// Encoding. Everything lives in one 64-byte aligned array of 32-bit words (`words`), read only.
+// A ref is the word offset of a node or a leaf. Both start with a header and a slot index, so
+// one step works on either: a leaf's header indexes a slot that holds the leaf's own ref. A walk
+// therefore takes exactly `tree_steps` steps for every packet of a burst, whatever depth its
+// leaf is at, and needs no branch to ask whether it has arrived:
+//   node  : w[0] = dim | shift << 8 | mask << 16   (index = (key[dim] >> shift) & mask)
+//           w[1] = word offset of its first slot; the mask + 1 slots hold refs
+//   leaf  : w[0] = 0; w[1] = offset + 2; w[2] = its own ref; w[3] = n; w[4] = 0;
+//           w[5 .. 5+n) = ranks; then the entries in blocks of 16 (the last may be shorter, of
+//           m entries): for each of the tree's checked dimensions, in increasing order,
+//           lo[16 or m] then hi[16 or m]. One block is 2 * dims * 64 contiguous bytes.
+// A tree checks the dimensions in which one of its entries is narrower than the whole domain
+// (`tree_dims`); the others admit every packet. Offset 0 holds the empty leaf (n = 0):
+// kEmptyRef stands for "no entries here". The array ends with 64 bytes of zeros so that
+// 16-lane loads of a short last block never leave it (lanes past n are masked out).
 #pragma once
 
 #include <cstddef>
@@ -44,7 +50,9 @@ inline constexpr unsigned kDimsV4 = 6;
 inline constexpr unsigned kDimsV6 = 12;
 inline constexpr unsigned kMaxDims = kDimsV6;
 inline constexpr unsigned kMaxTrees = 3;
-inline constexpr std::uint32_t kLeafBit = 1u << 31;
+inline constexpr std::uint32_t kEmptyRef = 0;  ///< the empty leaf at offset 0
+inline constexpr std::uint32_t kLeafHeaderWords = 5;
+inline constexpr std::uint32_t kBlock = 16;  ///< entries per leaf block (one 512-bit vector of lanes)
 
 struct AlignedFree {
     void operator()(std::uint32_t* p) const noexcept;
@@ -59,6 +67,8 @@ struct Trie {
     unsigned dims = kDimsV4;
     std::vector<std::uint32_t> roots;                  ///< one ref per tree
     std::vector<Rank> best_rank;                       ///< per tree: the best rank it holds
+    std::vector<std::uint32_t> tree_dims;              ///< per tree: mask of the checked dimensions
+    std::vector<std::uint32_t> tree_steps;             ///< per tree: nodes on its longest path
     std::unique_ptr<std::uint32_t[], AlignedFree> words;
     std::size_t size = 0;                              ///< words in use (without the tail padding)
 

@@ -10,15 +10,27 @@
 namespace moat::dp {
 namespace {
 
-/// How many packets' next trie step is prefetched while the current ones are resolved. The
-/// burst's walks advance in lockstep, level by level, so each level issues every packet's load
-/// before the first is used: the latencies overlap instead of adding up.
+/// Packets whose walks advance together. Each level issues every packet's loads before the
+/// first is needed, so their latencies overlap instead of adding up.
 constexpr std::size_t kWalkChunk = 32;
 
+/// The checked dimensions of one tree, as a list (trie.h `tree_dims`).
+struct Dims {
+    unsigned n = 0;
+    unsigned d[kMaxDims];
+    explicit Dims(std::uint32_t mask) noexcept {
+        for (; mask; mask &= mask - 1)
+            d[n++] = static_cast<unsigned>(__builtin_ctz(mask));
+    }
+};
+
+/// One step from `ref`; a leaf steps to itself (see the encoding in trie.h). The header and the
+/// slot index are read in one 8-byte load.
 inline std::uint32_t step(const std::uint32_t* w, std::uint32_t ref, const TrieKey& k) noexcept {
-    const std::uint32_t h = w[ref];
-    const std::uint32_t dim = h & 0xff, shift = (h >> 8) & 0xff, mask = h >> 16;
-    return w[w[ref + 1] + ((k.d[dim] >> shift) & mask)];
+    std::uint64_t hw;
+    __builtin_memcpy(&hw, w + ref, sizeof hw);
+    const auto h = static_cast<std::uint32_t>(hw);
+    return w[static_cast<std::uint32_t>(hw >> 32) + ((k.d[h & 0xff] >> ((h >> 8) & 0xff)) & (h >> 16))];
 }
 
 template <typename Scan>
@@ -29,20 +41,11 @@ Rank lookup_one(const Trie& t, const TrieKey& k, Scan scan) noexcept {
         if (best < t.best_rank[tree])  // nothing in this tree can beat what was found
             continue;
         std::uint32_t ref = t.roots[tree];
-        while (ref != 0 && !(ref & kLeafBit))
+        for (std::uint32_t s = t.tree_steps[tree]; s > 0; --s)
             ref = step(w, ref, k);
-        if (ref != 0)
-            best = std::min(best, scan(w + (ref & ~kLeafBit), k));
+        best = std::min(best, scan(w + ref, k, Dims(t.tree_dims[tree])));
     }
     return best;
-}
-
-/// Prefetches what a ref points at: a node's header, or the first lines of a leaf (its header,
-/// ranks and first lanes; small leaves fit).
-inline void prefetch_ref(const std::uint32_t* w, std::uint32_t ref) noexcept {
-    const char* p = reinterpret_cast<const char*>(w + (ref & ~kLeafBit));
-    __builtin_prefetch(p);
-
 }
 
 template <typename Scan>
@@ -54,24 +57,22 @@ void classify_chunk(const Trie& t, const TrieKey* keys, Rank* ranks, std::size_t
     for (std::size_t tree = 0; tree < t.roots.size(); ++tree) {
         const std::uint32_t root = t.roots[tree];
         const Rank tree_best = t.best_rank[tree];
+        const Dims dims(t.tree_dims[tree]);
         // A packet that already has a better rank than anything in this tree skips it.
         for (std::size_t i = 0; i < n; ++i)
-            ref[i] = ranks[i] < tree_best ? 0 : root;
-        // The burst's walks advance level by level: every packet's next load is issued before the
-        // first of them is needed, so their latencies overlap.
-        for (bool inner = true; inner;) {
-            inner = false;
+            ref[i] = ranks[i] < tree_best ? kEmptyRef : root;
+        // Level by level, the same step for every packet, as many steps as the tree is deep: a
+        // packet that has reached its leaf stays there, so the loops have no data-dependent
+        // branch (trees are kept shallow, see TrieBuildOptions::max_depth). Each step prefetches
+        // what it found for the next.
+        for (std::uint32_t s = t.tree_steps[tree]; s > 0; --s) {
             for (std::size_t i = 0; i < n; ++i) {
-                if (ref[i] == 0 || (ref[i] & kLeafBit))
-                    continue;
                 ref[i] = step(w, ref[i], keys[i]);
-                prefetch_ref(w, ref[i]);
-                inner |= ref[i] != 0 && !(ref[i] & kLeafBit);
+                __builtin_prefetch(w + ref[i]);
             }
         }
         for (std::size_t i = 0; i < n; ++i)
-            if (ref[i] != 0)
-                ranks[i] = std::min(ranks[i], scan(w + (ref[i] & ~kLeafBit), keys[i]));
+            ranks[i] = std::min(ranks[i], scan(w + ref[i], keys[i], dims));
     }
 }
 

@@ -1,7 +1,9 @@
 // Moat's trie against DPDK's rte_acl (best SIMD algorithm) and the reference classifier, on the
 // ClassBench sets: the same ranked rules, the same packets, bursts of 32, in the same process.
 //
-//   classifier_bench [--sets acl1_1K,fw1_10K,...] [--nolocal] [--no-acl SET,...] [benchmark flags]
+//   classifier_bench [--sets acl1_1K,fw1_10K,...] [--nolocal] [--no-acl SET,...]
+//                    [--leaf-size N] [--space-factor F] [--slot-weight W] [--max-depth D]
+//                    [benchmark flags]
 //
 // Counters per benchmark: `cycles_per_pkt` (TSC cycles), `build_ms` and `memory_MB` of the
 // structure; items/s is the lookup rate. perf/classifier-report runs this with repetitions and
@@ -49,6 +51,7 @@ struct Set {
 };
 
 std::vector<std::unique_ptr<Set>> g_sets;
+ctl::TrieBuildOptions g_trie_options;
 
 void add_counters(benchmark::State& state, std::uint64_t cycles, double build_s, std::size_t bytes) {
     const double pkts = static_cast<double>(state.iterations() * kBurst);
@@ -128,7 +131,7 @@ bool load(Set& s, bool nolocal, bool with_acl) {
     std::vector<double> times;
     for (int i = 0; i < (s.rules.size() < 50'000 ? 5 : 1); ++i) {
         const auto t0 = std::chrono::steady_clock::now();
-        auto b = ctl::build_trie(s.rules, dp::Family::ipv4);
+        auto b = ctl::build_trie(s.rules, dp::Family::ipv4, g_trie_options);
         times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         if (!b.trie) {
             std::fprintf(stderr, "%s: trie: %s\n", s.name.c_str(), b.error.c_str());
@@ -172,6 +175,14 @@ int main(int argc, char** argv) {
             no_acl = split(argv[++i]);
         else if (a == "--nolocal")
             nolocal = true;
+        else if (a == "--leaf-size" && i + 1 < argc)
+            g_trie_options.leaf_size = static_cast<unsigned>(std::stoul(argv[++i]));
+        else if (a == "--space-factor" && i + 1 < argc)
+            g_trie_options.space_factor = std::stod(argv[++i]);
+        else if (a == "--max-depth" && i + 1 < argc)
+            g_trie_options.max_depth = static_cast<unsigned>(std::stoul(argv[++i]));
+        else if (a == "--slot-weight" && i + 1 < argc)
+            g_trie_options.slot_weight = std::stod(argv[++i]);
         else
             rest.push_back(argv[i]);
     }

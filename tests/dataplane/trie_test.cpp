@@ -220,6 +220,7 @@ TEST(TrieRandom, MatchesTheReferenceOnRandomPolicies) {
             ctl::TrieBuildOptions opt;
             opt.leaf_size = leaf;
             opt.max_cut_bits = leaf == 1 ? 2 : 16;
+            opt.max_depth = leaf == 1 ? 0 : leaf == 3 ? 2 : opt.max_depth;
             auto v4 = ctl::build_trie(t.rules, Family::ipv4, opt);
             auto v6 = ctl::build_trie(t.rules, Family::ipv6, opt);
             ASSERT_TRUE(v4.trie && v6.trie) << v4.error << v6.error;
@@ -259,6 +260,7 @@ TEST(TrieDirected, RangesStartingInsideASharedSlot) {
         ctl::TrieBuildOptions opt;
         opt.leaf_size = 1;
         opt.max_cut_bits = bits;
+        opt.max_depth = 0;
         auto v4 = ctl::build_trie(ts.rules, Family::ipv4, opt);
         ASSERT_TRUE(v4.trie);
         ts.v4 = std::move(*v4.trie);
