@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <random>
 #include <unordered_map>
 #include <vector>
 
@@ -132,6 +133,68 @@ private:
         cut.space = copies + static_cast<std::size_t>(opt_.slot_weight * static_cast<double>(nslots));
     }
 
+    /// The entries' offsets in cell c on dimension d, clamped to the cell, each list sorted:
+    /// where they start (aoff_) and where they end (zoff_). False when every entry covers the
+    /// whole cell (nothing to cut).
+    bool sorted_offsets(const std::vector<std::uint32_t>& rules, const Cell& c, unsigned d) {
+        aoff_.clear();
+        zoff_.clear();
+        const std::uint32_t top = cell_hi(c, d);
+        bool all_whole = true;
+        for (const auto r : rules) {
+            aoff_.push_back(std::max(lo(r, d), c.lo[d]) - c.lo[d]);
+            zoff_.push_back(std::min(hi(r, d), top) - c.lo[d]);
+            all_whole = all_whole && aoff_.back() == 0 && zoff_.back() == top - c.lo[d];
+        }
+        if (all_whole) {  // no cut of this dimension separates anything: skip the sorting
+            aoff_.clear();
+            return false;
+        }
+        std::sort(aoff_.begin(), aoff_.end());
+        std::sort(zoff_.begin(), zoff_.end());
+        return true;
+    }
+
+    /// segments() for a candidate cut, from the sorted offsets, without per-slot arrays: run
+    /// starts are the distinct slots where an entry starts, one past where one ends, and one past
+    /// a slot an entry starts inside of; between them coverage is constant. O(entries).
+    void evaluate(unsigned shift, unsigned bits, Cut& cut) const {
+        const std::uint64_t nslots = std::uint64_t{1} << bits;
+        const std::uint64_t part = (std::uint64_t{1} << shift) - 1;
+        const std::size_t n = aoff_.size();
+        constexpr std::uint64_t kEnd = ~std::uint64_t{0};
+        std::size_t ia = 0, iz = 0, ip = 0;
+        std::size_t ca = 0, cz = 0;  // entries starting at or before s, entries ending before s
+        std::size_t copies = 0, max_seg = 0;
+        const auto next_partial = [&](std::size_t& i) {
+            while (i < n && (aoff_[i] & part) == 0)
+                ++i;
+            return i < n ? (std::uint64_t{aoff_[i]} >> shift) + 1 : kEnd;
+        };
+        for (std::uint64_t s = 0; s < nslots;) {
+            while (ia < n && (std::uint64_t{aoff_[ia]} >> shift) <= s)
+                ++ia, ++ca;
+            while (iz < n && (std::uint64_t{zoff_[iz]} >> shift) + 1 <= s)
+                ++iz, ++cz;
+            const std::size_t cov = ca - cz;
+            copies += cov;
+            max_seg = std::max(max_seg, cov);
+            // The next run start after s.
+            std::uint64_t next = ia < n ? std::uint64_t{aoff_[ia]} >> shift : kEnd;
+            if (iz < n)
+                next = std::min(next, (std::uint64_t{zoff_[iz]} >> shift) + 1);
+            std::uint64_t p = next_partial(ip);
+            while (p <= s) {
+                ++ip;
+                p = next_partial(ip);
+            }
+            next = std::min(next, p);
+            s = next;
+        }
+        cut.max_seg = max_seg;
+        cut.space = copies + static_cast<std::size_t>(opt_.slot_weight * static_cast<double>(nslots));
+    }
+
     std::uint32_t build(std::vector<std::uint32_t>& rules, const Cell& c, unsigned depth) {
         if (rules.empty() || over_)
             return dp::kEmptyRef;
@@ -142,9 +205,11 @@ private:
         Cut best;
         bool found = false;
         for (unsigned d = 0; d < dims_; ++d) {
+            if (c.rem[d] == 0 || !sorted_offsets(rules, c, d))
+                continue;
             for (unsigned bits = 1; bits <= std::min(c.rem[d], opt_.max_cut_bits); ++bits) {
                 Cut cut{d, bits, 0, 0};
-                segments(rules, c, d, bits, cut, nullptr);
+                evaluate(c.rem[d] - bits, bits, cut);
                 if (static_cast<double>(cut.space) > budget && bits > 1)
                     break;  // more bits only cost more
                 if (cut.max_seg >= rules.size())
@@ -261,6 +326,7 @@ private:
     std::vector<std::int64_t> diff_;
     std::vector<std::uint8_t> mark_;
     std::vector<std::uint32_t> leaf_key_;
+    std::vector<std::uint32_t> aoff_, zoff_;
     std::uint32_t tree_mask_ = 0;
     unsigned tree_steps_ = 0;
     TrieBuildStats stats_;
@@ -268,45 +334,26 @@ private:
 
 }  // namespace
 
-TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, const TrieBuildOptions& opt) {
-    TrieBuildResult res;
-    const std::vector<unsigned> widths = dim_widths(family);
+namespace {
+
+/// One way of splitting the entries into trees, built.
+struct Layout {
+    std::vector<std::uint32_t> words;
+    std::vector<std::uint32_t> roots, tree_dims, tree_steps;
+    std::vector<dp::Rank> best_rank;
+    TrieBuildStats stats;
+    bool over_limit = false;
+};
+
+Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const std::vector<std::uint32_t>& lo,
+                    const std::vector<std::uint32_t>& hi, const std::vector<dp::Rank>& ranks,
+                    const std::vector<unsigned>& widths, const TrieBuildOptions& opt) {
     const unsigned dims = static_cast<unsigned>(widths.size());
-    const unsigned narrow = family == dp::Family::ipv4 ? 16 : 32;
-
-    // The family's header-only entries in rank order, as ranges; grouped by the address that is
-    // narrow, so that each trie cuts a dimension in which its entries are not wide.
-    std::vector<std::uint32_t> lo, hi;
-    std::vector<dp::Rank> ranks;
-    std::vector<std::uint32_t> group[dp::kMaxTrees];
-    for (std::size_t r = 0; r < ranked.size(); ++r) {
-        const dp::Rule& e = ranked[r];
-        if (e.family != family || e.payload != dp::kNoPayload)
-            continue;
-        std::uint32_t l[kMaxDims], h[kMaxDims];
-        dp::rule_ranges(e, l, h);
-        const auto idx = static_cast<std::uint32_t>(ranks.size());
-        lo.insert(lo.end(), l, l + dims);
-        hi.insert(hi.end(), h, h + dims);
-        ranks.push_back(static_cast<dp::Rank>(r));
-        group[e.src_len >= narrow ? 0 : e.dst_len >= narrow ? 1 : 2].push_back(idx);
-    }
-    res.stats.entries = ranks.size();
-    if (ranks.size() <= opt.leaf_size) {  // one leaf holds them all
-        for (int g = 1; g < static_cast<int>(dp::kMaxTrees); ++g) {
-            group[0].insert(group[0].end(), group[g].begin(), group[g].end());
-            group[g].clear();
-        }
-        std::sort(group[0].begin(), group[0].end());
-    }
-
     Builder b(lo, hi, ranks, dims, opt);
-    dp::Trie t;
-    t.dims = dims;
-    for (auto& g : group) {
+    Layout l;
+    for (auto g : groups) {
         if (g.empty())
             continue;
-        const dp::Rank best = ranks[g.front()];
         // The dimensions some entry of the tree narrows; in the others every entry admits all.
         std::uint32_t mask = 0;
         for (unsigned d = 0; d < dims; ++d) {
@@ -317,23 +364,145 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
                     break;
                 }
         }
+        const dp::Rank best = ranks[g.front()];
         const std::uint32_t root = b.build_tree(g, widths, mask);
-        if (b.over_limit())
-            break;
-        t.roots.push_back(root);
-        t.best_rank.push_back(best);
-        t.tree_dims.push_back(mask);
-        t.tree_steps.push_back(b.tree_steps());
+        if (b.over_limit()) {
+            l.over_limit = true;
+            return l;
+        }
+        l.roots.push_back(root);
+        l.best_rank.push_back(best);
+        l.tree_dims.push_back(mask);
+        l.tree_steps.push_back(b.tree_steps());
     }
-    res.stats = {static_cast<unsigned>(t.roots.size()), ranks.size(), b.stats().nodes, b.stats().leaves,
-                 b.stats().leaf_entries, b.stats().max_leaf, b.stats().max_depth, 0};
-    if (b.over_limit()) {
+    l.stats = {static_cast<unsigned>(l.roots.size()), ranks.size(), b.stats().nodes, b.stats().leaves,
+               b.stats().leaf_entries, b.stats().max_leaf, b.stats().max_depth, 0};
+    l.words = std::move(b.words());
+    l.stats.bytes = l.words.size() * sizeof(std::uint32_t);
+    return l;
+}
+
+/// The lookup work a layout costs on packets drawn from the entries themselves (a point of a
+/// random entry's box), in the units of the AVX-512 lookup: a step, and a 16-entry block per
+/// checked dimension. Not a timing: a count, so that the choice is the same on every machine.
+double lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const std::vector<dp::Rank>& ranks,
+                   const std::vector<std::uint32_t>& lo, const std::vector<std::uint32_t>& hi, unsigned dims) {
+    constexpr double kStep = 1.0, kBlock = 0.6, kBlockDim = 0.5;
+    std::vector<std::uint32_t> index_of(ranks.empty() ? 0 : ranks.back() + 1);
+    for (std::size_t i = 0; i < ranks.size(); ++i)
+        index_of[ranks[i]] = static_cast<std::uint32_t>(i);
+    const std::uint32_t* w = l.words.data();
+    double cost = 0;
+    for (const auto& k : sample) {
+        dp::Rank best = dp::kNoMatch;
+        for (std::size_t tree = 0; tree < l.roots.size(); ++tree) {
+            if (best < l.best_rank[tree])
+                continue;
+            std::uint32_t ref = l.roots[tree];
+            for (std::uint32_t s = 0; s < l.tree_steps[tree]; ++s) {
+                const std::uint32_t h = w[ref];
+                ref = w[w[ref + 1] + ((k.d[h & 0xff] >> ((h >> 8) & 0xff)) & (h >> 16))];
+            }
+            cost += kStep * l.tree_steps[tree];
+            const std::uint32_t n = w[ref + 3];
+            const unsigned nd = static_cast<unsigned>(__builtin_popcount(l.tree_dims[tree]));
+            for (std::uint32_t b = 0; b < n; b += dp::kBlock) {
+                cost += kBlock + kBlockDim * nd;
+                bool found = false;
+                for (std::uint32_t i = b; i < std::min(n, b + dp::kBlock) && !found; ++i) {
+                    const dp::Rank r = w[ref + dp::kLeafHeaderWords + i];
+                    const std::uint32_t e = index_of[r];
+                    unsigned d = 0;
+                    while (d < dims && k.d[d] - lo[e * dims + d] <= hi[e * dims + d] - lo[e * dims + d])
+                        ++d;
+                    if (d == dims) {
+                        best = std::min(best, r);
+                        found = true;
+                    }
+                }
+                if (found)
+                    break;
+            }
+        }
+    }
+    return sample.empty() ? 0 : cost / static_cast<double>(sample.size());
+}
+
+}  // namespace
+
+TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, const TrieBuildOptions& opt) {
+    TrieBuildResult res;
+    const std::vector<unsigned> widths = dim_widths(family);
+    const unsigned dims = static_cast<unsigned>(widths.size());
+    const unsigned narrow = family == dp::Family::ipv4 ? 16 : 32;
+
+    // The family's header-only entries in rank order, as ranges.
+    std::vector<std::uint32_t> lo, hi;
+    std::vector<dp::Rank> ranks;
+    std::vector<std::vector<std::uint32_t>> grouped(dp::kMaxTrees), single(1);
+    for (std::size_t r = 0; r < ranked.size(); ++r) {
+        const dp::Rule& e = ranked[r];
+        if (e.family != family || e.payload != dp::kNoPayload)
+            continue;
+        std::uint32_t l[kMaxDims], h[kMaxDims];
+        dp::rule_ranges(e, l, h);
+        const auto idx = static_cast<std::uint32_t>(ranks.size());
+        lo.insert(lo.end(), l, l + dims);
+        hi.insert(hi.end(), h, h + dims);
+        ranks.push_back(static_cast<dp::Rank>(r));
+        single[0].push_back(idx);
+        // Grouped by the address that is narrow, so that each trie cuts a dimension in which its
+        // entries are not wide (entries wide in a cut dimension are copied into every branch).
+        grouped[e.src_len >= narrow ? 0 : e.dst_len >= narrow ? 1 : 2].push_back(idx);
+    }
+    res.stats.entries = ranks.size();
+
+    // Two layouts: one trie over all entries (no tree to skip, but wide entries are copied), or
+    // one per group. Which is cheaper depends on the policy, so both are built and the one that
+    // does less work on packets drawn from the policy's own entries is kept.
+    std::vector<Layout> layouts;
+    layouts.push_back(build_layout(single, lo, hi, ranks, widths, opt));
+    if (ranks.size() > opt.leaf_size)
+        layouts.push_back(build_layout(grouped, lo, hi, ranks, widths, opt));
+    std::vector<dp::TrieKey> sample;
+    if (layouts.size() > 1) {
+        std::mt19937 rng(static_cast<std::uint32_t>(ranks.size()));
+        const std::size_t n = std::min<std::size_t>(1024, ranks.size() / 2 + 64);
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::size_t e = rng() % ranks.size();
+            dp::TrieKey k{};
+            for (unsigned d = 0; d < dims; ++d) {
+                const std::uint64_t span = std::uint64_t{hi[e * dims + d]} - lo[e * dims + d] + 1;
+                k.d[d] = lo[e * dims + d] + static_cast<std::uint32_t>(rng() % span);
+            }
+            sample.push_back(k);
+        }
+    }
+    const Layout* best = nullptr;
+    double best_cost = 0;
+    for (const auto& l : layouts) {
+        if (l.over_limit)
+            continue;
+        const double cost = layouts.size() > 1 ? lookup_cost(l, sample, ranks, lo, hi, dims) : 0;
+        if (!best || cost < best_cost) {
+            best = &l;
+            best_cost = cost;
+        }
+    }
+    if (!best) {
         res.error = "the classifier for " + std::to_string(ranks.size()) + (family == dp::Family::ipv4 ? " IPv4" : " IPv6") +
                     " entries would need more than " + std::to_string(opt.memory_limit >> 20) +
                     " MB; simplify the policy (fewer overlapping wide filters) or raise classifier_memory_mb";
         return res;
     }
-    std::vector<std::uint32_t>& w = b.words();
+    dp::Trie t;
+    t.dims = dims;
+    t.roots = best->roots;
+    t.best_rank = best->best_rank;
+    t.tree_dims = best->tree_dims;
+    t.tree_steps = best->tree_steps;
+    res.stats = best->stats;
+    const std::vector<std::uint32_t>& w = best->words;
     t.size = w.size();
     const std::size_t bytes = w.size() * sizeof(std::uint32_t) + 64;  // + the zero tail of trie.h
     t.words = dp::allocate_trie_words(bytes);
@@ -342,7 +511,6 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
         return res;
     }
     std::memcpy(t.words.get(), w.data(), w.size() * sizeof(std::uint32_t));
-    res.stats.bytes = t.bytes();
     res.trie = std::move(t);
     return res;
 }
