@@ -385,9 +385,15 @@ Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const
 /// The lookup work a layout costs on packets drawn from the entries themselves (a point of a
 /// random entry's box), in the units of the AVX-512 lookup: a step, and a 16-entry block per
 /// checked dimension. Not a timing: a count, so that the choice is the same on every machine.
-double lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const std::vector<dp::Rank>& ranks,
-                   const std::vector<std::uint32_t>& lo, const std::vector<std::uint32_t>& hi, unsigned dims) {
+struct Work {
+    double cost = 0;    ///< per packet, in step units
+    double blocks = 0;  ///< leaf blocks scanned per packet
+};
+
+Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const std::vector<dp::Rank>& ranks,
+                 const std::vector<std::uint32_t>& lo, const std::vector<std::uint32_t>& hi, unsigned dims) {
     constexpr double kStep = 1.0, kBlock = 0.6, kBlockDim = 0.5;
+    double blocks = 0;
     std::vector<std::uint32_t> index_of(ranks.empty() ? 0 : ranks.back() + 1);
     for (std::size_t i = 0; i < ranks.size(); ++i)
         index_of[ranks[i]] = static_cast<std::uint32_t>(i);
@@ -408,6 +414,7 @@ double lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, cons
             const unsigned nd = static_cast<unsigned>(__builtin_popcount(l.tree_dims[tree]));
             for (std::uint32_t b = 0; b < n; b += dp::kBlock) {
                 cost += kBlock + kBlockDim * nd;
+                ++blocks;
                 bool found = false;
                 for (std::uint32_t i = b; i < std::min(n, b + dp::kBlock) && !found; ++i) {
                     const dp::Rank r = w[ref + dp::kLeafHeaderWords + i];
@@ -425,7 +432,9 @@ double lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, cons
             }
         }
     }
-    return sample.empty() ? 0 : cost / static_cast<double>(sample.size());
+    if (sample.empty())
+        return {};
+    return {cost / static_cast<double>(sample.size()), blocks / static_cast<double>(sample.size())};
 }
 
 }  // namespace
@@ -459,15 +468,12 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
 
     // Two layouts: one trie over all entries (no tree to skip, but wide entries are copied), or
     // one per group. Which is cheaper depends on the policy, so both are built and the one that
-    // does less work on packets drawn from the policy's own entries is kept.
-    std::vector<Layout> layouts;
-    layouts.push_back(build_layout(single, lo, hi, ranks, widths, opt));
-    if (ranks.size() > opt.leaf_size)
-        layouts.push_back(build_layout(grouped, lo, hi, ranks, widths, opt));
+    // does less work on packets drawn from the policy's own entries is kept. When its leaves
+    // are still large for those packets, the same layout two levels deeper is tried too.
     std::vector<dp::TrieKey> sample;
-    if (layouts.size() > 1) {
+    {
         std::mt19937 rng(static_cast<std::uint32_t>(ranks.size()));
-        const std::size_t n = std::min<std::size_t>(1024, ranks.size() / 2 + 64);
+        const std::size_t n = ranks.empty() ? 0 : std::min<std::size_t>(1024, ranks.size() / 2 + 64);
         for (std::size_t i = 0; i < n; ++i) {
             const std::size_t e = rng() % ranks.size();
             dp::TrieKey k{};
@@ -478,17 +484,37 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
             sample.push_back(k);
         }
     }
-    const Layout* best = nullptr;
-    double best_cost = 0;
-    for (const auto& l : layouts) {
+    struct Candidate {
+        const std::vector<std::vector<std::uint32_t>>* groups;
+        Layout layout;
+        Work work;
+    };
+    std::vector<Candidate> cands;
+    const auto consider = [&](const std::vector<std::vector<std::uint32_t>>& groups, const TrieBuildOptions& o) {
+        Layout l = build_layout(groups, lo, hi, ranks, widths, o);
         if (l.over_limit)
-            continue;
-        const double cost = layouts.size() > 1 ? lookup_cost(l, sample, ranks, lo, hi, dims) : 0;
-        if (!best || cost < best_cost) {
-            best = &l;
-            best_cost = cost;
-        }
+            return;
+        const Work w = lookup_cost(l, sample, ranks, lo, hi, dims);
+        cands.push_back({&groups, std::move(l), w});
+    };
+    consider(single, opt);
+    if (ranks.size() > opt.leaf_size)
+        consider(grouped, opt);
+    const auto cheapest = [&] {
+        const Candidate* b = nullptr;
+        for (const auto& c : cands)
+            if (!b || c.work.cost < b->work.cost)
+                b = &c;
+        return b;
+    };
+    if (const Candidate* c = cheapest(); c && opt.max_depth != 0 && c->work.blocks > 1.5) {
+        TrieBuildOptions deeper = opt;
+        deeper.max_depth = opt.max_depth + 2;
+        const auto* groups = c->groups;
+        consider(*groups, deeper);
     }
+    const Candidate* chosen = cheapest();
+    const Layout* best = chosen ? &chosen->layout : nullptr;
     if (!best) {
         res.error = "the classifier for " + std::to_string(ranks.size()) + (family == dp::Family::ipv4 ? " IPv4" : " IPv6") +
                     " entries would need more than " + std::to_string(opt.memory_limit >> 20) +
