@@ -2,7 +2,9 @@
 
 #include <arpa/inet.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -28,14 +30,41 @@ std::string prefix(const std::string& p) {
 std::string classbench_dir() {
     if (const char* d = std::getenv("MOAT_CLASSBENCH"); d && *d)
         return d;
-    const char* root = std::getenv("MOAT_SOURCE_ROOT");
-    return std::string(root ? root : ".") + "/../shared/data/classbench";
+    const char* env_root = std::getenv("MOAT_SOURCE_ROOT");
+    const std::string root = env_root ? env_root : ".";
+    if (std::filesystem::exists(root + "/../shared/data/classbench"))
+        return root + "/../shared/data/classbench";
+    return root + "/tests/data/classbench";  // the 1K and 10K sets, xz-compressed
 }
 
+namespace {
+
+/// The contents of `path`, or of `path`.xz decompressed by xz(1).
+std::string read_text(const std::string& path) {
+    if (std::ifstream in{path}) {
+        std::stringstream s;
+        s << in.rdbuf();
+        return s.str();
+    }
+    if (!std::filesystem::exists(path + ".xz"))
+        throw std::runtime_error("cannot read " + path + " (nor " + path + ".xz)");
+    const std::string cmd = "xz -dc '" + path + ".xz'";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p)
+        throw std::runtime_error("cannot run " + cmd);
+    std::string out;
+    char buf[1 << 16];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;)
+        out.append(buf, n);
+    if (pclose(p) != 0)
+        throw std::runtime_error(cmd + " failed");
+    return out;
+}
+
+}  // namespace
+
 std::string classbench_policy(const std::string& rules_path, std::size_t max_rules) {
-    std::ifstream in(rules_path);
-    if (!in)
-        throw std::runtime_error("cannot read " + rules_path);
+    std::istringstream in(read_text(rules_path));
     std::string even, odd, line;
     std::size_t n = 0;
     while (std::getline(in, line) && (max_rules == 0 || n < max_rules)) {
@@ -65,9 +94,7 @@ std::string classbench_policy(const std::string& rules_path, std::size_t max_rul
 }
 
 std::vector<dp::PacketKey> classbench_trace(const std::string& trace_path, std::size_t max_packets) {
-    std::ifstream in(trace_path);
-    if (!in)
-        throw std::runtime_error("cannot read " + trace_path);
+    std::istringstream in(read_text(trace_path));
     std::vector<dp::PacketKey> out;
     std::uint64_t src, dst, sp, dport, proto;
     std::string rest;

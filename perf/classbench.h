@@ -9,12 +9,13 @@
 
 namespace moat::perf {
 
-/// The directory of the ClassBench data: $MOAT_CLASSBENCH, else ../shared/data/classbench
-/// next to the source tree.
+/// The directory of the ClassBench data: $MOAT_CLASSBENCH, else ../shared/data/classbench next
+/// to the source tree when it exists, else the tests' compressed copy of the 1K and 10K sets.
 std::string classbench_dir();
 
 /// The rule file as a policy: one `=` filter per rule, even lines permitted and odd lines
-/// blocked (two filter lists), assigned. Throws std::runtime_error when the file is unreadable.
+/// blocked (two filter lists), assigned. A missing file is read from `path`.xz. Throws
+/// std::runtime_error when neither can be read.
 std::string classbench_policy(const std::string& rules_path, std::size_t max_rules = 0);
 
 /// The trace as packet keys (IPv4, arriving outside). ICMP packets take their type and code from

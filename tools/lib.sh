@@ -9,7 +9,7 @@ MOAT_PACKAGES=(
     dpdk dpdk-dev libdpdk-dev
     libhyperscan-dev libinih-dev nlohmann-json3-dev
     libgtest-dev libbenchmark-dev libpcap-dev
-    iproute2 ethtool iputils-ping curl
+    iproute2 ethtool iputils-ping curl xz-utils
 )
 
 moat_say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

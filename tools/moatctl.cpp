@@ -11,6 +11,7 @@
 #include "control/config.h"
 #include "control/explain.h"
 #include "control/ipsecpol.h"
+#include "control/trie_build.h"
 
 namespace {
 
@@ -64,6 +65,27 @@ int cmd_check(const std::vector<std::string>& args) {
         }
         const Config& cfg = *r.config;
         const CompiledPolicy& cp = *r.compiled;
+        // Compiling includes the classifier: a policy whose trie would outgrow its memory bound
+        // is not usable.
+        std::string classifier;
+        TrieBuildOptions opt;
+        opt.memory_limit = std::size_t{cfg.appliance.classifier_memory_mb} << 20;
+        std::size_t bytes = 0;
+        bool built = true;
+        for (const moat::dp::Family fam : {moat::dp::Family::ipv4, moat::dp::Family::ipv6}) {
+            const TrieBuildResult b = build_trie(cp.rules, fam, opt);
+            if (!b.trie) {
+                std::cerr << f << ": error: " << b.error << "\n";
+                built = false;
+                break;
+            }
+            bytes += b.stats.bytes;
+        }
+        if (!built) {
+            std::cout << f << ": NOT USABLE (" << counts << ", and the classifier does not fit)\n";
+            status = 1;
+            continue;
+        }
         std::cout << f << ": OK (" << counts << "); ";
         if (cp.policy < 0) {
             std::cout << "no policy assigned: every packet is blocked\n";
@@ -75,7 +97,8 @@ int cmd_check(const std::vector<std::string>& args) {
             filters += cfg.lists[static_cast<std::size_t>(rule.list)].filters.size();
         std::cout << "policy '" << p.name << "': " << plural(p.rules.size(), "rule") << ", "
                   << plural(filters, "filter") << ", " << cp.rules.size()
-                  << (cp.rules.size() == 1 ? " ranked entry\n" : " ranked entries\n");
+                  << (cp.rules.size() == 1 ? " ranked entry" : " ranked entries") << ", classifier "
+                  << (bytes + 1023) / 1024 << " KB\n";
     }
     return status;
 }
