@@ -76,8 +76,9 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
     return row[b.size()];
 }
 
-/// " (did you mean 'X'?)" for the closest of `names`, or " (defined: ...)" when none is close.
-std::string suggest(std::string_view wrong, const std::vector<std::string>& names, const char* kind) {
+/// " (did you mean 'X'?)" for the closest of `names`, or " (defined KINDS: ...)" when none is
+/// close. `kinds` is the plural.
+std::string suggest(std::string_view wrong, const std::vector<std::string>& names, const char* kind, const char* kinds) {
     if (names.empty())
         return std::string(" (no ") + kind + " is defined)";
     const auto best = std::min_element(names.begin(), names.end(), [&](const auto& x, const auto& y) {
@@ -88,7 +89,7 @@ std::string suggest(std::string_view wrong, const std::vector<std::string>& name
     std::string all;
     for (const auto& n : names)
         all += (all.empty() ? "" : ", ") + quoted(n);
-    return std::string(" (defined ") + kind + "s: " + all + ")";
+    return std::string(" (defined ") + kinds + ": " + all + ")";
 }
 
 std::optional<bool> parse_on_off(std::string_view v) {
@@ -470,12 +471,12 @@ private:
                     error(r.line, "rule " + quoted(r.text) + " names no filter list");
                 else if (r.list < 0)
                     error(r.line, "rule names filter list " + quoted(list) + ", which is not defined" +
-                                      suggest(list, lists, "filter list"));
+                                      suggest(list, lists, "filter list", "filter lists"));
                 if (action.empty())
                     error(r.line, "rule " + quoted(r.text) + " names no action (permit, block or a [filteraction])");
                 else if (r.action < 0)
                     error(r.line, "rule names action " + quoted(action) + ", which is not defined" +
-                                      suggest(action, actions, "action"));
+                                      suggest(action, actions, "action", "actions"));
                 // A rule that names a list or an action uses it, even when its other half is wrong.
                 if (r.list >= 0)
                     used_lists_.insert(r.list);
@@ -511,7 +512,7 @@ private:
             for (const auto& p : cfg_.policies)
                 names.push_back(p.name);
             error(a.assign_line, "assign names policy " + quoted(a.assign) + ", which is not defined" +
-                                     suggest(a.assign, names, "policy"));
+                                     suggest(a.assign, names, "policy", "policies"));
         }
     }
 

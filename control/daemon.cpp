@@ -5,7 +5,11 @@
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_telemetry.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -19,7 +23,10 @@
 #include <vector>
 
 #include "control/config.h"
+#include "control/config_watch.h"
+#include "control/control_socket.h"
 #include "control/eal_args.h"
+#include "control/runtime.h"
 #include "control/stats.h"
 #include "control/tables.h"
 #include "dataplane/port.h"
@@ -166,6 +173,76 @@ private:
 
 const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
 
+// DPDK telemetry (dpdk-telemetry.py -f moat): /moat/stats, /moat/status, /moat/rules. The
+// callbacks run on DPDK's telemetry thread; the Runtime's queries are safe there.
+std::atomic<Runtime*> g_runtime{nullptr};
+
+int tel_stats(const char*, const char*, rte_tel_data* d) {
+    Runtime* rt = g_runtime.load();
+    if (!rt)
+        return -1;
+    const Stats s = rt->stats();
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_u64(d, "generation", s.generation);
+    for (const auto& p : s.ports) {
+        const auto put = [&](const char* what, std::uint64_t v) {
+            rte_tel_data_add_dict_u64(d, (p.name + "_" + what).c_str(), v);
+        };
+        put("rx_packets", p.rx_packets);
+        put("rx_bytes", p.rx_bytes);
+        put("tx_packets", p.tx_packets);
+        put("tx_bytes", p.tx_bytes);
+        put("dropped", p.dropped);
+        put("tx_failed", p.tx_failed);
+    }
+    for (std::size_t r = 1; r < dp::kDropReasons; ++r)
+        rte_tel_data_add_dict_u64(d, ("drop_" + std::string(dp::kDropReasonNames[r])).c_str(), s.drops[r]);
+    rte_tel_data_add_dict_u64(d, "non_ip_passed", s.non_ip_passed);
+    return 0;
+}
+
+int tel_status(const char*, const char*, rte_tel_data* d) {
+    Runtime* rt = g_runtime.load();
+    if (!rt)
+        return -1;
+    const nlohmann::json j = rt->status();
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_string(d, "policy", j["policy"].is_null() ? "" : j["policy"].get<std::string>().c_str());
+    rte_tel_data_add_dict_u64(d, "generation", j["generation"].get<std::uint64_t>());
+    rte_tel_data_add_dict_string(d, "loaded_at", j["loaded_at"].get<std::string>().c_str());
+    rte_tel_data_add_dict_string(d, "config", j["config"].get<std::string>().c_str());
+    rte_tel_data_add_dict_int(d, "last_reload_ok", j["last_reload"]["ok"].get<bool>() ? 1 : 0);
+    const auto& errors = j["last_reload"]["errors"];
+    rte_tel_data_add_dict_string(d, "last_error", errors.empty() ? "" : errors[0].get<std::string>().c_str());
+    rte_tel_data_add_dict_u64(d, "workers", j["workers"].size());
+    rte_tel_data_add_dict_u64(d, "uptime_s", j["uptime_s"].get<std::uint64_t>());
+    return 0;
+}
+
+int tel_rules(const char*, const char*, rte_tel_data* d) {
+    Runtime* rt = g_runtime.load();
+    if (!rt)
+        return -1;
+    const nlohmann::json j = rt->rules();
+    rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
+    std::size_t n = 0;
+    for (const auto& r : j["rules"]) {
+        if (++n > RTE_TEL_MAX_ARRAY_ENTRIES)
+            break;
+        const std::string line = std::to_string(r["rank"].get<std::size_t>()) + " " + r["action"].get<std::string>() + " " +
+                                 std::to_string(r["packets"].get<std::uint64_t>()) + " pkts line " +
+                                 std::to_string(r["line"].get<int>()) + ": " + r["filter"].get<std::string>();
+        rte_tel_data_add_array_string(d, line.c_str());
+    }
+    return 0;
+}
+
+void register_telemetry() {
+    rte_telemetry_register_cmd("/moat/stats", tel_stats, "Moat counters: ports, drop reasons. Takes no parameters.");
+    rte_telemetry_register_cmd("/moat/status", tel_status, "Moat status: policy, generation, last reload. No parameters.");
+    rte_telemetry_register_cmd("/moat/rules", tel_rules, "Moat's ranked entries with hits (first 512). No parameters.");
+}
+
 }  // namespace
 
 int run_moatd(int argc, char** argv) {
@@ -202,12 +279,13 @@ int run_moatd(int argc, char** argv) {
         eal_line += " " + s;
     log("EAL arguments:" + eal_line);
 
-    // SIGINT and SIGTERM are taken with sigtimedwait() on this thread; every thread EAL creates
-    // inherits the mask, so no worker is interrupted.
+    // SIGINT, SIGTERM (stop) and SIGHUP (reload) are read from a signalfd by the control loop;
+    // every thread EAL creates inherits the mask, so no worker is interrupted.
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     Eal eal(plan.args);
@@ -257,22 +335,31 @@ int run_moatd(int argc, char** argv) {
             ", link " + dp::link_text(port_id[i]) + ")");
     }
 
-    TablesResult built = build_table_set(cfg, cp, workers, 1);
-    if (!built.tables) {
-        log("not starting: " + built.error);
+    // The running policy: generation 1 now, later ones from reloads.
+    std::unique_ptr<Runtime> rt;
+    try {
+        rt = std::make_unique<Runtime>(opt->config, workers);
+    } catch (const std::exception& e) {
+        log(std::string("not starting: ") + e.what());
         return 1;
     }
-    const std::unique_ptr<dp::TableSet> tables = std::move(built.tables);
-    std::atomic<const dp::TableSet*> published{tables.get()};
+    if (const std::string err = rt->start(cfg, cp); !err.empty()) {
+        log("not starting: " + err);
+        return 1;
+    }
+    const dp::TableSet& first = *rt->publisher().current()->tables;
     log(std::string("classifier: ") +
-        (tables->use_reference ? "reference (linear scan; classifier = reference)"
-                               : "trie, " + std::to_string((tables->v4.bytes() + tables->v6.bytes() + 1023) / 1024) +
-                                     " KB, leaf scan " + (tables->scan == dp::LeafScan::avx512 ? "AVX-512" : "scalar")));
+        (first.use_reference ? "reference (linear scan; classifier = reference)"
+                             : "trie, " + std::to_string((first.v4.bytes() + first.v6.bytes() + 1023) / 1024) +
+                                   " KB, leaf scan " + (first.scan == dp::LeafScan::avx512 ? "AVX-512" : "scalar")));
     if (cp.policy < 0)
         log("no policy is assigned: every IP packet is dropped (non-IP EtherTypes listed in non_ip still pass)");
     else
         log("policy '" + cfg.policies[static_cast<std::size_t>(cp.policy)].name + "' from " + opt->config + ": " +
             std::to_string(cp.rules.size()) + " ranked entries, generation 1");
+    rt->set_ports({{"outside", specs[0], port_id[0]}, {"inside", specs[1], port_id[1]}});
+    g_runtime = rt.get();
+    register_telemetry();
 
     Workers running;
     std::vector<std::unique_ptr<dp::WorkerContext>> ctx;
@@ -285,36 +372,92 @@ int run_moatd(int argc, char** argv) {
         w->lcore = lcore;
         w->port = port_id;
         w->queue = static_cast<std::uint16_t>(w->index);
-        w->tables = &published;
+        w->tables = rt->publisher().tables();
+        w->qsbr = rt->publisher().qsbr();
         w->stop = running.stop_flag();
         log("worker " + std::to_string(w->index) + " on lcore " + std::to_string(lcore) + ": rx/tx queue " +
             std::to_string(w->queue) + " of both ports");
         ctx.push_back(std::move(w));
     }
     running.launch(std::move(ctx));
+    rt->set_workers(running.contexts());
+
+    // Control: signals, the config file's directory and the control socket, in one poll loop.
+    const int sfd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    ConfigWatch watch(opt->config);
+    if (!watch.ok())
+        log("not watching the config file (" + watch.error() + "): reload with SIGHUP or moatctl reload");
+    ControlSocket sock(a.control, [&](const nlohmann::json& req) { return rt->handle(req); });
+    if (sock.ok())
+        log("control socket " + a.control);
+    else
+        log("no control socket: " + sock.error());
     log("forwarding");
 
+    const auto reload = [&](const std::string& why, bool if_changed) {
+        const ReloadOutcome o = rt->reload(why, if_changed);
+        if (o.unchanged)
+            return;
+        for (const auto& w : o.warnings)
+            std::fprintf(stderr, "%s\n", w.c_str());
+        if (o.ok) {
+            log("reload (" + why + "): generation " + std::to_string(o.generation) + " in " + std::to_string(o.ms) + " ms");
+            return;
+        }
+        for (const auto& e : o.errors)
+            std::fprintf(stderr, "%s\n", e.c_str());
+        log("reload (" + why + ") failed: generation " + std::to_string(rt->generation()) + " stays in force");
+    };
+
     using Clock = std::chrono::steady_clock;
-    const auto period = std::chrono::duration<double>(opt->stats_period);
+    // A burst of file events (an editor's write, rename and chmod) becomes one reload, once the
+    // file has been quiet this long.
+    constexpr auto kDebounce = std::chrono::milliseconds(150);
+    const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt->stats_period));
     auto next_stats = Clock::now() + period;
+    std::optional<Clock::time_point> changed_at;
     int sig = 0;
-    for (;;) {
-        const double wait = opt->stats_period > 0 ? std::min(opt->stats_period, 1.0) : 1.0;
-        timespec ts{static_cast<time_t>(wait), static_cast<long>((wait - std::floor(wait)) * 1e9)};
-        sig = sigtimedwait(&signals, nullptr, &ts);
-        if (sig == SIGINT || sig == SIGTERM)
-            break;
+    while (sig == 0) {
+        auto timeout = std::chrono::milliseconds(rt->publisher().retired() ? 10 : 1000);
+        const auto now = Clock::now();
+        if (changed_at)
+            timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(*changed_at + kDebounce - now) +
+                                            std::chrono::milliseconds(1));
+        if (opt->stats_period > 0)
+            timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(next_stats - now) +
+                                            std::chrono::milliseconds(1));
+        pollfd fds[3] = {{sfd, POLLIN, 0}, {watch.fd(), POLLIN, 0}, {sock.fd(), POLLIN, 0}};
+        poll(fds, 3, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout.count())));
+        if (fds[0].revents & POLLIN) {
+            signalfd_siginfo si{};
+            while (read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+                if (si.ssi_signo == SIGHUP)
+                    reload("SIGHUP", false);
+                else
+                    sig = static_cast<int>(si.ssi_signo);
+            }
+        }
+        if ((fds[1].revents & POLLIN) && watch.changed())
+            changed_at = Clock::now();
+        if (fds[2].revents & POLLIN)
+            sock.serve();
+        if (changed_at && Clock::now() >= *changed_at + kDebounce) {
+            changed_at.reset();
+            reload("config file changed", true);
+        }
+        rt->reclaim();
         if (opt->stats_period > 0 && Clock::now() >= next_stats) {
-            const auto s = collect_stats(running.contexts(), *tables, cfg, cp);
-            std::printf("stats %s\n", stats_json(s).dump().c_str());
+            std::printf("stats %s\n", stats_json(rt->stats()).dump().c_str());
             std::fflush(stdout);
-            next_stats += std::chrono::duration_cast<Clock::duration>(period);
+            next_stats += period;
         }
     }
+    close(sfd);
     log(std::string("stopping on ") + signal_name(sig));
     running.stop();
+    g_runtime = nullptr;  // telemetry answers "not ready" from here on
 
-    const Stats final_stats = collect_stats(running.contexts(), *tables, cfg, cp);
+    const Stats final_stats = rt->stats();
     std::printf("%s", stats_text(final_stats).c_str());
     std::fflush(stdout);
     if (!opt->counters_json.empty()) {

@@ -77,7 +77,8 @@ char* read_line(char* str, int num, void* stream) {
     } else if (!is_comment_or_blank(t)) {
         s.expect_entry = s.line;
     }
-    std::memcpy(str, give.data(), give.size());
+    if (!give.empty())  // an empty view's data() may be null, which memcpy must not get
+        std::memcpy(str, give.data(), give.size());
     str[give.size()] = '\n';
     str[give.size() + 1] = '\0';
     return str;

@@ -6,10 +6,24 @@
 
 namespace moat::ctl {
 
-Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const dp::TableSet& t, const Config& cfg,
-                    const CompiledPolicy& cp) {
+std::vector<Counts> row_hits(const Generation& g, std::size_t workers) {
+    std::vector<Counts> rows(g.row_keys.size());
+    const dp::TableSet& t = *g.tables;
+    for (std::size_t rank = 0; rank < g.row_of_rank.size(); ++rank) {
+        Counts& c = rows[g.row_of_rank[rank]];
+        for (std::size_t w = 0; w < workers && w < t.counters.size(); ++w) {
+            c.packets += t.counters[w][rank].packets.get();
+            c.bytes += t.counters[w][rank].bytes.get();
+        }
+    }
+    return rows;
+}
+
+Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Generation& g, const CarriedCounts& carried) {
     Stats s;
-    s.generation = t.generation;
+    s.generation = g.number;
+    const CompiledPolicy& cp = g.compiled;
+    const Config& cfg = g.config;
     if (cp.policy >= 0)
         s.policy = cfg.policies[static_cast<std::size_t>(cp.policy)].name;
     s.ports[0].name = "outside";
@@ -28,21 +42,24 @@ Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const dp:
             s.drops[r] += w->counters.drops[r].get();
         s.non_ip_passed += w->counters.non_ip_passed.get();
     }
-    // Entries of one (rule, filter) add up to that filter's hits.
-    std::map<std::tuple<int, int, int>, std::size_t> row;
+    const std::vector<Counts> hits = row_hits(g, workers.size());
+    s.filters.resize(g.row_keys.size());
+    std::vector<bool> seen(g.row_keys.size());
     for (std::size_t rank = 0; rank < cp.rules.size(); ++rank) {
+        const std::uint32_t row = g.row_of_rank[rank];
+        if (seen[row])
+            continue;
+        seen[row] = true;
         const EntryOrigin& o = cp.info[rank].origin;
-        const auto [it, fresh] = row.emplace(std::tuple(o.rule, o.list, o.filter), s.filters.size());
-        if (fresh) {
-            const FilterList& l = cfg.lists[static_cast<std::size_t>(o.list)];
-            const FilterDef& f = l.filters[static_cast<std::size_t>(o.filter)];
-            const RuleDef& r = cfg.policies[static_cast<std::size_t>(cp.policy)].rules[static_cast<std::size_t>(o.rule)];
-            s.filters.push_back({l.name, f.text, r.text, f.line, cp.rules[rank].action, static_cast<dp::Rank>(rank), 0, 0});
-        }
-        FilterStats& fs = s.filters[it->second];
-        for (std::size_t w = 0; w < workers.size() && w < t.counters.size(); ++w) {
-            fs.packets += t.counters[w][rank].packets.get();
-            fs.bytes += t.counters[w][rank].bytes.get();
+        const FilterList& l = cfg.lists[static_cast<std::size_t>(o.list)];
+        const FilterDef& f = l.filters[static_cast<std::size_t>(o.filter)];
+        const RuleDef& r = cfg.policies[static_cast<std::size_t>(cp.policy)].rules[static_cast<std::size_t>(o.rule)];
+        FilterStats& fs = s.filters[row];
+        fs = {l.name, f.text, r.text, f.line, cp.rules[rank].action, static_cast<dp::Rank>(rank), hits[row].packets,
+              hits[row].bytes};
+        if (const auto it = carried.find(g.row_keys[row]); it != carried.end()) {
+            fs.packets += it->second.packets;
+            fs.bytes += it->second.bytes;
         }
     }
     return s;
@@ -103,6 +120,71 @@ std::string stats_text(const Stats& s) {
         }
     }
     return out;
+}
+
+}  // namespace moat::ctl
+
+namespace moat::ctl {
+
+namespace {
+
+std::string label(const std::string& v) {
+    std::string out;
+    for (char c : v) {
+        if (c == '\\' || c == '"')
+            out += '\\';
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string stats_prometheus(const Stats& s) {
+    std::string o;
+    const auto metric = [&](const char* name, const char* help) {
+        o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n";
+    };
+    const auto line = [&](const char* name, const std::string& labels, std::uint64_t v) {
+        o += std::string(name) + "{" + labels + "} " + std::to_string(v) + "\n";
+    };
+    o += "# HELP moat_generation Generation of the policy in force.\n# TYPE moat_generation gauge\nmoat_generation " +
+         std::to_string(s.generation) + "\n";
+    struct Port {
+        const char* name;
+        const char* help;
+        std::uint64_t PortStats::*field;
+    };
+    for (const Port& p : {Port{"moat_port_rx_packets_total", "Packets received on the port.", &PortStats::rx_packets},
+                          Port{"moat_port_rx_bytes_total", "Bytes received on the port.", &PortStats::rx_bytes},
+                          Port{"moat_port_tx_packets_total", "Packets sent on the port.", &PortStats::tx_packets},
+                          Port{"moat_port_tx_bytes_total", "Bytes sent on the port.", &PortStats::tx_bytes},
+                          Port{"moat_port_dropped_total", "Packets received on the port and dropped.", &PortStats::dropped},
+                          Port{"moat_port_tx_failed_total", "Permitted packets the port's tx queue refused.", &PortStats::tx_failed}}) {
+        metric(p.name, p.help);
+        for (const auto& ps : s.ports)
+            line(p.name, "port=\"" + ps.name + "\"", ps.*p.field);
+    }
+    metric("moat_drops_total", "Dropped packets by reason.");
+    for (std::size_t r = 1; r < dp::kDropReasons; ++r)
+        line("moat_drops_total", "reason=\"" + std::string(dp::kDropReasonNames[r]) + "\"", s.drops[r]);
+    metric("moat_non_ip_passed_total", "Non-IP frames passed because non_ip lists their EtherType.");
+    o += "moat_non_ip_passed_total " + std::to_string(s.non_ip_passed) + "\n";
+    metric("moat_filter_packets_total", "Packets decided by the filter.");
+    for (const auto& f : s.filters)
+        line("moat_filter_packets_total",
+             "filterlist=\"" + label(f.filterlist) + "\",filter=\"" + label(f.filter) + "\",line=\"" + std::to_string(f.line) + "\"",
+             f.packets);
+    metric("moat_filter_bytes_total", "Bytes of the packets decided by the filter.");
+    for (const auto& f : s.filters)
+        line("moat_filter_bytes_total",
+             "filterlist=\"" + label(f.filterlist) + "\",filter=\"" + label(f.filter) + "\",line=\"" + std::to_string(f.line) + "\"",
+             f.bytes);
+    return o;
 }
 
 }  // namespace moat::ctl

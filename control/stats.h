@@ -9,8 +9,11 @@
 #include <string>
 #include <vector>
 
+#include <unordered_map>
+
 #include "control/compile.h"
 #include "control/model.h"
+#include "control/publisher.h"
 #include "dataplane/counters.h"
 #include "dataplane/table_set.h"
 #include "dataplane/worker.h"
@@ -41,11 +44,23 @@ struct Stats {
     std::vector<FilterStats> filters;  ///< one per (rule, filter), in rank order
 };
 
-/// Sums the counters of `workers` under table set `t`, built from `cp` of `cfg`. Any thread.
-Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const dp::TableSet& t, const Config& cfg,
-                    const CompiledPolicy& cp);
+struct Counts {
+    std::uint64_t packets = 0, bytes = 0;
+};
+
+/// Counts of filters that outlived earlier generations, by Generation::row_keys.
+using CarriedCounts = std::unordered_map<std::string, Counts>;
+
+/// Hits of each row of `g` in its own table set, summed over `workers` (live: relaxed loads).
+std::vector<Counts> row_hits(const Generation& g, std::size_t workers);
+
+/// The counters of `workers` and of generation `g` (plus what `carried` holds for its filters).
+/// Caller holds whatever keeps `g` alive.
+Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Generation& g, const CarriedCounts& carried);
 
 nlohmann::json stats_json(const Stats& s);
 std::string stats_text(const Stats& s);
+/// Prometheus text exposition format (counters with `_total`).
+std::string stats_prometheus(const Stats& s);
 
 }  // namespace moat::ctl

@@ -67,6 +67,8 @@ void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t 
 int worker_main(void* arg) noexcept {
     auto& w = *static_cast<WorkerContext*>(arg);
     Burst& b = w.burst;
+    rte_rcu_qsbr_thread_register(w.qsbr, w.index);
+    rte_rcu_qsbr_thread_online(w.qsbr, w.index);
     while (!w.stop->load(std::memory_order_relaxed)) [[likely]] {
         const TableSet& t = *w.tables->load(std::memory_order_acquire);
         EntryCounter* hits = t.counters[w.index].get();
@@ -78,7 +80,10 @@ int worker_main(void* arg) noexcept {
             classify_burst(t, b.metas(), b.verdict_span());
             forward_or_drop(b, in, w.port[idx(other(in))], w.queue, w.counters, hits);
         }
+        rte_rcu_qsbr_quiescent(w.qsbr, w.index);  // no table reference lives past this line
     }
+    rte_rcu_qsbr_thread_offline(w.qsbr, w.index);
+    rte_rcu_qsbr_thread_unregister(w.qsbr, w.index);
     return 0;
 }
 

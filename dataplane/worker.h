@@ -3,6 +3,7 @@
 #pragma once
 
 #include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
 
 #include <array>
 #include <atomic>
@@ -38,6 +39,7 @@ struct alignas(64) WorkerContext {
     std::array<std::uint16_t, 2> port{};  ///< DPDK port ids, indexed by Ingress
     std::uint16_t queue = 0;
     const std::atomic<const TableSet*>* tables = nullptr;
+    rte_rcu_qsbr* qsbr = nullptr;  ///< the publisher's; this worker is reader `index`
     const std::atomic<bool>* stop = nullptr;
     WorkerCounters counters;
     Burst burst;
@@ -48,7 +50,9 @@ struct alignas(64) WorkerContext {
 void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t queue, WorkerCounters& c,
                      EntryCounter* hits) noexcept;
 
-/// The lcore entry point: runs until `*stop`; `arg` is the WorkerContext.
+/// The lcore entry point: runs until `*stop`; `arg` is the WorkerContext. Registers with the
+/// publisher's RCU state and goes online before its loop, reports a quiescent state at the end
+/// of every iteration (no table pointer lives past it), goes offline before it returns.
 int worker_main(void* arg) noexcept;
 
 }  // namespace moat::dp

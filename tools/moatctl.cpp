@@ -3,13 +3,20 @@
 //   moatctl check [FILE...]
 //   moatctl explain [--config FILE] [--json] PACKET
 //   moatctl ipsecpol [--config FILE] -w REG -p POLICY ...
+//   moatctl status | stats | rules | reload | assign NAME | unassign   (the running moatd)
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <iomanip>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "control/config.h"
 #include "control/explain.h"
+#include "control/control_socket.h"
 #include "control/ipsecpol.h"
 #include "control/trie_build.h"
 
@@ -30,7 +37,18 @@ constexpr const char* kHelp =
     "                                   e.g. moatctl explain 'tcp 198.18.100.1:40000 -> 198.18.0.10:80'\n"
     "  ipsecpol [--config FILE] -w REG -p POLICY [-r RULE -f SPEC... -n PASS|BLOCK] [-x|-y] [-o]\n"
     "                                   apply a Windows ipsecpol command to the config file\n"
-    "  help                             this text\n";
+    "\n"
+    "commands for the running moatd (over its control socket):\n"
+    "  status [--json]                  policy, generation, last reload, ports, workers\n"
+    "  stats [--json|--prometheus]      counters: ports, drop reasons, filters\n"
+    "  rules [--json]                   the ranked entries in force, with their filters' hits\n"
+    "  explain [--json] PACKET          as above, against the policy in force (no --config)\n"
+    "  reload                           reload the config file now\n"
+    "  assign NAME | unassign           set or clear 'assign' in the config file, then reload\n"
+    "  help                             this text\n"
+    "\n"
+    "The socket is --socket PATH, else $MOAT_SOCKET, else the 'control' key of the config\n"
+    "($MOAT_CONFIG or /etc/moat/moat.ini), else /run/moat/moat.sock.\n";
 
 void print_diags(const Diagnostics& d) {
     for (const auto& x : d.all())
@@ -103,10 +121,56 @@ int cmd_check(const std::vector<std::string>& args) {
     return status;
 }
 
-int cmd_explain(const std::vector<std::string>& args) {
-    std::string config = default_config_path();
+/// The control socket's path (see kHelp); `args` loses a --socket option.
+std::string socket_path(std::vector<std::string>& args) {
+    for (std::size_t i = 0; i + 1 < args.size(); ++i)
+        if (args[i] == "--socket") {
+            std::string p = args[i + 1];
+            args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+            return p;
+        }
+    if (const char* env = std::getenv("MOAT_SOCKET"); env && *env)
+        return env;
+    const LoadResult r = load_policy(default_config_path(), {.lint = false});
+    if (r.config)
+        return r.config->appliance.control;
+    return Appliance{}.control;
+}
+
+/// Sends one request to moatd; prints why on failure (exit status 1 then).
+bool ask(const std::string& sock, const nlohmann::json& req, nlohmann::json& reply) {
+    std::string error;
+    reply = control_request(sock, req, error);
+    if (!error.empty()) {
+        std::cerr << "moatctl: " << error << "\n";
+        return false;
+    }
+    if (!reply.value("ok", false)) {
+        for (const auto& e : reply.value("errors", nlohmann::json::array()))
+            std::cerr << e.get<std::string>() << "\n";
+        if (reply.contains("message"))
+            std::cerr << reply["message"].get<std::string>() << "\n";
+        return false;
+    }
+    return true;
+}
+
+void print_reload(const nlohmann::json& r) {
+    for (const auto& w : r.value("warnings", nlohmann::json::array()))
+        std::cerr << w.get<std::string>() << "\n";
+    if (r.value("unchanged", false))
+        std::cout << "unchanged: generation " << r["generation"] << " stays\n";
+    else
+        std::cout << "generation " << r["generation"] << " in force (" << r["trigger"].get<std::string>() << ", "
+                  << static_cast<long>(r["ms"].get<double>() * 10) / 10.0 << " ms)\n";
+}
+
+int cmd_explain(std::vector<std::string> args) {
+    std::optional<std::string> config;
     bool json = false;
     std::string packet;
+    const bool socket_given = std::find(args.begin(), args.end(), "--socket") != args.end();
+    const std::string sock = socket_path(args);
     for (std::size_t i = 0; i < args.size(); ++i) {
         if (args[i] == "--config" && i + 1 < args.size()) {
             config = args[++i];
@@ -129,10 +193,30 @@ int cmd_explain(const std::vector<std::string>& args) {
             std::cerr << "moatctl explain: " << e << "\n";
         return 2;
     }
-    const LoadResult r = load_policy(config);
+    // Without --config: the policy in force in the running moatd, when there is one.
+    if (!config) {
+        std::string error;
+        nlohmann::json reply = control_request(sock, {{"cmd", "explain"}, {"packet", packet}}, error);
+        if (error.empty() && reply.value("ok", false)) {
+            if (json) {
+                reply.erase("text");
+                reply.erase("ok");
+                std::cout << reply.dump(2) << "\n";
+            } else {
+                std::cout << "(the running moatd, generation " << reply["generation"] << ")\n" << reply["text"].get<std::string>();
+            }
+            return 0;
+        }
+        if (socket_given) {
+            std::cerr << "moatctl explain: " << (error.empty() ? "moatd refused the request" : error) << "\n";
+            return 1;
+        }
+        config = default_config_path();
+    }
+    const LoadResult r = load_policy(*config);
     print_diags(r.diags);
     if (!r.usable()) {
-        std::cerr << "moatctl explain: " << config << " is not usable; fix the errors above\n";
+        std::cerr << "moatctl explain: " << *config << " is not usable; fix the errors above\n";
         return 1;
     }
     const Explanation e = explain(*r.config, *r.compiled, pp.packet);
@@ -143,22 +227,136 @@ int cmd_explain(const std::vector<std::string>& args) {
     return 0;
 }
 
+int cmd_status(std::vector<std::string> args) {
+    const std::string sock = socket_path(args);
+    const bool json = std::find(args.begin(), args.end(), "--json") != args.end();
+    nlohmann::json r;
+    if (!ask(sock, {{"cmd", "status"}}, r))
+        return 1;
+    if (json) {
+        r.erase("ok");
+        std::cout << r.dump(2) << "\n";
+        return 0;
+    }
+    std::cout << "policy      " << (r["policy"].is_null() ? std::string("(none assigned: every IP packet is dropped)")
+                                                          : "'" + r["policy"].get<std::string>() + "'")
+              << ", generation " << r["generation"] << ", " << r["entries"] << " ranked entries, loaded "
+              << r["loaded_at"].get<std::string>() << "\n";
+    std::cout << "config      " << r["config"].get<std::string>() << "\n";
+    const auto& l = r["last_reload"];
+    std::cout << "last reload " << (l["ok"].get<bool>() ? "ok" : "FAILED") << " (" << l["trigger"].get<std::string>()
+              << ", " << l["at"].get<std::string>() << ")";
+    if (l["ok"].get<bool>())
+        std::cout << ": generation " << l["generation"];
+    std::cout << "; reloads " << r["reloads"]["ok"] << " ok, " << r["reloads"]["failed"] << " failed\n";
+    for (const auto& e : l["errors"])
+        std::cout << "  " << e.get<std::string>() << "\n";
+    for (const auto& p : r["ports"])
+        std::cout << std::left << std::setw(12) << p["side"].get<std::string>() << p["spec"].get<std::string>() << " (port "
+                  << p["port_id"] << "): link " << p["link"].get<std::string>() << "\n";
+    std::cout << "workers     " << r["workers"].size();
+    for (const auto& w : r["workers"])
+        std::cout << "; worker " << w["index"] << " on lcore " << w["lcore"] << ", queue " << w["queue"];
+    std::cout << "\nclassifier  " << r["classifier"]["kind"].get<std::string>() << ", "
+              << (r["classifier"]["bytes"].get<std::uint64_t>() + 1023) / 1024 << " KB, leaf scan "
+              << r["classifier"]["leaf_scan"].get<std::string>() << "\n";
+    std::cout << "uptime      " << r["uptime_s"] << " s\n";
+    return 0;
+}
+
+int cmd_stats(std::vector<std::string> args) {
+    const std::string sock = socket_path(args);
+    std::string format = "text";
+    for (const auto& a : args)
+        format = a == "--json" ? "json" : a == "--prometheus" ? "prometheus" : format;
+    nlohmann::json r;
+    if (!ask(sock, {{"cmd", "stats"}, {"format", format}}, r))
+        return 1;
+    if (format == "json") {
+        r.erase("ok");
+        std::cout << r.dump(2) << "\n";
+    } else {
+        std::cout << r["text"].get<std::string>();
+    }
+    return 0;
+}
+
+int cmd_rules(std::vector<std::string> args) {
+    const std::string sock = socket_path(args);
+    const bool json = std::find(args.begin(), args.end(), "--json") != args.end();
+    nlohmann::json r;
+    if (!ask(sock, {{"cmd", "rules"}}, r))
+        return 1;
+    if (json) {
+        r.erase("ok");
+        std::cout << r.dump(2) << "\n";
+        return 0;
+    }
+    std::cout << "generation " << r["generation"] << ", policy "
+              << (r["policy"].is_null() ? std::string("(none)") : "'" + r["policy"].get<std::string>() + "'") << "\n";
+    std::printf("%6s  %-6s %10s %12s %5s  %s\n", "rank", "action", "packets", "bytes", "line", "filter  [entry]  key");
+    for (const auto& e : r["rules"])
+        std::printf("%6zu  %-6s %10llu %12llu %5d  %s  [%s]  %s\n", e["rank"].get<std::size_t>(),
+                    e["action"].get<std::string>().c_str(), static_cast<unsigned long long>(e["packets"].get<std::uint64_t>()),
+                    static_cast<unsigned long long>(e["bytes"].get<std::uint64_t>()), e["line"].get<int>(),
+                    e["filter"].get<std::string>().c_str(), e["entry"].get<std::string>().c_str(),
+                    e["key"].get<std::string>().c_str());
+    return 0;
+}
+
+int cmd_reload(std::vector<std::string> args, const std::string& cmd) {
+    const std::string sock = socket_path(args);
+    nlohmann::json req{{"cmd", cmd}};
+    if (cmd == "assign") {
+        if (args.size() != 1) {
+            std::cerr << "moatctl assign: give one policy name (quote it if it has spaces)\n";
+            return 2;
+        }
+        req["policy"] = args[0];
+    } else if (!args.empty()) {
+        std::cerr << "moatctl " << cmd << ": unexpected argument " << args[0] << "\n";
+        return 2;
+    }
+    nlohmann::json r;
+    if (!ask(sock, req, r)) {
+        std::cerr << "moatctl " << cmd << ": the running generation stays in force\n";
+        return 1;
+    }
+    print_reload(r);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
+    // `--socket PATH` may also come before the command.
+    std::vector<std::string> global;
+    if (args.size() >= 2 && args[0] == "--socket") {
+        global = {args[0], args[1]};
+        args.erase(args.begin(), args.begin() + 2);
+    }
     if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
         std::cout << kHelp;
         return args.empty() ? 2 : 0;
     }
     const std::string cmd = args[0];
     args.erase(args.begin());
+    args.insert(args.end(), global.begin(), global.end());
     if (cmd == "check")
         return cmd_check(args);
     if (cmd == "explain")
         return cmd_explain(args);
     if (cmd == "ipsecpol")
         return run_ipsecpol(args, std::cout, std::cerr);
+    if (cmd == "status")
+        return cmd_status(args);
+    if (cmd == "stats")
+        return cmd_stats(args);
+    if (cmd == "rules")
+        return cmd_rules(args);
+    if (cmd == "reload" || cmd == "assign" || cmd == "unassign")
+        return cmd_reload(args, cmd);
     std::cerr << "moatctl: unknown command '" << cmd << "'\n" << kHelp;
     return 2;
 }

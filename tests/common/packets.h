@@ -123,7 +123,7 @@ inline Built build(const Pkt& p) {
         h[9] = p.proto;
         if (inet_pton(AF_INET, p.src.c_str(), &h[12]) != 1 || inet_pton(AF_INET, p.dst.c_str(), &h[16]) != 1)
             throw std::invalid_argument("bad IPv4 address in a test packet");
-        std::memcpy(&h[20], p.ip_options.data(), p.ip_options.size());
+        std::copy(p.ip_options.begin(), p.ip_options.end(), h.begin() + 20);
         put16(h, 10, ipv4_checksum(h.data(), h.size()));
         b.insert(b.end(), h.begin(), h.end());
     } else {

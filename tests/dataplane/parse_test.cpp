@@ -27,8 +27,8 @@ ParsePolicy policy() {
 
 PacketMeta parse(const Bytes& b, Ingress in = Ingress::outside, const ParsePolicy& pol = policy()) {
     // An exact-size heap copy, so that reading one byte too far is an out-of-bounds read.
-    auto copy = std::make_unique<std::uint8_t[]>(b.size() + 1);
-    std::memcpy(copy.get(), b.data(), b.size());
+    auto copy = std::make_unique<std::uint8_t[]>(b.size());
+    std::copy(b.begin(), b.end(), copy.get());
     PacketMeta m;
     parse_frame(copy.get(), static_cast<std::uint32_t>(b.size()), in, pol, m);
     return m;

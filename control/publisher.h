@@ -1,0 +1,84 @@
+// Publishing table sets to running workers (STYLE 13): the swap protocol lives here.
+//
+// A Generation is one published policy: the table set the workers read and the control-side
+// data that explains it. publish() stores the new set's pointer with release order (one atomic
+// store: a worker sees either the old set or the new one, never a mix), takes an RCU token
+// (rte_rcu_qsbr_start) and retires the previous generation. reclaim() frees a retired
+// generation once every worker has reported a quiescent state past its token; workers report
+// once per loop iteration and hold no table pointer across it, so after that no worker can
+// still be reading it. Workers that are offline (stopped) count as quiescent.
+#pragma once
+
+#include <rte_rcu_qsbr.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/compile.h"
+#include "control/model.h"
+#include "control/trie_build.h"
+#include "dataplane/table_set.h"
+
+namespace moat::ctl {
+
+/// One published policy.
+struct Generation {
+    std::uint64_t number = 0;
+    Config config;
+    CompiledPolicy compiled;
+    std::unique_ptr<dp::TableSet> tables;
+    TrieBuildStats v4, v6;
+    std::chrono::system_clock::time_point loaded_at;
+    /// Per filter row (one per rule x filter of the policy, in rank order of first entry): an
+    /// identity that survives reloads while the filter is unchanged, and each rank's row.
+    std::vector<std::string> row_keys;
+    std::vector<std::uint32_t> row_of_rank;
+};
+
+/// Fills `g.row_keys` and `g.row_of_rank` from `g.config` and `g.compiled`.
+void index_rows(Generation& g);
+
+class Publisher {
+public:
+    /// RCU state for `max_workers` reader threads (ids 0 .. max_workers-1). Throws
+    /// std::runtime_error when DPDK memory cannot be had. Control thread.
+    explicit Publisher(unsigned max_workers);
+    ~Publisher();
+    Publisher(const Publisher&) = delete;
+    Publisher& operator=(const Publisher&) = delete;
+
+    rte_rcu_qsbr* qsbr() const noexcept { return qsv_; }
+    /// What workers load once per iteration (acquire).
+    const std::atomic<const dp::TableSet*>* tables() const noexcept { return &tables_; }
+    const Generation* current() const noexcept { return current_.get(); }
+
+    /// Makes `next` the generation workers read and retires the current one. Control thread.
+    void publish(std::unique_ptr<Generation> next);
+
+    using BeforeFree = std::function<void(Generation& retired)>;
+    /// Frees the retired generations whose grace period is over, oldest first, calling
+    /// `before_free` on each. Never blocks. Returns how many are still waiting. Control thread.
+    std::size_t reclaim(const BeforeFree& before_free);
+    /// Waits for every grace period and frees all retired generations. Control thread.
+    void drain(const BeforeFree& before_free);
+
+    std::size_t retired() const noexcept { return retired_.size(); }
+
+private:
+    rte_rcu_qsbr* qsv_ = nullptr;
+    std::atomic<const dp::TableSet*> tables_{nullptr};
+    std::unique_ptr<Generation> current_;
+    struct Retired {
+        std::uint64_t token;
+        std::unique_ptr<Generation> gen;
+    };
+    std::deque<Retired> retired_;
+};
+
+}  // namespace moat::ctl

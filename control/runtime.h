@@ -1,0 +1,102 @@
+// The running appliance's control state: the config file, the published generations, the
+// counters carried across reloads, and every query the control socket and DPDK telemetry answer.
+//
+// Threads: reload(), reclaim(), assign() and the setters run on the control thread (the main
+// lcore). The queries (status, stats, rules, explain, handle) may also run on DPDK's telemetry
+// thread; a mutex keeps them away from a generation that reclaim() is freeing. Workers never
+// touch this object: they read the publisher's table pointer.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "control/publisher.h"
+#include "control/stats.h"
+#include "dataplane/worker.h"
+
+namespace moat::ctl {
+
+struct PortInfo {
+    std::string side;  ///< outside / inside
+    std::string spec;
+    std::uint16_t id = 0;
+};
+
+struct ReloadOutcome {
+    bool ok = false;
+    bool unchanged = false;  ///< the file was byte for byte the loaded one: nothing to do
+    std::uint64_t generation = 0;
+    std::string trigger;
+    std::vector<std::string> errors;    ///< file:line diagnostics, or why the build failed
+    std::vector<std::string> warnings;
+    double ms = 0;  ///< read, validate, compile, build and publish
+    std::chrono::system_clock::time_point at;
+};
+
+class Runtime {
+public:
+    /// `workers`: reader threads of the RCU state (worker indexes 0 .. workers-1).
+    Runtime(std::string config_path, unsigned workers);
+    ~Runtime();
+
+    /// The first generation, from the config moatd started with (already loaded and usable).
+    /// Returns an error message when the table set cannot be built. Control thread, before
+    /// workers launch.
+    std::string start(const Config& cfg, const CompiledPolicy& cp);
+
+    /// Load -> validate -> compile -> build -> publish the config file; on any failure the
+    /// running generation stays and the outcome says why. `if_changed`: skip when the file is
+    /// byte for byte the one in force (file-watch noise). Control thread.
+    ReloadOutcome reload(const std::string& trigger, bool if_changed = false);
+
+    /// Frees retired generations whose grace period is over, carrying their counters over.
+    /// Returns how many still wait. Control thread.
+    std::size_t reclaim();
+
+    /// Sets `assign` in the config file (empty: unassign) and reloads. Control thread.
+    nlohmann::json assign(const std::string& policy);
+
+    void set_ports(std::vector<PortInfo> ports);
+    void set_workers(std::vector<const dp::WorkerContext*> workers);
+
+    Publisher& publisher() noexcept { return *publisher_; }
+    const std::string& config_path() const noexcept { return path_; }
+    std::uint64_t generation() const;
+
+    // Queries (any thread).
+    nlohmann::json status() const;
+    Stats stats() const;
+    nlohmann::json rules() const;
+    nlohmann::json explain(const std::string& packet) const;
+
+    /// One control-socket request -> one reply (DESIGN section 7): {"cmd": "status"} etc.
+    /// Control thread (reload and assign change state).
+    nlohmann::json handle(const nlohmann::json& request);
+
+private:
+    Stats stats_locked() const;
+
+    std::string path_;
+    unsigned workers_count_;
+    std::unique_ptr<Publisher> publisher_;
+    mutable std::mutex mu_;  // guards everything below and the generations' lifetime for queries
+    std::string loaded_text_;
+    CarriedCounts carried_;
+    std::map<std::uint64_t, std::unordered_set<std::string>> successor_keys_;
+    std::vector<PortInfo> ports_;
+    std::vector<const dp::WorkerContext*> workers_;
+    ReloadOutcome last_;
+    std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
+    std::uint64_t next_generation_ = 1;
+    unsigned reloads_ok_ = 0, reloads_failed_ = 0;
+};
+
+}  // namespace moat::ctl

@@ -1,0 +1,376 @@
+// Live policy swaps under load: a real worker on its own lcore forwards numbered packets between
+// two ring ports while the test reloads the config file hundreds of times between two policies
+// with opposite verdicts. Every packet that comes out must be permitted by a generation that
+// could have classified it; packets every generation permits must all come out; nothing leaks.
+#include <gtest/gtest.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_ring.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "control/config.h"
+#include "control/runtime.h"
+#include "dataplane/worker.h"
+#include "tests/common/packets.h"
+
+namespace moat::ctl {
+namespace {
+
+namespace fs = std::filesystem;
+using test::Bytes;
+using test::Pkt;
+
+class Eal2 : public ::testing::Environment {
+public:
+    void SetUp() override {
+        std::vector<std::string> args{"test", "--no-huge", "-m", "512", "--no-pci", "-l", "0-1",
+                                      "--file-prefix", "moat-swap-" + std::to_string(getpid()), "--log-level", "*:error"};
+        std::vector<char*> argv;
+        for (auto& a : args)
+            argv.push_back(a.data());
+        ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0);
+        pool = rte_pktmbuf_pool_create("swap_pool", 16383, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+        ASSERT_NE(pool, nullptr);
+    }
+    void TearDown() override {
+        rte_mempool_free(pool);
+        rte_eal_cleanup();
+    }
+    static inline rte_mempool* pool = nullptr;
+};
+
+// Classes by destination port: A passes under both policies, B only under P1, C only under P2,
+// D under neither.
+constexpr std::uint16_t kPort[4] = {1000, 2000, 3000, 4000};
+constexpr bool kPermits[2][4] = {{true, true, false, false}, {true, false, true, false}};
+
+std::string policy(int which, const std::string& sock) {
+    const int b = which == 0 ? 2000 : 3000;
+    return "[appliance]\ncontrol = " + sock + "\nassign = P\n"
+           "[filterlist Both]\nfilter = 198.18.100.0/24=198.18.0.10:1000:UDP\n"
+           "[filterlist This one]\nfilter = 198.18.100.0/24=198.18.0.10:" + std::to_string(b) + ":UDP\n"
+           "[filterlist Rest]\nfilter = *+198.18.0.10\n"
+           "[policy P]\nrule = Both -> permit\nrule = This one -> permit\nrule = Rest -> block\n"
+           "; variant " + std::to_string(which) + "\n";
+}
+
+struct Ports {
+    rte_ring* out_rx;  // the test's packets arrive on the outside port from here
+    rte_ring* out_tx;
+    rte_ring* in_rx;
+    rte_ring* in_tx;  // what the worker forwards to the inside port lands here
+    std::uint16_t out = 0, in = 0;
+
+    static rte_ring* ring(const char* name) {
+        return rte_ring_create(name, 16384, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    }
+    static std::uint16_t port(const char* name, rte_ring* rx, rte_ring* tx) {
+        const int id = rte_eth_from_rings(name, &rx, 1, &tx, 1, SOCKET_ID_ANY);
+        EXPECT_GE(id, 0);
+        const rte_eth_conf conf{};
+        const auto p = static_cast<std::uint16_t>(id);
+        EXPECT_EQ(rte_eth_dev_configure(p, 1, 1, &conf), 0);
+        EXPECT_EQ(rte_eth_rx_queue_setup(p, 0, 1024, SOCKET_ID_ANY, nullptr, Eal2::pool), 0);
+        EXPECT_EQ(rte_eth_tx_queue_setup(p, 0, 1024, SOCKET_ID_ANY, nullptr), 0);
+        EXPECT_EQ(rte_eth_dev_start(p), 0);
+        return p;
+    }
+    explicit Ports(const std::string& tag) {
+        out_rx = ring(("orx" + tag).c_str());
+        out_tx = ring(("otx" + tag).c_str());
+        in_rx = ring(("irx" + tag).c_str());
+        in_tx = ring(("itx" + tag).c_str());
+        out = port(("swo" + tag).c_str(), out_rx, out_tx);
+        in = port(("swi" + tag).c_str(), in_rx, in_tx);
+    }
+    ~Ports() {
+        for (auto p : {out, in}) {
+            rte_eth_dev_stop(p);
+            rte_eth_dev_close(p);
+        }
+        for (auto* r : {out_rx, out_tx, in_rx, in_tx}) {
+            void* m;
+            while (rte_ring_dequeue(r, &m) == 0)
+                rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+            rte_ring_free(r);
+        }
+    }
+};
+
+rte_mbuf* packet(std::uint64_t seq) {
+    Pkt p;
+    p.proto = 17;
+    p.src = "198.18.100.1";
+    p.dst = "198.18.0.10";
+    p.sport = static_cast<std::uint16_t>(seq);
+    p.dport = kPort[seq % 4];
+    p.payload.assign(reinterpret_cast<const char*>(&seq), sizeof seq);
+    const Bytes b = test::frame(p);
+    rte_mbuf* m = rte_pktmbuf_alloc(Eal2::pool);
+    if (!m)
+        return nullptr;
+    std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(b.size())), b.data(), b.size());
+    return m;
+}
+
+std::uint64_t seq_of(const rte_mbuf* m) {
+    std::uint64_t seq;
+    std::memcpy(&seq, rte_pktmbuf_mtod_offset(m, const char*, m->pkt_len - sizeof seq), sizeof seq);
+    return seq;
+}
+
+class Swap : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = fs::temp_directory_path() / ("moat-swap." + std::to_string(getpid()) + "." +
+                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::create_directories(dir_);
+        path_ = (dir_ / "moat.ini").string();
+        write(0);
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    void write(int which) const { std::ofstream(path_) << policy(which, (dir_ / "s").string()); }
+    void write_text(const std::string& t) const { std::ofstream(path_) << t; }
+
+    /// Starts one worker on lcore 1 reading the runtime's generations.
+    void launch(Runtime& rt, Ports& ports) {
+        ctx_ = std::make_unique<dp::WorkerContext>();
+        ctx_->index = 0;
+        ctx_->lcore = rte_get_next_lcore(-1, 1, 0);
+        ctx_->port = {ports.out, ports.in};
+        ctx_->tables = rt.publisher().tables();
+        ctx_->qsbr = rt.publisher().qsbr();
+        stop_.store(false);
+        ctx_->stop = &stop_;
+        ASSERT_EQ(rte_eal_remote_launch(&dp::worker_main, ctx_.get(), ctx_->lcore), 0);
+        rt.set_workers({ctx_.get()});
+    }
+    void halt() {
+        stop_.store(true);
+        rte_eal_mp_wait_lcore();
+    }
+    /// Reloads until the worker has left every older generation: from then on, packets are
+    /// classified by the new one.
+    static std::uint64_t reload_and_settle(Runtime& rt) {
+        const ReloadOutcome o = rt.reload("test");
+        EXPECT_TRUE(o.ok) << (o.errors.empty() ? "" : o.errors.front());
+        while (rt.reclaim() != 0)
+            std::this_thread::yield();
+        return o.generation;
+    }
+
+    fs::path dir_;
+    std::string path_;
+    std::unique_ptr<dp::WorkerContext> ctx_;
+    std::atomic<bool> stop_{false};
+};
+
+TEST_F(Swap, TwoHundredReloadsUnderLoad) {
+    const unsigned in_use_before = rte_mempool_in_use_count(Eal2::pool);
+    {
+        Ports ports("a");
+        const LoadResult first = load_policy(path_);
+        ASSERT_TRUE(first.usable());
+        Runtime rt(path_, 1);
+        ASSERT_EQ(rt.start(*first.config, *first.compiled), "");
+        launch(rt, ports);
+
+        // Per packet: the generation surely in force when it was sent (settled) and the newest
+        // one published when it came out; it may have been judged by any in between.
+        std::vector<std::uint64_t> settled_at_send;
+        std::vector<int> seen;
+        std::uint64_t settled = 1, published = 1;
+        const auto policy_of = [](std::uint64_t gen) { return static_cast<int>((gen - 1) % 2); };  // gen 1: P1
+        std::size_t bad = 0, out = 0, out_b = 0, out_c = 0;
+        const auto drain = [&] {
+            void* got[64];
+            unsigned n;
+            while ((n = rte_ring_dequeue_burst(ports.in_tx, got, 64, nullptr)) > 0) {
+                for (unsigned i = 0; i < n; ++i) {
+                    auto* m = static_cast<rte_mbuf*>(got[i]);
+                    const std::uint64_t seq = seq_of(m);
+                    rte_pktmbuf_free(m);
+                    ++out;
+                    if (seq >= settled_at_send.size()) {
+                        ++bad;
+                        continue;
+                    }
+                    ++seen[seq];
+                    bool allowed = false;
+                    for (std::uint64_t g = settled_at_send[seq]; g <= published; ++g)
+                        allowed = allowed || kPermits[policy_of(g)][seq % 4];
+                    if (!allowed && ++bad <= 5)
+                        ADD_FAILURE() << "packet " << seq << " (class " << "ABCD"[seq % 4]
+                                      << ") came out although no generation from " << settled_at_send[seq] << " to "
+                                      << published << " permits it";
+                    out_b += seq % 4 == 1;
+                    out_c += seq % 4 == 2;
+                }
+            }
+        };
+        int reloads = 0;
+        for (std::uint64_t seq = 0; reloads < 240; ++seq) {
+            rte_mbuf* m = packet(seq);
+            ASSERT_NE(m, nullptr);
+            settled_at_send.push_back(settled);
+            seen.push_back(0);
+            while (rte_ring_enqueue(ports.out_rx, m) != 0)
+                drain();
+            if (seq % 64 == 63) {
+                // Write the other policy and reload; packets keep flowing from the ring meanwhile.
+                write(reloads % 2 == 0 ? 1 : 0);
+                published = settled + 1;
+                settled = reload_and_settle(rt);
+                ASSERT_EQ(settled, published);
+                ++reloads;
+            }
+            drain();
+        }
+        // Let the worker finish what is queued, then stop it.
+        while (rte_ring_count(ports.out_rx) > 0)
+            drain();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        drain();
+        halt();
+        drain();
+
+        const Stats s = rt.stats();
+        EXPECT_EQ(s.ports[1].tx_failed, 0u);
+        std::size_t lost = 0;
+        for (std::size_t seq = 0; seq < seen.size(); ++seq) {
+            EXPECT_LE(seen[seq], 1) << "packet " << seq << " came out twice";
+            if (seq % 4 == 0 && seen[seq] == 0 && ++lost <= 5)
+                ADD_FAILURE() << "packet " << seq << " (class A, permitted by every generation) was lost";
+        }
+        EXPECT_EQ(bad, 0u);
+        EXPECT_EQ(lost, 0u);
+        EXPECT_GT(out_b, 0u) << "no class B packet ever came out: P1 never took effect";
+        EXPECT_GT(out_c, 0u) << "no class C packet ever came out: P2 never took effect";
+        EXPECT_EQ(s.ports[0].rx_packets, seen.size());
+        EXPECT_EQ(s.ports[1].tx_packets, out);
+        EXPECT_EQ(rt.generation(), 241u);
+        EXPECT_EQ(rt.publisher().retired(), 0u);
+        // The filter both policies share kept counting through every swap: its hits are every
+        // class A packet.
+        std::uint64_t both = 0;
+        for (const auto& f : s.filters)
+            if (f.filterlist == "Both")
+                both = f.packets;
+        EXPECT_EQ(both, (seen.size() + 3) / 4);
+    }
+    EXPECT_EQ(rte_mempool_in_use_count(Eal2::pool), in_use_before) << "mbufs leaked";
+}
+
+TEST_F(Swap, BadReloadsKeepTheRunningGeneration) {
+    Ports ports("b");
+    const LoadResult first = load_policy(path_);
+    ASSERT_TRUE(first.usable());
+    Runtime rt(path_, 1);
+    ASSERT_EQ(rt.start(*first.config, *first.compiled), "");
+    launch(rt, ports);
+    const std::string good = policy(0, (dir_ / "s").string());
+    struct Bad {
+        const char* what;
+        std::string text;
+        const char* error;
+    };
+    const std::vector<Bad> bad{
+        {"syntax error", good + "this is not a key\n", ":15: error: expected 'key = value'"},
+        {"unknown action", good + "rule = Rest -> shred\n", ":15: error: rule names action 'shred'"},
+        {"empty policy", "[appliance]\nassign = E\n[policy E]\n", ":3: error: policy 'E' has no rules"},
+        {"pattern that does not compile", good + "[filterlist X]\nfilter = *+198.18.0.10:80:TCP payload=/(ab/\n",
+         ":16: error: filter '*+198.18.0.10:80:TCP payload=/(ab/': payload pattern does not compile"},
+    };
+    for (const auto& b : bad) {
+        write_text(b.text);
+        const ReloadOutcome o = rt.reload("test");
+        EXPECT_FALSE(o.ok) << b.what;
+        ASSERT_FALSE(o.errors.empty()) << b.what;
+        EXPECT_NE(o.errors.front().find(b.error), std::string::npos) << b.what << ": " << o.errors.front();
+        EXPECT_EQ(rt.generation(), 1u) << b.what;
+        const nlohmann::json st = rt.status();
+        EXPECT_FALSE(st["last_reload"]["ok"].get<bool>()) << b.what;
+        EXPECT_NE(st["last_reload"]["errors"][0].get<std::string>().find(b.error), std::string::npos) << b.what;
+        // Traffic still follows generation 1 (P1): B passes, C does not.
+        for (std::uint64_t seq : {1ull, 2ull, 5ull, 6ull}) {
+            rte_mbuf* m = packet(seq);
+            ASSERT_EQ(rte_ring_enqueue(ports.out_rx, m), 0);
+        }
+        std::vector<std::uint64_t> got;
+        for (int spins = 0; got.size() < 2 && spins < 2000; ++spins) {
+            void* m;
+            while (rte_ring_dequeue(ports.in_tx, &m) == 0) {
+                got.push_back(seq_of(static_cast<rte_mbuf*>(m)));
+                rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        EXPECT_EQ(got, (std::vector<std::uint64_t>{1, 5})) << b.what;
+    }
+    // Fixing the file brings the next generation in.
+    write_text(good + "; fixed\n");
+    const ReloadOutcome o = rt.reload("test");
+    EXPECT_TRUE(o.ok);
+    EXPECT_EQ(o.generation, 2u);
+    EXPECT_TRUE(rt.status()["last_reload"]["ok"].get<bool>());
+    halt();
+}
+
+TEST_F(Swap, CountersCarryOverOnlyForUnchangedFilters) {
+    Ports ports("c");
+    const LoadResult first = load_policy(path_);
+    ASSERT_TRUE(first.usable());
+    Runtime rt(path_, 1);
+    ASSERT_EQ(rt.start(*first.config, *first.compiled), "");
+    launch(rt, ports);
+    const auto send = [&](std::uint64_t seq, int expect_out) {
+        ASSERT_EQ(rte_ring_enqueue(ports.out_rx, packet(seq)), 0);
+        int got = 0;
+        for (int spins = 0; spins < 1000 && got < expect_out; ++spins) {
+            void* m;
+            while (rte_ring_dequeue(ports.in_tx, &m) == 0) {
+                rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+                ++got;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        while (rte_ring_count(ports.out_rx) > 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    };
+    const auto hits = [&](const std::string& list) {
+        for (const auto& f : rt.stats().filters)
+            if (f.filterlist == list)
+                return static_cast<long>(f.packets);
+        return -1L;
+    };
+    for (std::uint64_t seq : {0ull, 4ull, 8ull, 1ull})
+        send(seq, 1);  // three A, one B
+    EXPECT_EQ(hits("Both"), 3);
+    EXPECT_EQ(hits("This one"), 1);
+    write(1);  // "Both" unchanged; "This one" now another filter
+    reload_and_settle(rt);
+    EXPECT_EQ(hits("Both"), 3) << "an unchanged filter keeps its count";
+    EXPECT_EQ(hits("This one"), 0) << "a changed filter starts from zero";
+    send(12, 1);
+    EXPECT_EQ(hits("Both"), 4);
+    write_text(policy(1, (dir_ / "s").string()) + "[filterlist Extra]\nfilter = *+198.18.0.99\n");
+    reload_and_settle(rt);
+    EXPECT_EQ(hits("Both"), 4);
+    halt();
+}
+
+}  // namespace
+}  // namespace moat::ctl
+
+int main(int argc, char** argv) {
+    ::testing::InitGoogleTest(&argc, argv);
+    ::testing::AddGlobalTestEnvironment(new moat::ctl::Eal2);
+    return RUN_ALL_TESTS();
+}
