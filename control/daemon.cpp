@@ -394,20 +394,21 @@ int run_moatd(int argc, char** argv) {
         log("no control socket: " + sock.error());
     log("forwarding");
 
-    const auto reload = [&](const std::string& why, bool if_changed) {
-        const ReloadOutcome o = rt->reload(why, if_changed);
-        if (o.unchanged)
-            return;
+    // Every reload is logged, whatever triggered it (signal, file change, control socket).
+    rt->on_reload([](const ReloadOutcome& o) {
         for (const auto& w : o.warnings)
             std::fprintf(stderr, "%s\n", w.c_str());
         if (o.ok) {
-            log("reload (" + why + "): generation " + std::to_string(o.generation) + " in " + std::to_string(o.ms) + " ms");
+            char ms[32];
+            std::snprintf(ms, sizeof ms, "%.1f", o.ms);
+            log("reload (" + o.trigger + "): generation " + std::to_string(o.generation) + " in force, " + ms + " ms");
             return;
         }
         for (const auto& e : o.errors)
             std::fprintf(stderr, "%s\n", e.c_str());
-        log("reload (" + why + ") failed: generation " + std::to_string(rt->generation()) + " stays in force");
-    };
+        log("reload (" + o.trigger + ") failed: the running generation stays in force");
+    });
+    const auto reload = [&](const std::string& why, bool if_changed) { rt->reload(why, if_changed); };
 
     using Clock = std::chrono::steady_clock;
     // A burst of file events (an editor's write, rename and chmod) becomes one reload, once the

@@ -156,10 +156,26 @@ void IniText::append_entry(std::size_t header, std::string_view key, std::string
 void IniText::replace_entry(std::size_t index, std::string_view key, std::string_view value) {
     const std::string_view line = lines_[index];
     const auto eq = line.find_first_of("=:");
-    const std::string_view old = eq == std::string_view::npos ? std::string_view{} : line.substr(eq + 1);
-    const auto c = inline_comment(old);
-    std::string comment = c == std::string_view::npos ? "" : "   " + std::string(old.substr(c));
-    lines_[index] = std::string(key) + (value.empty() ? " =" : " = " + std::string(value)) + comment;
+    if (eq == std::string_view::npos) {
+        lines_[index] = std::string(key) + (value.empty() ? " =" : " = " + std::string(value));
+        return;
+    }
+    // Only the value changes: the key's spelling, the alignment around '=' and an inline comment
+    // stay as the operator wrote them, so the diff is one value.
+    const std::string_view old = line.substr(eq + 1);
+    const auto is_space = [](char ch) { return ch == ' ' || ch == '\t'; };
+    std::size_t lead = 0;
+    while (lead < old.size() && is_space(old[lead]))
+        ++lead;
+    std::string comment;
+    if (const auto c = inline_comment(old); c != std::string_view::npos) {
+        auto from = c;
+        while (from > lead && is_space(old[from - 1]))
+            --from;
+        comment = from == c ? "   " + std::string(old.substr(c)) : std::string(old.substr(from));
+    }
+    const std::string spacing = lead > 0 && lead < old.size() ? std::string(old.substr(0, lead)) : " ";
+    lines_[index] = std::string(line.substr(0, eq + 1)) + (value.empty() ? "" : spacing + std::string(value)) + comment;
 }
 
 void IniText::set_key(std::size_t header, std::string_view key, std::string_view value) {

@@ -86,6 +86,8 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed) {
         if (!o.unchanged || !last_.ok)  // back to the file in force after a failed edit: say so
             last_ = o;
         (o.ok ? reloads_ok_ : reloads_failed_) += o.unchanged ? 0 : 1;
+        if (on_reload_ && !o.unchanged)
+            on_reload_(o);
         return o;
     };
     std::string text;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -64,6 +65,9 @@ public:
     /// Sets `assign` in the config file (empty: unassign) and reloads. Control thread.
     nlohmann::json assign(const std::string& policy);
 
+    /// Called with every reload's outcome, whatever triggered it (moatd logs them). Control thread.
+    void on_reload(std::function<void(const ReloadOutcome&)> f) { on_reload_ = std::move(f); }
+
     void set_ports(std::vector<PortInfo> ports);
     void set_workers(std::vector<const dp::WorkerContext*> workers);
 
@@ -86,6 +90,7 @@ private:
 
     std::string path_;
     unsigned workers_count_;
+    std::function<void(const ReloadOutcome&)> on_reload_;
     std::unique_ptr<Publisher> publisher_;
     mutable std::mutex mu_;  // guards everything below and the generations' lifetime for queries
     std::string loaded_text_;

@@ -47,8 +47,8 @@ constexpr const char* kHelp =
     "  assign NAME | unassign           set or clear 'assign' in the config file, then reload\n"
     "  help                             this text\n"
     "\n"
-    "The socket is --socket PATH, else $MOAT_SOCKET, else the 'control' key of the config\n"
-    "($MOAT_CONFIG or /etc/moat/moat.ini), else /run/moat/moat.sock.\n";
+    "The socket is --socket PATH, else the 'control' key of --config FILE, else $MOAT_SOCKET,\n"
+    "else the 'control' key of $MOAT_CONFIG or /etc/moat/moat.ini, else /run/moat/moat.sock.\n";
 
 void print_diags(const Diagnostics& d) {
     for (const auto& x : d.all())
@@ -121,26 +121,37 @@ int cmd_check(const std::vector<std::string>& args) {
     return status;
 }
 
-/// The control socket's path (see kHelp); `args` loses a --socket option.
-std::string socket_path(std::vector<std::string>& args) {
-    for (std::size_t i = 0; i + 1 < args.size(); ++i)
-        if (args[i] == "--socket") {
-            std::string p = args[i + 1];
-            args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
-            return p;
-        }
-    if (const char* env = std::getenv("MOAT_SOCKET"); env && *env)
+/// The control socket: --socket PATH, else $MOAT_SOCKET, else `control` of the config
+/// (`--config FILE` when `config_option`, else $MOAT_CONFIG or /etc/moat/moat.ini). Removes the
+/// options it used from `args`.
+std::string socket_path(std::vector<std::string>& args, bool config_option = true) {
+    const auto take = [&](const char* name) -> std::optional<std::string> {
+        for (std::size_t i = 0; i + 1 < args.size(); ++i)
+            if (args[i] == name) {
+                std::string p = args[i + 1];
+                args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+                return p;
+            }
+        return std::nullopt;
+    };
+    if (auto p = take("--socket"))
+        return *p;
+    std::optional<std::string> config = config_option ? take("--config") : std::nullopt;
+    if (const char* env = std::getenv("MOAT_SOCKET"); env && *env && !config)
         return env;
-    const LoadResult r = load_policy(default_config_path(), {.lint = false});
+    const LoadResult r = load_policy(config.value_or(default_config_path()), {.lint = false});
     if (r.config)
         return r.config->appliance.control;
     return Appliance{}.control;
 }
 
-/// Sends one request to moatd; prints why on failure (exit status 1 then).
-bool ask(const std::string& sock, const nlohmann::json& req, nlohmann::json& reply) {
+/// Sends one request; false (with the reasons printed) when moatd cannot be reached or refuses.
+/// `reached` tells the two apart.
+bool ask(const std::string& sock, const nlohmann::json& req, nlohmann::json& reply, bool* reached = nullptr) {
     std::string error;
     reply = control_request(sock, req, error);
+    if (reached)
+        *reached = error.empty();
     if (!error.empty()) {
         std::cerr << "moatctl: " << error << "\n";
         return false;
@@ -170,7 +181,7 @@ int cmd_explain(std::vector<std::string> args) {
     bool json = false;
     std::string packet;
     const bool socket_given = std::find(args.begin(), args.end(), "--socket") != args.end();
-    const std::string sock = socket_path(args);
+    const std::string sock = socket_path(args, false);
     for (std::size_t i = 0; i < args.size(); ++i) {
         if (args[i] == "--config" && i + 1 < args.size()) {
             config = args[++i];
@@ -318,8 +329,10 @@ int cmd_reload(std::vector<std::string> args, const std::string& cmd) {
         return 2;
     }
     nlohmann::json r;
-    if (!ask(sock, req, r)) {
-        std::cerr << "moatctl " << cmd << ": the running generation stays in force\n";
+    bool reached = false;
+    if (!ask(sock, req, r, &reached)) {
+        if (reached)
+            std::cerr << "moatctl " << cmd << ": the running generation stays in force\n";
         return 1;
     }
     print_reload(r);

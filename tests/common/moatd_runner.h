@@ -90,6 +90,12 @@ public:
         return last;
     }
 
+    /// Sends `sig` without waiting (e.g. SIGHUP: reload).
+    void signal(int sig) {
+        if (pid_ > 0 && !exited_)
+            kill(pid_, sig);
+    }
+
     /// Sends `sig` (default SIGTERM) and waits for the exit status (-1: killed or timed out).
     int stop(int sig = SIGTERM, double seconds = 30) {
         if (pid_ <= 0)

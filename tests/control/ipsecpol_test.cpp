@@ -162,14 +162,24 @@ TEST(IniText, EditsOnlyWhatItIsAskedTo) {
     ASSERT_TRUE(a);
     t.set_key(*a, "assign", "B");
     t.set_key(*a, "me", "198.18.0.1");
-    EXPECT_EQ(t.str(), "; head\n[appliance]\nassign = B   ; keep me\nme = 198.18.0.1\n\n[policy A]\nrule = X -> permit\n");
+    EXPECT_EQ(t.str(), "; head\n[appliance]\nassign = B ; keep me\nme = 198.18.0.1\n\n[policy A]\nrule = X -> permit\n");
     const auto p = t.find_section("policy", "A");
     ASSERT_TRUE(p);
     EXPECT_EQ(t.entries(*p).size(), 1u);
     EXPECT_EQ(t.entries(*p)[0].value, "X -> permit");
     t.remove_section(*p);
-    EXPECT_EQ(t.str(), "; head\n[appliance]\nassign = B   ; keep me\nme = 198.18.0.1\n");
+    EXPECT_EQ(t.str(), "; head\n[appliance]\nassign = B ; keep me\nme = 198.18.0.1\n");
     EXPECT_FALSE(t.find_section("policy", "A"));
+}
+
+TEST(IniText, KeepsTheAlignmentOfTheLineItChanges) {
+    IniText t("[appliance]\nAssign     = Test bed servers\nme         = 198.18.0.1\n");
+    const auto a = t.find_section("appliance", "");
+    ASSERT_TRUE(a);
+    t.set_key(*a, "assign", "");
+    EXPECT_EQ(t.str(), "[appliance]\nAssign     =\nme         = 198.18.0.1\n");
+    t.set_key(*a, "assign", "Test bed servers");
+    EXPECT_EQ(t.str(), "[appliance]\nAssign     = Test bed servers\nme         = 198.18.0.1\n") << "back byte for byte";
 }
 
 TEST(IniText, WriteIsAtomicAndKeepsTheMode) {

@@ -196,6 +196,7 @@ protected:
                            << "outside = net_pcap0,rx_pcap=" << path("or.pcap") << ",tx_pcap=" << path("ot.pcap")
                            << "\ninside = net_pcap1,rx_pcap=" << path("ir.pcap") << ",tx_pcap=" << path("it.pcap")
                            << "\neal = --no-huge -m 256 -l 0-1 --file-prefix moat-pcap-" << getpid()
+                           << "\ncontrol = " << path("moat.sock")
                            << "\n"
                            << policy;
         return cfg;
@@ -282,8 +283,8 @@ TEST_F(PcapEndToEnd, BrokenConfigRefusesToStartAndForwardsNothing) {
     ASSERT_TRUE(moatd.started());
     EXPECT_EQ(moatd.wait_exit(30), 1);
     const std::string log = moatd.log();
-    EXPECT_NE(log.find(cfg + ":7: error: filter '*+198.18.0.300:80:TCP'"), std::string::npos) << log;
-    EXPECT_NE(log.find(cfg + ":5: error: assign names policy 'Nope'"), std::string::npos) << log;
+    EXPECT_NE(log.find(cfg + ":8: error: filter '*+198.18.0.300:80:TCP'"), std::string::npos) << log;
+    EXPECT_NE(log.find(cfg + ":6: error: assign names policy 'Nope'"), std::string::npos) << log;
     EXPECT_NE(log.find("moatd: not starting"), std::string::npos) << log;
     // EAL never started, so the pcap ports never opened their output files.
     EXPECT_FALSE(fs::exists(path("it.pcap")));

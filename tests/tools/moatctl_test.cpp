@@ -11,6 +11,8 @@
 #include <sstream>
 #include <string>
 
+#include "tests/common/command.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -25,41 +27,13 @@ std::string env(const char* name) {
 std::string moatctl() { return env("MOATCTL"); }
 std::string conf(const std::string& name) { return env("MOAT_SOURCE_ROOT") + "/conf/" + name; }
 
-std::string shell_quote(const std::string& s) {
-    std::string out = "'";
-    for (char c : s)
-        out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return out + "'";
-}
+using moat::test::Result;
 
-struct Result {
-    int status = -1;
-    std::string out, err;
-};
-
-/// Runs moatctl with `args` (each shell-quoted) and captures its output.
+/// Runs moatctl with `args` and captures its output.
 Result run(const std::vector<std::string>& args) {
-    static int counter = 0;
-    const fs::path dir = fs::temp_directory_path() / ("moatctl_test." + std::to_string(getpid()));
-    fs::create_directories(dir);
-    const fs::path out = dir / ("out" + std::to_string(counter));
-    const fs::path err = dir / ("err" + std::to_string(counter++));
-    std::string cmd = shell_quote(moatctl());
-    for (const auto& a : args)
-        cmd += " " + shell_quote(a);
-    cmd += " >" + shell_quote(out.string()) + " 2>" + shell_quote(err.string());
-    Result r;
-    const int st = std::system(cmd.c_str());
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    const auto slurp = [](const fs::path& p) {
-        std::ifstream in(p);
-        std::stringstream s;
-        s << in.rdbuf();
-        return s.str();
-    };
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
+    std::vector<std::string> argv{moatctl()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return moat::test::run_command(argv);
 }
 
 nlohmann::json explain(const std::string& config, const std::string& packet) {
