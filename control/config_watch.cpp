@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "control/config_watch.h"
 
 #include <sys/inotify.h>
@@ -31,8 +32,8 @@ ConfigWatch::~ConfigWatch() {
         close(fd_);
 }
 
-bool ConfigWatch::changed() {
-    bool hit = false;
+ConfigWatch::Change ConfigWatch::changed() {
+    Change hit = Change::none;
     alignas(inotify_event) char buf[16 * 1024];
     for (;;) {
         const ssize_t n = read(fd_, buf, sizeof buf);
@@ -41,7 +42,7 @@ bool ConfigWatch::changed() {
         for (ssize_t at = 0; at < n;) {
             const auto* e = reinterpret_cast<const inotify_event*>(buf + at);
             if (e->len > 0 && name_ == e->name)
-                hit = true;
+                hit = (e->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) ? Change::complete : std::max(hit, Change::partial);
             at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
         }
     }

@@ -18,8 +18,15 @@ public:
     const std::string& error() const noexcept { return error_; }
     int fd() const noexcept { return fd_; }
 
-    /// Reads the pending events; true when one of them concerns the config file.
-    bool changed();
+    enum class Change {
+        none,
+        partial,   ///< modified or created, still open for writing: more may come
+        complete,  ///< closed after writing, or renamed into place: a whole file
+    };
+
+    /// Reads the pending events and says what they did to the config file (the most
+    /// complete change wins).
+    Change changed();
 
 private:
     std::string name_;

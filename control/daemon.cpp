@@ -411,18 +411,20 @@ int run_moatd(int argc, char** argv) {
     const auto reload = [&](const std::string& why, bool if_changed) { rt->reload(why, if_changed); };
 
     using Clock = std::chrono::steady_clock;
-    // A burst of file events (an editor's write, rename and chmod) becomes one reload, once the
-    // file has been quiet this long.
-    constexpr auto kDebounce = std::chrono::milliseconds(150);
+    // File events become one reload once the file has been quiet for a moment: briefly after a
+    // complete write (closed, or renamed into place; a burst such as sed -i's create, write and
+    // rename coalesces), longer while a writer still holds it open.
+    constexpr auto kSettleComplete = std::chrono::milliseconds(10);
+    constexpr auto kSettlePartial = std::chrono::milliseconds(300);
     const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt->stats_period));
     auto next_stats = Clock::now() + period;
-    std::optional<Clock::time_point> changed_at;
+    std::optional<Clock::time_point> reload_at;  // when the pending file change is due
     int sig = 0;
     while (sig == 0) {
         auto timeout = std::chrono::milliseconds(rt->publisher().retired() ? 10 : 1000);
         const auto now = Clock::now();
-        if (changed_at)
-            timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(*changed_at + kDebounce - now) +
+        if (reload_at)
+            timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(*reload_at - now) +
                                             std::chrono::milliseconds(1));
         if (opt->stats_period > 0)
             timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(next_stats - now) +
@@ -438,12 +440,15 @@ int run_moatd(int argc, char** argv) {
                     sig = static_cast<int>(si.ssi_signo);
             }
         }
-        if ((fds[1].revents & POLLIN) && watch.changed())
-            changed_at = Clock::now();
+        if (fds[1].revents & POLLIN) {
+            const auto c = watch.changed();
+            if (c != ConfigWatch::Change::none)
+                reload_at = Clock::now() + (c == ConfigWatch::Change::complete ? kSettleComplete : kSettlePartial);
+        }
         if (fds[2].revents & POLLIN)
             sock.serve();
-        if (changed_at && Clock::now() >= *changed_at + kDebounce) {
-            changed_at.reset();
+        if (reload_at && Clock::now() >= *reload_at) {
+            reload_at.reset();
             reload("config file changed", true);
         }
         rt->reclaim();
