@@ -557,6 +557,8 @@ LoadResult load_policy_text(std::string_view text, const std::string& file, cons
         return r;
     }
     for (std::size_t i = 0; i < cfg.policies.size(); ++i) {
+        if (!opt.lint && !opt.compile_unassigned && static_cast<int>(i) != cfg.assigned)
+            continue;
         CompiledPolicy cp = compile_policy(cfg, static_cast<int>(i));
         if (opt.lint)
             lint_policy(cfg, cp, r.diags);
@@ -574,6 +576,12 @@ LoadResult load_policy_text(std::string_view text, const std::string& file, cons
     r.diags.sort();
     r.config = std::move(cfg);
     return r;
+}
+
+void lint_policies(const Config& cfg, Diagnostics& diags) {
+    for (std::size_t i = 0; i < cfg.policies.size(); ++i)
+        lint_policy(cfg, compile_policy(cfg, static_cast<int>(i)), diags);
+    diags.sort();
 }
 
 LoadResult load_policy(const std::string& path, const LoadOptions& opt) {

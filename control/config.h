@@ -25,8 +25,15 @@ struct LoadResult {
 };
 
 struct LoadOptions {
-    bool lint = true;  ///< generated policies (benchmarks) may skip the lint pass
+    bool lint = true;  ///< generated policies (benchmarks) and moatd's reloads (which lint after
+                       ///< publishing) skip the lint pass
+    bool compile_unassigned = true;  ///< compile the policies not assigned too (they are validated
+                                     ///< either way; compiling only finds what lint reports)
 };
+
+/// The lint pass of load_policy_text on its own: compiles and lints every policy of a config
+/// that loaded without errors. Warnings only: what it finds never changes what is enforced.
+void lint_policies(const Config& cfg, Diagnostics& diags);
 
 /// Reads and loads the config file at `path`. Control thread only.
 LoadResult load_policy(const std::string& path, const LoadOptions& opt = {});

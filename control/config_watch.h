@@ -2,12 +2,19 @@
 // a new file and rename it over the old one are seen as well as in-place writes.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 namespace moat::ctl {
 
 class ConfigWatch {
 public:
+    /// How long the file must stay quiet before moatd reloads it: briefly after a complete write
+    /// (closed, or renamed into place; a burst such as sed -i's create, write and rename
+    /// coalesces), longer while a writer still holds it open.
+    static constexpr std::chrono::milliseconds kSettleComplete{10};
+    static constexpr std::chrono::milliseconds kSettlePartial{300};
+
     /// Watches the directory of `path` for changes to `path`. On failure `ok()` is false.
     explicit ConfigWatch(const std::string& path);
     ~ConfigWatch();

@@ -411,11 +411,7 @@ int run_moatd(int argc, char** argv) {
     const auto reload = [&](const std::string& why, bool if_changed) { rt->reload(why, if_changed); };
 
     using Clock = std::chrono::steady_clock;
-    // File events become one reload once the file has been quiet for a moment: briefly after a
-    // complete write (closed, or renamed into place; a burst such as sed -i's create, write and
-    // rename coalesces), longer while a writer still holds it open.
-    constexpr auto kSettleComplete = std::chrono::milliseconds(10);
-    constexpr auto kSettlePartial = std::chrono::milliseconds(300);
+    // File events become one reload once the file has been quiet for a moment (ConfigWatch).
     const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt->stats_period));
     auto next_stats = Clock::now() + period;
     std::optional<Clock::time_point> reload_at;  // when the pending file change is due
@@ -443,7 +439,7 @@ int run_moatd(int argc, char** argv) {
         if (fds[1].revents & POLLIN) {
             const auto c = watch.changed();
             if (c != ConfigWatch::Change::none)
-                reload_at = Clock::now() + (c == ConfigWatch::Change::complete ? kSettleComplete : kSettlePartial);
+                reload_at = Clock::now() + (c == ConfigWatch::Change::complete ? ConfigWatch::kSettleComplete : ConfigWatch::kSettlePartial);
         }
         if (fds[2].revents & POLLIN)
             sock.serve();

@@ -70,7 +70,11 @@ std::string Runtime::start(const Config& cfg, const CompiledPolicy& cp) {
     read_file(path_, loaded_text_);
     std::lock_guard lock(mu_);
     publisher_->publish(std::move(g));
-    last_ = {true, false, 1, "start", {}, {}, 0, std::chrono::system_clock::now()};
+    last_ = ReloadOutcome{};
+    last_.ok = true;
+    last_.generation = 1;
+    last_.trigger = "start";
+    last_.at = std::chrono::system_clock::now();
     return {};
 }
 
@@ -101,7 +105,17 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed) {
         o.generation = cur.number;
         return finish();
     }
-    const LoadResult r = load_policy_text(text, path_);
+    const auto since = [](std::chrono::steady_clock::time_point t) {
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+    };
+    // The lint pass (overlaps, shadowing: quadratic in the worst case) runs after the publish,
+    // unless strict = on makes its warnings errors.
+    const auto t_load = std::chrono::steady_clock::now();
+    LoadResult r = load_policy_text(text, path_, {.lint = false, .compile_unassigned = false});
+    const bool strict = r.config && r.config->appliance.strict;
+    if (strict)
+        r = load_policy_text(text, path_);
+    o.load_ms = since(t_load);
     for (const auto& d : r.diags.all())
         (d.severity == Severity::error ? o.errors : o.warnings).push_back(format(d));
     if (!r.usable()) {
@@ -121,7 +135,9 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed) {
     restart_only("workers", was.workers != now.workers);
     restart_only("eal", was.eal != now.eal);
     restart_only("control", was.control != now.control);
+    const auto t_build = std::chrono::steady_clock::now();
     TablesResult b = build_table_set(*r.config, *r.compiled, workers_count_, next_generation_);
+    o.build_ms = since(t_build);
     if (!b.tables) {
         o.errors.push_back(path_ + ": error: " + b.error);
         return finish();
@@ -149,6 +165,14 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed) {
             it = next_keys.contains(it->first) ? std::next(it) : carried_.erase(it);
         publisher_->publish(std::move(g));
         loaded_text_ = std::move(text);
+    }
+    o.published = std::chrono::steady_clock::now();
+    o.publish_ms = since(t0);
+    if (!strict) {
+        Diagnostics lint;
+        lint_policies(*r.config, lint);
+        for (const auto& d : lint.all())
+            o.warnings.push_back(format(d));
     }
     o.ok = true;
     return finish();

@@ -38,7 +38,12 @@ struct ReloadOutcome {
     std::string trigger;
     std::vector<std::string> errors;    ///< file:line diagnostics, or why the build failed
     std::vector<std::string> warnings;
-    double ms = 0;  ///< read, validate, compile, build and publish
+    double ms = 0;        ///< read, validate, compile, build and publish
+    double load_ms = 0;   ///< of which parse, validate, compile and lint
+    double build_ms = 0;  ///< of which building the table set
+    double publish_ms = 0;  ///< from the start until the workers could see the new tables; the
+                            ///< lint pass runs after that, so `ms` may be longer
+    std::chrono::steady_clock::time_point published;
     std::chrono::system_clock::time_point at;
 };
 

@@ -30,8 +30,9 @@ std::string prefix(const std::string& p) {
 std::string classbench_dir() {
     if (const char* d = std::getenv("MOAT_CLASSBENCH"); d && *d)
         return d;
+    // The source tree: $MOAT_SOURCE_ROOT (meson sets it), else where this was built from.
     const char* env_root = std::getenv("MOAT_SOURCE_ROOT");
-    const std::string root = env_root ? env_root : ".";
+    const std::string root = env_root && *env_root ? env_root : MOAT_BUILT_FROM;
     if (std::filesystem::exists(root + "/../shared/data/classbench"))
         return root + "/../shared/data/classbench";
     return root + "/tests/data/classbench";  // the 1K and 10K sets, xz-compressed

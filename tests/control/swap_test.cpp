@@ -323,6 +323,40 @@ TEST_F(Swap, BadReloadsKeepTheRunningGeneration) {
     halt();
 }
 
+// The lint pass runs after the publish (its warnings change nothing enforced), so its warnings
+// still reach the reload's outcome; with strict = on they are errors and nothing is published.
+TEST_F(Swap, LintWarningsFollowThePublishUnlessStrictMakesThemErrors) {
+    const LoadResult first = load_policy(path_);
+    ASSERT_TRUE(first.usable());
+    Runtime rt(path_, 1);
+    ASSERT_EQ(rt.start(*first.config, *first.compiled), "");
+    const auto text = [&](bool strict) {
+        return "[appliance]\ncontrol = " + (dir_ / "s").string() + "\nassign = P\n" + (strict ? "strict = on\n" : "") +
+               "[filterlist Both]\nfilter = 198.18.100.0/24=198.18.0.10:1000:UDP\n"
+               "[filterlist Again]\nfilter = 198.18.100.0/24=198.18.0.10:1000:UDP\n"
+               "[filterlist Rest]\nfilter = *+198.18.0.10\n"
+               "[policy P]\nrule = Both -> permit\nrule = Again -> permit\nrule = Rest -> block\n";
+    };
+    write_text(text(false));
+    ReloadOutcome o = rt.reload("test");
+    ASSERT_TRUE(o.ok) << (o.errors.empty() ? "" : o.errors.front());
+    EXPECT_EQ(o.generation, 2u);
+    EXPECT_GT(o.ms, 0);
+    EXPECT_LE(o.publish_ms, o.ms);
+    ASSERT_EQ(o.warnings.size(), 1u);
+    EXPECT_NE(o.warnings[0].find(":7: warning: filter '198.18.100.0/24=198.18.0.10:1000:UDP' (rule at line 12) never "
+                                 "decides a packet"),
+              std::string::npos)
+        << o.warnings[0];
+
+    write_text(text(true));
+    o = rt.reload("test");
+    EXPECT_FALSE(o.ok);
+    ASSERT_FALSE(o.errors.empty());
+    EXPECT_NE(o.errors.back().find("strict = on and the config has 1 warning(s)"), std::string::npos) << o.errors.back();
+    EXPECT_EQ(rt.generation(), 2u);
+}
+
 TEST_F(Swap, CountersCarryOverOnlyForUnchangedFilters) {
     Ports ports("c");
     const LoadResult first = load_policy(path_);
