@@ -14,7 +14,7 @@
 //
 // Targets (issue 5): 10K filters live in under 100 ms; storm/quiet at least 0.95.
 //
-//   reload_bench [--sets acl1_1K,acl1_10K,acl1_100K] [--seconds 1] [--rounds 3] [--reloads 10]
+//   reload_bench [--sets acl1_1K,acl1_10K,acl1_100K] [--seconds 1] [--rounds 5] [--reloads 10]
 #include <poll.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -151,7 +151,7 @@ struct Result {
 
 struct Options {
     double seconds = 1;
-    int rounds = 3;
+    int rounds = 5;
     int reloads = 10;
 };
 
@@ -348,7 +348,7 @@ int main(int argc, char** argv) {
             opt.reloads = std::stoi(argv[++i]);
         else {
             std::fprintf(stderr,
-                         "usage: reload_bench [--sets acl1_1K,acl1_10K,acl1_100K] [--seconds 1] [--rounds 3] "
+                         "usage: reload_bench [--sets acl1_1K,acl1_10K,acl1_100K] [--seconds 1] [--rounds 5] "
                          "[--reloads 10]\n");
             return 2;
         }
@@ -377,6 +377,11 @@ int main(int argc, char** argv) {
     std::vector<Result> results;
     for (const auto& s : sets) {
         std::fprintf(stderr, "%s ...\n", s.c_str());
+        if (!std::filesystem::exists(perf::classbench_dir() + "/" + s) &&
+            !std::filesystem::exists(perf::classbench_dir() + "/" + s + ".xz")) {
+            std::fprintf(stderr, "%s: not in %s, skipped\n", s.c_str(), perf::classbench_dir().c_str());
+            continue;
+        }
         std::optional<Result> r;
         try {
             r = run_set(s, opt);
