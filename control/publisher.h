@@ -69,6 +69,13 @@ public:
     void drain(const BeforeFree& before_free);
 
     std::size_t retired() const noexcept { return retired_.size(); }
+    /// The retired generations not yet freed, oldest first. Control thread.
+    std::vector<const Generation*> retired_generations() const {
+        std::vector<const Generation*> out;
+        for (const auto& r : retired_)
+            out.push_back(r.gen.get());
+        return out;
+    }
 
 private:
     rte_rcu_qsbr* qsv_ = nullptr;

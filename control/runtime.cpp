@@ -266,7 +266,30 @@ nlohmann::json Runtime::status() const {
     return j;
 }
 
-Stats Runtime::stats_locked() const { return collect_stats(workers_, *publisher_->current(), carried_); }
+Stats Runtime::stats_locked() const {
+    // Generations retired but not yet reclaimed still hold counts of filters that survived into
+    // the current one; reclaim() moves them into carried_, and until then they are added here, so
+    // a filter's count never dips right after a reload.
+    const std::vector<const Generation*> retired = publisher_->retired_generations();
+    if (retired.empty())
+        return collect_stats(workers_, *publisher_->current(), carried_);
+    CarriedCounts carried = carried_;
+    const std::unordered_set<std::string> live = keys_of(*publisher_->current());
+    for (const Generation* old : retired) {
+        const auto it = successor_keys_.find(old->number);
+        if (it == successor_keys_.end())
+            continue;
+        const std::vector<Counts> hits = row_hits(*old, workers_count_);
+        for (std::size_t row = 0; row < old->row_keys.size(); ++row) {
+            const std::string& key = old->row_keys[row];
+            if (!it->second.contains(key) || !live.contains(key))
+                continue;
+            carried[key].packets += hits[row].packets;
+            carried[key].bytes += hits[row].bytes;
+        }
+    }
+    return collect_stats(workers_, *publisher_->current(), carried);
+}
 
 Stats Runtime::stats() const {
     std::lock_guard lock(mu_);
