@@ -397,6 +397,16 @@ TEST_F(Swap, CountersCarryOverOnlyForUnchangedFilters) {
     write_text(policy(1, (dir_ / "s").string()) + "[filterlist Extra]\nfilter = *+198.18.0.99\n");
     reload_and_settle(rt);
     EXPECT_EQ(hits("Both"), 4);
+    // Right after a reload the old generation still waits for its grace period: its counts show
+    // all the same, and once reclaimed they are not counted twice.
+    write(0);
+    const ReloadOutcome o = rt.reload("test");
+    ASSERT_TRUE(o.ok);
+    EXPECT_EQ(rt.publisher().retired(), 1u) << "the worker is online: the grace period cannot be over yet";
+    EXPECT_EQ(hits("Both"), 4) << "before reclaim";
+    while (rt.reclaim() != 0)
+        std::this_thread::yield();
+    EXPECT_EQ(hits("Both"), 4) << "after reclaim";
     halt();
 }
 
