@@ -47,9 +47,9 @@ std::string default_config_path() {
 
 namespace {
 
-constexpr std::array<std::string_view, 15> kApplianceKeys{
+constexpr std::array<std::string_view, 16> kApplianceKeys{
     "outside", "inside", "me", "workers", "eal", "control", "non_ip", "fragments", "ip_options",
-    "antispoof", "assign", "strict", "payload_scan_bytes", "classifier", "classifier_memory_mb"};
+    "antispoof", "assign", "strict", "payload_scan_bytes", "classifier", "classifier_memory_mb", "fragment_table"};
 constexpr std::array<std::string_view, 2> kFilterListKeys{"filter", "description"};
 constexpr std::array<std::string_view, 2> kFilterActionKeys{"action", "description"};
 constexpr std::array<std::string_view, 2> kPolicyKeys{"rule", "description"};
@@ -316,6 +316,11 @@ private:
                     a.payload_scan_bytes = *n;
                 else
                     error(e.line, "payload_scan_bytes " + quoted(v) + " is not a number from 1 to 65535");
+            } else if (key == "fragment_table") {
+                if (const auto n = parse_number(v, 8, 1u << 22))
+                    a.fragment_table = *n;
+                else
+                    error(e.line, "fragment_table " + quoted(v) + " is not a number of datagrams from 8 to 4194304");
             }
         }
         if (!a.outside.empty() && a.outside == a.inside)

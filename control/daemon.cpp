@@ -5,6 +5,7 @@
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_cycles.h>
 #include <rte_telemetry.h>
 #include <poll.h>
 #include <signal.h>
@@ -198,6 +199,9 @@ int tel_stats(const char*, const char*, rte_tel_data* d) {
     for (std::size_t r = 1; r < dp::kDropReasons; ++r)
         rte_tel_data_add_dict_u64(d, ("drop_" + std::string(dp::kDropReasonNames[r])).c_str(), s.drops[r]);
     rte_tel_data_add_dict_u64(d, "non_ip_passed", s.non_ip_passed);
+    for (std::size_t r = 1; r < dp::kFragDrops; ++r)
+        rte_tel_data_add_dict_u64(d, ("fragment_drop_" + std::string(dp::kFragDropNames[r])).c_str(), s.fragment_drops[r]);
+    rte_tel_data_add_dict_u64(d, "fragments_passed", s.fragments_passed);
     return 0;
 }
 
@@ -375,8 +379,20 @@ int run_moatd(int argc, char** argv) {
         w->tables = rt->publisher().tables();
         w->qsbr = rt->publisher().qsbr();
         w->stop = running.stop_flag();
+        std::string frag_error;
+        w->fragments = dp::FragmentTable::create(
+            a.fragment_table, static_cast<int>(rte_lcore_to_socket_id(lcore)),
+            rte_get_tsc_hz() * dp::kFragmentTimeoutMs / 1000, frag_error);
+        if (!w->fragments) {
+            log("not starting: " + frag_error + " (lower fragment_table)");
+            return 1;
+        }
         log("worker " + std::to_string(w->index) + " on lcore " + std::to_string(lcore) + ": rx/tx queue " +
-            std::to_string(w->queue) + " of both ports");
+            std::to_string(w->queue) + " of both ports" +
+            (a.fragments == FragmentMode::track
+                 ? ", fragments tracked (" + std::to_string(a.fragment_table) + " datagrams, " +
+                       std::to_string(dp::kFragmentTimeoutMs / 1000) + " s)"
+                 : ", fragments dropped"));
         ctx.push_back(std::move(w));
     }
     running.launch(std::move(ctx));

@@ -31,6 +31,7 @@ struct Appliance {
     std::string control = "/run/moat/moat.sock";
     std::vector<std::uint16_t> non_ip{0x0806};  ///< EtherTypes that pass unfiltered
     FragmentMode fragments = FragmentMode::track;
+    unsigned fragment_table = 8192;  ///< datagrams in flight remembered per worker (dp::kFragmentTableDefault)
     bool ip_options_allow = false;
     bool antispoof = true;
     std::string assign;  ///< empty: nothing assigned, block everything

@@ -135,6 +135,7 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed) {
     restart_only("workers", was.workers != now.workers);
     restart_only("eal", was.eal != now.eal);
     restart_only("control", was.control != now.control);
+    restart_only("fragment_table", was.fragment_table != now.fragment_table);
     const auto t_build = std::chrono::steady_clock::now();
     TablesResult b = build_table_set(*r.config, *r.compiled, workers_count_, next_generation_);
     o.build_ms = since(t_build);

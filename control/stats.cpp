@@ -41,6 +41,9 @@ Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Gen
         for (std::size_t r = 0; r < dp::kDropReasons; ++r)
             s.drops[r] += w->counters.drops[r].get();
         s.non_ip_passed += w->counters.non_ip_passed.get();
+        for (std::size_t r = 0; r < dp::kFragDrops; ++r)
+            s.fragment_drops[r] += w->counters.fragment_drops[r].get();
+        s.fragments_passed += w->counters.fragments_passed.get();
     }
     const std::vector<Counts> hits = row_hits(g, workers.size());
     s.filters.resize(g.row_keys.size());
@@ -75,6 +78,9 @@ nlohmann::json stats_json(const Stats& s) {
     for (std::size_t r = 1; r < dp::kDropReasons; ++r)
         j["drops"][std::string(dp::kDropReasonNames[r])] = s.drops[r];
     j["non_ip_passed"] = s.non_ip_passed;
+    for (std::size_t r = 1; r < dp::kFragDrops; ++r)
+        j["fragments"]["dropped"][std::string(dp::kFragDropNames[r])] = s.fragment_drops[r];
+    j["fragments"]["passed"] = s.fragments_passed;
     j["filters"] = nlohmann::json::array();
     for (const auto& f : s.filters)
         j["filters"].push_back({{"filterlist", f.filterlist},
@@ -109,6 +115,10 @@ std::string stats_text(const Stats& s) {
     for (std::size_t r = 1; r < dp::kDropReasons; ++r)
         out += " " + std::string(dp::kDropReasonNames[r]) + "=" + std::to_string(s.drops[r]);
     out += "; non-IP passed=" + std::to_string(s.non_ip_passed) + "\n";
+    out += "fragments: passed=" + std::to_string(s.fragments_passed) + "; dropped:";
+    for (std::size_t r = 1; r < dp::kFragDrops; ++r)
+        out += " " + std::string(dp::kFragDropNames[r]) + "=" + std::to_string(s.fragment_drops[r]);
+    out += "\n";
     if (!s.filters.empty()) {
         std::snprintf(line, sizeof line, "%10s %12s  %-6s %5s  %s\n", "packets", "bytes", "action", "line", "filter (list)");
         out += line;
@@ -174,6 +184,11 @@ std::string stats_prometheus(const Stats& s) {
         line("moat_drops_total", "reason=\"" + std::string(dp::kDropReasonNames[r]) + "\"", s.drops[r]);
     metric("moat_non_ip_passed_total", "Non-IP frames passed because non_ip lists their EtherType.");
     o += "moat_non_ip_passed_total " + std::to_string(s.non_ip_passed) + "\n";
+    metric("moat_fragment_drops_total", "Dropped fragments by why (the detail of reason=\"fragment\").");
+    for (std::size_t r = 1; r < dp::kFragDrops; ++r)
+        line("moat_fragment_drops_total", "why=\"" + std::string(dp::kFragDropNames[r]) + "\"", s.fragment_drops[r]);
+    metric("moat_fragments_passed_total", "Fragments forwarded.");
+    o += "moat_fragments_passed_total " + std::to_string(s.fragments_passed) + "\n";
     metric("moat_filter_packets_total", "Packets decided by the filter.");
     for (const auto& f : s.filters)
         line("moat_filter_packets_total",

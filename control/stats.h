@@ -41,6 +41,8 @@ struct Stats {
     std::array<PortStats, 2> ports;
     std::array<std::uint64_t, dp::kDropReasons> drops{};
     std::uint64_t non_ip_passed = 0;
+    std::array<std::uint64_t, dp::kFragDrops> fragment_drops{};  ///< detail of drops[fragment]
+    std::uint64_t fragments_passed = 0;
     std::vector<FilterStats> filters;  ///< one per (rule, filter), in rank order
 };
 

@@ -10,6 +10,7 @@ TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsign
     t->parse.non_ip = a.non_ip;
     t->parse.ip_options_allow = a.ip_options_allow;
     t->parse.antispoof = a.antispoof;
+    t->parse.fragments_track = a.fragments == FragmentMode::track;
     for (const auto& m : a.me)
         (m.family == dp::Family::ipv4 ? t->parse.me_v4 : t->parse.me_v6).push_back(m.addr);
     t->rules = cp.rules;

@@ -37,6 +37,12 @@ void classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::sp
             }
             if (m.bypass)
                 continue;
+            if (m.frag.present && m.frag.begin > 0) {
+                // No ports to match: dropped unless the fragment table finds its datagram's
+                // first fragment (FragmentTable::settle), never classified by guess.
+                v.drop = DropReason::fragment;
+                continue;
+            }
             if (t.use_reference) [[unlikely]] {
                 v.rank = classify_ref(t.rules, m.key);
                 verdict_from_rank(t, v);

@@ -30,6 +30,25 @@ inline constexpr std::array<std::string_view, kDropReasons> kDropReasonNames{
     "none", "policy", "no_match", "malformed", "fragment", "non_ip", "spoofed", "ip_options", "payload",
 };
 
+/// Why a fragment was dropped: the detail behind DropReason::fragment.
+enum class FragDrop : std::uint8_t {
+    none,
+    all,          ///< `fragments = drop`
+    tiny,         ///< a first fragment without the whole transport header (RFC 1858) or, for
+                  ///< IPv6, without the whole header chain (RFC 7112)
+    tcp_offset1,  ///< a TCP fragment at offset 8 bytes, which can rewrite the flags (RFC 3128)
+    no_first,     ///< a later fragment with no remembered verdict (none yet, expired, blocked)
+    overlap,      ///< it overlaps a piece of its datagram already seen; the datagram is poisoned
+    table_full,   ///< a new datagram while the worker's fragment table is full
+    scattered,    ///< a datagram reordered into more pieces than are remembered
+};
+
+inline constexpr std::size_t kFragDrops = 8;
+
+inline constexpr std::array<std::string_view, kFragDrops> kFragDropNames{
+    "none", "all", "tiny", "tcp_offset1", "no_first", "overlap", "table_full", "scattered",
+};
+
 /// A single-writer counter.
 class Counter {
 public:
@@ -52,6 +71,8 @@ struct alignas(64) WorkerCounters {
     std::array<PortCounters, 2> port;  ///< indexed by Ingress
     std::array<Counter, kDropReasons> drops;
     Counter non_ip_passed;  ///< non-IP frames forwarded because `non_ip` lists their EtherType
+    std::array<Counter, kFragDrops> fragment_drops;  ///< detail of drops[fragment]
+    Counter fragments_passed;                        ///< fragments forwarded (first and later)
 };
 
 /// Hits of one ranked filter entry, kept per worker.

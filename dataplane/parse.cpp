@@ -18,8 +18,49 @@ constexpr std::uint8_t kIp6HopByHop = 0, kIp6Routing = 43, kIp6Fragment = 44, kI
 
 std::uint16_t be16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
 
+std::uint32_t be32(const std::uint8_t* p) noexcept {
+    return static_cast<std::uint32_t>(p[0]) << 24 | static_cast<std::uint32_t>(p[1]) << 16 |
+           static_cast<std::uint32_t>(p[2]) << 8 | p[3];
+}
+
 /// Drop with a reason; the key stays as far as it was parsed.
 void drop(PacketMeta& m, DropReason r) noexcept { m.drop = r; }
+
+void drop_fragment(PacketMeta& m, FragDrop why) noexcept {
+    m.drop = DropReason::fragment;
+    m.frag.why = why;
+}
+
+/// A header cut short: malformed in a whole packet, a tiny fragment in a first fragment (whose
+/// datagram goes on in later fragments that nobody can judge without it).
+void truncated(PacketMeta& m) noexcept {
+    if (m.frag.present)
+        drop_fragment(m, FragDrop::tiny);
+    else
+        drop(m, DropReason::malformed);
+}
+
+/// Records the fragment fields; false (dropped) when the fragment is malformed or may not pass
+/// whatever its datagram's verdict. `len`: the bytes of the fragmentable part it holds.
+bool note_fragment(PacketMeta& m, const ParsePolicy& pol, std::uint8_t proto, std::uint32_t id, std::uint32_t offset,
+                   bool more, std::uint32_t len) noexcept {
+    if (!pol.fragments_track) {
+        drop_fragment(m, FragDrop::all);
+        return false;
+    }
+    // Every fragment but the last holds a multiple of 8 bytes; nothing reaches past 65535.
+    if ((more && len % 8 != 0) || offset + len > 65535 || (more && len == 0)) {
+        drop(m, DropReason::malformed);
+        return false;
+    }
+    m.frag = {true, more, proto, id, offset, offset + len, FragDrop::none};
+    m.key.proto = proto;
+    if (proto == kIpTcp && offset == 8) {  // could rewrite the TCP flags (RFC 3128)
+        drop_fragment(m, FragDrop::tcp_offset1);
+        return false;
+    }
+    return true;
+}
 
 bool is_me(const std::vector<Addr>& me, const Addr& a) noexcept {
     return std::find(me.begin(), me.end(), a) != me.end();
@@ -35,25 +76,28 @@ void parse_l4(const std::uint8_t* l4, std::uint32_t n, std::uint32_t base, std::
     switch (proto) {
     case kIpTcp: {
         if (n < 20)
-            return drop(m, DropReason::malformed);
+            return truncated(m);
         hdr = (l4[12] >> 4) * 4u;
-        if (hdr < 20 || hdr > n)
+        if (hdr < 20)
             return drop(m, DropReason::malformed);
+        if (hdr > n)
+            return truncated(m);
         break;
     }
     case kIpUdp: {
         if (n < 8)
-            return drop(m, DropReason::malformed);
+            return truncated(m);
         const std::uint16_t ulen = be16(l4 + 4);
-        if (ulen < 8 || ulen > n)
+        // A first fragment holds only the start of the datagram the UDP length counts.
+        if (ulen < 8 || (ulen > n && !m.frag.present))
             return drop(m, DropReason::malformed);
         hdr = 8;
-        n = ulen;
+        n = std::min<std::uint32_t>(ulen, n);
         break;
     }
     case kIpSctp:
         if (n < 12)
-            return drop(m, DropReason::malformed);
+            return truncated(m);
         hdr = 12;
         break;
     case kIpIcmp:
@@ -62,7 +106,7 @@ void parse_l4(const std::uint8_t* l4, std::uint32_t n, std::uint32_t base, std::
         if ((proto == kIpIcmp) != (fam == Family::ipv4))
             break;
         if (n < 8)
-            return drop(m, DropReason::malformed);
+            return truncated(m);
         k.has_icmp = true;
         k.icmp_type = l4[0];
         k.icmp_code = l4[1];
@@ -116,12 +160,16 @@ void parse_ipv4(const std::uint8_t* ip, std::uint32_t n, std::uint32_t base, con
             return drop(m, DropReason::malformed);
     }
     const std::uint16_t frag = be16(ip + 6);
-    if ((frag & 0x3fff) != 0)  // more-fragments or an offset: a fragment (atomic ones pass)
-        return drop(m, DropReason::fragment);
+    if ((frag & 0x3fff) != 0) {  // more-fragments or an offset: a fragment (atomic ones pass)
+        const std::uint32_t offset = (frag & 0x1fffu) * 8u;
+        if (!note_fragment(m, pol, ip[9], be16(ip + 4), offset, (frag & 0x2000) != 0, total - ihl) || offset > 0)
+            return;  // a later fragment has no transport header: the fragment table judges it
+    }
     parse_l4(ip + ihl, total - ihl, base + ihl, ip[9], Family::ipv4, m);
 }
 
-void parse_ipv6(const std::uint8_t* ip, std::uint32_t n, std::uint32_t base, PacketMeta& m) noexcept {
+void parse_ipv6(const std::uint8_t* ip, std::uint32_t n, std::uint32_t base, const ParsePolicy& pol,
+                PacketMeta& m) noexcept {
     if (n < 40 || (ip[0] >> 4) != 6)
         return drop(m, DropReason::malformed);
     const std::uint32_t end = 40u + be16(ip + 4);
@@ -148,9 +196,12 @@ void parse_ipv6(const std::uint8_t* ip, std::uint32_t n, std::uint32_t base, Pac
         case kIp6Hip:
         case kIp6Shim6: {
             if (off + 2 > end)
-                return drop(m, DropReason::malformed);
+                return truncated(m);
             const std::uint32_t len = (ip[off + 1] + 1u) * 8u;
             if (off + len > end)
+                return truncated(m);
+            // Routing header type 0 is source routing, deprecated for its abuse (RFC 5095).
+            if (nh == kIp6Routing && ip[off + 2] == 0)
                 return drop(m, DropReason::malformed);
             nh = ip[off];
             off += len;
@@ -161,8 +212,14 @@ void parse_ipv6(const std::uint8_t* ip, std::uint32_t n, std::uint32_t base, Pac
                 return drop(m, DropReason::malformed);
             seen_fragment = true;
             const std::uint16_t fo = be16(ip + off + 2);
-            if ((fo & 0xfff9) != 0)  // an offset or more-fragments: a fragment (atomic ones pass)
-                return drop(m, DropReason::fragment);
+            if ((fo & 0xfff9) != 0) {  // an offset or more-fragments: a fragment (atomic ones pass)
+                const std::uint32_t offset = fo & 0xfff8u;
+                if (!note_fragment(m, pol, ip[off], be32(ip + off + 4), offset, (fo & 1) != 0, end - (off + 8)) ||
+                    offset > 0)
+                    return;  // a later fragment: the fragment table judges it
+                // A first fragment: the rest of the header chain and the transport header must
+                // be in it (RFC 7112), or it is a tiny fragment.
+            }
             nh = ip[off];
             off += 8;
             continue;
@@ -194,7 +251,7 @@ void parse_frame(const std::uint8_t* p, std::uint32_t len, Ingress in, const Par
     if (type == kEtherIpv4)
         parse_ipv4(p + off, len - off, off, pol, m);
     else if (type == kEtherIpv6)
-        parse_ipv6(p + off, len - off, off, m);
+        parse_ipv6(p + off, len - off, off, pol, m);
     else if (std::find(pol.non_ip.begin(), pol.non_ip.end(), type) != pol.non_ip.end())
         m.bypass = true;
     else

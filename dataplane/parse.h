@@ -25,13 +25,26 @@ struct ParsePolicy {
     std::vector<std::uint16_t> non_ip;  ///< EtherTypes (host order) forwarded without filtering
     bool ip_options_allow = false;
     bool antispoof = true;
+    bool fragments_track = true;  ///< false: `fragments = drop`
     std::vector<Addr> me_v4;
     std::vector<Addr> me_v6;
+};
+
+/// A fragment (not an atomic one: those are ordinary packets).
+struct FragmentInfo {
+    bool present = false;
+    bool more = false;        ///< more fragments follow
+    std::uint8_t proto = 0;   ///< IPv4 protocol; IPv6: the fragment header's next header
+    std::uint32_t id = 0;
+    std::uint32_t begin = 0;  ///< bytes of the fragmentable part it holds, [begin, end)
+    std::uint32_t end = 0;
+    FragDrop why = FragDrop::none;  ///< set with DropReason::fragment
 };
 
 /// What the parser learnt about one packet.
 struct PacketMeta {
     PacketKey key;
+    FragmentInfo frag;  ///< a later fragment (begin > 0) has no ports: the fragment table judges it
     DropReason drop = DropReason::none;  ///< set: drop without classifying
     bool bypass = false;                 ///< a permitted non-IP EtherType: forward unfiltered
     std::uint16_t payload_offset = 0;    ///< L4 payload, from the start of the frame

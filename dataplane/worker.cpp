@@ -1,6 +1,8 @@
 #include "dataplane/worker.h"
 
+#include <rte_cycles.h>
 #include <rte_ethdev.h>
+#include <rte_lcore.h>
 
 namespace moat::dp {
 
@@ -19,7 +21,8 @@ void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t 
     std::uint16_t npass = 0, ndrop = 0;
     std::uint64_t rx_bytes = 0;
     std::array<std::uint32_t, kDropReasons> reasons{};
-    std::uint32_t bypassed = 0;
+    std::array<std::uint32_t, kFragDrops> fragment_reasons{};
+    std::uint32_t bypassed = 0, fragments_passed = 0;
     for (std::uint16_t i = 0; i < b.n; ++i) {
         rte_mbuf* m = b.pkts[i];
         const Verdict& v = b.verdicts[i];
@@ -29,12 +32,17 @@ void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t 
             hits[v.rank].packets.add(1);
             hits[v.rank].bytes.add(len);
         }
+        const PacketMeta& meta = b.meta[i];
         if (v.drop == DropReason::none) {
-            bypassed += b.meta[i].bypass ? 1 : 0;
+            bypassed += meta.bypass ? 1 : 0;
+            fragments_passed += meta.frag.present ? 1 : 0;
             pass_len[npass] = len;
             pass[npass++] = m;
         } else {
             ++reasons[static_cast<std::size_t>(v.drop)];
+            if (v.drop == DropReason::fragment)
+                ++fragment_reasons[static_cast<std::size_t>(meta.frag.why == FragDrop::none ? FragDrop::no_first
+                                                                                            : meta.frag.why)];
             dropped[ndrop++] = m;
         }
     }
@@ -62,24 +70,41 @@ void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t 
             c.drops[r].add(reasons[r]);
     if (bypassed)
         c.non_ip_passed.add(bypassed);
+    if (reasons[static_cast<std::size_t>(DropReason::fragment)]) [[unlikely]]
+        for (std::size_t r = 1; r < kFragDrops; ++r)
+            if (fragment_reasons[r])
+                c.fragment_drops[r].add(fragment_reasons[r]);
+    if (fragments_passed) [[unlikely]]
+        c.fragments_passed.add(fragments_passed);
 }
 
 int worker_main(void* arg) noexcept {
     auto& w = *static_cast<WorkerContext*>(arg);
     Burst& b = w.burst;
+    if (!w.fragments) {
+        std::string error;  // without a table, later fragments are dropped (classify_burst)
+        w.fragments = FragmentTable::create(kFragmentTableDefault, static_cast<int>(rte_socket_id()),
+                                            rte_get_tsc_hz() * kFragmentTimeoutMs / 1000, error);
+    }
+    FragmentTable* frags = w.fragments.get();
     rte_rcu_qsbr_thread_register(w.qsbr, w.index);
     rte_rcu_qsbr_thread_online(w.qsbr, w.index);
     while (!w.stop->load(std::memory_order_relaxed)) [[likely]] {
         const TableSet& t = *w.tables->load(std::memory_order_acquire);
         EntryCounter* hits = t.counters[w.index].get();
+        const std::uint64_t now = rte_rdtsc();
         for (const Ingress in : {Ingress::outside, Ingress::inside}) {
             b.n = rte_eth_rx_burst(w.port[idx(in)], w.queue, b.pkts.data(), kBurstMax);
             if (b.n == 0)
                 continue;
             parse_burst(b.packets(), in, t.parse, b.metas());
             classify_burst(t, b.metas(), b.verdict_span());
+            if (frags)
+                frags->settle(b.metas(), b.verdict_span(), t.generation, now);
             forward_or_drop(b, in, w.port[idx(other(in))], w.queue, w.counters, hits);
         }
+        if (frags)
+            frags->sweep(now, 4);
         rte_rcu_qsbr_quiescent(w.qsbr, w.index);  // no table reference lives past this line
     }
     rte_rcu_qsbr_thread_offline(w.qsbr, w.index);

@@ -8,10 +8,12 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "dataplane/classify.h"
 #include "dataplane/counters.h"
+#include "dataplane/fragments.h"
 #include "dataplane/parse.h"
 #include "dataplane/table_set.h"
 
@@ -42,6 +44,7 @@ struct alignas(64) WorkerContext {
     rte_rcu_qsbr* qsbr = nullptr;  ///< the publisher's; this worker is reader `index`
     const std::atomic<bool>* stop = nullptr;
     WorkerCounters counters;
+    std::unique_ptr<FragmentTable> fragments;  ///< made by control; worker_main makes a default one if not
     Burst burst;
 };
 

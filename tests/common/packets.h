@@ -32,11 +32,12 @@ struct Pkt {
     std::uint8_t icmp_type = 8, icmp_code = 0;
     Bytes ip_options;          ///< IPv4 options (padded to 4 bytes by the caller)
     std::uint16_t frag = 0;    ///< IPv4 flags+offset field (0x2000 = more fragments)
+    std::uint16_t id = 0x1234;  ///< IPv4 identification
     std::vector<Ext> ext;      ///< IPv6 extension headers, in order
     std::uint8_t tcp_doff = 5;
     Bytes l3;                  ///< non-IP payload
     std::string payload;       ///< L4 payload
-    bool no_l4 = false;        ///< stop after the IP header (and extension headers)
+    bool no_l4 = false;        ///< no transport header: `payload` follows the IP header (and extension headers)
 };
 
 struct Built {
@@ -110,14 +111,14 @@ inline Built build(const Pkt& p) {
             break;
         default: break;
         }
-        l4.insert(l4.end(), p.payload.begin(), p.payload.end());
     }
+    l4.insert(l4.end(), p.payload.begin(), p.payload.end());  // with no_l4: a later fragment's bytes
 
     if (p.ip == 4) {
         Bytes h(20 + p.ip_options.size());
         h[0] = static_cast<std::uint8_t>(0x40 | (h.size() / 4));
         put16(h, 2, static_cast<std::uint16_t>(h.size() + l4.size()));
-        put16(h, 4, 0x1234);
+        put16(h, 4, p.id);
         put16(h, 6, p.frag);
         h[8] = 64;
         h[9] = p.proto;

@@ -163,8 +163,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Mistake{"UnknownSection", "[appliance]\n[filters Web]\nfilter = *+0\n",
                 "t.ini:2: error: unknown section [filters Web] (sections: [appliance], [filterlist NAME], [filteraction NAME], [policy NAME])"},
+        Mistake{"FragmentTableTooSmall", "[appliance]\nfragment_table = 4\n",
+                "t.ini:2: error: fragment_table '4' is not a number of datagrams from 8 to 4194304"},
         Mistake{"UnknownKey", "[appliance]\nspeed = 10\n",
-                "t.ini:2: error: unknown key 'speed' in [appliance] (keys: outside, inside, me, workers, eal, control, non_ip, fragments, ip_options, antispoof, assign, strict, payload_scan_bytes, classifier, classifier_memory_mb)"},
+                "t.ini:2: error: unknown key 'speed' in [appliance] (keys: outside, inside, me, workers, eal, control, non_ip, fragments, ip_options, antispoof, assign, strict, payload_scan_bytes, classifier, classifier_memory_mb, fragment_table)"},
         Mistake{"UnknownListKey", "[filterlist W]\nfilters = *+0\n",
                 "t.ini:2: error: unknown key 'filters' in [filterlist] (keys: filter, description)"},
         Mistake{"MissingEquals", "[filterlist W]\nfilter *+198.18.0.1:80:TCP\n",

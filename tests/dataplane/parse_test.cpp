@@ -126,7 +126,7 @@ TEST(Parse, Ipv6WithExtensionHeaders) {
     EXPECT_EQ(m.key.family, Family::ipv6);
     EXPECT_EQ(m.key.dst, addr("2001:db8::10"));
     EXPECT_EQ(m.key.dport, 80);
-    p.ext = {{0, {}}, {60, {1, 2, 3}}, {43, {0, 0}}, {44, {0, 0, 0, 0, 0, 0, 1}}, {60, {}}};
+    p.ext = {{0, {}}, {60, {1, 2, 3}}, {43, {2, 0}}, {44, {0, 0, 0, 0, 0, 0, 1}}, {60, {}}};
     m = parse(test::frame(p));
     EXPECT_EQ(m.drop, DropReason::none);
     EXPECT_EQ(m.key.proto, 6);
@@ -168,25 +168,55 @@ TEST(Parse, Ipv4OptionsFollowThePolicy) {
     EXPECT_EQ(parse(test::frame(p), Ingress::outside, allow).drop, DropReason::malformed);
 }
 
-TEST(Parse, FragmentsAreDropped) {
+TEST(Parse, FragmentsAreNotedTinyOnesDropped) {
     Pkt p;
-    p.frag = 0x2000;  // first fragment (more fragments)
-    EXPECT_EQ(parse(test::frame(p)).drop, DropReason::fragment);
-    p.frag = 0x0003;  // a later fragment
+    p.frag = 0x2000;  // first fragment (more fragments), with the whole TCP header
+    p.payload = std::string(4, 'x');  // 20 + 4 bytes: a multiple of 8
+    auto m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_TRUE(m.frag.present);
+    EXPECT_TRUE(m.frag.more);
+    EXPECT_EQ(m.frag.begin, 0u);
+    EXPECT_EQ(m.frag.end, 24u);
+    EXPECT_EQ(m.frag.id, 0x1234u);
+    EXPECT_EQ(m.key.dport, 80);
+    p.frag = 0x0003;  // a later fragment at 24 bytes: no transport header to read
     p.no_l4 = true;
-    EXPECT_EQ(parse(test::frame(p)).drop, DropReason::fragment);
+    p.payload = std::string(16, 'y');
+    m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_TRUE(m.frag.present);
+    EXPECT_FALSE(m.frag.more);
+    EXPECT_EQ(m.frag.begin, 24u);
+    EXPECT_FALSE(m.key.has_ports);
     p.frag = 0x4000;  // don't fragment, offset 0: an ordinary packet
     p.no_l4 = false;
-    EXPECT_EQ(parse(test::frame(p)).drop, DropReason::none);
+    p.payload.clear();
+    m = parse(test::frame(p));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_FALSE(m.frag.present);
+    ParsePolicy no_fragments = policy();
+    no_fragments.fragments_track = false;
+    p.frag = 0x2000;
+    m = parse(test::frame(p), Ingress::outside, no_fragments);
+    EXPECT_EQ(m.drop, DropReason::fragment);
+    EXPECT_EQ(m.frag.why, FragDrop::all);
 
     Pkt q;
     q.ip = 6;
     q.src = "2001:db8:99::1";
     q.dst = "2001:db8::10";
+    q.payload = std::string(4, 'x');
     q.ext = {{44, {0, 0x00, 0x01, 0, 0, 0, 9}}};  // offset 0, more fragments
-    EXPECT_EQ(parse(test::frame(q)).drop, DropReason::fragment);
+    m = parse(test::frame(q));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_TRUE(m.frag.present);
+    EXPECT_EQ(m.frag.id, 9u);
+    EXPECT_EQ(m.key.dport, 80);
     q.ext = {{44, {0, 0, 0, 0, 0, 0, 9}}};  // atomic fragment: an ordinary packet
-    EXPECT_EQ(parse(test::frame(q)).drop, DropReason::none);
+    m = parse(test::frame(q));
+    EXPECT_EQ(m.drop, DropReason::none);
+    EXPECT_FALSE(m.frag.present);
     q.ext = {{44, {0, 0, 0, 0, 0, 0, 9}}, {44, {0, 0, 0, 0, 0, 0, 9}}};  // two fragment headers
     EXPECT_EQ(parse(test::frame(q)).drop, DropReason::malformed);
 }
@@ -288,7 +318,7 @@ TEST(ParseBadInput, EveryTruncationOfEveryKind) {
     p.ip = 6;
     p.src = "2001:db8:99::1";
     p.dst = "2001:db8::10";
-    p.ext = {{0, {}}, {43, {0, 0}}, {44, {0, 0, 0, 0, 0, 0, 1}}};
+    p.ext = {{0, {}}, {43, {2, 0}}, {44, {0, 0, 0, 0, 0, 0, 1}}};
     frames.push_back(test::frame(p));
     p.proto = 17;
     frames.push_back(test::frame(p));

@@ -108,7 +108,9 @@ std::vector<Case> outside_cases() {
     opts.ip_options = {0x83, 7, 4, 198, 18, 0, 1, 0};
     c.push_back({frame(opts), DropReason::ip_options});
     Pkt frag = web;
-    frag.frag = 0x2000;
+    frag.frag = 0x0003;  // a later fragment whose datagram's first fragment never came
+    frag.no_l4 = true;
+    frag.payload = std::string(16, 'f');
     c.push_back({frame(frag), DropReason::fragment});
     Pkt spoof = web;
     spoof.src = "198.18.0.20";
