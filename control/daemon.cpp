@@ -380,9 +380,8 @@ int run_moatd(int argc, char** argv) {
         w->qsbr = rt->publisher().qsbr();
         w->stop = running.stop_flag();
         std::string frag_error;
-        w->fragments = dp::FragmentTable::create(
-            a.fragment_table, static_cast<int>(rte_lcore_to_socket_id(lcore)),
-            rte_get_tsc_hz() * dp::kFragmentTimeoutMs / 1000, frag_error);
+        w->fragments =
+            dp::FragmentTable::create(a.fragment_table, static_cast<int>(rte_lcore_to_socket_id(lcore)), frag_error);
         if (!w->fragments) {
             log("not starting: " + frag_error + " (lower fragment_table)");
             return 1;
@@ -424,7 +423,6 @@ int run_moatd(int argc, char** argv) {
             std::fprintf(stderr, "%s\n", e.c_str());
         log("reload (" + o.trigger + ") failed: the running generation stays in force");
     });
-    const auto reload = [&](const std::string& why, bool if_changed) { rt->reload(why, if_changed); };
 
     using Clock = std::chrono::steady_clock;
     // File events become one reload once the file has been quiet for a moment (ConfigWatch).
@@ -447,7 +445,7 @@ int run_moatd(int argc, char** argv) {
             signalfd_siginfo si{};
             while (read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
                 if (si.ssi_signo == SIGHUP)
-                    reload("SIGHUP", false);
+                    rt->reload("SIGHUP", false);
                 else
                     sig = static_cast<int>(si.ssi_signo);
             }
@@ -461,7 +459,7 @@ int run_moatd(int argc, char** argv) {
             sock.serve();
         if (reload_at && Clock::now() >= *reload_at) {
             reload_at.reset();
-            reload("config file changed", true);
+            rt->reload("config file changed", true);
         }
         rt->reclaim();
         if (opt->stats_period > 0 && Clock::now() >= next_stats) {

@@ -183,20 +183,25 @@ std::size_t Runtime::reclaim() {
     std::lock_guard lock(mu_);
     const std::unordered_set<std::string> live = keys_of(*publisher_->current());
     return publisher_->reclaim([&](Generation& old) {
-        const auto it = successor_keys_.find(old.number);
-        if (it == successor_keys_.end())
-            return;
-        const std::vector<Counts> hits = row_hits(old, workers_count_);
-        for (std::size_t row = 0; row < old.row_keys.size(); ++row) {
-            const std::string& key = old.row_keys[row];
-            if (!it->second.contains(key) || !live.contains(key))
-                continue;
-            Counts& c = carried_[key];
-            c.packets += hits[row].packets;
-            c.bytes += hits[row].bytes;
-        }
-        successor_keys_.erase(it);
+        carry_survivors(old, live, carried_);
+        successor_keys_.erase(old.number);
     });
+}
+
+void Runtime::carry_survivors(const Generation& old, const std::unordered_set<std::string>& live,
+                              CarriedCounts& into) const {
+    const auto it = successor_keys_.find(old.number);
+    if (it == successor_keys_.end())
+        return;
+    const std::vector<Counts> hits = row_hits(old, workers_count_);
+    for (std::size_t row = 0; row < old.row_keys.size(); ++row) {
+        const std::string& key = old.row_keys[row];
+        if (!it->second.contains(key) || !live.contains(key))
+            continue;
+        Counts& c = into[key];
+        c.packets += hits[row].packets;
+        c.bytes += hits[row].bytes;
+    }
 }
 
 nlohmann::json Runtime::assign(const std::string& policy) {
@@ -276,19 +281,8 @@ Stats Runtime::stats_locked() const {
         return collect_stats(workers_, *publisher_->current(), carried_);
     CarriedCounts carried = carried_;
     const std::unordered_set<std::string> live = keys_of(*publisher_->current());
-    for (const Generation* old : retired) {
-        const auto it = successor_keys_.find(old->number);
-        if (it == successor_keys_.end())
-            continue;
-        const std::vector<Counts> hits = row_hits(*old, workers_count_);
-        for (std::size_t row = 0; row < old->row_keys.size(); ++row) {
-            const std::string& key = old->row_keys[row];
-            if (!it->second.contains(key) || !live.contains(key))
-                continue;
-            carried[key].packets += hits[row].packets;
-            carried[key].bytes += hits[row].bytes;
-        }
-    }
+    for (const Generation* old : retired)
+        carry_survivors(*old, live, carried);
     return collect_stats(workers_, *publisher_->current(), carried);
 }
 

@@ -92,6 +92,9 @@ public:
 
 private:
     Stats stats_locked() const;
+    /// Adds the counts `old` holds for filters that survived into its successor and are `live`
+    /// (in the current generation) to `into`. Caller holds mu_.
+    void carry_survivors(const Generation& old, const std::unordered_set<std::string>& live, CarriedCounts& into) const;
 
     std::string path_;
     unsigned workers_count_;

@@ -2,6 +2,7 @@
 
 #include <rte_hash_crc.h>
 
+#include <rte_cycles.h>
 #include <rte_errno.h>
 
 #include <algorithm>
@@ -10,12 +11,11 @@
 
 namespace moat::dp {
 
-std::unique_ptr<FragmentTable> FragmentTable::create(unsigned entries, int socket, std::uint64_t timeout_tsc,
-                                                     std::string& error) {
+std::unique_ptr<FragmentTable> FragmentTable::create(unsigned entries, int socket, std::string& error) {
     static std::atomic<unsigned> made{0};
     std::unique_ptr<FragmentTable> t(new FragmentTable);
     t->capacity_ = std::max(entries, 8u);
-    t->timeout_ = timeout_tsc;
+    t->timeout_ = rte_get_tsc_hz() * kFragmentTimeoutMs / 1000;
     const std::string name = "moat_frag_" + std::to_string(made.fetch_add(1));
     rte_hash_parameters p{};
     p.name = name.c_str();

@@ -32,10 +32,10 @@ inline constexpr unsigned kFragmentPieces = 8;
 
 class FragmentTable {
 public:
-    /// A table for `entries` datagrams (at least 8), DPDK memory on `socket`. nullptr and
-    /// `error` set when it cannot be had. Control thread or the worker before its loop.
-    static std::unique_ptr<FragmentTable> create(unsigned entries, int socket, std::uint64_t timeout_tsc,
-                                                 std::string& error);
+    /// A table for `entries` datagrams (at least 8), DPDK memory on `socket`, entries lasting
+    /// kFragmentTimeoutMs. nullptr and `error` set when it cannot be had. Control thread or the
+    /// worker before its loop.
+    static std::unique_ptr<FragmentTable> create(unsigned entries, int socket, std::string& error);
     ~FragmentTable();
     FragmentTable(const FragmentTable&) = delete;
     FragmentTable& operator=(const FragmentTable&) = delete;

@@ -83,8 +83,7 @@ int worker_main(void* arg) noexcept {
     Burst& b = w.burst;
     if (!w.fragments) {
         std::string error;  // without a table, later fragments are dropped (classify_burst)
-        w.fragments = FragmentTable::create(kFragmentTableDefault, static_cast<int>(rte_socket_id()),
-                                            rte_get_tsc_hz() * kFragmentTimeoutMs / 1000, error);
+        w.fragments = FragmentTable::create(kFragmentTableDefault, static_cast<int>(rte_socket_id()), error);
     }
     FragmentTable* frags = w.fragments.get();
     rte_rcu_qsbr_thread_register(w.qsbr, w.index);

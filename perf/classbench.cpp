@@ -122,4 +122,13 @@ std::vector<dp::PacketKey> classbench_trace(const std::string& trace_path, std::
     return out;
 }
 
+std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> out;
+    std::istringstream in(s);
+    for (std::string x; std::getline(in, x, ',');)
+        if (!x.empty())
+            out.push_back(x);
+    return out;
+}
+
 }  // namespace moat::perf

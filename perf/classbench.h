@@ -22,4 +22,7 @@ std::string classbench_policy(const std::string& rules_path, std::size_t max_rul
 /// the low bytes of the trace's port columns. At most `max_packets` (0: all).
 std::vector<dp::PacketKey> classbench_trace(const std::string& trace_path, std::size_t max_packets = 0);
 
+/// A comma-separated list of set names (`--sets acl1_1K,fw1_1K`), empty items dropped.
+std::vector<std::string> split_list(const std::string& s);
+
 }  // namespace moat::perf

@@ -166,6 +166,13 @@ bool ask(const std::string& sock, const nlohmann::json& req, nlohmann::json& rep
     return true;
 }
 
+/// A reply as `--json` prints it: the object without the protocol's "ok". Returns 0.
+int print_reply(nlohmann::json r) {
+    r.erase("ok");
+    std::cout << r.dump(2) << "\n";
+    return 0;
+}
+
 void print_reload(const nlohmann::json& r) {
     for (const auto& w : r.value("warnings", nlohmann::json::array()))
         std::cerr << w.get<std::string>() << "\n";
@@ -244,11 +251,8 @@ int cmd_status(std::vector<std::string> args) {
     nlohmann::json r;
     if (!ask(sock, {{"cmd", "status"}}, r))
         return 1;
-    if (json) {
-        r.erase("ok");
-        std::cout << r.dump(2) << "\n";
-        return 0;
-    }
+    if (json)
+        return print_reply(r);
     std::cout << "policy      " << (r["policy"].is_null() ? std::string("(none assigned: every IP packet is dropped)")
                                                           : "'" + r["policy"].get<std::string>() + "'")
               << ", generation " << r["generation"] << ", " << r["entries"] << " ranked entries, loaded "
@@ -284,8 +288,7 @@ int cmd_stats(std::vector<std::string> args) {
     if (!ask(sock, {{"cmd", "stats"}, {"format", format}}, r))
         return 1;
     if (format == "json") {
-        r.erase("ok");
-        std::cout << r.dump(2) << "\n";
+        print_reply(r);
     } else {
         std::cout << r["text"].get<std::string>();
     }
@@ -298,11 +301,8 @@ int cmd_rules(std::vector<std::string> args) {
     nlohmann::json r;
     if (!ask(sock, {{"cmd", "rules"}}, r))
         return 1;
-    if (json) {
-        r.erase("ok");
-        std::cout << r.dump(2) << "\n";
-        return 0;
-    }
+    if (json)
+        return print_reply(r);
     std::cout << "generation " << r["generation"] << ", policy "
               << (r["policy"].is_null() ? std::string("(none)") : "'" + r["policy"].get<std::string>() + "'") << "\n";
     std::printf("%6s  %-6s %10s %12s %5s  %s\n", "rank", "action", "packets", "bytes", "line", "filter  [entry]  key");

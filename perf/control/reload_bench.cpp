@@ -58,15 +58,6 @@ double median(std::vector<double> v) {
     return v[v.size() / 2];
 }
 
-std::vector<std::string> split(const std::string& s) {
-    std::vector<std::string> out;
-    std::istringstream in(s);
-    for (std::string x; std::getline(in, x, ',');)
-        if (!x.empty())
-            out.push_back(x);
-    return out;
-}
-
 std::string addr_text(const dp::Addr& a) {
     char buf[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, a.bytes.data(), buf, sizeof buf);
@@ -339,7 +330,7 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--sets" && i + 1 < argc)
-            sets = split(argv[++i]);
+            sets = perf::split_list(argv[++i]);
         else if (a == "--seconds" && i + 1 < argc)
             opt.seconds = std::stod(argv[++i]);
         else if (a == "--rounds" && i + 1 < argc)

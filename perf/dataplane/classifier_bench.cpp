@@ -102,15 +102,6 @@ void bm_reference(benchmark::State& state, const Set* s) {
     add_counters(state, __rdtsc() - t0, 0, s->rules.size() * sizeof(dp::Rule));
 }
 
-std::vector<std::string> split(const std::string& s) {
-    std::vector<std::string> out;
-    std::istringstream in(s);
-    for (std::string x; std::getline(in, x, ',');)
-        if (!x.empty())
-            out.push_back(x);
-    return out;
-}
-
 bool load(Set& s, bool nolocal, bool with_acl) {
     const std::string dir = perf::classbench_dir();
     const auto lr = ctl::load_policy_text(perf::classbench_policy(dir + "/" + s.name), s.name, {.lint = false});
@@ -170,9 +161,9 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--sets" && i + 1 < argc)
-            sets = split(argv[++i]);
+            sets = perf::split_list(argv[++i]);
         else if (a == "--no-acl" && i + 1 < argc)
-            no_acl = split(argv[++i]);
+            no_acl = perf::split_list(argv[++i]);
         else if (a == "--nolocal")
             nolocal = true;
         else if (a == "--leaf-size" && i + 1 < argc)

@@ -139,6 +139,13 @@ protected:
     void write(int which) const { std::ofstream(path_) << policy(which, (dir_ / "s").string()); }
     void write_text(const std::string& t) const { std::ofstream(path_) << t; }
 
+    /// Loads the config file and starts `rt` on it: generation 1.
+    void start(Runtime& rt) const {
+        const LoadResult first = load_policy(path_);
+        ASSERT_TRUE(first.usable());
+        ASSERT_EQ(rt.start(*first.config, *first.compiled), "");
+    }
+
     /// Starts one worker on lcore 1 reading the runtime's generations.
     void launch(Runtime& rt, Ports& ports) {
         ctx_ = std::make_unique<dp::WorkerContext>();
@@ -176,10 +183,8 @@ TEST_F(Swap, TwoHundredReloadsUnderLoad) {
     const unsigned in_use_before = rte_mempool_in_use_count(Eal2::pool);
     {
         Ports ports("a");
-        const LoadResult first = load_policy(path_);
-        ASSERT_TRUE(first.usable());
         Runtime rt(path_, 1);
-        ASSERT_EQ(rt.start(*first.config, *first.compiled), "");
+        ASSERT_NO_FATAL_FAILURE(start(rt));
         launch(rt, ports);
 
         // Per packet: the generation surely in force when it was sent (settled) and the newest
@@ -270,10 +275,8 @@ TEST_F(Swap, TwoHundredReloadsUnderLoad) {
 
 TEST_F(Swap, BadReloadsKeepTheRunningGeneration) {
     Ports ports("b");
-    const LoadResult first = load_policy(path_);
-    ASSERT_TRUE(first.usable());
     Runtime rt(path_, 1);
-    ASSERT_EQ(rt.start(*first.config, *first.compiled), "");
+    ASSERT_NO_FATAL_FAILURE(start(rt));
     launch(rt, ports);
     const std::string good = policy(0, (dir_ / "s").string());
     struct Bad {
@@ -326,10 +329,8 @@ TEST_F(Swap, BadReloadsKeepTheRunningGeneration) {
 // The lint pass runs after the publish (its warnings change nothing enforced), so its warnings
 // still reach the reload's outcome; with strict = on they are errors and nothing is published.
 TEST_F(Swap, LintWarningsFollowThePublishUnlessStrictMakesThemErrors) {
-    const LoadResult first = load_policy(path_);
-    ASSERT_TRUE(first.usable());
     Runtime rt(path_, 1);
-    ASSERT_EQ(rt.start(*first.config, *first.compiled), "");
+    ASSERT_NO_FATAL_FAILURE(start(rt));
     const auto text = [&](bool strict) {
         return "[appliance]\ncontrol = " + (dir_ / "s").string() + "\nassign = P\n" + (strict ? "strict = on\n" : "") +
                "[filterlist Both]\nfilter = 198.18.100.0/24=198.18.0.10:1000:UDP\n"
@@ -359,10 +360,8 @@ TEST_F(Swap, LintWarningsFollowThePublishUnlessStrictMakesThemErrors) {
 
 TEST_F(Swap, CountersCarryOverOnlyForUnchangedFilters) {
     Ports ports("c");
-    const LoadResult first = load_policy(path_);
-    ASSERT_TRUE(first.usable());
     Runtime rt(path_, 1);
-    ASSERT_EQ(rt.start(*first.config, *first.compiled), "");
+    ASSERT_NO_FATAL_FAILURE(start(rt));
     launch(rt, ports);
     const auto send = [&](std::uint64_t seq, int expect_out) {
         ASSERT_EQ(rte_ring_enqueue(ports.out_rx, packet(seq)), 0);
