@@ -91,7 +91,7 @@ void FragmentTable::first(PacketMeta& m, Verdict& v, std::uint64_t generation, s
         // A second offset-0 fragment of a datagram in flight: it overlaps the first by definition
         // (RFC 1858's rewrite), so the datagram is poisoned whatever this one's own verdict is.
         State& s = states_[static_cast<unsigned>(pos)];
-        s.poisoned = true;
+        s.poison = FragDrop::overlap;
         m.frag.why = FragDrop::overlap;
         v = Verdict{kNoMatch, DropReason::fragment};
         return;
@@ -130,9 +130,9 @@ void FragmentTable::later(PacketMeta& m, Verdict& v, std::uint64_t generation, s
         return;
     }
     State& s = states_[static_cast<unsigned>(pos)];
-    FragDrop why = FragDrop::overlap;
-    if (s.poisoned || !add_piece(s, m.frag.begin, m.frag.end, why)) {
-        s.poisoned = true;
+    FragDrop why = s.poison;
+    if (why != FragDrop::none || !add_piece(s, m.frag.begin, m.frag.end, why)) {
+        s.poison = why;
         m.frag.why = why;
         v = Verdict{kNoMatch, DropReason::fragment};
         return;

@@ -71,7 +71,7 @@ private:
         std::uint64_t generation;
         Rank rank;
         bool used;
-        bool poisoned;
+        FragDrop poison;  ///< none, or why the rest of the datagram is dropped
         bool last_seen;  ///< the fragment without more-fragments arrived
         std::uint8_t pieces;
         std::array<Piece, kFragmentPieces> piece;

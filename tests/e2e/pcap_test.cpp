@@ -9,9 +9,7 @@
 #include <map>
 
 #include "dataplane/counters.h"
-#include "tests/common/moatd_runner.h"
-#include "tests/common/packets.h"
-#include "tests/common/pcap_io.h"
+#include "tests/common/pcap_appliance.h"
 
 namespace moat::test {
 namespace {
@@ -173,39 +171,7 @@ std::vector<Case> inside_cases() {
     return c;
 }
 
-class PcapEndToEnd : public ::testing::Test {
-protected:
-    void SetUp() override {
-        // Short: a port spec with two paths must fit in one config line (198 characters).
-        static int n = 0;
-        dir_ = fs::temp_directory_path() / ("mp." + std::to_string(getpid()) + "." + std::to_string(n++));
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-    }
-    void TearDown() override {
-        if (!HasFailure())
-            fs::remove_all(dir_);
-        else
-            std::cerr << "kept " << dir_ << " for inspection\n";
-    }
-
-    std::string path(const std::string& f) const { return (dir_ / f).string(); }
-
-    /// A config with pcap ports reading or/ir.pcap (outside/inside rx) and writing ot/it.pcap.
-    std::string write_config(const std::string& policy) const {
-        const std::string cfg = path("moat.ini");
-        std::ofstream(cfg) << "[appliance]\n"
-                           << "outside = net_pcap0,rx_pcap=" << path("or.pcap") << ",tx_pcap=" << path("ot.pcap")
-                           << "\ninside = net_pcap1,rx_pcap=" << path("ir.pcap") << ",tx_pcap=" << path("it.pcap")
-                           << "\neal = --no-huge -m 256 -l 0-1 --file-prefix moat-pcap-" << getpid()
-                           << "\ncontrol = " << path("moat.sock")
-                           << "\n"
-                           << policy;
-        return cfg;
-    }
-
-    fs::path dir_;
-};
+using PcapEndToEnd = PcapAppliance;
 
 std::vector<Bytes> frames_of(const std::vector<Case>& cases, bool passing) {
     std::vector<Bytes> out;
@@ -218,32 +184,14 @@ std::vector<Bytes> frames_of(const std::vector<Case>& cases, bool passing) {
 TEST_F(PcapEndToEnd, ExactlyThePermittedPacketsComeOutAndTheCountersAddUp) {
     const auto out_cases = outside_cases();
     const auto in_cases = inside_cases();
-    write_pcap(path("or.pcap"), frames_of(out_cases, false));
-    write_pcap(path("ir.pcap"), frames_of(in_cases, false));
-    const std::string cfg = write_config(kPolicy);
-
-    Moatd moatd({"--config", cfg, "--stats-period", "0.1", "--counters-json", path("counters.json")}, path("moatd.log"));
-    ASSERT_TRUE(moatd.started());
-    const auto total = out_cases.size() + in_cases.size();
-    const auto seen = moatd.wait_stats(
-        [&](const nlohmann::json& s) {
-            return s["ports"]["outside"]["rx_packets"].get<std::size_t>() +
-                       s["ports"]["inside"]["rx_packets"].get<std::size_t>() == total;
-        },
-        60);
-    ASSERT_EQ(moatd.stop(), 0) << moatd.log();
-    ASSERT_TRUE(seen) << "moatd printed no stats\n" << moatd.log();
+    const ApplianceRun r = run(write_config(kPolicy), frames_of(out_cases, false), frames_of(in_cases, false));
+    ASSERT_TRUE(r.ok) << r.why;
 
     // Byte for byte, in order, in each direction.
-    bool ok = false;
-    const auto to_inside = read_pcap(path("it.pcap"), &ok);
-    ASSERT_TRUE(ok) << "no inside output";
-    const auto to_outside = read_pcap(path("ot.pcap"), &ok);
-    ASSERT_TRUE(ok) << "no outside output";
-    EXPECT_EQ(to_inside, frames_of(out_cases, true));
-    EXPECT_EQ(to_outside, frames_of(in_cases, true));
-
-    const auto c = nlohmann::json::parse(std::ifstream(path("counters.json")));
+    EXPECT_EQ(r.to_inside, frames_of(out_cases, true));
+    EXPECT_EQ(r.to_outside, frames_of(in_cases, true));
+    const auto& to_inside = r.to_inside;
+    const auto& c = r.counters;
     std::map<std::string, std::uint64_t> expect_drops;
     std::uint64_t non_ip = 0;
     for (const auto* cases : {&out_cases, &in_cases})
@@ -252,8 +200,8 @@ TEST_F(PcapEndToEnd, ExactlyThePermittedPacketsComeOutAndTheCountersAddUp) {
                 ++expect_drops[std::string(dp::kDropReasonNames[static_cast<std::size_t>(k.expect)])];
             non_ip += k.non_ip;
         }
-    for (std::size_t r = 1; r < dp::kDropReasons; ++r) {
-        const std::string name(dp::kDropReasonNames[r]);
+    for (std::size_t k = 1; k < dp::kDropReasons; ++k) {
+        const std::string name(dp::kDropReasonNames[k]);
         EXPECT_EQ(c["drops"][name].get<std::uint64_t>(), expect_drops[name]) << name;
     }
     EXPECT_EQ(c["non_ip_passed"].get<std::uint64_t>(), non_ip);
@@ -295,19 +243,11 @@ TEST_F(PcapEndToEnd, BrokenConfigRefusesToStartAndForwardsNothing) {
 
 TEST_F(PcapEndToEnd, NothingAssignedBlocksEveryIpPacket) {
     const auto out_cases = outside_cases();
-    write_pcap(path("or.pcap"), frames_of(out_cases, false));
-    write_pcap(path("ir.pcap"), {});
-    const std::string cfg = write_config("assign =\n");
-    Moatd moatd({"--config", cfg, "--stats-period", "0.1"}, path("moatd.log"));
-    const auto seen = moatd.wait_stats(
-        [&](const nlohmann::json& s) { return s["ports"]["outside"]["rx_packets"].get<std::size_t>() == out_cases.size(); },
-        60);
-    ASSERT_EQ(moatd.stop(), 0) << moatd.log();
-    ASSERT_TRUE(seen);
-    EXPECT_NE(moatd.log().find("no policy is assigned: every IP packet is dropped"), std::string::npos);
-    const auto to_inside = read_pcap(path("it.pcap"));
-    ASSERT_EQ(to_inside.size(), 1u);  // only the ARP request
-    EXPECT_EQ(to_inside[0], arp_request());
+    const ApplianceRun r = run(write_config("assign =\n"), frames_of(out_cases, false), {});
+    ASSERT_TRUE(r.ok) << r.why;
+    EXPECT_NE(r.log.find("no policy is assigned: every IP packet is dropped"), std::string::npos) << r.log;
+    ASSERT_EQ(r.to_inside.size(), 1u);  // only the ARP request
+    EXPECT_EQ(r.to_inside[0], arp_request());
 }
 
 }  // namespace
