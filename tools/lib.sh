@@ -8,11 +8,12 @@ MOAT_PACKAGES=(
     g++ pkg-config meson ninja-build python3
     dpdk dpdk-dev libdpdk-dev
     libhyperscan-dev libinih-dev nlohmann-json3-dev
-    libgtest-dev libbenchmark-dev libpcap-dev
+    libgtest-dev libbenchmark-dev libpcap-dev clang libclang-rt-14-dev
     iproute2 ethtool iputils-ping curl xz-utils
 )
 
 moat_say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+moat_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Installs the packages of MOAT_PACKAGES (and any given as arguments) that are missing.
 moat_install() {
