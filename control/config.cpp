@@ -1,7 +1,5 @@
 #include "control/config.h"
 
-#include <hs/hs.h>
-
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -16,6 +14,7 @@
 
 #include "control/ini_reader.h"
 #include "control/lint.h"
+#include "control/patterns.h"
 
 namespace moat::ctl {
 
@@ -126,21 +125,9 @@ std::vector<std::string_view> split_list(std::string_view v) {
 
 /// Checks a payload pattern the way the dataplane will compile it (block mode).
 std::optional<std::string> check_pattern(const PayloadSpec& p) {
-    unsigned flags = HS_FLAG_SINGLEMATCH;
-    if (p.flags.find('i') != std::string::npos)
-        flags |= HS_FLAG_CASELESS;
-    if (p.flags.find('s') != std::string::npos)
-        flags |= HS_FLAG_DOTALL;
-    if (p.flags.find('m') != std::string::npos)
-        flags |= HS_FLAG_MULTILINE;
-    hs_database_t* db = nullptr;
-    hs_compile_error_t* err = nullptr;
-    if (hs_compile(p.regex.c_str(), flags, HS_MODE_BLOCK, nullptr, &db, &err) != HS_SUCCESS) {
-        std::string msg = err && err->message ? err->message : "does not compile";
-        hs_free_compile_error(err);
-        return msg;
-    }
-    hs_free_database(db);
+    std::string error;
+    if (!compile_patterns({&p, 1}, error))
+        return error;
     return std::nullopt;
 }
 

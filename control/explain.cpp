@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "control/patterns.h"
 #include "dataplane/classifier_ref.h"
 
 namespace moat::ctl {
@@ -42,7 +43,16 @@ nlohmann::json key_json(const SpecKey& k) {
     return {{"A", k.a}, {"B", k.b}, {"C", k.c}, {"D", k.d}, {"E", k.e}, {"F", k.f}, {"P", k.p}, {"G", k.g}};
 }
 
-nlohmann::json entry_json(const Config& cfg, const CompiledPolicy& cp, dp::Rank rank) {
+/// What became of an entry's payload pattern.
+std::string payload_status(const Explanation& e, const dp::Rule& r) {
+    if (!e.packet.payload)
+        return "not evaluated (no payload given)";
+    if (!e.payload_error.empty())
+        return "not evaluated (" + e.payload_error + ")";
+    return e.pattern_matched[r.payload] ? "matched" : "did not match";
+}
+
+nlohmann::json entry_json(const Config& cfg, const CompiledPolicy& cp, const Explanation& e, dp::Rank rank) {
     const auto v = view(cfg, cp, rank);
     const auto& r = cp.rules[rank];
     nlohmann::json j{{"rank", rank},
@@ -55,8 +65,11 @@ nlohmann::json entry_json(const Config& cfg, const CompiledPolicy& cp, dp::Rank 
                      {"mirror", v.info.origin.mirror},
                      {"entry", format_entry(r)},
                      {"key", key_json(v.info.key)}};
-    if (r.payload != dp::kNoPayload)
-        j["payload"] = "not evaluated (no payload given)";
+    if (r.payload != dp::kNoPayload) {
+        const PayloadSpec& p = cp.patterns[r.payload];
+        j["pattern"] = "/" + p.regex + "/" + p.flags;
+        j["payload"] = payload_status(e, r);
+    }
     return j;
 }
 
@@ -97,7 +110,37 @@ Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec pack
     for (std::size_t i = 0; i < cp.rules.size(); ++i)
         if (dp::header_matches(cp.rules[i], k))
             e.matches.push_back(static_cast<dp::Rank>(i));
-    e.winner = dp::classify_ref(cp.rules, k);
+    if (e.packet.payload && !cp.patterns.empty()) {
+        // The dataplane's scan, done here: the policy's database, its flags, its byte limit.
+        std::string error;
+        const dp::HsDatabasePtr db = compile_patterns(cp.patterns, error);
+        hs_scratch_t* raw = nullptr;
+        if (db && hs_alloc_scratch(db.get(), &raw) != HS_SUCCESS)
+            error = "no scratch space";
+        const dp::HsScratchPtr scratch(raw);
+        const std::string& bytes = *e.packet.payload;
+        const std::size_t len = std::min<std::size_t>(bytes.size(), cfg.appliance.payload_scan_bytes);
+        e.payload_cut = len < bytes.size();
+        e.pattern_matched.assign(cp.patterns.size(), false);
+        const auto on_match = [](unsigned id, unsigned long long, unsigned long long, unsigned, void* ctx) -> int {
+            (*static_cast<std::vector<bool>*>(ctx))[id] = true;
+            return 0;
+        };
+        if (error.empty() && len > 0 &&
+            hs_scan(db.get(), bytes.data(), static_cast<unsigned>(len), 0, scratch.get(), on_match, &e.pattern_matched) !=
+                HS_SUCCESS)
+            error = "the scan failed";
+        e.payload_error = error;
+    }
+    e.winner = dp::kNoMatch;
+    for (const dp::Rank r : e.matches) {
+        const dp::Rule& rule = cp.rules[r];
+        if (rule.payload == dp::kNoPayload ||
+            (e.packet.payload && e.payload_error.empty() && e.pattern_matched[rule.payload])) {
+            e.winner = r;
+            break;
+        }
+    }
     if (cfg.appliance.antispoof && k.ingress == dp::Ingress::outside && is_me(cfg, k)) {
         e.reason = VerdictReason::antispoof;
         e.action = dp::Action::block;
@@ -116,6 +159,12 @@ std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Expl
     o << "\n";
     for (const auto& n : e.packet.notes)
         o << "note      " << n << "\n";
+    if (e.packet.payload)
+        o << "payload   " << e.packet.payload->size() << " bytes"
+          << (e.payload_cut ? " (only the first " + std::to_string(cfg.appliance.payload_scan_bytes) +
+                                  " are scanned: payload_scan_bytes)"
+                            : std::string())
+          << "\n";
     o << "policy    " << (cp.policy >= 0 ? "'" + cfg.policies[static_cast<std::size_t>(cp.policy)].name + "'"
                                           : std::string("none assigned: every packet is blocked"))
       << "\n";
@@ -136,6 +185,8 @@ std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Expl
           << (v.info.origin.mirror ? "  [mirrored half]" : "") << "\n";
         o << "  entry       " << format_entry(cp.rules[e.winner]) << "\n";
         o << "  key         " << format_key(v.info.key) << "  (rank " << e.winner << " of " << cp.rules.size() << ")\n";
+        if (cp.rules[e.winner].payload != dp::kNoPayload)
+            o << "  payload     pattern " << payload_status(e, cp.rules[e.winner]) << "\n";
     }
     std::vector<dp::Rank> others;
     for (const auto r : e.matches)
@@ -152,7 +203,7 @@ std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Expl
           << v.filter.text << (v.info.origin.mirror ? " [mirrored half]" : "") << "  (" << v.list.name << ")  "
           << format_key(v.info.key);
         if (cp.rules[r].payload != dp::kNoPayload)
-            o << "  [payload pattern not evaluated: no payload given]";
+            o << "  [payload pattern " << payload_status(e, cp.rules[r]) << "]";
         o << "\n";
     }
     return o.str();
@@ -164,13 +215,17 @@ nlohmann::json explain_json(const Config& cfg, const CompiledPolicy& cp, const E
     j["ingress"] = e.packet.key.ingress == dp::Ingress::outside ? "outside" : "inside";
     j["ingress_inferred"] = e.ingress_inferred;
     j["notes"] = e.packet.notes;
+    if (e.packet.payload) {
+        j["payload_bytes"] = e.packet.payload->size();
+        j["payload_cut"] = e.payload_cut;
+    }
     j["policy"] = cp.policy >= 0 ? nlohmann::json(cfg.policies[static_cast<std::size_t>(cp.policy)].name)
                                  : nlohmann::json(nullptr);
     j["action"] = action_name(e.action);
     j["reason"] = reason_name(e.reason);
     j["entries"] = cp.rules.size();
     if (e.winner != dp::kNoMatch) {
-        const auto w = entry_json(cfg, cp, e.winner);
+        const auto w = entry_json(cfg, cp, e, e.winner);
         for (const char* f : {"rule", "rule_line", "filterlist", "filter", "line", "mirror", "entry", "key", "rank"})
             j[f] = w[f];
     } else {
@@ -179,7 +234,7 @@ nlohmann::json explain_json(const Config& cfg, const CompiledPolicy& cp, const E
     }
     j["matches"] = nlohmann::json::array();
     for (const auto r : e.matches)
-        j["matches"].push_back(entry_json(cfg, cp, r));
+        j["matches"].push_back(entry_json(cfg, cp, e, r));
     return j;
 }
 

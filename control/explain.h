@@ -23,9 +23,15 @@ struct Explanation {
     VerdictReason reason = VerdictReason::no_match;
     dp::Rank winner = dp::kNoMatch;
     std::vector<dp::Rank> matches;  ///< every entry whose header fields match, in rank order
+    /// With a payload given: by pattern id, whether it matched the first payload_scan_bytes.
+    std::vector<bool> pattern_matched;
+    bool payload_cut = false;  ///< the payload was longer than payload_scan_bytes
+    std::string payload_error;  ///< the patterns could not be scanned
 };
 
-/// Classifies `packet` with the reference classifier and collects every matching entry.
+/// Classifies `packet` with the reference classifier and collects every matching entry. A
+/// payload filter can win only when the packet carries a payload that its pattern matches, as
+/// in the dataplane (the same database, flags and scan limit).
 Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet);
 
 std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Explanation& e);

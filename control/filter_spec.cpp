@@ -546,10 +546,109 @@ bool parse_endpoint(std::string_view s, const char* what, Family& fam, Addr& add
 
 }  // namespace
 
+namespace {
+
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/// Takes `payload "TEXT"` or `payload-hex HEX` off the end of a packet text.
+void take_payload(std::string_view& text, std::optional<std::string>& payload, std::vector<std::string>& errors) {
+    std::string lower(text);
+    for (auto& c : lower)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::size_t at = std::string::npos;
+    bool hex = false;
+    for (std::size_t from = 0; (from = lower.find("payload", from)) != std::string::npos; from += 7) {
+        const bool starts = from == 0 || lower[from - 1] == ' ';
+        hex = lower.compare(from + 7, 4, "-hex") == 0;
+        const std::size_t end = from + 7 + (hex ? 4 : 0);
+        if (starts && (end == lower.size() || lower[end] == ' ')) {
+            at = from;
+            break;
+        }
+    }
+    if (at == std::string::npos)
+        return;
+    const std::string_view value = trim(text.substr(at + 7 + (hex ? 4 : 0)));
+    text = text.substr(0, at);
+    std::string out;
+    if (hex) {
+        int high = -1;
+        for (const char c : value) {
+            if (c == ' ' || c == ':')
+                continue;
+            const int d = hex_digit(c);
+            if (d < 0) {
+                errors.push_back("payload-hex " + quoted(value) + ": " + quoted(std::string(1, c)) + " is not a hex digit");
+                return;
+            }
+            if (high < 0) {
+                high = d;
+            } else {
+                out.push_back(static_cast<char>(high << 4 | d));
+                high = -1;
+            }
+        }
+        if (high >= 0 || out.empty()) {
+            errors.push_back("payload-hex " + quoted(value) + ": write an even number of hex digits, e.g. payload-hex 474554");
+            return;
+        }
+        payload = out;
+        return;
+    }
+    if (value.size() < 2 || value.front() != '"' || value.back() != '"') {
+        errors.push_back("payload " + quoted(value) + ": write the payload in double quotes, e.g. payload \"GET /admin HTTP/1.1\"");
+        return;
+    }
+    const std::string_view body = value.substr(1, value.size() - 2);
+    for (std::size_t i = 0; i < body.size(); ++i) {
+        if (body[i] != '\\') {
+            out.push_back(body[i]);
+            continue;
+        }
+        if (++i == body.size()) {
+            errors.push_back("payload ends in a lone backslash; write \\\\ for one");
+            return;
+        }
+        switch (body[i]) {
+        case 'r': out.push_back('\r'); break;
+        case 'n': out.push_back('\n'); break;
+        case 't': out.push_back('\t'); break;
+        case '0': out.push_back('\0'); break;
+        case '\\':
+        case '"': out.push_back(body[i]); break;
+        case 'x': {
+            const int h = i + 2 < body.size() ? hex_digit(body[i + 1]) : -1;
+            const int l = i + 2 < body.size() ? hex_digit(body[i + 2]) : -1;
+            if (h < 0 || l < 0) {
+                errors.push_back("payload: \\x needs two hex digits (\\x90)");
+                return;
+            }
+            out.push_back(static_cast<char>(h << 4 | l));
+            i += 2;
+            break;
+        }
+        default:
+            errors.push_back(std::string("payload: unknown escape \\") + body[i] + " (\\r \\n \\t \\0 \\\\ \\\" \\xHH)");
+            return;
+        }
+    }
+    payload = out;
+}
+
+}  // namespace
+
 PacketParse parse_packet(std::string_view text) {
     PacketParse r;
     auto& errors = r.errors;
     auto& k = r.packet.key;
+    take_payload(text, r.packet.payload, errors);
+    if (!errors.empty())
+        return r;
     std::vector<std::string_view> toks;
     for (auto t : split(trim(text), ' '))
         if (!trim(t).empty())
@@ -568,7 +667,9 @@ PacketParse parse_packet(std::string_view text) {
         if (arrow + 2 < t.size())
             norm.push_back(t.substr(arrow + 2));
     }
-    const char* usage = "write a packet as PROTO SRC[:PORT] -> DST[:PORT] [icmp TYPE/CODE] [on outside|inside]";
+    const char* usage =
+        "write a packet as PROTO SRC[:PORT] -> DST[:PORT] [icmp TYPE/CODE] [on outside|inside] "
+        "[payload \"TEXT\" | payload-hex HEX]";
     if (norm.size() < 4 || norm[2] != "->") {
         errors.push_back(quoted(trim(text)) + ": " + usage);
         return r;

@@ -103,6 +103,9 @@ constexpr bool proto_is_icmp(std::uint8_t p) noexcept {
 struct PacketSpec {
     dp::PacketKey key;
     bool ingress_given = false;  ///< `on ...` was written; otherwise the caller decides
+    /// The L4 payload, from `payload "TEXT"` (C escapes: \r \n \t \\ \" \xHH) or
+    /// `payload-hex HEX`, written last.
+    std::optional<std::string> payload;
     std::vector<std::string> notes;
 };
 struct PacketParse {

@@ -44,6 +44,12 @@ Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Gen
         for (std::size_t r = 0; r < dp::kFragDrops; ++r)
             s.fragment_drops[r] += w->counters.fragment_drops[r].get();
         s.fragments_passed += w->counters.fragments_passed.get();
+        WorkerStats& ws = s.workers.emplace_back();
+        ws.index = w->index;
+        ws.lcore = w->lcore;
+        ws.rx_packets = w->counters.port[0].rx_packets.get() + w->counters.port[1].rx_packets.get();
+        ws.payload_scanned = w->counters.payload_scanned.get();
+        ws.payload_bytes = w->counters.payload_bytes.get();
     }
     const std::vector<Counts> hits = row_hits(g, workers.size());
     s.filters.resize(g.row_keys.size());
@@ -81,6 +87,18 @@ nlohmann::json stats_json(const Stats& s) {
     for (std::size_t r = 1; r < dp::kFragDrops; ++r)
         j["fragments"]["dropped"][std::string(dp::kFragDropNames[r])] = s.fragment_drops[r];
     j["fragments"]["passed"] = s.fragments_passed;
+    std::uint64_t scanned = 0, scanned_bytes = 0;
+    j["workers"] = nlohmann::json::array();
+    for (const auto& w : s.workers) {
+        j["workers"].push_back({{"worker", w.index},
+                                {"lcore", w.lcore},
+                                {"rx_packets", w.rx_packets},
+                                {"payload_scanned", w.payload_scanned},
+                                {"payload_bytes", w.payload_bytes}});
+        scanned += w.payload_scanned;
+        scanned_bytes += w.payload_bytes;
+    }
+    j["payload"] = {{"scanned", scanned}, {"bytes", scanned_bytes}};
     j["filters"] = nlohmann::json::array();
     for (const auto& f : s.filters)
         j["filters"].push_back({{"filterlist", f.filterlist},
@@ -119,6 +137,11 @@ std::string stats_text(const Stats& s) {
     for (std::size_t r = 1; r < dp::kFragDrops; ++r)
         out += " " + std::string(dp::kFragDropNames[r]) + "=" + std::to_string(s.fragment_drops[r]);
     out += "\n";
+    out += "payload scans:";
+    for (const auto& w : s.workers)
+        out += " worker " + std::to_string(w.index) + " packets=" + std::to_string(w.payload_scanned) +
+               " bytes=" + std::to_string(w.payload_bytes) + ";";
+    out.back() = '\n';
     if (!s.filters.empty()) {
         std::snprintf(line, sizeof line, "%10s %12s  %-6s %5s  %s\n", "packets", "bytes", "action", "line", "filter (list)");
         out += line;
@@ -189,6 +212,12 @@ std::string stats_prometheus(const Stats& s) {
         line("moat_fragment_drops_total", "why=\"" + std::string(dp::kFragDropNames[r]) + "\"", s.fragment_drops[r]);
     metric("moat_fragments_passed_total", "Fragments forwarded.");
     o += "moat_fragments_passed_total " + std::to_string(s.fragments_passed) + "\n";
+    metric("moat_payload_scanned_packets_total", "Packets whose payload a worker scanned.");
+    for (const auto& w : s.workers)
+        line("moat_payload_scanned_packets_total", "worker=\"" + std::to_string(w.index) + "\"", w.payload_scanned);
+    metric("moat_payload_scanned_bytes_total", "Payload bytes a worker scanned.");
+    for (const auto& w : s.workers)
+        line("moat_payload_scanned_bytes_total", "worker=\"" + std::to_string(w.index) + "\"", w.payload_bytes);
     metric("moat_filter_packets_total", "Packets decided by the filter.");
     for (const auto& f : s.filters)
         line("moat_filter_packets_total",

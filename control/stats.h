@@ -35,6 +35,13 @@ struct FilterStats {
     std::uint64_t packets = 0, bytes = 0;
 };
 
+struct WorkerStats {
+    unsigned index = 0, lcore = 0;
+    std::uint64_t rx_packets = 0;       ///< over both ports
+    std::uint64_t payload_scanned = 0;  ///< packets whose payload it scanned
+    std::uint64_t payload_bytes = 0;    ///< bytes it scanned
+};
+
 struct Stats {
     std::uint64_t generation = 0;
     std::string policy;  ///< empty: nothing assigned
@@ -43,6 +50,7 @@ struct Stats {
     std::uint64_t non_ip_passed = 0;
     std::array<std::uint64_t, dp::kFragDrops> fragment_drops{};  ///< detail of drops[fragment]
     std::uint64_t fragments_passed = 0;
+    std::vector<WorkerStats> workers;  ///< by worker index
     std::vector<FilterStats> filters;  ///< one per (rule, filter), in rank order
 };
 

@@ -451,7 +451,7 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
     std::vector<std::vector<std::uint32_t>> grouped(dp::kMaxTrees), single(1);
     for (std::size_t r = 0; r < ranked.size(); ++r) {
         const dp::Rule& e = ranked[r];
-        if (e.family != family || e.payload != dp::kNoPayload)
+        if (e.family != family || (e.payload != dp::kNoPayload && !opt.with_payload))
             continue;
         std::uint32_t l[kMaxDims], h[kMaxDims];
         dp::rule_ranges(e, l, h);

@@ -27,6 +27,7 @@ struct TrieBuildOptions {
     /// ones with small leaves: measured on ClassBench, 3 beats 2, 4 and no limit.
     unsigned max_depth = 3;
     std::size_t memory_limit = std::size_t{2} << 30;  ///< bytes
+    bool with_payload = false;  ///< hold the payload entries too (TableSet::v4_payload, v6_payload)
 };
 
 struct TrieBuildStats {
@@ -46,8 +47,8 @@ struct TrieBuildResult {
     TrieBuildStats stats;
 };
 
-/// The trie of the `family` entries of `ranked` (entries with a payload pattern are left out:
-/// they can only win after a payload scan). `ranked[i]` has rank i.
+/// The trie of the `family` entries of `ranked` (entries with a payload pattern are left out
+/// unless `opt.with_payload`: they can only win after a payload scan). `ranked[i]` has rank i.
 TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, const TrieBuildOptions& opt = {});
 
 }  // namespace moat::ctl

@@ -43,4 +43,11 @@ Rank classify_ref(std::span<const Rule> ranked, const PacketKey& k) noexcept {
     return kNoMatch;
 }
 
+Rank classify_ref_any(std::span<const Rule> ranked, const PacketKey& k) noexcept {
+    for (std::size_t i = 0; i < ranked.size(); ++i)
+        if (header_matches(ranked[i], k))
+            return static_cast<Rank>(i);
+    return kNoMatch;
+}
+
 }  // namespace moat::dp

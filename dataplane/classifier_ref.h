@@ -18,4 +18,7 @@ bool header_matches(const Rule& r, const PacketKey& k) noexcept;
 /// Entries with a payload pattern are skipped: they can only win after a payload scan.
 Rank classify_ref(std::span<const Rule> ranked, const PacketKey& k) noexcept;
 
+/// Rank of the best rule whose header fields match `k`, payload entries included, or kNoMatch.
+Rank classify_ref_any(std::span<const Rule> ranked, const PacketKey& k) noexcept;
+
 }  // namespace moat::dp

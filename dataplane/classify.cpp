@@ -11,6 +11,8 @@ namespace {
 void verdict_from_rank(const TableSet& t, Verdict& v) noexcept {
     if (v.rank == kNoMatch)
         v.drop = DropReason::no_match;
+    else if (t.rules[v.rank].payload != kNoPayload) [[unlikely]]
+        v.scan = true;  // a payload filter outranks every header-only match: scan_payloads decides
     else if (t.rules[v.rank].action == Action::block)
         v.drop = DropReason::policy;
 }
@@ -44,7 +46,7 @@ void classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::sp
                 continue;
             }
             if (t.use_reference) [[unlikely]] {
-                v.rank = classify_ref(t.rules, m.key);
+                v.rank = t.payload.empty() ? classify_ref(t.rules, m.key) : classify_ref_any(t.rules, m.key);
                 verdict_from_rank(t, v);
                 continue;
             }
@@ -55,7 +57,8 @@ void classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::sp
         for (std::size_t f = 0; f < 2; ++f) {
             if (count[f] == 0)
                 continue;
-            trie_classify(f == 0 ? t.v4 : t.v6, {keys[f].data(), count[f]}, {ranks.data(), count[f]}, t.scan);
+            const Trie& trie = t.has_payload[f] ? (f == 0 ? t.v4_payload : t.v6_payload) : (f == 0 ? t.v4 : t.v6);
+            trie_classify(trie, {keys[f].data(), count[f]}, {ranks.data(), count[f]}, t.scan);
             for (std::size_t j = 0; j < count[f]; ++j) {
                 Verdict& v = out[index[f][j]];
                 v.rank = ranks[j];

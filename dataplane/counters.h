@@ -73,6 +73,8 @@ struct alignas(64) WorkerCounters {
     Counter non_ip_passed;  ///< non-IP frames forwarded because `non_ip` lists their EtherType
     std::array<Counter, kFragDrops> fragment_drops;  ///< detail of drops[fragment]
     Counter fragments_passed;                        ///< fragments forwarded (first and later)
+    Counter payload_scanned;                         ///< packets whose payload was scanned
+    Counter payload_bytes;                           ///< bytes scanned
 };
 
 /// Hits of one ranked filter entry, kept per worker.

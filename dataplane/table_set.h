@@ -4,7 +4,7 @@
 //
 // Encoding: `rules` is the ranked expanded filter array of control/compile.h (index = rank); the
 // reference classifier scans it in order. `v4` and `v6` are the tries of each family (trie.h),
-// which return the same ranks. `counters[w]` is worker w's hit counters, one EntryCounter per
+// which return the same ranks; `v4_payload` and `v6_payload` hold the payload entries as well. `counters[w]` is worker w's hit counters, one EntryCounter per
 // rank, written only by worker w.
 #pragma once
 
@@ -14,6 +14,7 @@
 
 #include "dataplane/counters.h"
 #include "dataplane/parse.h"
+#include "dataplane/payload.h"
 #include "dataplane/rule.h"
 #include "dataplane/trie.h"
 
@@ -25,8 +26,14 @@ struct TableSet {
     std::vector<Rule> rules;
     bool use_reference = false;  ///< `classifier = reference`: the linear oracle decides
     LeafScan scan = LeafScan::scalar;
-    Trie v4;
+    Trie v4;  ///< header-only entries
     Trie v6;
+    /// Where the policy has payload entries of a family: a trie over all its entries, whose
+    /// answer tells whether a payload filter outranks the best header-only match (payload.h).
+    Trie v4_payload;
+    Trie v6_payload;
+    bool has_payload[2] = {false, false};  ///< by family (0: IPv4)
+    PayloadTables payload;
     std::vector<std::unique_ptr<EntryCounter[]>> counters;  ///< [worker][rank]
 
     /// Allocates zeroed hit counters for `workers` workers. Control thread, before publishing.

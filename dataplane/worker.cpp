@@ -98,6 +98,12 @@ int worker_main(void* arg) noexcept {
                 continue;
             parse_burst(b.packets(), in, t.parse, b.metas());
             classify_burst(t, b.metas(), b.verdict_span());
+            if (!t.payload.empty()) [[unlikely]] {
+                ScanCounts scanned;
+                scan_payloads(t, w.index, b.packets(), b.metas(), b.verdict_span(), scanned);
+                w.counters.payload_scanned.add(scanned.packets);
+                w.counters.payload_bytes.add(scanned.bytes);
+            }
             if (frags)
                 frags->settle(b.metas(), b.verdict_span(), t.generation, now);
             forward_or_drop(b, in, w.port[idx(other(in))], w.queue, w.counters, hits);

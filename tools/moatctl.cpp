@@ -34,6 +34,7 @@ constexpr const char* kHelp =
     "  explain [--config FILE] [--json] PACKET\n"
     "                                   which filter decides PACKET under the assigned policy:\n"
     "                                   PROTO SRC[:PORT] -> DST[:PORT] [icmp TYPE/CODE] [on outside|inside]\n"
+    "                                   [payload \"TEXT\" | payload-hex HEX] (scanned as moatd would)\n"
     "                                   e.g. moatctl explain 'tcp 198.18.100.1:40000 -> 198.18.0.10:80'\n"
     "  ipsecpol [--config FILE] -w REG -p POLICY [-r RULE -f SPEC... -n PASS|BLOCK] [-x|-y] [-o]\n"
     "                                   apply a Windows ipsecpol command to the config file\n"
@@ -197,6 +198,12 @@ int cmd_explain(std::vector<std::string> args) {
         } else if (args[i].starts_with("--")) {
             std::cerr << "moatctl explain: unknown option " << args[i] << "\n" << kHelp;
             return 2;
+        } else if (i > 0 && (args[i - 1] == "payload" || args[i - 1] == "PAYLOAD") && !args[i].starts_with('"')) {
+            // `payload "GET /admin"` as separate words: the shell took the quotes away.
+            std::string q = "\"";
+            for (const char c : args[i])
+                q += c == '"' || c == '\\' ? std::string("\\") + c : std::string(1, c);
+            packet += " " + q + "\"";
         } else {
             packet += (packet.empty() ? "" : " ") + args[i];
         }

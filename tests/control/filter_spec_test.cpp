@@ -314,7 +314,19 @@ TEST(Packets, ParseForms) {
     ASSERT_TRUE(p.ok());
     EXPECT_EQ(p.packet.key.icmp_type, 8);
 
-    p = parse_packet("47 198.18.0.1 -> 198.18.0.2");
+    p = parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 PAYLOAD \"GET /admin HTTP/1.1\\r\\n\\x90\\\"\\\\\"");
+    ASSERT_TRUE(p.ok()) << p.errors.at(0);
+    EXPECT_EQ(p.packet.payload, std::string("GET /admin HTTP/1.1\r\n\x90\"\\"));
+    EXPECT_EQ(p.packet.key.dport, 80);
+    p = parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 on inside payload-hex 47 45:54 90");
+    ASSERT_TRUE(p.ok()) << p.errors.at(0);
+    EXPECT_EQ(p.packet.payload, std::string("GET\x90"));
+    EXPECT_TRUE(p.packet.ingress_given);
+    p = parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 payload \"\"");
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(p.packet.payload, std::string());
+
+        p = parse_packet("47 198.18.0.1 -> 198.18.0.2");
     ASSERT_TRUE(p.ok());
     EXPECT_EQ(p.packet.key.proto, 47);
     EXPECT_FALSE(p.packet.key.has_ports);
@@ -324,7 +336,18 @@ TEST(Packets, Rejects) {
     EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2").errors.at(0),
               "TCP needs a destination port: DST:PORT");
     EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 198.18.0.2:80").errors.at(0),
-              "'tcp 198.18.0.1:1 198.18.0.2:80': write a packet as PROTO SRC[:PORT] -> DST[:PORT] [icmp TYPE/CODE] [on outside|inside]");
+              "'tcp 198.18.0.1:1 198.18.0.2:80': write a packet as PROTO SRC[:PORT] -> DST[:PORT] [icmp TYPE/CODE] "
+              "[on outside|inside] [payload \"TEXT\" | payload-hex HEX]");
+    EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 payload GET").errors.at(0),
+              "payload 'GET': write the payload in double quotes, e.g. payload \"GET /admin HTTP/1.1\"");
+    EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 payload \"a\\qb\"").errors.at(0),
+              "payload: unknown escape \\q (\\r \\n \\t \\0 \\\\ \\\" \\xHH)");
+    EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 payload \"\\x9\"").errors.at(0),
+              "payload: \\x needs two hex digits (\\x90)");
+    EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 payload-hex 4745g").errors.at(0),
+              "payload-hex '4745g': 'g' is not a hex digit");
+    EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 payload-hex 474").errors.at(0),
+              "payload-hex '474': write an even number of hex digits, e.g. payload-hex 474554");
     EXPECT_EQ(parse_packet("icmp 198.18.0.1:5 -> 198.18.0.2").errors.at(0), "protocol ICMP has no ports");
     EXPECT_EQ(parse_packet("icmp [2001:db8::1] -> [2001:db8::2]").errors.at(0),
               "ICMP is IPv4's: use icmpv6 with IPv6 addresses");

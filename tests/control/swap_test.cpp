@@ -50,11 +50,15 @@ public:
 constexpr std::uint16_t kPort[4] = {1000, 2000, 3000, 4000};
 constexpr bool kPermits[2][4] = {{true, true, false, false}, {true, false, true, false}};
 
-std::string policy(int which, const std::string& sock) {
+/// Policy P1 (which = 0) or P2. With `payload`, the filter that tells them apart carries a
+/// pattern that every test packet matches (a different one in each), so that each reload
+/// publishes a new Hyperscan database and scratch while the worker scans with the old ones.
+std::string policy(int which, const std::string& sock, bool payload = false) {
     const int b = which == 0 ? 2000 : 3000;
+    const std::string pattern = !payload ? "" : which == 0 ? " payload=/^.{8}/s" : " payload=/.{4}$/s";
     return "[appliance]\ncontrol = " + sock + "\nassign = P\n"
            "[filterlist Both]\nfilter = 198.18.100.0/24=198.18.0.10:1000:UDP\n"
-           "[filterlist This one]\nfilter = 198.18.100.0/24=198.18.0.10:" + std::to_string(b) + ":UDP\n"
+           "[filterlist This one]\nfilter = 198.18.100.0/24=198.18.0.10:" + std::to_string(b) + ":UDP" + pattern + "\n"
            "[filterlist Rest]\nfilter = *+198.18.0.10\n"
            "[policy P]\nrule = Both -> permit\nrule = This one -> permit\nrule = Rest -> block\n"
            "; variant " + std::to_string(which) + "\n";
@@ -136,7 +140,7 @@ protected:
     }
     void TearDown() override { fs::remove_all(dir_); }
 
-    void write(int which) const { std::ofstream(path_) << policy(which, (dir_ / "s").string()); }
+    void write(int which) const { std::ofstream(path_) << policy(which, (dir_ / "s").string(), payload_); }
     void write_text(const std::string& t) const { std::ofstream(path_) << t; }
 
     /// Loads the config file and starts `rt` on it: generation 1.
@@ -173,16 +177,21 @@ protected:
         return o.generation;
     }
 
+    void reloads_under_load();
+
+    bool payload_ = false;  ///< policies with payload filters (set before write())
     fs::path dir_;
     std::string path_;
     std::unique_ptr<dp::WorkerContext> ctx_;
     std::atomic<bool> stop_{false};
 };
 
-TEST_F(Swap, TwoHundredReloadsUnderLoad) {
+/// 240 reloads between P1 and P2 while a worker forwards numbered packets.
+void Swap::reloads_under_load() {
+    write(0);
     const unsigned in_use_before = rte_mempool_in_use_count(Eal2::pool);
     {
-        Ports ports("a");
+        Ports ports(payload_ ? "p" : "a");
         Runtime rt(path_, 1);
         ASSERT_NO_FATAL_FAILURE(start(rt));
         launch(rt, ports);
@@ -269,8 +278,25 @@ TEST_F(Swap, TwoHundredReloadsUnderLoad) {
             if (f.filterlist == "Both")
                 both = f.packets;
         EXPECT_EQ(both, (seen.size() + 3) / 4);
+        // With payload filters, class B and C packets were scanned (exactly those the payload
+        // filters outranked the rest for: the ones of the variant in force).
+        if (payload_) {
+            EXPECT_GT(ctx_->counters.payload_scanned.get(), 0u);
+            EXPECT_EQ(ctx_->counters.payload_bytes.get(), 8 * ctx_->counters.payload_scanned.get());
+        } else {
+            EXPECT_EQ(ctx_->counters.payload_scanned.get(), 0u);
+        }
     }
     EXPECT_EQ(rte_mempool_in_use_count(Eal2::pool), in_use_before) << "mbufs leaked";
+}
+
+TEST_F(Swap, TwoHundredReloadsUnderLoad) { reloads_under_load(); }
+
+// The same with a new Hyperscan database and scratch in every generation: under ASan (tools/check)
+// any use of a freed one by the worker is a failure.
+TEST_F(Swap, TwoHundredReloadsWithPayloadPatternsUnderLoad) {
+    payload_ = true;
+    reloads_under_load();
 }
 
 TEST_F(Swap, BadReloadsKeepTheRunningGeneration) {

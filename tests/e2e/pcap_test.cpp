@@ -225,6 +225,67 @@ TEST_F(PcapEndToEnd, ExactlyThePermittedPacketsComeOutAndTheCountersAddUp) {
     EXPECT_EQ(web_hits, 8u);  // 5 plain + 2 tagged from outside, 1 reply from inside
 }
 
+// Payload filters through moatd: the web is open, requests for /admin and a NOP sled are not.
+TEST_F(PcapEndToEnd, PayloadFiltersStopAdminRequestsAndShellcode) {
+    constexpr const char* kWeb = R"(me = 198.18.0.10
+assign = Web
+[filterlist Web]
+filter = *+0:80:TCP
+[filterlist Admin pages]
+filter = *+0:80:TCP payload=/^(GET|POST|HEAD) \/admin/i
+[filterlist Shellcode]
+filter = *+0:80:TCP payload=/\x90{16}/s
+[filterlist All]
+filter = *+0
+[policy Web]
+rule = Web -> permit
+rule = Admin pages -> block
+rule = Shellcode -> block
+rule = All -> block
+)";
+    const auto request = [](const std::string& payload, std::uint16_t dport = 80) {
+        Pkt p;
+        p.dport = dport;
+        p.payload = payload;
+        return frame(p);
+    };
+    std::vector<Case> out{
+        {request(""), DropReason::none},  // SYN: nothing to scan
+        {request("GET / HTTP/1.1\r\nHost: moat\r\n\r\n"), DropReason::none},
+        {request("GET /admin/ HTTP/1.1\r\n\r\n"), DropReason::payload},
+        {request("post /ADMIN/login HTTP/1.1\r\n\r\n"), DropReason::payload},
+        {request("POST /upload HTTP/1.1\r\n\r\n" + std::string(32, '\x90') + "\x31\xc0\x50\x68"), DropReason::payload},
+        {request("GET /index.html?next=/admin HTTP/1.1\r\n\r\n"), DropReason::none},  // anchored: not a request for it
+        {request("GET /admin HTTP/1.1\r\n\r\n", 22), DropReason::policy},
+    };
+    Pkt reply;
+    reply.src = "198.18.0.10";
+    reply.sport = 80;
+    reply.dst = "198.18.100.1";
+    reply.dport = 40000;
+    reply.payload = "HTTP/1.1 200 OK\r\n\r\n";
+    std::vector<Case> in{{frame(reply), DropReason::none}};
+    const ApplianceRun r = run(write_config(kWeb), frames_of(out, false), frames_of(in, false));
+    ASSERT_TRUE(r.ok) << r.why;
+    EXPECT_EQ(r.to_inside, frames_of(out, true));
+    EXPECT_EQ(r.to_outside, frames_of(in, true));
+    EXPECT_EQ(r.counters["drops"]["payload"].get<std::uint64_t>(), 3u);
+    EXPECT_EQ(r.counters["drops"]["policy"].get<std::uint64_t>(), 1u);
+    // Scanned: every packet with a payload that a payload filter outranked the web filter for,
+    // the reply too (the filters are mirrored); not the SYN, not the packet to port 22.
+    std::uint64_t bytes = reply.payload.size();
+    for (std::size_t i = 1; i < 6; ++i)
+        bytes += out[i].frame.size() - 54;
+    EXPECT_EQ(r.counters["payload"]["scanned"].get<std::uint64_t>(), 6u);
+    EXPECT_EQ(r.counters["payload"]["bytes"].get<std::uint64_t>(), bytes);
+    std::map<std::string, std::uint64_t> hits;
+    for (const auto& f : r.counters["filters"])
+        hits[f["filterlist"].get<std::string>()] += f["packets"].get<std::uint64_t>();
+    EXPECT_EQ(hits["Admin pages"], 2u);
+    EXPECT_EQ(hits["Shellcode"], 1u);
+    EXPECT_EQ(hits["Web"], 4u);
+}
+
 TEST_F(PcapEndToEnd, BrokenConfigRefusesToStartAndForwardsNothing) {
     write_pcap(path("or.pcap"), frames_of(outside_cases(), false));
     write_pcap(path("ir.pcap"), {});

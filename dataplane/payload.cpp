@@ -1,0 +1,77 @@
+#include "dataplane/classify.h"
+
+#include <algorithm>
+
+#include "dataplane/classifier_ref.h"
+#include "dataplane/parse.h"
+#include "dataplane/table_set.h"
+
+namespace moat::dp {
+
+namespace {
+
+int on_match(unsigned int id, unsigned long long /*from*/, unsigned long long /*to*/, unsigned int /*flags*/,
+             void* ctx) noexcept {
+    static_cast<std::uint64_t*>(ctx)[id / 64] |= std::uint64_t{1} << (id % 64);
+    return 0;  // go on: every candidate pattern is tested in the one pass
+}
+
+bool matched_bit(std::span<const std::uint64_t> m, std::uint32_t id) noexcept {
+    return (m[id / 64] >> (id % 64)) & 1;
+}
+
+}  // namespace
+
+Rank settle_payload(const TableSet& t, hs_scratch_t* scratch, const PacketKey& key, Rank first, Rank header,
+                    std::span<const std::uint8_t> payload, std::span<std::uint64_t> matched) noexcept {
+    const PayloadTables& p = t.payload;
+    std::fill(matched.begin(), matched.end(), 0);
+    if (!payload.empty()) {
+        const hs_error_t e = hs_scan(p.db.get(), reinterpret_cast<const char*>(payload.data()),
+                                     static_cast<unsigned>(payload.size()), 0, scratch, on_match, matched.data());
+        if (e != HS_SUCCESS) [[unlikely]]
+            return kNoMatch;  // cannot tell: default deny
+    }
+    for (auto it = std::lower_bound(p.ranks.begin(), p.ranks.end(), first); it != p.ranks.end() && *it < header;
+         ++it) {
+        const Rule& r = t.rules[*it];
+        if (matched_bit(matched, r.payload) && header_matches(r, key))
+            return *it;
+    }
+    return header;
+}
+
+void scan_payloads(const TableSet& t, unsigned worker, std::span<rte_mbuf* const> pkts,
+                   std::span<const PacketMeta> meta, std::span<Verdict> verdicts, ScanCounts& counts) noexcept {
+    const PayloadTables& p = t.payload;
+    static thread_local std::uint8_t linear[kMaxFrame];
+    for (std::size_t i = 0; i < verdicts.size(); ++i) {
+        Verdict& v = verdicts[i];
+        if (!v.scan) [[likely]]
+            continue;
+        v.scan = false;
+        const PacketMeta& m = meta[i];
+        const Rank header = t.use_reference ? classify_ref(t.rules, m.key)
+                                            : trie_lookup(m.key.family == Family::ipv4 ? t.v4 : t.v6,
+                                                          trie_key(m.key), t.scan);
+        const std::uint32_t len = std::min<std::uint32_t>(m.payload_length, p.scan_bytes);
+        const rte_mbuf* mb = pkts[i];
+        const auto* bytes = static_cast<const std::uint8_t*>(
+            len ? rte_pktmbuf_read(mb, m.payload_offset, len, linear) : nullptr);
+        if (len && !bytes) [[unlikely]]
+            v.rank = kNoMatch;  // the payload is not where the parser saw it: cannot happen, deny
+        else
+            v.rank = settle_payload(t, p.scratch[worker].get(), m.key, v.rank, header, {bytes, bytes ? len : 0},
+                                    {p.matched[worker].get(), p.words()});
+        if (len) {
+            ++counts.packets;
+            counts.bytes += len;
+        }
+        if (v.rank == kNoMatch)
+            v.drop = DropReason::no_match;
+        else if (t.rules[v.rank].action == Action::block)
+            v.drop = t.rules[v.rank].payload != kNoPayload ? DropReason::payload : DropReason::policy;
+    }
+}
+
+}  // namespace moat::dp
