@@ -356,6 +356,13 @@ int run_moatd(int argc, char** argv) {
         (first.use_reference ? "reference (linear scan; classifier = reference)"
                              : "trie, " + std::to_string((first.v4.bytes() + first.v6.bytes() + 1023) / 1024) +
                                    " KB, leaf scan " + (first.scan == dp::LeafScan::avx512 ? "AVX-512" : "scalar")));
+    if (!first.payload.empty()) {
+        std::size_t db_bytes = 0;
+        hs_database_size(first.payload.db.get(), &db_bytes);
+        log("payload filters: " + std::to_string(first.payload.patterns) + " patterns in one Hyperscan database (" +
+            std::to_string((db_bytes + 1023) / 1024) + " KB), the first " + std::to_string(first.payload.scan_bytes) +
+            " payload bytes of a packet scanned when a payload filter outranks its header-only match");
+    }
     if (cp.policy < 0)
         log("no policy is assigned: every IP packet is dropped (non-IP EtherTypes listed in non_ip still pass)");
     else

@@ -32,10 +32,16 @@ bool build_payload(const CompiledPolicy& cp, unsigned workers, unsigned scan_byt
     p.patterns = static_cast<std::uint32_t>(cp.patterns.size());
     p.scan_bytes = scan_bytes;
     for (unsigned w = 0; w < workers; ++w)
-        p.matched.emplace_back(new std::uint64_t[p.words()]());
+        p.matched.emplace_back(new std::uint32_t[p.patterns]());
+    std::vector<std::vector<dp::Rank>> of_pattern(p.patterns);
     for (std::size_t r = 0; r < cp.rules.size(); ++r)
         if (cp.rules[r].payload != dp::kNoPayload)
-            p.ranks.push_back(static_cast<dp::Rank>(r));
+            of_pattern[cp.rules[r].payload].push_back(static_cast<dp::Rank>(r));
+    for (const auto& ranks : of_pattern) {
+        p.first.push_back(static_cast<std::uint32_t>(p.entries.size()));
+        p.entries.insert(p.entries.end(), ranks.begin(), ranks.end());
+    }
+    p.first.push_back(static_cast<std::uint32_t>(p.entries.size()));
     return true;
 }
 
@@ -73,7 +79,7 @@ TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsign
         all.with_payload = true;
         for (const dp::Family f : {dp::Family::ipv4, dp::Family::ipv6}) {
             const std::size_t fi = f == dp::Family::ipv4 ? 0 : 1;
-            for (const dp::Rank r : t->payload.ranks)
+            for (const dp::Rank r : t->payload.entries)
                 t->has_payload[fi] = t->has_payload[fi] || t->rules[r].family == f;
             if (!t->has_payload[fi])
                 continue;

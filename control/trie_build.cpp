@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -449,12 +450,22 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
     std::vector<std::uint32_t> lo, hi;
     std::vector<dp::Rank> ranks;
     std::vector<std::vector<std::uint32_t>> grouped(dp::kMaxTrees), single(1);
+    // Of payload entries with the same header fields only the best-ranked can be a packet's
+    // best match (the scan finds the others through the patterns that matched), so only it is
+    // kept: a thousand signatures on one port cost the trie one entry.
+    std::set<std::vector<std::uint32_t>> payload_headers;
     for (std::size_t r = 0; r < ranked.size(); ++r) {
         const dp::Rule& e = ranked[r];
         if (e.family != family || (e.payload != dp::kNoPayload && !opt.with_payload))
             continue;
         std::uint32_t l[kMaxDims], h[kMaxDims];
         dp::rule_ranges(e, l, h);
+        if (e.payload != dp::kNoPayload) {
+            std::vector<std::uint32_t> header(l, l + dims);
+            header.insert(header.end(), h, h + dims);
+            if (!payload_headers.insert(std::move(header)).second)
+                continue;
+        }
         const auto idx = static_cast<std::uint32_t>(ranks.size());
         lo.insert(lo.end(), l, l + dims);
         hi.insert(hi.end(), h, h + dims);

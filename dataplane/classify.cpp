@@ -19,7 +19,8 @@ void verdict_from_rank(const TableSet& t, Verdict& v) noexcept {
 
 }  // namespace
 
-void classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::span<Verdict> out) noexcept {
+std::size_t classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::span<Verdict> out) noexcept {
+    std::size_t scans = 0;
     // Packets that need the classifier, by family, as trie keys; the rest are decided here.
     constexpr std::size_t kChunk = 64;
     std::array<TrieKey, kChunk> keys[2];
@@ -48,6 +49,7 @@ void classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::sp
             if (t.use_reference) [[unlikely]] {
                 v.rank = t.payload.empty() ? classify_ref(t.rules, m.key) : classify_ref_any(t.rules, m.key);
                 verdict_from_rank(t, v);
+                scans += v.scan;
                 continue;
             }
             const std::size_t f = m.key.family == Family::ipv4 ? 0 : 1;
@@ -63,9 +65,11 @@ void classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::sp
                 Verdict& v = out[index[f][j]];
                 v.rank = ranks[j];
                 verdict_from_rank(t, v);
+                scans += v.scan;
             }
         }
     }
+    return scans;
 }
 
 }  // namespace moat::dp

@@ -20,8 +20,10 @@ struct Verdict {
 };
 
 /// Judges each packet of a burst: parse drops stay drops, permitted non-IP frames pass, every
-/// other packet gets the best-ranked matching entry's action, or no_match. Worker, lock-free.
-void classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::span<Verdict> out) noexcept;
+/// other packet gets the best-ranked matching entry's action, or no_match; a packet whose best
+/// match is a payload entry is left to scan_payloads (Verdict::scan). Returns how many are.
+/// Worker, lock-free.
+std::size_t classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::span<Verdict> out) noexcept;
 
 /// What scan_payloads scanned.
 struct ScanCounts {
@@ -35,10 +37,10 @@ struct ScanCounts {
 void scan_payloads(const TableSet& t, unsigned worker, std::span<rte_mbuf* const> pkts,
                    std::span<const PacketMeta> meta, std::span<Verdict> verdicts, ScanCounts& counts) noexcept;
 
-/// The same for one packet's payload bytes (tests, `moatctl explain`): the winner among the
-/// payload entries from `first` (a payload entry's rank) down to the header-only rank `header`.
-/// `matched` gets a bit per pattern that matched; it must hold (patterns + 63) / 64 words.
-Rank settle_payload(const TableSet& t, hs_scratch_t* scratch, const PacketKey& key, Rank first, Rank header,
-                    std::span<const std::uint8_t> payload, std::span<std::uint64_t> matched) noexcept;
+/// The same for one packet's payload bytes: the best-ranked payload entry that outranks the
+/// header-only winner `header` and whose header fields and pattern match, else `header`.
+/// `matched`: room for every pattern id (t.payload.patterns).
+Rank settle_payload(const TableSet& t, hs_scratch_t* scratch, const PacketKey& key, Rank header,
+                    std::span<const std::uint8_t> payload, std::span<std::uint32_t> matched) noexcept;
 
 }  // namespace moat::dp

@@ -10,35 +10,41 @@ namespace moat::dp {
 
 namespace {
 
+struct Matches {
+    std::uint32_t* ids;
+    std::uint32_t n;
+};
+
 int on_match(unsigned int id, unsigned long long /*from*/, unsigned long long /*to*/, unsigned int /*flags*/,
              void* ctx) noexcept {
-    static_cast<std::uint64_t*>(ctx)[id / 64] |= std::uint64_t{1} << (id % 64);
+    auto& m = *static_cast<Matches*>(ctx);
+    m.ids[m.n++] = id;
     return 0;  // go on: every candidate pattern is tested in the one pass
-}
-
-bool matched_bit(std::span<const std::uint64_t> m, std::uint32_t id) noexcept {
-    return (m[id / 64] >> (id % 64)) & 1;
 }
 
 }  // namespace
 
-Rank settle_payload(const TableSet& t, hs_scratch_t* scratch, const PacketKey& key, Rank first, Rank header,
-                    std::span<const std::uint8_t> payload, std::span<std::uint64_t> matched) noexcept {
+Rank settle_payload(const TableSet& t, hs_scratch_t* scratch, const PacketKey& key, Rank header,
+                    std::span<const std::uint8_t> payload, std::span<std::uint32_t> matched) noexcept {
     const PayloadTables& p = t.payload;
-    std::fill(matched.begin(), matched.end(), 0);
-    if (!payload.empty()) {
-        const hs_error_t e = hs_scan(p.db.get(), reinterpret_cast<const char*>(payload.data()),
-                                     static_cast<unsigned>(payload.size()), 0, scratch, on_match, matched.data());
-        if (e != HS_SUCCESS) [[unlikely]]
-            return kNoMatch;  // cannot tell: default deny
+    if (payload.empty())
+        return header;  // Hyperscan refuses patterns that match nothing: none can match
+    Matches m{matched.data(), 0};
+    if (hs_scan(p.db.get(), reinterpret_cast<const char*>(payload.data()), static_cast<unsigned>(payload.size()), 0,
+                scratch, on_match, &m) != HS_SUCCESS) [[unlikely]]
+        return kNoMatch;  // cannot tell: default deny
+    // The best entry of each matched pattern whose header fields match; the best of those wins
+    // if it outranks the header-only winner. Work in proportion to the matches, not the patterns.
+    Rank best = header;
+    for (std::uint32_t i = 0; i < m.n; ++i) {
+        const std::uint32_t id = m.ids[i];
+        for (std::uint32_t e = p.first[id]; e < p.first[id + 1] && p.entries[e] < best; ++e)
+            if (header_matches(t.rules[p.entries[e]], key)) {
+                best = p.entries[e];
+                break;
+            }
     }
-    for (auto it = std::lower_bound(p.ranks.begin(), p.ranks.end(), first); it != p.ranks.end() && *it < header;
-         ++it) {
-        const Rule& r = t.rules[*it];
-        if (matched_bit(matched, r.payload) && header_matches(r, key))
-            return *it;
-    }
-    return header;
+    return best;
 }
 
 void scan_payloads(const TableSet& t, unsigned worker, std::span<rte_mbuf* const> pkts,
@@ -61,8 +67,8 @@ void scan_payloads(const TableSet& t, unsigned worker, std::span<rte_mbuf* const
         if (len && !bytes) [[unlikely]]
             v.rank = kNoMatch;  // the payload is not where the parser saw it: cannot happen, deny
         else
-            v.rank = settle_payload(t, p.scratch[worker].get(), m.key, v.rank, header, {bytes, bytes ? len : 0},
-                                    {p.matched[worker].get(), p.words()});
+            v.rank = settle_payload(t, p.scratch[worker].get(), m.key, header, {bytes, bytes ? len : 0},
+                                    {p.matched[worker].get(), p.patterns});
         if (len) {
             ++counts.packets;
             counts.bytes += len;

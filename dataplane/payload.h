@@ -34,14 +34,16 @@ using HsScratchPtr = std::unique_ptr<hs_scratch_t, HsDeleter<hs_free_scratch>>;
 struct PayloadTables {
     HsDatabasePtr db;
     std::vector<HsScratchPtr> scratch;  ///< [worker]: written only by that worker, during a scan
-    std::vector<Rank> ranks;            ///< the ranks of the payload entries, ascending
     std::uint32_t patterns = 0;         ///< pattern ids are 0 .. patterns-1 (Rule::payload)
     std::uint32_t scan_bytes = 1500;    ///< `payload_scan_bytes`
-    /// Per worker, a bit per pattern: which matched in the current scan (words()). Allocated
-    /// by control with the scratches; written only by that worker.
-    std::vector<std::unique_ptr<std::uint64_t[]>> matched;
-
-    std::size_t words() const noexcept { return (patterns + 63) / 64; }
+    /// The ranks of the entries of pattern i (a filter's expansion), ascending:
+    /// entries[first[i] .. first[i + 1]).
+    std::vector<std::uint32_t> first;
+    std::vector<Rank> entries;
+    /// Per worker, room for the ids of the patterns that matched in the current scan (each is
+    /// reported once: HS_FLAG_SINGLEMATCH). Allocated by control with the scratches; written
+    /// only by that worker.
+    std::vector<std::unique_ptr<std::uint32_t[]>> matched;
     bool empty() const noexcept { return !db; }
 };
 

@@ -97,8 +97,7 @@ int worker_main(void* arg) noexcept {
             if (b.n == 0)
                 continue;
             parse_burst(b.packets(), in, t.parse, b.metas());
-            classify_burst(t, b.metas(), b.verdict_span());
-            if (!t.payload.empty()) [[unlikely]] {
+            if (classify_burst(t, b.metas(), b.verdict_span()) != 0) [[unlikely]] {
                 ScanCounts scanned;
                 scan_payloads(t, w.index, b.packets(), b.metas(), b.verdict_span(), scanned);
                 w.counters.payload_scanned.add(scanned.packets);

@@ -7,6 +7,7 @@
 #include <rte_errno.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -15,6 +16,7 @@
 #include "control/config.h"
 #include "control/tables.h"
 #include "dataplane/classifier_ref.h"
+#include "dataplane/classify.h"
 #include "dataplane/fragments.h"
 #include "dataplane/parse.h"
 #include "fuzz/check.h"
@@ -34,12 +36,16 @@ filter = *+198.18.0.20:53:UDP
 filter = *=0::ICMP:8/0
 filter = [2001:db8::]/32+[2001:db8::10]::ICMPV6:128
 filter = *+0::47
+[filterlist Signatures]
+filter = *+0:80:TCP payload=/admin/i
+filter = *+0::UDP payload=/\x90{4}/s
 [filterlist Rest]
 filter = *+0
 filter = *=*
 [policy Servers]
 rule = Web -> permit
 rule = Services -> permit
+rule = Signatures -> block
 rule = Rest -> block
 )";
 
@@ -105,6 +111,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     MOAT_FUZZ_CHECK(trie_lookup(trie, trie_key(m.key), LeafScan::scalar) == want);
     if (best_leaf_scan() == LeafScan::avx512)
         MOAT_FUZZ_CHECK(trie_lookup(trie, trie_key(m.key), LeafScan::avx512) == want);
+
+    // Payload filters: the trie with their entries agrees with the reference, and the scan reads
+    // the payload where the parser says it is (AddressSanitizer watches the frame's end).
+    const std::size_t f = m.key.family == Family::ipv4 ? 0 : 1;
+    const Rank any = classify_ref_any(t.rules, m.key);
+    if (t.has_payload[f])
+        MOAT_FUZZ_CHECK(trie_lookup(f == 0 ? t.v4_payload : t.v6_payload, trie_key(m.key), LeafScan::scalar) == any);
+    if (any != kNoMatch && t.rules[any].payload != kNoPayload) {
+        const std::uint32_t n = std::min<std::uint32_t>(m.payload_length, t.payload.scan_bytes);
+        const Rank r = settle_payload(t, t.payload.scratch[0].get(), m.key, want, {frame + m.payload_offset, n},
+                                      {t.payload.matched[0].get(), t.payload.patterns});
+        MOAT_FUZZ_CHECK(r == want || (r < want && t.rules[r].payload != kNoPayload && header_matches(t.rules[r], m.key)));
+    }
 
     // Time moves on by a tenth of the timeout per input: entries come, go and expire.
     Verdict v{want, want != kNoMatch && t.rules[want].action == Action::permit ? DropReason::none : DropReason::policy};
