@@ -309,7 +309,16 @@ int run_moatd(int argc, char** argv) {
         }
     }
 
-    const unsigned workers = a.workers;
+    // Workers need a queue pair each on both ports, and RSS to share the traffic out; a port
+    // without them (most vdevs) gets one worker, which sees everything.
+    unsigned workers = a.workers;
+    for (std::size_t i = 0; i < 2 && workers > 1; ++i)
+        if (const std::string why = dp::multi_queue_limit(port_id[i], static_cast<std::uint16_t>(workers));
+            !why.empty()) {
+            log(std::string(i == 0 ? "outside" : "inside") + " port " + specs[i] + ": " + why + "; running 1 worker, not " +
+                std::to_string(workers) + " (workers = " + std::to_string(a.workers) + ")");
+            workers = 1;
+        }
     if (rte_lcore_count() < workers + 1) {
         log("not starting: workers = " + std::to_string(workers) + " needs " + std::to_string(workers + 1) +
             " lcores and EAL has " + std::to_string(rte_lcore_count()));

@@ -3,6 +3,9 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 
+#include <algorithm>
+#include <vector>
+
 namespace moat::dp {
 
 namespace {
@@ -11,7 +14,35 @@ std::string failed(const char* what, int rc) {
     return std::string(what) + ": " + rte_strerror(rc < 0 ? -rc : rc);
 }
 
+/// The symmetric Toeplitz key (0x6d5a repeated, in the NIC's key size): hash(a, b) == hash(b, a)
+/// for addresses and for ports.
+std::vector<std::uint8_t> symmetric_key(std::size_t size) {
+    std::vector<std::uint8_t> k(size ? size : 40);
+    for (std::size_t i = 0; i < k.size(); ++i)
+        k[i] = i % 2 == 0 ? 0x6d : 0x5a;
+    return k;
+}
+
+/// IPv4/IPv6 addresses, and TCP/UDP/SCTP ports of unfragmented packets. Fragments (first and
+/// later alike) are hashed on addresses only, so a datagram stays on one worker's fragment table.
+constexpr std::uint64_t kRssTypes = RTE_ETH_RSS_IP | RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV4_UDP |
+                                    RTE_ETH_RSS_NONFRAG_IPV4_SCTP | RTE_ETH_RSS_NONFRAG_IPV6_TCP |
+                                    RTE_ETH_RSS_NONFRAG_IPV6_UDP | RTE_ETH_RSS_NONFRAG_IPV6_SCTP;
+
 }  // namespace
+
+std::string multi_queue_limit(std::uint16_t port, std::uint16_t queues) {
+    if (queues <= 1)
+        return {};
+    rte_eth_dev_info info{};
+    if (const int rc = rte_eth_dev_info_get(port, &info); rc != 0)
+        return failed("rte_eth_dev_info_get", rc);
+    if (info.max_rx_queues < queues || info.max_tx_queues < queues)
+        return "it has " + std::to_string(std::min(info.max_rx_queues, info.max_tx_queues)) + " queue pair(s)";
+    if ((info.flow_type_rss_offloads & RTE_ETH_RSS_IP) == 0)
+        return "it cannot spread packets over queues (no RSS on IP addresses)";
+    return {};
+}
 
 std::string start_port(std::uint16_t port, const PortConfig& cfg) {
     rte_eth_dev_info info{};
@@ -20,7 +51,14 @@ std::string start_port(std::uint16_t port, const PortConfig& cfg) {
     if (info.max_rx_queues < cfg.queues || info.max_tx_queues < cfg.queues)
         return "the port has " + std::to_string(info.max_rx_queues) + " rx and " + std::to_string(info.max_tx_queues) +
                " tx queues; " + std::to_string(cfg.queues) + " worker(s) need one of each per worker";
-    const rte_eth_conf conf{};  // no offloads: packets leave exactly as they came
+    rte_eth_conf conf{};  // no offloads: packets leave exactly as they came
+    std::vector<std::uint8_t> key = symmetric_key(info.hash_key_size);
+    if (cfg.queues > 1) {
+        conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+        conf.rx_adv_conf.rss_conf.rss_key = key.data();
+        conf.rx_adv_conf.rss_conf.rss_key_len = static_cast<std::uint8_t>(key.size());
+        conf.rx_adv_conf.rss_conf.rss_hf = kRssTypes & info.flow_type_rss_offloads;
+    }
     if (const int rc = rte_eth_dev_configure(port, cfg.queues, cfg.queues, &conf); rc != 0)
         return failed("rte_eth_dev_configure", rc);
     std::uint16_t rxd = cfg.rx_desc, txd = cfg.tx_desc;

@@ -16,7 +16,14 @@ struct PortConfig {
     rte_mempool* pool = nullptr;
 };
 
-/// Configures and starts `port`. Returns "" on success, otherwise what failed.
+/// Why `port` cannot give `queues` workers a queue pair each with RSS spreading traffic over
+/// them ("" when it can; one queue always works).
+std::string multi_queue_limit(std::uint16_t port, std::uint16_t queues);
+
+/// Configures and starts `port`. With more than one queue, RSS spreads packets over them with a
+/// symmetric key on addresses (and ports where the NIC hashes them, never for fragments), so a
+/// flow and its reply, and all fragments of a datagram, reach the same worker. Returns "" on
+/// success, otherwise what failed.
 std::string start_port(std::uint16_t port, const PortConfig& cfg);
 
 /// Stops and closes a port started by start_port().

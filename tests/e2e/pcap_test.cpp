@@ -286,6 +286,19 @@ rule = All -> block
     EXPECT_EQ(hits["Web"], 4u);
 }
 
+// More workers than a port has queues (a pcap vdev has one): moatd says so and runs one worker,
+// which sees and judges everything.
+TEST_F(PcapEndToEnd, WorkersBeyondThePortsQueuesRunAsOne) {
+    const auto out_cases = outside_cases();
+    const ApplianceRun r = run(write_config(kPolicy, "workers = 4\n"), frames_of(out_cases, false), {});
+    ASSERT_TRUE(r.ok) << r.why;
+    EXPECT_NE(r.log.find("outside port net_pcap0"), std::string::npos) << r.log;
+    EXPECT_NE(r.log.find("1 queue pair(s); running 1 worker, not 4 (workers = 4)"), std::string::npos) << r.log;
+    EXPECT_EQ(r.to_inside, frames_of(out_cases, true));
+    ASSERT_EQ(r.counters["workers"].size(), 1u);
+    EXPECT_EQ(r.counters["workers"][0]["rx_packets"].get<std::size_t>(), out_cases.size());
+}
+
 TEST_F(PcapEndToEnd, BrokenConfigRefusesToStartAndForwardsNothing) {
     write_pcap(path("or.pcap"), frames_of(outside_cases(), false));
     write_pcap(path("ir.pcap"), {});
