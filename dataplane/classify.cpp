@@ -6,15 +6,21 @@
 
 namespace moat::dp {
 
+DropReason drop_for(const TableSet& t, Rank r) noexcept {
+    if (r == kNoMatch)
+        return DropReason::no_match;
+    if (t.rules[r].action == Action::permit)
+        return DropReason::none;
+    return t.rules[r].payload != kNoPayload ? DropReason::payload : DropReason::policy;
+}
+
 namespace {
 
 void verdict_from_rank(const TableSet& t, Verdict& v) noexcept {
-    if (v.rank == kNoMatch)
-        v.drop = DropReason::no_match;
-    else if (t.rules[v.rank].payload != kNoPayload) [[unlikely]]
+    if (v.rank != kNoMatch && t.rules[v.rank].payload != kNoPayload) [[unlikely]]
         v.scan = true;  // a payload filter outranks every header-only match: scan_payloads decides
-    else if (t.rules[v.rank].action == Action::block)
-        v.drop = DropReason::policy;
+    else
+        v.drop = drop_for(t, v.rank);
 }
 
 }  // namespace

@@ -25,6 +25,10 @@ struct Verdict {
 /// Worker, lock-free.
 std::size_t classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::span<Verdict> out) noexcept;
 
+/// The drop reason of a decided rank: no_match, none (permit), payload (a payload filter's
+/// block) or policy.
+DropReason drop_for(const TableSet& t, Rank r) noexcept;
+
 /// What scan_payloads scanned.
 struct ScanCounts {
     std::uint32_t packets = 0;

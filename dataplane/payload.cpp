@@ -73,10 +73,7 @@ void scan_payloads(const TableSet& t, unsigned worker, std::span<rte_mbuf* const
             ++counts.packets;
             counts.bytes += len;
         }
-        if (v.rank == kNoMatch)
-            v.drop = DropReason::no_match;
-        else if (t.rules[v.rank].action == Action::block)
-            v.drop = t.rules[v.rank].payload != kNoPayload ? DropReason::payload : DropReason::policy;
+        v.drop = drop_for(t, v.rank);
     }
 }
 

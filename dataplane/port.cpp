@@ -48,9 +48,8 @@ std::string start_port(std::uint16_t port, const PortConfig& cfg) {
     rte_eth_dev_info info{};
     if (const int rc = rte_eth_dev_info_get(port, &info); rc != 0)
         return failed("rte_eth_dev_info_get", rc);
-    if (info.max_rx_queues < cfg.queues || info.max_tx_queues < cfg.queues)
-        return "the port has " + std::to_string(info.max_rx_queues) + " rx and " + std::to_string(info.max_tx_queues) +
-               " tx queues; " + std::to_string(cfg.queues) + " worker(s) need one of each per worker";
+    if (std::string why = multi_queue_limit(port, cfg.queues); !why.empty())
+        return std::to_string(cfg.queues) + " workers need a queue pair each and RSS, but " + why;
     rte_eth_conf conf{};  // no offloads: packets leave exactly as they came
     std::vector<std::uint8_t> key = symmetric_key(info.hash_key_size);
     if (cfg.queues > 1) {

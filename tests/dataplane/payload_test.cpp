@@ -245,9 +245,3 @@ TEST_F(Payload, APolicyWithoutPatternsHasNoDatabase) {
 
 }  // namespace
 }  // namespace moat::dp
-
-int main(int argc, char** argv) {
-    ::testing::InitGoogleTest(&argc, argv);
-    ::testing::AddGlobalTestEnvironment(new moat::test::EalEnvironment);
-    return RUN_ALL_TESTS();
-}

@@ -360,9 +360,3 @@ INSTANTIATE_TEST_SUITE_P(Sets, ClassBench,
 
 }  // namespace
 }  // namespace moat::dp
-
-int main(int argc, char** argv) {
-    ::testing::InitGoogleTest(&argc, argv);
-    ::testing::AddGlobalTestEnvironment(new moat::test::EalEnvironment);
-    return RUN_ALL_TESTS();
-}

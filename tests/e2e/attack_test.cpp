@@ -72,6 +72,20 @@ Pkt tcp6(std::uint16_t dport = 80, std::size_t payload = 40) {
     return p;
 }
 
+/// An IPv6 fragment header as an extension: offset `begin` bytes, more-fragments `more`.
+Ext frag_header(std::uint32_t id, std::uint32_t begin = 0, bool more = false) {
+    const std::uint16_t fo = static_cast<std::uint16_t>((begin & 0xfff8) | (more ? 1 : 0));
+    return {44, {0, static_cast<std::uint8_t>(fo >> 8), static_cast<std::uint8_t>(fo), static_cast<std::uint8_t>(id >> 24),
+                 static_cast<std::uint8_t>(id >> 16), static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id)}};
+}
+
+/// `p` carrying IPv4 options `opt`, padded with end-of-list bytes to a multiple of 4.
+Pkt with_options(Pkt p, const Bytes& opt) {
+    p.ip_options = opt;
+    p.ip_options.resize((opt.size() + 3) / 4 * 4);
+    return p;
+}
+
 /// A fragment of `whole` holding bytes [begin, end) of its fragmentable part (for IPv4 the IP
 /// payload; for IPv6 everything after the IPv6 header, extension headers included), with the
 /// more-fragments flag set unless it reaches the end (or `more` says otherwise).
@@ -91,19 +105,9 @@ Bytes fragment(const Pkt& whole, std::uint32_t id, std::uint32_t begin, std::uin
         f.frag = static_cast<std::uint16_t>((mf ? 0x2000 : 0) | begin / 8);
     } else {
         f.proto = whole.ext.empty() ? whole.proto : whole.ext.front().type;
-        const std::uint16_t fo = static_cast<std::uint16_t>((begin & 0xfff8) | (mf ? 1 : 0));
-        f.ext = {{44, {0, static_cast<std::uint8_t>(fo >> 8), static_cast<std::uint8_t>(fo),
-                       static_cast<std::uint8_t>(id >> 24), static_cast<std::uint8_t>(id >> 16),
-                       static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id)}}};
+        f.ext = {frag_header(id, begin, mf)};
     }
     return frame(f);
-}
-
-/// An IPv6 fragment header as an extension: offset `begin` bytes, more-fragments `more`.
-Ext frag_header(std::uint32_t id, std::uint16_t begin = 0, bool more = false) {
-    const std::uint16_t fo = static_cast<std::uint16_t>((begin & 0xfff8) | (more ? 1 : 0));
-    return {44, {0, static_cast<std::uint8_t>(fo >> 8), static_cast<std::uint8_t>(fo), 0, 0,
-                 static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id)}};
 }
 
 class Attacks : public PcapAppliance {
@@ -368,12 +372,8 @@ TEST_F(Attacks, IpOptionsDropped) {
     Attack a;
     const Options o;
     for (const auto* set : {&o.valid, &o.broken})
-        for (const auto& opt : *set) {
-            Pkt p = tcp4(80, 8);
-            p.ip_options = opt;
-            p.ip_options.resize((opt.size() + 3) / 4 * 4);
-            a.out(frame(p), DropReason::ip_options);
-        }
+        for (const auto& opt : *set)
+            a.out(frame(with_options(tcp4(80, 8), opt)), DropReason::ip_options);
     expect_stopped(a);  // ip_options = drop is the default
 }
 
@@ -381,19 +381,13 @@ TEST_F(Attacks, IpOptionsAllowedAreFilteredAndBrokenOnesDropped) {
     Attack a;
     const Options o;
     for (const auto& opt : o.valid) {
-        Pkt p = tcp4(80, 8);
-        p.ip_options = opt;
-        p.ip_options.resize((opt.size() + 3) / 4 * 4);
+        Pkt p = with_options(tcp4(80, 8), opt);
         a.out(frame(p));
         p.dport = 22;
         a.out(frame(p), DropReason::policy);
     }
-    for (const auto& opt : o.broken) {
-        Pkt p = tcp4(80, 8);
-        p.ip_options = opt;
-        p.ip_options.resize((opt.size() + 3) / 4 * 4);
-        a.out(frame(p), DropReason::malformed);
-    }
+    for (const auto& opt : o.broken)
+        a.out(frame(with_options(tcp4(80, 8), opt)), DropReason::malformed);
     expect_stopped(a, "ip_options = allow\n");
 }
 

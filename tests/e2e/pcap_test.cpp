@@ -53,6 +53,17 @@ struct Case {
     bool non_ip = false;
 };
 
+/// The web server's answer to 198.18.100.1:40000.
+Pkt web_reply(const std::string& payload) {
+    Pkt p;
+    p.src = "198.18.0.10";
+    p.sport = 80;
+    p.dst = "198.18.100.1";
+    p.dport = 40000;
+    p.payload = payload;
+    return p;
+}
+
 Bytes v6(Pkt p) {
     p.ip = 6;
     if (p.src.find(':') == std::string::npos)
@@ -139,12 +150,7 @@ std::vector<Case> outside_cases() {
 
 std::vector<Case> inside_cases() {
     std::vector<Case> c;
-    Pkt reply;
-    reply.src = "198.18.0.10";
-    reply.sport = 80;
-    reply.dst = "198.18.100.1";
-    reply.dport = 40000;
-    reply.payload = "HTTP/1.1 200 OK\r\n\r\n";
+    const Pkt reply = web_reply("HTTP/1.1 200 OK\r\n\r\n");
     c.push_back({frame(reply), DropReason::none});
     Pkt smtp;
     smtp.src = "198.18.0.20";
@@ -258,12 +264,7 @@ rule = All -> block
         {request("GET /index.html?next=/admin HTTP/1.1\r\n\r\n"), DropReason::none},  // anchored: not a request for it
         {request("GET /admin HTTP/1.1\r\n\r\n", 22), DropReason::policy},
     };
-    Pkt reply;
-    reply.src = "198.18.0.10";
-    reply.sport = 80;
-    reply.dst = "198.18.100.1";
-    reply.dport = 40000;
-    reply.payload = "HTTP/1.1 200 OK\r\n\r\n";
+    const Pkt reply = web_reply("HTTP/1.1 200 OK\r\n\r\n");
     std::vector<Case> in{{frame(reply), DropReason::none}};
     const ApplianceRun r = run(write_config(kWeb), frames_of(out, false), frames_of(in, false));
     ASSERT_TRUE(r.ok) << r.why;
