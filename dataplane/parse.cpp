@@ -263,12 +263,14 @@ void parse_frame(const std::uint8_t* p, std::uint32_t len, Ingress in, const Par
         drop(m, DropReason::spoofed);
 }
 
-void parse_burst(std::span<rte_mbuf* const> pkts, Ingress in, const ParsePolicy& pol,
-                 std::span<PacketMeta> out) noexcept {
+std::size_t parse_burst(std::span<rte_mbuf* const> pkts, Ingress in, const ParsePolicy& pol,
+                        std::span<PacketMeta> out) noexcept {
+    std::size_t fragments = 0;
     for (std::size_t i = 0; i < pkts.size(); ++i) {
         const rte_mbuf* m = pkts[i];
         if (m->nb_segs == 1) [[likely]] {
             parse_frame(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, in, pol, out[i]);
+            fragments += out[i].frag.present;
             continue;
         }
         // A chained mbuf (jumbo frames): headers may span segments, so parse a linear copy. Rare,
@@ -281,7 +283,9 @@ void parse_burst(std::span<rte_mbuf* const> pkts, Ingress in, const ParsePolicy&
         }
         const void* p = rte_pktmbuf_read(m, 0, m->pkt_len, linear);
         parse_frame(static_cast<const std::uint8_t*>(p), m->pkt_len, in, pol, out[i]);
+        fragments += out[i].frag.present;
     }
+    return fragments;
 }
 
 }  // namespace moat::dp

@@ -56,8 +56,9 @@ void parse_frame(const std::uint8_t* frame, std::uint32_t len, Ingress in, const
                  PacketMeta& out) noexcept;
 
 /// Parses a burst. Worker only; `out.size() >= pkts.size()`. Multi-segment mbufs are parsed
-/// from a linear copy (at most kMaxFrame bytes; longer frames are malformed).
-void parse_burst(std::span<rte_mbuf* const> pkts, Ingress in, const ParsePolicy& pol,
+/// from a linear copy (at most kMaxFrame bytes; longer frames are malformed). Returns how many
+/// of the packets are fragments (FragmentTable::settle has work only when there are some).
+std::size_t parse_burst(std::span<rte_mbuf* const> pkts, Ingress in, const ParsePolicy& pol,
                  std::span<PacketMeta> out) noexcept;
 
 /// The longest frame: an IPv4 or IPv6 packet of 65535 bytes plus Ethernet and two VLAN tags.

@@ -69,21 +69,6 @@ struct ScanScalar {
 
 }  // namespace
 
-TrieKey trie_key(const PacketKey& k) noexcept {
-    TrieKey t{};
-    unsigned d = 0;
-    const unsigned words = k.family == Family::ipv4 ? 1 : 4;
-    for (unsigned w = 0; w < words; ++w)
-        t.d[d++] = be32(k.src.bytes.data() + 4 * w);
-    for (unsigned w = 0; w < words; ++w)
-        t.d[d++] = be32(k.dst.bytes.data() + 4 * w);
-    t.d[d++] = k.has_ports ? k.sport : k.has_icmp ? k.icmp_type : 0;
-    t.d[d++] = k.has_ports ? k.dport : k.has_icmp ? k.icmp_code : 0;
-    t.d[d++] = k.proto;
-    t.d[d++] = k.ingress == Ingress::inside ? 1 : 0;
-    return t;
-}
-
 void rule_ranges(const Rule& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kMaxDims]) noexcept {
     unsigned d = 0;
     const unsigned words = r.family == Family::ipv4 ? 1 : 4;

@@ -38,6 +38,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <vector>
@@ -80,8 +81,29 @@ struct TrieKey {
     std::uint32_t d[kMaxDims];
 };
 
-/// The trie key of a packet; `dims` of it are used (kDimsV4 or kDimsV6, by family).
-TrieKey trie_key(const PacketKey& k) noexcept;
+/// The trie key of a packet; `dims` of it are used (kDimsV4 or kDimsV6, by family). Inline: it
+/// runs for every classified packet.
+inline TrieKey trie_key(const PacketKey& k) noexcept {
+    const auto word = [](const Addr& a, unsigned w) noexcept {
+        std::uint32_t v;
+        std::memcpy(&v, a.bytes.data() + 4 * w, 4);
+        return __builtin_bswap32(v);  // network to host order
+    };
+    TrieKey t;
+    unsigned d = 0;
+    const unsigned words = k.family == Family::ipv4 ? 1 : 4;
+    for (unsigned w = 0; w < words; ++w)
+        t.d[d++] = word(k.src, w);
+    for (unsigned w = 0; w < words; ++w)
+        t.d[d++] = word(k.dst, w);
+    t.d[d++] = k.has_ports ? k.sport : k.has_icmp ? k.icmp_type : 0;
+    t.d[d++] = k.has_ports ? k.dport : k.has_icmp ? k.icmp_code : 0;
+    t.d[d++] = k.proto;
+    t.d[d++] = k.ingress == Ingress::inside ? 1 : 0;
+    for (; d < kMaxDims; ++d)
+        t.d[d] = 0;
+    return t;
+}
 
 /// The range form of a ranked entry, dimension by dimension (the builder's and the tests' view).
 void rule_ranges(const Rule& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kMaxDims]) noexcept;
