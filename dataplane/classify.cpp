@@ -59,7 +59,7 @@ std::size_t classify_burst(const TableSet& t, std::span<const PacketMeta> meta, 
                 continue;
             }
             const std::size_t f = m.key.family == Family::ipv4 ? 0 : 1;
-            keys[f][count[f]] = trie_key(m.key);
+            set_trie_key(m.key, keys[f][count[f]]);
             index[f][count[f]++] = static_cast<std::uint16_t>(i);
         }
         for (std::size_t f = 0; f < 2; ++f) {

@@ -81,15 +81,15 @@ struct TrieKey {
     std::uint32_t d[kMaxDims];
 };
 
-/// The trie key of a packet; `dims` of it are used (kDimsV4 or kDimsV6, by family). Inline: it
-/// runs for every classified packet.
-inline TrieKey trie_key(const PacketKey& k) noexcept {
+/// Writes the trie key of a packet into `t`: the `dims` words of its family (kDimsV4 or
+/// kDimsV6), the rest left as they are. In place and inline: it runs for every classified packet,
+/// and a key built in a temporary and copied stalls on store forwarding.
+inline void set_trie_key(const PacketKey& k, TrieKey& t) noexcept {
     const auto word = [](const Addr& a, unsigned w) noexcept {
         std::uint32_t v;
         std::memcpy(&v, a.bytes.data() + 4 * w, 4);
         return __builtin_bswap32(v);  // network to host order
     };
-    TrieKey t;
     unsigned d = 0;
     const unsigned words = k.family == Family::ipv4 ? 1 : 4;
     for (unsigned w = 0; w < words; ++w)
@@ -99,9 +99,13 @@ inline TrieKey trie_key(const PacketKey& k) noexcept {
     t.d[d++] = k.has_ports ? k.sport : k.has_icmp ? k.icmp_type : 0;
     t.d[d++] = k.has_ports ? k.dport : k.has_icmp ? k.icmp_code : 0;
     t.d[d++] = k.proto;
-    t.d[d++] = k.ingress == Ingress::inside ? 1 : 0;
-    for (; d < kMaxDims; ++d)
-        t.d[d] = 0;
+    t.d[d] = k.ingress == Ingress::inside ? 1 : 0;
+}
+
+/// The trie key of a packet, unused words zero (tests, `explain`).
+inline TrieKey trie_key(const PacketKey& k) noexcept {
+    TrieKey t{};
+    set_trie_key(k, t);
     return t;
 }
 
