@@ -444,6 +444,7 @@ int run_moatd(int argc, char** argv) {
     // File events become one reload once the file has been quiet for a moment (ConfigWatch).
     const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt->stats_period));
     auto next_stats = Clock::now() + period;
+    auto next_rates = Clock::now();  // per-worker rates (moatctl stats): sampled once a second
     std::optional<Clock::time_point> reload_at;  // when the pending file change is due
     int sig = 0;
     while (sig == 0) {
@@ -455,6 +456,8 @@ int run_moatd(int argc, char** argv) {
         if (opt->stats_period > 0)
             timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(next_stats - now) +
                                             std::chrono::milliseconds(1));
+        timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(next_rates - now) +
+                                        std::chrono::milliseconds(1));
         pollfd fds[3] = {{sfd, POLLIN, 0}, {watch.fd(), POLLIN, 0}, {sock.fd(), POLLIN, 0}};
         poll(fds, 3, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout.count())));
         if (fds[0].revents & POLLIN) {
@@ -478,6 +481,10 @@ int run_moatd(int argc, char** argv) {
             rt->reload("config file changed", true);
         }
         rt->reclaim();
+        if (Clock::now() >= next_rates) {
+            rt->sample_rates();
+            next_rates = Clock::now() + std::chrono::seconds(1);
+        }
         if (opt->stats_period > 0 && Clock::now() >= next_stats) {
             std::printf("stats %s\n", stats_json(rt->stats()).dump().c_str());
             std::fflush(stdout);

@@ -278,12 +278,21 @@ Stats Runtime::stats_locked() const {
     // a filter's count never dips right after a reload.
     const std::vector<const Generation*> retired = publisher_->retired_generations();
     if (retired.empty())
-        return collect_stats(workers_, *publisher_->current(), carried_);
+        return collect_stats(workers_, *publisher_->current(), carried_, rates_.rates());
     CarriedCounts carried = carried_;
     const std::unordered_set<std::string> live = keys_of(*publisher_->current());
     for (const Generation* old : retired)
         carry_survivors(*old, live, carried);
-    return collect_stats(workers_, *publisher_->current(), carried);
+    return collect_stats(workers_, *publisher_->current(), carried, rates_.rates());
+}
+
+void Runtime::sample_rates() {
+    std::lock_guard lock(mu_);
+    std::vector<WorkerSample> now;
+    for (const auto* w : workers_)
+        now.push_back(sample_worker(*w));
+    const auto t = std::chrono::steady_clock::now().time_since_epoch();
+    rates_.sample(now, std::chrono::duration<double>(t).count());
 }
 
 Stats Runtime::stats() const {

@@ -70,6 +70,9 @@ public:
     /// Sets `assign` in the config file (empty: unassign) and reloads. Control thread.
     nlohmann::json assign(const std::string& policy);
 
+    /// Samples the workers' counters for their rates (`stats`). Control thread, once a second.
+    void sample_rates();
+
     /// Called with every reload's outcome, whatever triggered it (moatd logs them). Control thread.
     void on_reload(std::function<void(const ReloadOutcome&)> f) { on_reload_ = std::move(f); }
 
@@ -103,6 +106,7 @@ private:
     mutable std::mutex mu_;  // guards everything below and the generations' lifetime for queries
     std::string loaded_text_;
     CarriedCounts carried_;
+    RateMeter rates_;
     std::map<std::uint64_t, std::unordered_set<std::string>> successor_keys_;
     std::vector<PortInfo> ports_;
     std::vector<const dp::WorkerContext*> workers_;

@@ -19,7 +19,39 @@ std::vector<Counts> row_hits(const Generation& g, std::size_t workers) {
     return rows;
 }
 
-Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Generation& g, const CarriedCounts& carried) {
+WorkerSample sample_worker(const dp::WorkerContext& w) noexcept {
+    WorkerSample s;
+    for (const auto& p : w.counters.port) {
+        s.rx_packets += p.rx_packets.get();
+        s.rx_bytes += p.rx_bytes.get();
+        s.tx_packets += p.tx_packets.get();
+        s.dropped += p.dropped.get();
+    }
+    return s;
+}
+
+void RateMeter::sample(std::span<const WorkerSample> now, double seconds) {
+    const double dt = seconds - last_seconds_;
+    if (last_.size() == now.size() && dt > 0) {
+        rates_.resize(now.size());
+        for (std::size_t i = 0; i < now.size(); ++i) {
+            // Relaxed reads of counters that only grow; a difference below zero cannot occur
+            // but would read as a huge rate, so it counts as zero.
+            const auto per_second = [dt](std::uint64_t a, std::uint64_t b) { return b >= a ? (b - a) / dt : 0.0; };
+            rates_[i] = {dt, per_second(last_[i].rx_packets, now[i].rx_packets),
+                         8 * per_second(last_[i].rx_bytes, now[i].rx_bytes),
+                         per_second(last_[i].tx_packets, now[i].tx_packets),
+                         per_second(last_[i].dropped, now[i].dropped)};
+        }
+    } else {
+        rates_.clear();
+    }
+    last_.assign(now.begin(), now.end());
+    last_seconds_ = seconds;
+}
+
+Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Generation& g, const CarriedCounts& carried,
+                    std::span<const WorkerRates> rates) {
     Stats s;
     s.generation = g.number;
     const CompiledPolicy& cp = g.compiled;
@@ -47,7 +79,13 @@ Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Gen
         WorkerStats& ws = s.workers.emplace_back();
         ws.index = w->index;
         ws.lcore = w->lcore;
-        ws.rx_packets = w->counters.port[0].rx_packets.get() + w->counters.port[1].rx_packets.get();
+        const WorkerSample sample = sample_worker(*w);
+        ws.rx_packets = sample.rx_packets;
+        ws.rx_bytes = sample.rx_bytes;
+        ws.tx_packets = sample.tx_packets;
+        ws.dropped = sample.dropped;
+        if (w->index < rates.size())
+            ws.rates = rates[w->index];
         ws.payload_scanned = w->counters.payload_scanned.get();
         ws.payload_bytes = w->counters.payload_bytes.get();
     }
@@ -93,8 +131,17 @@ nlohmann::json stats_json(const Stats& s) {
         j["workers"].push_back({{"worker", w.index},
                                 {"lcore", w.lcore},
                                 {"rx_packets", w.rx_packets},
+                                {"rx_bytes", w.rx_bytes},
+                                {"tx_packets", w.tx_packets},
+                                {"dropped", w.dropped},
                                 {"payload_scanned", w.payload_scanned},
-                                {"payload_bytes", w.payload_bytes}});
+                                {"payload_bytes", w.payload_bytes},
+                                {"rates",
+                                 {{"seconds", w.rates.seconds},
+                                  {"rx_pps", w.rates.rx_pps},
+                                  {"rx_bps", w.rates.rx_bps},
+                                  {"tx_pps", w.rates.tx_pps},
+                                  {"dropped_pps", w.rates.dropped_pps}}}});
         scanned += w.payload_scanned;
         scanned_bytes += w.payload_bytes;
     }
@@ -137,11 +184,18 @@ std::string stats_text(const Stats& s) {
     for (std::size_t r = 1; r < dp::kFragDrops; ++r)
         out += " " + std::string(dp::kFragDropNames[r]) + "=" + std::to_string(s.fragment_drops[r]);
     out += "\n";
-    out += "payload scans:";
-    for (const auto& w : s.workers)
-        out += " worker " + std::to_string(w.index) + " packets=" + std::to_string(w.payload_scanned) +
-               " bytes=" + std::to_string(w.payload_bytes) + ";";
-    out.back() = '\n';
+    // Per worker: rates over the last second (moatd samples once a second), then totals.
+    std::snprintf(line, sizeof line, "%-6s %5s %12s %12s %12s %10s %12s %12s %10s %14s\n", "worker", "lcore", "rx pkt/s",
+                  "tx pkt/s", "drop pkt/s", "rx Mbit/s", "rx packets", "tx packets", "scanned", "scanned bytes");
+    out += line;
+    for (const auto& w : s.workers) {
+        std::snprintf(line, sizeof line, "%-6u %5u %12.0f %12.0f %12.0f %10.1f %12llu %12llu %10llu %14llu\n", w.index,
+                      w.lcore, w.rates.rx_pps, w.rates.tx_pps, w.rates.dropped_pps, w.rates.rx_bps / 1e6,
+                      static_cast<unsigned long long>(w.rx_packets), static_cast<unsigned long long>(w.tx_packets),
+                      static_cast<unsigned long long>(w.payload_scanned),
+                      static_cast<unsigned long long>(w.payload_bytes));
+        out += line;
+    }
     if (!s.filters.empty()) {
         std::snprintf(line, sizeof line, "%10s %12s  %-6s %5s  %s\n", "packets", "bytes", "action", "line", "filter (list)");
         out += line;
@@ -212,6 +266,15 @@ std::string stats_prometheus(const Stats& s) {
         line("moat_fragment_drops_total", "why=\"" + std::string(dp::kFragDropNames[r]) + "\"", s.fragment_drops[r]);
     metric("moat_fragments_passed_total", "Fragments forwarded.");
     o += "moat_fragments_passed_total " + std::to_string(s.fragments_passed) + "\n";
+    metric("moat_worker_rx_packets_total", "Packets a worker received, both ports.");
+    for (const auto& w : s.workers)
+        line("moat_worker_rx_packets_total", "worker=\"" + std::to_string(w.index) + "\"", w.rx_packets);
+    metric("moat_worker_tx_packets_total", "Packets a worker sent, both ports.");
+    for (const auto& w : s.workers)
+        line("moat_worker_tx_packets_total", "worker=\"" + std::to_string(w.index) + "\"", w.tx_packets);
+    metric("moat_worker_dropped_total", "Packets a worker received and dropped.");
+    for (const auto& w : s.workers)
+        line("moat_worker_dropped_total", "worker=\"" + std::to_string(w.index) + "\"", w.dropped);
     metric("moat_payload_scanned_packets_total", "Packets whose payload a worker scanned.");
     for (const auto& w : s.workers)
         line("moat_payload_scanned_packets_total", "worker=\"" + std::to_string(w.index) + "\"", w.payload_scanned);

@@ -35,11 +35,44 @@ struct FilterStats {
     std::uint64_t packets = 0, bytes = 0;
 };
 
+/// One worker's counters at one moment, over both ports: what its rates are computed from.
+struct WorkerSample {
+    std::uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, dropped = 0;
+};
+
+WorkerSample sample_worker(const dp::WorkerContext& w) noexcept;
+
+/// A worker's rates over the last sampling interval.
+struct WorkerRates {
+    double seconds = 0;  ///< the interval they are over; 0: not measured yet (moatd's first second)
+    double rx_pps = 0, rx_bps = 0, tx_pps = 0, dropped_pps = 0;  ///< packets, bits per second
+};
+
+/// Per-worker rates between the last two samples; moatd's control thread samples once a second.
+/// Not thread-safe: the caller serialises (Runtime's lock).
+class RateMeter {
+public:
+    /// Takes a sample at `seconds` (a monotonic clock); the rates become those since the
+    /// previous sample. A sample with a different worker count, or not later than the previous
+    /// one, starts over.
+    void sample(std::span<const WorkerSample> now, double seconds);
+    /// Rates by worker index; empty before the second sample.
+    const std::vector<WorkerRates>& rates() const noexcept { return rates_; }
+
+private:
+    std::vector<WorkerSample> last_;
+    double last_seconds_ = 0;
+    std::vector<WorkerRates> rates_;
+};
+
 struct WorkerStats {
     unsigned index = 0, lcore = 0;
-    std::uint64_t rx_packets = 0;       ///< over both ports
-    std::uint64_t payload_scanned = 0;  ///< packets whose payload it scanned
-    std::uint64_t payload_bytes = 0;    ///< bytes it scanned
+    std::uint64_t rx_packets = 0, rx_bytes = 0;  ///< over both ports
+    std::uint64_t tx_packets = 0;                ///< over both ports
+    std::uint64_t dropped = 0;                   ///< received and dropped, any reason
+    std::uint64_t payload_scanned = 0;           ///< packets whose payload it scanned
+    std::uint64_t payload_bytes = 0;             ///< bytes it scanned
+    WorkerRates rates;
 };
 
 struct Stats {
@@ -64,9 +97,11 @@ using CarriedCounts = std::unordered_map<std::string, Counts>;
 /// Hits of each row of `g` in its own table set, summed over `workers` (live: relaxed loads).
 std::vector<Counts> row_hits(const Generation& g, std::size_t workers);
 
-/// The counters of `workers` and of generation `g` (plus what `carried` holds for its filters).
-/// Caller holds whatever keeps `g` alive.
-Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Generation& g, const CarriedCounts& carried);
+/// The counters of `workers` and of generation `g` (plus what `carried` holds for its filters),
+/// with the rates `rates` measured (by worker index; missing ones are left at zero). Caller holds
+/// whatever keeps `g` alive.
+Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Generation& g, const CarriedCounts& carried,
+                    std::span<const WorkerRates> rates = {});
 
 nlohmann::json stats_json(const Stats& s);
 std::string stats_text(const Stats& s);

@@ -41,7 +41,7 @@ constexpr const char* kHelp =
     "\n"
     "commands for the running moatd (over its control socket):\n"
     "  status [--json]                  policy, generation, last reload, ports, workers\n"
-    "  stats [--json|--prometheus]      counters: ports, drop reasons, filters\n"
+    "  stats [--json|--prometheus]      counters: ports, drop reasons, filters; per-worker rates\n"
     "  rules [--json]                   the ranked entries in force, with their filters' hits\n"
     "  explain [--json] PACKET          as above, against the policy in force (no --config)\n"
     "  reload                           reload the config file now\n"

@@ -161,6 +161,23 @@ TEST_F(Control, EveryCommandAgainstTheRunningMoatd) {
     EXPECT_TRUE(std::regex_search(prom.out, std::regex(R"(moat_filter_packets_total\{[^}]*filterlist="Web"[^}]*\} 3)")))
         << prom.out;
     EXPECT_TRUE(std::regex_search(prom.out, std::regex(R"(moat_port_rx_packets_total\{port="outside"\} 5)"))) << prom.out;
+    EXPECT_TRUE(std::regex_search(prom.out, std::regex(R"(moat_worker_dropped_total\{worker="0"\} 2)"))) << prom.out;
+
+    // Per worker: totals, and rates over the last second once moatd has sampled twice (it
+    // samples once a second; the five packets came at start-up, so the rates settle at zero).
+    const auto rated = moatd.wait_stats(
+        [](const nlohmann::json& st) { return st["workers"][0]["rates"]["seconds"].get<double>() > 0; }, 30);
+    ASSERT_TRUE(rated) << moatd.log();
+    const nlohmann::json& w0 = (*rated)["workers"][0];
+    EXPECT_EQ(w0["rx_packets"], 5);
+    EXPECT_EQ(w0["tx_packets"], 3);
+    EXPECT_EQ(w0["dropped"], 2);
+    for (const char* k : {"rx_pps", "rx_bps", "tx_pps", "dropped_pps"})
+        EXPECT_TRUE(w0["rates"][k].is_number()) << k << " in " << w0.dump();
+    const Result stext = moatctl({"stats"});
+    EXPECT_EQ(stext.status, 0) << stext.err;
+    EXPECT_TRUE(std::regex_search(stext.out, std::regex(R"(worker +lcore +rx pkt/s +tx pkt/s +drop pkt/s)"))) << stext.out;
+    EXPECT_TRUE(std::regex_search(stext.out, std::regex(R"(\n0 +\d+ +\d+ +\d+ +\d+ +[0-9.]+ +5 +3 )"))) << stext.out;
 
     // rules: compiled order, Web's entries first, with their hits.
     const nlohmann::json rules = json_of({"rules"});
