@@ -15,6 +15,12 @@ also the rate it forwards (tx). Every case runs once per round, --rounds rounds 
 the table shows each case's best round (noise on a shared machine only ever lowers a rate); the
 ratio is against plain forwarding at the same frame size. A two-core machine has no third core for a separate
 rxonly sink process, so the sink is net_null inside the process under test (see the README).
+
+Latency (--latency-rate packets per second, 0 to skip): perf/latency_probe owns two memif server
+ports, sends 64-byte UDP packets stamped with its TSC into the device's outside port and times
+them out of its inside port, through plain testpmd io and through moatd with the 10-filter
+policy, in the same rounds; the table shows each figure's median over the rounds and the
+difference to plain forwarding.
 """
 import argparse
 import json
@@ -147,17 +153,22 @@ def run_plain(tmp, size, warmup, seconds):
     return statistics.median(rx[i] for i in keep) / 1e6, statistics.median(tx[i] for i in keep if i < len(tx)) / 1e6
 
 
-def run_moatd(tmp, size, policy, warmup, seconds, moatd):
+def moatd_config(tmp, outside, inside, policy):
     cfg = f"{tmp}/moat.ini"
     with open(cfg, "w") as f:
         f.write("[appliance]\n"
-                f"outside = net_memif0,role=client,socket={tmp}/memif.sock,id=0\n"
-                "inside = net_null0,no-rx=1\n"
+                f"outside = {outside}\n"
+                f"inside = {inside}\n"
                 "me = 198.18.0.10, 198.18.0.20\n"
                 f"eal = {' '.join(eal_common('moat-tput-dut', '0@0,1@1'))}\n"
                 f"control = {tmp}/moat.sock\n"
                 "classifier_memory_mb = 16384\n"
                 "assign = " + policy["assign"] + "\n" + policy["text"])
+    return cfg
+
+
+def run_moatd(tmp, size, policy, warmup, seconds, moatd):
+    cfg = moatd_config(tmp, f"net_memif0,role=client,socket={tmp}/memif.sock,id=0", "net_null0,no-rx=1", policy)
     gen = generator(tmp, size)
     time.sleep(1.5)
     dut = Proc([moatd, "--config", cfg, "--stats-period", "1"], f"{tmp}/moatd.log")
@@ -187,6 +198,39 @@ def run_moatd(tmp, size, policy, warmup, seconds, moatd):
     return statistics.median(rx) / 1e6, statistics.median(tx) / 1e6
 
 
+def run_latency(tmp, policy, args, moatd, probe):
+    """Latency through plain testpmd io (policy None) or moatd: perf/latency_probe sends
+    args.latency_rate packets per second into the outside memif port and times them out of the
+    inside one. Returns the probe's JSON figures (microseconds)."""
+    for sock in ("lat-out.sock", "lat-in.sock"):
+        if os.path.exists(f"{tmp}/{sock}"):
+            os.unlink(f"{tmp}/{sock}")
+    outside = f"net_memif0,role=client,socket={tmp}/lat-out.sock,id=0"
+    inside = f"net_memif1,role=client,socket={tmp}/lat-in.sock,id=0"
+    prb = Proc([probe] + eal_common("moat-lat-probe", "0@0") +
+               ["--vdev", f"net_memif0,role=server,socket={tmp}/lat-out.sock,id=0",
+                "--vdev", f"net_memif1,role=server,socket={tmp}/lat-in.sock,id=0", "--",
+                "--rate", str(args.latency_rate), "--seconds", str(args.latency_seconds), "--warmup", str(args.warmup)],
+               f"{tmp}/probe.log")
+    time.sleep(1.5)  # the memif servers first: a client that finds no server never retries
+    if policy is None:
+        dut = Proc(["dpdk-testpmd"] + eal_common("moat-tput-dut", "0@0,1@1") +
+                   ["--vdev", outside, "--vdev", inside, "--", "--forward-mode=io", "--stats-period", "1"],
+                   f"{tmp}/plain.log")
+    else:
+        dut = Proc([moatd, "--config", moatd_config(tmp, outside, inside, policy)], f"{tmp}/moatd.log")
+    try:
+        prb.p.wait(timeout=args.warmup + args.latency_seconds + 60)
+    except subprocess.TimeoutExpired:
+        prb.stop(signal.SIGKILL)
+    dut.stop(signal.SIGINT if policy is None else signal.SIGTERM)
+    prb.stop()
+    lines = [l for l in prb.text().splitlines() if l.startswith("{")]
+    if prb.p.returncode != 0 or not lines:
+        sys.exit("the latency probe failed; its log:\n" + prb.text()[-2000:] + "\nthe device's log:\n" + dut.text()[-2000:])
+    return json.loads(lines[-1])
+
+
 def classbench(build, name, clients):
     text = subprocess.run([f"{build}/perf/classbench_policy", name], check=True, capture_output=True,
                           text=True).stdout
@@ -205,8 +249,11 @@ def main():
     ap.add_argument("--warmup", type=float, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--chart", default=os.path.join(ROOT, "build", "throughput.png"))
+    ap.add_argument("--latency-rate", type=int, default=10000, help="probe packets per second (0: no latency cases)")
+    ap.add_argument("--latency-seconds", type=float, default=5)
     args = ap.parse_args()
     moatd = f"{args.build}/tools/moatd"
+    probe = f"{args.build}/perf/latency_probe"
     sizes = [int(s) for s in args.sizes.split(",") if s]
     ipsec = {"assign": "Servers", "text": IPSEC_POLICY.format(clients=GENERATOR_FLOWS)}
     half = {"assign": "Servers", "text": IPSEC_POLICY.format(clients="198.18.0.0/17")}
@@ -218,9 +265,18 @@ def main():
 
     # Every case once per round, rounds one after the other: a slow spell of this shared
     # machine hits all cases alike; the table shows the median over the rounds.
+    latency_cases = [("plain testpmd io", None), ("moatd, 10-filter policy", ipsec)] if args.latency_rate > 0 else []
+
     results = {i: [] for i in range(len(cases))}
+    latency = {i: [] for i in range(len(latency_cases))}
     with tempfile.TemporaryDirectory(prefix="moat-tput.") as tmp:
         for r in range(args.rounds):
+            for i, (name, policy) in enumerate(latency_cases):
+                print(f"  round {r + 1}/{args.rounds}: latency, {name}, {args.latency_rate} packets/s ...", file=sys.stderr,
+                      flush=True)
+                latency[i].append(run_latency(tmp, policy, args, moatd, probe))
+                l = latency[i][-1]
+                print(f"    median {l['median_us']:.2f} us, p99 {l['p99_us']:.2f} us, {l['lost']} lost", file=sys.stderr)
             for i, (name, size, policy) in enumerate(cases):
                 print(f"  round {r + 1}/{args.rounds}: {name}, {size}-byte frames ...", file=sys.stderr, flush=True)
                 if name.startswith("plain"):
@@ -245,6 +301,25 @@ def main():
     for name, size, rx, tx, ratio in rows:
         print(f"| {name} | {size} | {rx:.2f} | {tx:.2f} | {ratio:.2f} |")
 
+    lat_rows = []
+    if latency_cases:
+        # Each figure is the median over the rounds (a slow spell of the machine shows in one
+        # round's figures, not in the median of three or more); sent and lost are totals.
+        for i, (name, _) in enumerate(latency_cases):
+            row = {k: statistics.median(l[k] for l in latency[i]) for k in ("median_us", "p99_us", "p999_us")}
+            row.update({k: sum(l[k] for l in latency[i]) for k in ("sent", "lost")})
+            lat_rows.append((name, row))
+        base = lat_rows[0][1]
+        print()
+        print(f"latency, 64-byte UDP at {args.latency_rate} packets/s through the device (outside -> inside), "
+              f"{args.latency_seconds:g} s per round, medians over {args.rounds} rounds:")
+        print()
+        print("| case | median us | p99 us | p99.9 us | added median us | added p99 us | sent | lost |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, l in lat_rows:
+            print(f"| {name} | {l['median_us']:.2f} | {l['p99_us']:.2f} | {l['p999_us']:.2f} | "
+                  f"{l['median_us'] - base['median_us']:+.2f} | {l['p99_us'] - base['p99_us']:+.2f} | {l['sent']} | {l['lost']} |")
+
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -252,7 +327,9 @@ def main():
     except ImportError:
         print("(no chart: python3-matplotlib is not installed)", file=sys.stderr)
         return
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, axes = plt.subplots(1, 2 if lat_rows else 1, figsize=(14 if lat_rows else 10, 4.5), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1]} if lat_rows else None)
+    ax = axes[0][0]
     labels = [f"{n}\n{s} B" for n, s, *_ in rows]
     ax.bar(range(len(rows)), [r[2] for r in rows], color=["#999999" if r[0].startswith("plain") else "#2b6cb0" for r in rows])
     for i, r in enumerate(rows):
@@ -261,6 +338,16 @@ def main():
     ax.set_xticklabels(labels, fontsize=7, rotation=30, ha="right")
     ax.set_ylabel("Mpps taken from the generator")
     ax.set_title("moatd vs plain testpmd io forwarding (memif, one worker; labels: ratio to plain)")
+    if lat_rows:
+        lx = axes[0][1]
+        xs = range(len(lat_rows))
+        lx.bar([x - 0.2 for x in xs], [l["median_us"] for _, l in lat_rows], width=0.4, label="median", color="#2b6cb0")
+        lx.bar([x + 0.2 for x in xs], [l["p99_us"] for _, l in lat_rows], width=0.4, label="p99", color="#90cdf4")
+        lx.set_xticks(list(xs))
+        lx.set_xticklabels([n.replace(", ", "\n") for n, _ in lat_rows], fontsize=7)
+        lx.set_ylabel("microseconds")
+        lx.set_title(f"latency at {args.latency_rate} packets/s", fontsize=9)
+        lx.legend(fontsize=7)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(args.chart)), exist_ok=True)
     fig.savefig(args.chart, dpi=120)
