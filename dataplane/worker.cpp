@@ -23,15 +23,30 @@ void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t 
     std::array<std::uint32_t, kDropReasons> reasons{};
     std::array<std::uint32_t, kFragDrops> fragment_reasons{};
     std::uint32_t bypassed = 0, fragments_passed = 0;
+    // Hits are added per run of packets with the same rank (a burst is often one flow or one
+    // filter): one counter update per run instead of a chain of dependent ones per packet.
+    Rank run_rank = kNoMatch;
+    std::uint32_t run_packets = 0;
+    std::uint64_t run_bytes = 0;
+    const auto end_run = [&] {
+        if (run_rank != kNoMatch) {
+            hits[run_rank].packets.add(run_packets);
+            hits[run_rank].bytes.add(run_bytes);
+        }
+    };
     for (std::uint16_t i = 0; i < b.n; ++i) {
         rte_mbuf* m = b.pkts[i];
         const Verdict& v = b.verdicts[i];
         const std::uint32_t len = m->pkt_len;
         rx_bytes += len;
-        if (v.rank != kNoMatch) {
-            hits[v.rank].packets.add(1);
-            hits[v.rank].bytes.add(len);
+        if (v.rank != run_rank) {
+            end_run();
+            run_rank = v.rank;
+            run_packets = 0;
+            run_bytes = 0;
         }
+        ++run_packets;
+        run_bytes += len;
         const PacketMeta& meta = b.meta[i];
         if (v.drop == DropReason::none) {
             bypassed += meta.bypass ? 1 : 0;
@@ -46,6 +61,7 @@ void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t 
             dropped[ndrop++] = m;
         }
     }
+    end_run();
     // The lengths are taken before the tx burst: a sent mbuf belongs to the driver afterwards.
     const std::uint16_t sent = npass ? rte_eth_tx_burst(tx_port, queue, pass.data(), npass) : 0;
     std::uint64_t tx_bytes = 0;
