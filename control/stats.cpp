@@ -266,21 +266,22 @@ std::string stats_prometheus(const Stats& s) {
         line("moat_fragment_drops_total", "why=\"" + std::string(dp::kFragDropNames[r]) + "\"", s.fragment_drops[r]);
     metric("moat_fragments_passed_total", "Fragments forwarded.");
     o += "moat_fragments_passed_total " + std::to_string(s.fragments_passed) + "\n";
-    metric("moat_worker_rx_packets_total", "Packets a worker received, both ports.");
-    for (const auto& w : s.workers)
-        line("moat_worker_rx_packets_total", "worker=\"" + std::to_string(w.index) + "\"", w.rx_packets);
-    metric("moat_worker_tx_packets_total", "Packets a worker sent, both ports.");
-    for (const auto& w : s.workers)
-        line("moat_worker_tx_packets_total", "worker=\"" + std::to_string(w.index) + "\"", w.tx_packets);
-    metric("moat_worker_dropped_total", "Packets a worker received and dropped.");
-    for (const auto& w : s.workers)
-        line("moat_worker_dropped_total", "worker=\"" + std::to_string(w.index) + "\"", w.dropped);
-    metric("moat_payload_scanned_packets_total", "Packets whose payload a worker scanned.");
-    for (const auto& w : s.workers)
-        line("moat_payload_scanned_packets_total", "worker=\"" + std::to_string(w.index) + "\"", w.payload_scanned);
-    metric("moat_payload_scanned_bytes_total", "Payload bytes a worker scanned.");
-    for (const auto& w : s.workers)
-        line("moat_payload_scanned_bytes_total", "worker=\"" + std::to_string(w.index) + "\"", w.payload_bytes);
+    struct PerWorker {
+        const char* name;
+        const char* help;
+        std::uint64_t WorkerStats::*field;
+    };
+    for (const PerWorker& m :
+         {PerWorker{"moat_worker_rx_packets_total", "Packets a worker received, both ports.", &WorkerStats::rx_packets},
+          PerWorker{"moat_worker_tx_packets_total", "Packets a worker sent, both ports.", &WorkerStats::tx_packets},
+          PerWorker{"moat_worker_dropped_total", "Packets a worker received and dropped.", &WorkerStats::dropped},
+          PerWorker{"moat_payload_scanned_packets_total", "Packets whose payload a worker scanned.",
+                    &WorkerStats::payload_scanned},
+          PerWorker{"moat_payload_scanned_bytes_total", "Payload bytes a worker scanned.", &WorkerStats::payload_bytes}}) {
+        metric(m.name, m.help);
+        for (const auto& w : s.workers)
+            line(m.name, "worker=\"" + std::to_string(w.index) + "\"", w.*m.field);
+    }
     metric("moat_filter_packets_total", "Packets decided by the filter.");
     for (const auto& f : s.filters)
         line("moat_filter_packets_total",
