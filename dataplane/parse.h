@@ -59,7 +59,7 @@ void parse_frame(const std::uint8_t* frame, std::uint32_t len, Ingress in, const
 /// from a linear copy (at most kMaxFrame bytes; longer frames are malformed). Returns how many
 /// of the packets are fragments (FragmentTable::settle has work only when there are some).
 std::size_t parse_burst(std::span<rte_mbuf* const> pkts, Ingress in, const ParsePolicy& pol,
-                 std::span<PacketMeta> out) noexcept;
+                        std::span<PacketMeta> out) noexcept;
 
 /// The longest frame: an IPv4 or IPv6 packet of 65535 bytes plus Ethernet and two VLAN tags.
 inline constexpr std::uint32_t kMaxFrame = 65535 + 40 + 14 + 8;

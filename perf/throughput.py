@@ -264,7 +264,8 @@ def main():
     cases.append(("moatd, 10 filters, 50% blocked", sizes[0], half))
 
     # Every case once per round, rounds one after the other: a slow spell of this shared
-    # machine hits all cases alike; the table shows the median over the rounds.
+    # machine hits one round's cases, not one case's rounds; the table shows each case's best
+    # round (rates) and the median over the rounds (latency).
     latency_cases = [("plain testpmd io", None), ("moatd, 10-filter policy", ipsec)] if args.latency_rate > 0 else []
 
     results = {i: [] for i in range(len(cases))}
