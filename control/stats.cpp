@@ -189,10 +189,14 @@ std::string stats_text(const Stats& s) {
                   "tx pkt/s", "drop pkt/s", "rx Mbit/s", "rx packets", "tx packets", "scanned", "scanned bytes");
     out += line;
     for (const auto& w : s.workers) {
-        std::snprintf(line, sizeof line, "%-6u %5u %12.0f %12.0f %12.0f %10.1f %12llu %12llu %10llu %14llu\n", w.index,
-                      w.lcore, w.rates.rx_pps, w.rates.tx_pps, w.rates.dropped_pps, w.rates.rx_bps / 1e6,
-                      static_cast<unsigned long long>(w.rx_packets), static_cast<unsigned long long>(w.tx_packets),
-                      static_cast<unsigned long long>(w.payload_scanned),
+        if (w.rates.seconds > 0)
+            std::snprintf(line, sizeof line, "%-6u %5u %12.0f %12.0f %12.0f %10.1f", w.index, w.lcore, w.rates.rx_pps,
+                          w.rates.tx_pps, w.rates.dropped_pps, w.rates.rx_bps / 1e6);
+        else  // moatd's first second: no interval to measure over yet
+            std::snprintf(line, sizeof line, "%-6u %5u %12s %12s %12s %10s", w.index, w.lcore, "-", "-", "-", "-");
+        out += line;
+        std::snprintf(line, sizeof line, " %12llu %12llu %10llu %14llu\n", static_cast<unsigned long long>(w.rx_packets),
+                      static_cast<unsigned long long>(w.tx_packets), static_cast<unsigned long long>(w.payload_scanned),
                       static_cast<unsigned long long>(w.payload_bytes));
         out += line;
     }

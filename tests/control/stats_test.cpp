@@ -52,5 +52,29 @@ TEST(RateMeter, ACounterBelowItsLastSampleReadsAsNoTrafficNotAHugeRate) {
     EXPECT_DOUBLE_EQ(m.rates()[0].rx_pps, 0.0);
 }
 
+TEST(StatsText, WorkerRowsShowRatesOnceMeasuredAndADashBefore) {
+    Stats s;
+    s.ports[0].name = "outside";
+    s.ports[1].name = "inside";
+    WorkerStats& first = s.workers.emplace_back();
+    first.index = 0;
+    first.lcore = 1;
+    first.rx_packets = 10;
+    first.tx_packets = 7;
+    WorkerStats& second = s.workers.emplace_back();
+    second.index = 1;
+    second.lcore = 3;
+    second.rx_packets = 2000;
+    second.tx_packets = 1500;
+    second.rates = {1.0, 2000, 8 * 128000.0, 1500, 500};
+    const std::string text = stats_text(s);
+    EXPECT_NE(text.find("\n0          1            -            -            -          -           10            7 "),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("\n1          3         2000         1500          500        1.0         2000         1500 "),
+              std::string::npos)
+        << text;
+}
+
 }  // namespace
 }  // namespace moat::ctl
