@@ -266,9 +266,21 @@ private:
         return node;
     }
 
-    /// A leaf of `rules` (in rank order): the tree's checked dimensions, in blocks (trie.h).
-    std::uint32_t leaf(const std::vector<std::uint32_t>& rules, const Cell&) {
-        const std::uint32_t mask = tree_mask_;
+    /// A leaf of `rules` (in rank order) for the packets of cell `c`: its checked dimensions, in
+    /// blocks (trie.h).
+    std::uint32_t leaf(const std::vector<std::uint32_t>& rules, const Cell& c) {
+        // The dimensions this leaf checks: those of the tree in which some entry does not cover
+        // the whole region of packets that reach the leaf ([rlo, rhi], exact: a run of slots
+        // is never cut again in its dimension). The others admit every such packet.
+        std::uint32_t mask = 0;
+        for (std::uint32_t dm = tree_mask_; dm; dm &= dm - 1) {
+            const unsigned d = static_cast<unsigned>(__builtin_ctz(dm));
+            for (const auto r : rules)
+                if (lo(r, d) > c.rlo[d] || hi(r, d) < c.rhi[d]) {
+                    mask |= 1u << d;
+                    break;
+                }
+        }
         leaf_key_.assign(rules.begin(), rules.end());
         leaf_key_.push_back(mask);
         if (const auto it = leaves_.find(leaf_key_); it != leaves_.end())
@@ -282,7 +294,7 @@ private:
         words_[at + 1] = at + 2;  // which holds this leaf's own ref
         words_[at + 2] = at;
         words_[at + 3] = n;
-        words_[at + 4] = 0;
+        words_[at + 4] = mask;
         for (std::uint32_t i = 0; i < n; ++i)
             words_[at + dp::kLeafHeaderWords + i] = ranks_[rules[i]];
         std::uint32_t* lanes = &words_[at + dp::kLeafHeaderWords + n];
@@ -412,7 +424,7 @@ Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const 
             }
             cost += kStep * l.tree_steps[tree];
             const std::uint32_t n = w[ref + 3];
-            const unsigned nd = static_cast<unsigned>(__builtin_popcount(l.tree_dims[tree]));
+            const unsigned nd = static_cast<unsigned>(__builtin_popcount(w[ref + 4]));  // the leaf's checked dimensions
             for (std::uint32_t b = 0; b < n; b += dp::kBlock) {
                 cost += kBlock + kBlockDim * nd;
                 ++blocks;

@@ -44,22 +44,25 @@ void prefix_word(const Addr& a, unsigned len, unsigned word, std::uint32_t& lo, 
     hi = lo | ~mask;
 }
 
-/// The first entry of the leaf at `leaf` that admits `k`: v in [lo, hi] is (v - lo) <= (hi - lo).
+/// The first entry of the leaf at `leaf` that admits `k`: v in [lo, hi] is (v - lo) <= (hi - lo),
+/// in each of the leaf's checked dimensions (leaf[4]).
 struct ScanScalar {
-    Rank operator()(const std::uint32_t* leaf, const TrieKey& k, const Dims& dims) const noexcept {
+    Rank operator()(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
         const std::uint32_t n = leaf[3];
+        const std::uint32_t mask = leaf[4];
+        const unsigned nd = static_cast<unsigned>(__builtin_popcount(mask));
         const std::uint32_t* ranks = leaf + kLeafHeaderWords;
         const std::uint32_t* block = ranks + n;
-        for (std::uint32_t b = 0; b < n; b += kBlock, block += 2 * dims.n * kBlock) {
+        for (std::uint32_t b = 0; b < n; b += kBlock, block += 2 * nd * kBlock) {
             const std::uint32_t m = std::min(kBlock, n - b);  // entries in this block
             for (std::uint32_t i = 0; i < m; ++i) {
-                unsigned j = 0;
-                for (; j < dims.n; ++j) {
-                    const std::uint32_t lo = block[2 * j * m + i], hi = block[(2 * j + 1) * m + i];
-                    if (k.d[dims.d[j]] - lo > hi - lo)
-                        break;
+                bool admits = true;
+                const std::uint32_t* lanes = block;
+                for (std::uint32_t dm = mask; dm && admits; dm &= dm - 1, lanes += 2 * m) {
+                    const std::uint32_t lo = lanes[i], hi = lanes[m + i];
+                    admits = k.d[__builtin_ctz(dm)] - lo <= hi - lo;
                 }
-                if (j == dims.n)
+                if (admits)
                     return ranks[b + i];
             }
         }

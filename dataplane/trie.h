@@ -26,12 +26,14 @@
 // leaf is at, and needs no branch to ask whether it has arrived:
 //   node  : w[0] = dim | shift << 8 | mask << 16   (index = (key[dim] >> shift) & mask)
 //           w[1] = word offset of its first slot; the mask + 1 slots hold refs
-//   leaf  : w[0] = 0; w[1] = offset + 2; w[2] = its own ref; w[3] = n; w[4] = 0;
-//           w[5 .. 5+n) = ranks; then the entries in blocks of 16 (the last may be shorter, of
-//           m entries): for each of the tree's checked dimensions, in increasing order,
+//   leaf  : w[0] = 0; w[1] = offset + 2; w[2] = its own ref; w[3] = n; w[4] = the mask of its
+//           checked dimensions; w[5 .. 5+n) = ranks; then the entries in blocks of 16 (the last
+//           may be shorter, of m entries): for each checked dimension, in increasing order,
 //           lo[16 or m] then hi[16 or m]. One block is 2 * dims * 64 contiguous bytes.
-// A tree checks the dimensions in which one of its entries is narrower than the whole domain
-// (`tree_dims`); the others admit every packet. Offset 0 holds the empty leaf (n = 0):
+// A leaf checks the dimensions in which one of its entries does not cover the whole region of
+// packets that reach it (a subset of its tree's `tree_dims`, those in which some entry of the
+// tree is narrower than the whole domain); the others admit every packet that gets there. On
+// ClassBench this leaves about 3 of 4.5 dimensions per leaf. Offset 0 holds the empty leaf (n = 0):
 // kEmptyRef stands for "no entries here". The array ends with 64 bytes of zeros so that
 // 16-lane loads of a short last block never leave it (lanes past n are masked out).
 #pragma once
@@ -68,7 +70,7 @@ struct Trie {
     unsigned dims = kDimsV4;
     std::vector<std::uint32_t> roots;                  ///< one ref per tree
     std::vector<Rank> best_rank;                       ///< per tree: the best rank it holds
-    std::vector<std::uint32_t> tree_dims;              ///< per tree: mask of the checked dimensions
+    std::vector<std::uint32_t> tree_dims;              ///< per tree: mask of the dimensions its entries narrow
     std::vector<std::uint32_t> tree_steps;             ///< per tree: nodes on its longest path
     std::unique_ptr<std::uint32_t[], AlignedFree> words;
     std::size_t size = 0;                              ///< words in use (without the tail padding)

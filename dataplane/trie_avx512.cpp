@@ -10,41 +10,23 @@ namespace moat::dp {
 
 namespace {
 
-/// A leaf with ND checked dimensions (the loops unroll).
-template <unsigned ND>
-Rank scan_leaf(const std::uint32_t* leaf, const TrieKey& k, const unsigned* dims) noexcept {
-    const std::uint32_t n = leaf[3];
-    const std::uint32_t* ranks = leaf + kLeafHeaderWords;
-    const std::uint32_t* block = ranks + n;
-    __m512i key[ND];
-    for (unsigned j = 0; j < ND; ++j)
-        key[j] = _mm512_set1_epi32(static_cast<int>(k.d[dims[j]]));
-    for (std::uint32_t b = 0; b < n; b += kBlock, block += 2 * ND * kBlock) {
-        // A short last block's lanes past its m entries are the next array's or the arena's zero
-        // tail: masked out.
-        const std::uint32_t m = n - b < kBlock ? n - b : kBlock;
-        __mmask16 match = static_cast<__mmask16>((1u << m) - 1);
-        for (unsigned j = 0; j < ND; ++j) {
-            match = _mm512_mask_cmp_epu32_mask(match, key[j], _mm512_loadu_si512(block + 2 * j * m), _MM_CMPINT_NLT);
-            match = _mm512_mask_cmp_epu32_mask(match, key[j], _mm512_loadu_si512(block + (2 * j + 1) * m), _MM_CMPINT_LE);
-        }
-        if (match)
-            return ranks[b + static_cast<unsigned>(__builtin_ctz(match))];
-    }
-    return kNoMatch;
-}
-
+/// The leaf's checked dimensions (leaf[4]) narrow a 16-bit mask of the entries of a block that
+/// still match, two compares per dimension.
 struct ScanAvx512 {
-    Rank operator()(const std::uint32_t* leaf, const TrieKey& k, const Dims& dims) const noexcept {
+    Rank operator()(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
         const std::uint32_t n = leaf[3];
+        const std::uint32_t dims = leaf[4];
+        const std::uint32_t stride = 2 * static_cast<std::uint32_t>(__builtin_popcount(dims)) * kBlock;
         const std::uint32_t* ranks = leaf + kLeafHeaderWords;
         const std::uint32_t* block = ranks + n;
-        for (std::uint32_t b = 0; b < n; b += kBlock, block += 2 * dims.n * kBlock) {
+        for (std::uint32_t b = 0; b < n; b += kBlock, block += stride) {
+            // A short last block's lanes past its m entries are the next array's or the arena's
+            // zero tail: masked out.
             const std::uint32_t m = std::min(kBlock, n - b);
             __mmask16 match = static_cast<__mmask16>((1u << m) - 1);
             const std::uint32_t* lanes = block;
-            for (unsigned j = 0; j < dims.n; ++j, lanes += 2 * m) {
-                const __m512i key = _mm512_set1_epi32(static_cast<int>(k.d[dims.d[j]]));
+            for (std::uint32_t dm = dims; dm; dm &= dm - 1, lanes += 2 * m) {
+                const __m512i key = _mm512_set1_epi32(static_cast<int>(k.d[__builtin_ctz(dm)]));
                 match = _mm512_mask_cmp_epu32_mask(match, key, _mm512_loadu_si512(lanes), _MM_CMPINT_NLT);
                 match = _mm512_mask_cmp_epu32_mask(match, key, _mm512_loadu_si512(lanes + m), _MM_CMPINT_LE);
             }

@@ -14,16 +14,6 @@ namespace {
 /// first is needed, so their latencies overlap instead of adding up.
 constexpr std::size_t kWalkChunk = 32;
 
-/// The checked dimensions of one tree, as a list (trie.h `tree_dims`).
-struct Dims {
-    unsigned n = 0;
-    unsigned d[kMaxDims];
-    explicit Dims(std::uint32_t mask) noexcept {
-        for (; mask; mask &= mask - 1)
-            d[n++] = static_cast<unsigned>(__builtin_ctz(mask));
-    }
-};
-
 /// One step from `ref`; a leaf steps to itself (see the encoding in trie.h). The header and the
 /// slot index are read in one 8-byte load.
 inline std::uint32_t step(const std::uint32_t* w, std::uint32_t ref, const TrieKey& k) noexcept {
@@ -43,7 +33,7 @@ Rank lookup_one(const Trie& t, const TrieKey& k, Scan scan) noexcept {
         std::uint32_t ref = t.roots[tree];
         for (std::uint32_t s = t.tree_steps[tree]; s > 0; --s)
             ref = step(w, ref, k);
-        best = std::min(best, scan(w + ref, k, Dims(t.tree_dims[tree])));
+        best = std::min(best, scan(w + ref, k));
     }
     return best;
 }
@@ -57,7 +47,6 @@ void classify_chunk(const Trie& t, const TrieKey* keys, Rank* ranks, std::size_t
     for (std::size_t tree = 0; tree < t.roots.size(); ++tree) {
         const std::uint32_t root = t.roots[tree];
         const Rank tree_best = t.best_rank[tree];
-        const Dims dims(t.tree_dims[tree]);
         // A packet that already has a better rank than anything in this tree skips it.
         for (std::size_t i = 0; i < n; ++i)
             ref[i] = ranks[i] < tree_best ? kEmptyRef : root;
@@ -72,7 +61,7 @@ void classify_chunk(const Trie& t, const TrieKey* keys, Rank* ranks, std::size_t
             }
         }
         for (std::size_t i = 0; i < n; ++i)
-            ranks[i] = std::min(ranks[i], scan(w + ref[i], keys[i], dims));
+            ranks[i] = std::min(ranks[i], scan(w + ref[i], keys[i]));
     }
 }
 
