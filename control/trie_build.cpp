@@ -352,7 +352,7 @@ namespace {
 /// One way of splitting the entries into trees, built.
 struct Layout {
     std::vector<std::uint32_t> words;
-    std::vector<std::uint32_t> roots, tree_dims, tree_steps;
+    std::vector<std::uint32_t> roots, tree_steps;
     std::vector<dp::Rank> best_rank;
     TrieBuildStats stats;
     bool over_limit = false;
@@ -385,7 +385,6 @@ Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const
         }
         l.roots.push_back(root);
         l.best_rank.push_back(best);
-        l.tree_dims.push_back(mask);
         l.tree_steps.push_back(b.tree_steps());
     }
     l.stats = {static_cast<unsigned>(l.roots.size()), ranks.size(), b.stats().nodes, b.stats().leaves,
@@ -548,7 +547,6 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
     t.dims = dims;
     t.roots = best->roots;
     t.best_rank = best->best_rank;
-    t.tree_dims = best->tree_dims;
     t.tree_steps = best->tree_steps;
     res.stats = best->stats;
     const std::vector<std::uint32_t>& w = best->words;

@@ -31,7 +31,7 @@
 //           may be shorter, of m entries): for each checked dimension, in increasing order,
 //           lo[16 or m] then hi[16 or m]. One block is 2 * dims * 64 contiguous bytes.
 // A leaf checks the dimensions in which one of its entries does not cover the whole region of
-// packets that reach it (a subset of its tree's `tree_dims`, those in which some entry of the
+// packets that reach it (a subset of its tree's dimensions, those in which some entry of the
 // tree is narrower than the whole domain); the others admit every packet that gets there. On
 // ClassBench this leaves about 3 of 4.5 dimensions per leaf. Offset 0 holds the empty leaf (n = 0):
 // kEmptyRef stands for "no entries here". The array ends with 64 bytes of zeros so that
@@ -70,7 +70,6 @@ struct Trie {
     unsigned dims = kDimsV4;
     std::vector<std::uint32_t> roots;                  ///< one ref per tree
     std::vector<Rank> best_rank;                       ///< per tree: the best rank it holds
-    std::vector<std::uint32_t> tree_dims;              ///< per tree: mask of the dimensions its entries narrow
     std::vector<std::uint32_t> tree_steps;             ///< per tree: nodes on its longest path
     std::unique_ptr<std::uint32_t[], AlignedFree> words;
     std::size_t size = 0;                              ///< words in use (without the tail padding)

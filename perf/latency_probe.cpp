@@ -9,14 +9,10 @@
 // clock). Packets sent during the warm-up are not counted. Prints one JSON line:
 //   {"sent": N, "received": N, "lost": N, "min_us": x, "median_us": x, "p99_us": x, "p999_us": x, "max_us": x}
 // Exit 1 with a message when the ports do not come up or nothing comes back.
-#include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_ethdev.h>
-#include <rte_ether.h>
-#include <rte_ip.h>
 #include <rte_mbuf.h>
-#include <rte_udp.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -25,6 +21,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include "tests/common/packets.h"
 
 namespace {
 
@@ -75,7 +73,7 @@ Options parse(int argc, char** argv) {
         else
             die("unknown option " + a + " (--rate, --seconds, --warmup, --size, --link-wait)");
     }
-    constexpr unsigned kHeaders = sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr);
+    constexpr unsigned kHeaders = 14 + 20 + 8;  // Ethernet, IPv4, UDP
     if (o.size < kHeaders + sizeof(Stamp) || o.size > 1514)
         die("--size must be " + std::to_string(kHeaders + sizeof(Stamp)) + " to 1514 bytes");
     return o;
@@ -95,32 +93,34 @@ bool link_up(std::uint16_t port) {
     return rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
 }
 
-rte_mbuf* probe_packet(rte_mempool* pool, unsigned size, std::uint32_t seq) {
+/// The probe's frame (tests/common/packets.h builds it, lengths and checksum filled in); the
+/// stamp goes at `at`, the start of the UDP payload.
+struct Template {
+    moat::test::Bytes bytes;
+    std::size_t at = 0;
+};
+
+Template probe_template(unsigned size) {
+    moat::test::Pkt p;
+    p.src = "198.18.1.11";
+    p.dst = "198.18.0.10";
+    p.proto = 17;
+    p.sport = 40001;
+    p.dport = 53;
+    p.payload.assign(size - 14 - 20 - 8, '\0');
+    const moat::test::Built b = moat::test::build(p);
+    return {b.bytes, b.l4 + 8};
+}
+
+rte_mbuf* probe_packet(rte_mempool* pool, const Template& t, std::uint32_t seq) {
     rte_mbuf* m = rte_pktmbuf_alloc(pool);
     if (!m)
         return nullptr;
-    auto* p = rte_pktmbuf_mtod(m, std::uint8_t*);
-    std::memset(p, 0, size);
-    auto* eth = reinterpret_cast<rte_ether_hdr*>(p);
-    eth->dst_addr = {{0x02, 0, 0, 0, 0, 0x02}};
-    eth->src_addr = {{0x02, 0, 0, 0, 0, 0x01}};
-    eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
-    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(eth + 1);
-    ip->version_ihl = RTE_IPV4_VHL_DEF;
-    ip->total_length = rte_cpu_to_be_16(static_cast<std::uint16_t>(size - sizeof(rte_ether_hdr)));
-    ip->time_to_live = 64;
-    ip->next_proto_id = IPPROTO_UDP;
-    ip->src_addr = rte_cpu_to_be_32(RTE_IPV4(198, 18, 1, 11));
-    ip->dst_addr = rte_cpu_to_be_32(RTE_IPV4(198, 18, 0, 10));
-    ip->hdr_checksum = rte_ipv4_cksum(ip);
-    auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
-    udp->src_port = rte_cpu_to_be_16(40001);
-    udp->dst_port = rte_cpu_to_be_16(53);
-    udp->dgram_len = rte_cpu_to_be_16(static_cast<std::uint16_t>(size - sizeof(rte_ether_hdr) - sizeof(rte_ipv4_hdr)));
-    m->data_len = m->pkt_len = size;
+    char* p = rte_pktmbuf_append(m, static_cast<std::uint16_t>(t.bytes.size()));
+    std::memcpy(p, t.bytes.data(), t.bytes.size());
     Stamp s{kMagic, seq, 0};
     s.tsc = rte_rdtsc();  // last: the time it leaves
-    std::memcpy(udp + 1, &s, sizeof s);
+    std::memcpy(p + t.at, &s, sizeof s);
     return m;
 }
 
@@ -144,6 +144,7 @@ int main(int argc, char** argv) {
         die("cannot create the mbuf pool");
     start_port(0, pool);
     start_port(1, pool);
+    const Template frame = probe_template(o.size);
 
     const std::uint64_t hz = rte_get_tsc_hz();
     const std::uint64_t wait_until = rte_rdtsc() + static_cast<std::uint64_t>(o.link_wait * static_cast<double>(hz));
@@ -168,7 +169,7 @@ int main(int argc, char** argv) {
     for (std::uint64_t now = rte_rdtsc(); now < drain_until; now = rte_rdtsc()) {
         if (now >= next && now < send_until) {
             next += gap;
-            if (rte_mbuf* m = probe_packet(pool, o.size, seq)) {
+            if (rte_mbuf* m = probe_packet(pool, frame, seq)) {
                 if (rte_eth_tx_burst(0, 0, &m, 1) == 1) {
                     if (now >= measure_from) {
                         first_measured = std::min(first_measured, seq);
@@ -183,10 +184,9 @@ int main(int argc, char** argv) {
         const std::uint16_t n = rte_eth_rx_burst(1, 0, pkts, kBurst);
         const std::uint64_t arrived = rte_rdtsc();
         for (std::uint16_t i = 0; i < n; ++i) {
-            constexpr unsigned at = sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr);
             Stamp s{};
-            if (pkts[i]->data_len >= at + sizeof s) {
-                std::memcpy(&s, rte_pktmbuf_mtod_offset(pkts[i], const std::uint8_t*, at), sizeof s);
+            if (pkts[i]->data_len >= frame.at + sizeof s) {
+                std::memcpy(&s, rte_pktmbuf_mtod_offset(pkts[i], const std::uint8_t*, frame.at), sizeof s);
                 if (s.magic == kMagic && s.seq >= first_measured && s.tsc <= arrived) {
                     ++received;
                     us.push_back(static_cast<double>(arrived - s.tsc) * 1e6 / static_cast<double>(hz));
