@@ -304,7 +304,7 @@ private:
                 const unsigned d = static_cast<unsigned>(__builtin_ctz(dm));
                 for (std::uint32_t i = 0; i < m; ++i) {
                     lanes[i] = lo(rules[b + i], d);
-                    lanes[m + i] = hi(rules[b + i], d);
+                    lanes[m + i] = hi(rules[b + i], d) - lo(rules[b + i], d);
                 }
             }
         }

@@ -44,7 +44,7 @@ void prefix_word(const Addr& a, unsigned len, unsigned word, std::uint32_t& lo, 
     hi = lo | ~mask;
 }
 
-/// The first entry of the leaf at `leaf` that admits `k`: v in [lo, hi] is (v - lo) <= (hi - lo),
+/// The first entry of the leaf at `leaf` that admits `k`: v in [lo, hi] is v - lo <= span,
 /// in each of the leaf's checked dimensions (leaf[4]).
 struct ScanScalar {
     Rank operator()(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
@@ -59,8 +59,7 @@ struct ScanScalar {
                 bool admits = true;
                 const std::uint32_t* lanes = block;
                 for (std::uint32_t dm = mask; dm && admits; dm &= dm - 1, lanes += 2 * m) {
-                    const std::uint32_t lo = lanes[i], hi = lanes[m + i];
-                    admits = k.d[__builtin_ctz(dm)] - lo <= hi - lo;
+                    admits = k.d[__builtin_ctz(dm)] - lanes[i] <= lanes[m + i];
                 }
                 if (admits)
                     return ranks[b + i];

@@ -29,7 +29,8 @@
 //   leaf  : w[0] = 0; w[1] = offset + 2; w[2] = its own ref; w[3] = n; w[4] = the mask of its
 //           checked dimensions; w[5 .. 5+n) = ranks; then the entries in blocks of 16 (the last
 //           may be shorter, of m entries): for each checked dimension, in increasing order,
-//           lo[16 or m] then hi[16 or m]. One block is 2 * dims * 64 contiguous bytes.
+//           lo[16 or m] then span[16 or m] (hi - lo: v is in [lo, hi] when v - lo <= span, one
+//           subtraction and one unsigned compare). One block is 2 * dims * 64 contiguous bytes.
 // A leaf checks the dimensions in which one of its entries does not cover the whole region of
 // packets that reach it (a subset of its tree's dimensions, those in which some entry of the
 // tree is narrower than the whole domain); the others admit every packet that gets there. On
