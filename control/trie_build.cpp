@@ -53,7 +53,7 @@ public:
             const std::vector<dp::Rank>& ranks, unsigned dims, const TrieBuildOptions& opt)
         : lo_(lo), hi_(hi), ranks_(ranks), dims_(dims), opt_(opt) {
         // The empty leaf at offset 0 (see trie.h): it steps to itself and holds no entries.
-        words_ = {0, 2, dp::kEmptyRef, 0, 0};
+        words_ = {0, 2, dp::kEmptyRef, 0, 0, 0};
         limit_words_ = opt.memory_limit / sizeof(std::uint32_t);
     }
 
@@ -281,39 +281,59 @@ private:
                     break;
                 }
         }
-        leaf_key_.assign(rules.begin(), rules.end());
-        leaf_key_.push_back(mask);
-        if (const auto it = leaves_.find(leaf_key_); it != leaves_.end())
-            return it->second;
+        // Dimensions whose region is at most 2^16 wide take 16-bit lanes (trie.h), entries
+        // clamped to the region.
+        std::uint32_t narrow = 0;
+        for (std::uint32_t dm = mask; dm; dm &= dm - 1) {
+            const unsigned d = static_cast<unsigned>(__builtin_ctz(dm));
+            if (c.rhi[d] - c.rlo[d] <= 0xffff)
+                narrow |= 1u << d;
+        }
+        const std::uint32_t wide = mask & ~narrow;
         const std::uint32_t n = static_cast<std::uint32_t>(rules.size());
-        const unsigned checked = static_cast<unsigned>(__builtin_popcount(mask));
-        const std::uint32_t at = alloc(dp::kLeafHeaderWords + n + 2 * checked * n);
-        if (at == 0)
-            return dp::kEmptyRef;
-        words_[at] = 0;  // dimension 0, shift 0, mask 0: the step lands on the next slot,
-        words_[at + 1] = at + 2;  // which holds this leaf's own ref
-        words_[at + 2] = at;
-        words_[at + 3] = n;
-        words_[at + 4] = mask;
-        for (std::uint32_t i = 0; i < n; ++i)
-            words_[at + dp::kLeafHeaderWords + i] = ranks_[rules[i]];
-        std::uint32_t* lanes = &words_[at + dp::kLeafHeaderWords + n];
+        // The leaf after its first three words; equal leaves are stored once.
+        leaf_key_.assign({n, wide, narrow});
+        for (const auto r : rules)
+            leaf_key_.push_back(ranks_[r]);
         for (std::uint32_t b = 0; b < n; b += dp::kBlock) {
             const std::uint32_t m = std::min(dp::kBlock, n - b);
-            for (std::uint32_t dm = mask; dm; dm &= dm - 1, lanes += 2 * m) {
+            const std::size_t at = leaf_key_.size();
+            leaf_key_.resize(at + dp::leaf_block_words(wide, narrow, m));
+            std::uint32_t* lanes = &leaf_key_[at];
+            for (std::uint32_t dm = wide; dm; dm &= dm - 1, lanes += 2 * m) {
                 const unsigned d = static_cast<unsigned>(__builtin_ctz(dm));
                 for (std::uint32_t i = 0; i < m; ++i) {
                     lanes[i] = lo(rules[b + i], d);
                     lanes[m + i] = hi(rules[b + i], d) - lo(rules[b + i], d);
                 }
             }
+            for (std::uint32_t dm = narrow; dm; dm &= dm - 1, lanes += m) {
+                const unsigned d = static_cast<unsigned>(__builtin_ctz(dm));
+                std::vector<std::uint16_t> half(2 * m);
+                for (std::uint32_t i = 0; i < m; ++i) {
+                    // Every entry of the leaf overlaps its region (it was put here for that).
+                    const std::uint32_t l = std::max(lo(rules[b + i], d), c.rlo[d]);
+                    const std::uint32_t h = std::min(hi(rules[b + i], d), c.rhi[d]);
+                    half[i] = static_cast<std::uint16_t>(l);
+                    half[m + i] = static_cast<std::uint16_t>(h - l);
+                }
+                std::memcpy(lanes, half.data(), 4 * m);
+            }
         }
+        if (const auto it = leaves_.find(leaf_key_); it != leaves_.end())
+            return it->second;
+        const std::uint32_t at = alloc(3 + leaf_key_.size());
+        if (at == 0)
+            return dp::kEmptyRef;
+        words_[at] = 0;  // dimension 0, shift 0, mask 0: the step lands on the next slot,
+        words_[at + 1] = at + 2;  // which holds this leaf's own ref
+        words_[at + 2] = at;
+        std::copy(leaf_key_.begin(), leaf_key_.end(), words_.begin() + at + 3);
         ++stats_.leaves;
         stats_.leaf_entries += n;
         stats_.max_leaf = std::max<std::size_t>(stats_.max_leaf, n);
-        const std::uint32_t ref = at;
-        leaves_.emplace(leaf_key_, ref);
-        return ref;
+        leaves_.emplace(leaf_key_, at);
+        return at;
     }
 
     /// `n` words at the end of the arena; 0 when the memory limit would be passed.
@@ -423,7 +443,7 @@ Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const 
             }
             cost += kStep * l.tree_steps[tree];
             const std::uint32_t n = w[ref + 3];
-            const unsigned nd = static_cast<unsigned>(__builtin_popcount(w[ref + 4]));  // the leaf's checked dimensions
+            const unsigned nd = static_cast<unsigned>(__builtin_popcount(w[ref + 4] | w[ref + 5]));  // the leaf's checked dimensions
             for (std::uint32_t b = 0; b < n; b += dp::kBlock) {
                 cost += kBlock + kBlockDim * nd;
                 ++blocks;

@@ -44,26 +44,44 @@ void prefix_word(const Addr& a, unsigned len, unsigned word, std::uint32_t& lo, 
     hi = lo | ~mask;
 }
 
-/// The first entry of the leaf at `leaf` that admits `k`: v in [lo, hi] is v - lo <= span,
-/// in each of the leaf's checked dimensions (leaf[4]).
+/// The first entry of the leaf at `leaf` that admits `k`: v in [lo, hi] is v - lo <= span, in
+/// each of the leaf's checked dimensions, 32-bit (leaf[4]) and 16-bit (leaf[5], modulo 2^16).
 struct ScanScalar {
-    Rank operator()(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
-        const std::uint32_t n = leaf[3];
-        const std::uint32_t mask = leaf[4];
-        const unsigned nd = static_cast<unsigned>(__builtin_popcount(mask));
-        const std::uint32_t* ranks = leaf + kLeafHeaderWords;
-        const std::uint32_t* block = ranks + n;
-        for (std::uint32_t b = 0; b < n; b += kBlock, block += 2 * nd * kBlock) {
-            const std::uint32_t m = std::min(kBlock, n - b);  // entries in this block
-            for (std::uint32_t i = 0; i < m; ++i) {
-                bool admits = true;
-                const std::uint32_t* lanes = block;
-                for (std::uint32_t dm = mask; dm && admits; dm &= dm - 1, lanes += 2 * m) {
-                    admits = k.d[__builtin_ctz(dm)] - lanes[i] <= lanes[m + i];
-                }
-                if (admits)
-                    return ranks[b + i];
+    /// The first entry of the block of m at `lanes` (ranks `ranks`) that admits `k`.
+    static Rank block(const std::uint32_t* lanes, const std::uint32_t* ranks, std::uint32_t m, std::uint32_t wide,
+                      std::uint32_t narrow, const TrieKey& k) noexcept {
+        for (std::uint32_t i = 0; i < m; ++i) {
+            bool admits = true;
+            const std::uint32_t* l = lanes;
+            for (std::uint32_t dm = wide; dm && admits; dm &= dm - 1, l += 2 * m)
+                admits = k.d[__builtin_ctz(dm)] - l[i] <= l[m + i];
+            for (std::uint32_t dm = narrow; dm && admits; dm &= dm - 1, l += m) {
+                std::uint16_t lo, span;
+                std::memcpy(&lo, reinterpret_cast<const std::uint8_t*>(l) + 2 * i, 2);
+                std::memcpy(&span, reinterpret_cast<const std::uint8_t*>(l) + 2 * (m + i), 2);
+                admits = static_cast<std::uint16_t>(k.d[__builtin_ctz(dm)] - lo) <= span;
             }
+            if (admits)
+                return ranks[i];
+        }
+        return kNoMatch;
+    }
+
+    Rank first(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
+        const std::uint32_t n = leaf[3];
+        const std::uint32_t* ranks = leaf + kLeafHeaderWords;
+        return block(ranks + n, ranks, std::min(kBlock, n), leaf[4], leaf[5], k);
+    }
+
+    Rank rest(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
+        const std::uint32_t n = leaf[3], wide = leaf[4], narrow = leaf[5];
+        const std::uint32_t* ranks = leaf + kLeafHeaderWords;
+        const std::uint32_t* lanes = ranks + n + leaf_block_words(wide, narrow, kBlock);
+        for (std::uint32_t b = kBlock; b < n; b += kBlock) {
+            const std::uint32_t m = std::min(kBlock, n - b);
+            if (const Rank r = block(lanes, ranks + b, m, wide, narrow, k); r != kNoMatch)
+                return r;
+            lanes += leaf_block_words(wide, narrow, m);
         }
         return kNoMatch;
     }
@@ -105,7 +123,9 @@ void rule_ranges(const Rule& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kMa
 LeafScan best_leaf_scan() noexcept {
     if (const char* force = std::getenv("MOAT_LEAF_SCAN"); force && std::string_view(force) == "scalar")
         return LeafScan::scalar;
-    return __builtin_cpu_supports("avx512f") ? LeafScan::avx512 : LeafScan::scalar;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+               ? LeafScan::avx512
+               : LeafScan::scalar;
 }
 
 void trie_classify(const Trie& t, std::span<const TrieKey> keys, std::span<Rank> ranks, LeafScan scan) noexcept {

@@ -26,15 +26,21 @@
 // leaf is at, and needs no branch to ask whether it has arrived:
 //   node  : w[0] = dim | shift << 8 | mask << 16   (index = (key[dim] >> shift) & mask)
 //           w[1] = word offset of its first slot; the mask + 1 slots hold refs
-//   leaf  : w[0] = 0; w[1] = offset + 2; w[2] = its own ref; w[3] = n; w[4] = the mask of its
-//           checked dimensions; w[5 .. 5+n) = ranks; then the entries in blocks of 16 (the last
-//           may be shorter, of m entries): for each checked dimension, in increasing order,
-//           lo[16 or m] then span[16 or m] (hi - lo: v is in [lo, hi] when v - lo <= span, one
-//           subtraction and one unsigned compare). One block is 2 * dims * 64 contiguous bytes.
+//   leaf  : w[0] = 0; w[1] = offset + 2; w[2] = its own ref; w[3] = n; w[4] and w[5] = the
+//           masks of its checked dimensions with 32-bit and with 16-bit lanes; w[6 .. 6+n) =
+//           ranks; then the entries in blocks of 16 (the last may be shorter, of m entries): for
+//           each dimension of w[4], in increasing order, lo[16 or m] then span[16 or m] (32-bit
+//           words; span = hi - lo: v is in [lo, hi] when v - lo <= span, one subtraction and one
+//           unsigned compare); then for each dimension of w[5] the same with 16-bit halves.
 // A leaf checks the dimensions in which one of its entries does not cover the whole region of
 // packets that reach it (a subset of its tree's dimensions, those in which some entry of the
 // tree is narrower than the whole domain); the others admit every packet that gets there. On
-// ClassBench this leaves about 3 of 4.5 dimensions per leaf. Offset 0 holds the empty leaf (n = 0):
+// ClassBench this leaves about 3 of 4.5 dimensions per leaf. A checked dimension whose region is
+// at most 2^16 wide (always the ports, the protocol and the arrival port; an address once the
+// path has fixed all but 16 of its bits) is checked modulo 2^16 in 16-bit lanes: every key that
+// reaches the leaf and every entry (clamped to the region) lie in one window of 2^16 values, so
+// v - lo modulo 2^16 <= span exactly when lo <= v <= lo + span. Half the bytes, the same two
+// operations. Offset 0 holds the empty leaf (n = 0):
 // kEmptyRef stands for "no entries here". The array ends with 64 bytes of zeros so that
 // 16-lane loads of a short last block never leave it (lanes past n are masked out).
 #pragma once
@@ -55,8 +61,14 @@ inline constexpr unsigned kDimsV6 = 12;
 inline constexpr unsigned kMaxDims = kDimsV6;
 inline constexpr unsigned kMaxTrees = 3;
 inline constexpr std::uint32_t kEmptyRef = 0;  ///< the empty leaf at offset 0
-inline constexpr std::uint32_t kLeafHeaderWords = 5;
+inline constexpr std::uint32_t kLeafHeaderWords = 6;
 inline constexpr std::uint32_t kBlock = 16;  ///< entries per leaf block (one 512-bit vector of lanes)
+
+/// Words of a leaf block of `m` entries with the checked dimensions `wide` (32-bit lanes) and
+/// `narrow` (16-bit lanes).
+inline std::uint32_t leaf_block_words(std::uint32_t wide, std::uint32_t narrow, std::uint32_t m) noexcept {
+    return (2 * static_cast<std::uint32_t>(__builtin_popcount(wide)) + static_cast<std::uint32_t>(__builtin_popcount(narrow))) * m;
+}
 
 struct AlignedFree {
     void operator()(std::uint32_t* p) const noexcept;

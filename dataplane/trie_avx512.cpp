@@ -1,7 +1,8 @@
 // The AVX-512 leaf scan: 16 entries per step. For each dimension d, a subtraction of the lanes
 // lo[d] and an unsigned compare against span[d] (hi - lo) narrow a 16-bit mask of the entries
 // still matching; the lowest set bit left is the leaf's best entry (leaves are in rank order).
-// This file alone is compiled with -mavx512f; trie.cpp calls it only when the CPU has AVX-512F.
+// This file alone is compiled with -mavx512f -mavx512bw -mavx512vl; trie.cpp calls it only when
+// the CPU has all three.
 #include <immintrin.h>
 
 #include "dataplane/trie_impl.h"
@@ -10,28 +11,50 @@ namespace moat::dp {
 
 namespace {
 
-/// The leaf's checked dimensions (leaf[4]) narrow a 16-bit mask of the entries of a block that
-/// still match, one subtraction and one compare per dimension.
+/// The leaf's checked dimensions narrow a 16-bit mask of the entries of a block that still
+/// match, one subtraction and one compare per dimension: 16 lanes of 32 bits for those of
+/// leaf[4], 16 lanes of 16 bits (modulo 2^16) for those of leaf[5].
 struct ScanAvx512 {
-    Rank operator()(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
+    /// The entries of one block of m (<= 16) at `lanes` that admit `k`, as a bit mask.
+    static __mmask16 block(const std::uint32_t* lanes, std::uint32_t m, std::uint32_t wide, std::uint32_t narrow,
+                           const TrieKey& k) noexcept {
+        // A short last block's lanes past its m entries are the next array's or the arena's
+        // zero tail: masked out.
+        __mmask16 match = static_cast<__mmask16>((1u << m) - 1);
+        for (std::uint32_t dm = wide; dm; dm &= dm - 1, lanes += 2 * m) {
+            const __m512i key = _mm512_set1_epi32(static_cast<int>(k.d[__builtin_ctz(dm)]));
+            const __m512i off = _mm512_sub_epi32(key, _mm512_loadu_si512(lanes));
+            match = _mm512_mask_cmp_epu32_mask(match, off, _mm512_loadu_si512(lanes + m), _MM_CMPINT_LE);
+        }
+        for (std::uint32_t dm = narrow; dm; dm &= dm - 1, lanes += m) {
+            const __m256i key = _mm256_set1_epi16(static_cast<short>(k.d[__builtin_ctz(dm)]));
+            const auto* half = reinterpret_cast<const std::uint16_t*>(lanes);
+            const __m256i off = _mm256_sub_epi16(key, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(half)));
+            match = _mm256_mask_cmp_epu16_mask(match, off, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(half + m)),
+                                               _MM_CMPINT_LE);
+        }
+        return match;
+    }
+
+    /// The best entry of the leaf's first block that admits `k`, without a branch on the result.
+    Rank first(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
         const std::uint32_t n = leaf[3];
-        const std::uint32_t dims = leaf[4];
-        const std::uint32_t stride = 2 * static_cast<std::uint32_t>(__builtin_popcount(dims)) * kBlock;
         const std::uint32_t* ranks = leaf + kLeafHeaderWords;
-        const std::uint32_t* block = ranks + n;
-        for (std::uint32_t b = 0; b < n; b += kBlock, block += stride) {
-            // A short last block's lanes past its m entries are the next array's or the arena's
-            // zero tail: masked out.
+        const __mmask16 match = block(ranks + n, std::min(kBlock, n), leaf[4], leaf[5], k);
+        const Rank r = ranks[__builtin_ctz(match | 0x8000u)];
+        return match ? r : kNoMatch;
+    }
+
+    /// The best entry after the first block (leaves of more than one block).
+    Rank rest(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
+        const std::uint32_t n = leaf[3], wide = leaf[4], narrow = leaf[5];
+        const std::uint32_t* ranks = leaf + kLeafHeaderWords;
+        const std::uint32_t* lanes = ranks + n + leaf_block_words(wide, narrow, kBlock);
+        for (std::uint32_t b = kBlock; b < n; b += kBlock) {
             const std::uint32_t m = std::min(kBlock, n - b);
-            __mmask16 match = static_cast<__mmask16>((1u << m) - 1);
-            const std::uint32_t* lanes = block;
-            for (std::uint32_t dm = dims; dm; dm &= dm - 1, lanes += 2 * m) {
-                const __m512i key = _mm512_set1_epi32(static_cast<int>(k.d[__builtin_ctz(dm)]));
-                const __m512i off = _mm512_sub_epi32(key, _mm512_loadu_si512(lanes));
-                match = _mm512_mask_cmp_epu32_mask(match, off, _mm512_loadu_si512(lanes + m), _MM_CMPINT_LE);
-            }
-            if (match)
+            if (const __mmask16 match = block(lanes, m, wide, narrow, k))
                 return ranks[b + static_cast<unsigned>(__builtin_ctz(match))];
+            lanes += leaf_block_words(wide, narrow, m);
         }
         return kNoMatch;
     }

@@ -33,7 +33,8 @@ Rank lookup_one(const Trie& t, const TrieKey& k, Scan scan) noexcept {
         std::uint32_t ref = t.roots[tree];
         for (std::uint32_t s = t.tree_steps[tree]; s > 0; --s)
             ref = step(w, ref, k);
-        best = std::min(best, scan(w + ref, k));
+        const Rank r = scan.first(w + ref, k);
+        best = std::min(best, r != kNoMatch ? r : scan.rest(w + ref, k));
     }
     return best;
 }
@@ -60,8 +61,22 @@ void classify_chunk(const Trie& t, const TrieKey* keys, Rank* ranks, std::size_t
                 __builtin_prefetch(w + ref[i]);
             }
         }
-        for (std::size_t i = 0; i < n; ++i)
-            ranks[i] = std::min(ranks[i], scan(w + ref[i], keys[i]));
+        // Every packet's first leaf block, without a branch on its result; then the further
+        // blocks for the packets that found nothing in a first block with more after it. A
+        // branch per packet on the answer would be mispredicted on every mixed burst.
+        std::uint32_t more[kWalkChunk];
+        std::size_t nmore = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::uint32_t* leaf = w + ref[i];
+            const Rank r = scan.first(leaf, keys[i]);
+            ranks[i] = std::min(ranks[i], r);
+            more[nmore] = static_cast<std::uint32_t>(i);
+            nmore += r == kNoMatch && leaf[3] > kBlock;
+        }
+        for (std::size_t j = 0; j < nmore; ++j) {
+            const std::size_t i = more[j];
+            ranks[i] = std::min(ranks[i], scan.rest(w + ref[i], keys[i]));
+        }
     }
 }
 
