@@ -275,6 +275,68 @@ TEST(TrieRandom, EveryBurstSizeThroughClassifyBurst) {
     }
 }
 
+TEST(TrieRandom, RepeatedAndNearlyRepeatedKeysInABurst) {
+    // trie_classify gives a packet whose key equals the previous one that packet's answer. Runs
+    // of one key (across chunk boundaries, whole bursts) and neighbours that differ from the
+    // key before them in exactly one dimension must all get the reference's answer.
+    std::mt19937 rng(99);
+    const ctl::LoadResult lr = random_policy(rng, 150);
+    const auto& rules = lr.compiled->rules;
+    const auto packets = random_packets(rng, rules, 4000);
+    for (const Family f : {Family::ipv4, Family::ipv6}) {
+        auto built = ctl::build_trie(rules, f);
+        ASSERT_TRUE(built.trie) << built.error;
+        const unsigned dims = f == Family::ipv4 ? kDimsV4 : kDimsV6;
+        std::vector<PacketKey> pool;
+        for (const auto& k : packets)
+            if (k.family == f)
+                pool.push_back(k);
+        ASSERT_GT(pool.size(), 100u);
+        std::vector<PacketKey> seq;
+        std::size_t one_dim_apart = 0;  // neighbours one dimension apart with different answers
+        while (seq.size() < 3000) {
+            const PacketKey& a = pool[rng() % pool.size()];
+            if (rng() % 2) {
+                seq.insert(seq.end(), 1 + rng() % 40, a);
+                continue;
+            }
+            const TrieKey ka = trie_key(a);
+            for (unsigned j = 0; j < dims; ++j) {
+                std::uint32_t d[kMaxDims];
+                std::copy(ka.d, ka.d + dims, d);
+                d[j] = trie_key(pool[rng() % pool.size()]).d[j];
+                const PacketKey b = key_of(d, f);
+                seq.push_back(a);
+                seq.push_back(b);
+                const TrieKey kb = trie_key(b);
+                unsigned differing = 0;
+                for (unsigned i = 0; i < dims; ++i)
+                    differing += ka.d[i] != kb.d[i];
+                one_dim_apart += differing == 1 && classify_ref(rules, a) != classify_ref(rules, b);
+            }
+        }
+        EXPECT_GT(one_dim_apart, 20u) << "the sequence must hold neighbours that only one dimension tells apart";
+        std::vector<Rank> want(seq.size());
+        std::vector<TrieKey> keys(seq.size());
+        for (std::size_t i = 0; i < seq.size(); ++i) {
+            want[i] = classify_ref(rules, seq[i]);
+            keys[i] = trie_key(seq[i]);
+        }
+        for (const LeafScan scan : scans()) {
+            for (const std::size_t burst : {1u, 7u, 31u, 32u, 33u, 64u, 100u}) {
+                std::vector<Rank> got(seq.size());
+                for (std::size_t at = 0; at < seq.size(); at += burst) {
+                    const std::size_t n = std::min(burst, seq.size() - at);
+                    trie_classify(*built.trie, {keys.data() + at, n}, {got.data() + at, n}, scan);
+                }
+                for (std::size_t i = 0; i < seq.size(); ++i)
+                    ASSERT_EQ(got[i], want[i]) << (f == Family::ipv4 ? "IPv4" : "IPv6") << " burst " << burst
+                                               << ", packet " << i << " (scan " << int(scan) << ")";
+            }
+        }
+    }
+}
+
 TEST(TrieBuild, MemoryLimitIsAnErrorNotACrash) {
     std::mt19937 rng(3);
     const ctl::LoadResult lr = random_policy(rng, 300);
