@@ -39,44 +39,62 @@ Rank lookup_one(const Trie& t, const TrieKey& k, Scan scan) noexcept {
     return best;
 }
 
-template <typename Scan>
-void classify_chunk(const Trie& t, const TrieKey* keys, Rank* ranks, std::size_t n, Scan scan) noexcept {
+/// One tree for the packets `at(0) .. at(m - 1)` of a chunk: `at` is the identity for the first
+/// tree (every packet walks it) and a list for the others, so that the first pays no indirection.
+template <typename Scan, typename At>
+void walk_tree(const Trie& t, std::size_t tree, const TrieKey* keys, Rank* ranks, std::size_t m, At at,
+               Scan scan) noexcept {
     const std::uint32_t* w = t.words.get();
     std::uint32_t ref[kWalkChunk];
+    std::uint32_t more[kWalkChunk];
+    for (std::size_t j = 0; j < m; ++j)
+        ref[j] = t.roots[tree];
+    // Level by level, the same step for every packet, as many steps as the tree is deep: a
+    // packet that has reached its leaf stays there, so the loops have no data-dependent branch
+    // (trees are kept shallow, see TrieBuildOptions::max_depth). Each step prefetches what it
+    // found for the next.
+    for (std::uint32_t s = t.tree_steps[tree]; s > 0; --s) {
+        for (std::size_t j = 0; j < m; ++j) {
+            ref[j] = step(w, ref[j], keys[at(j)]);
+            __builtin_prefetch(w + ref[j]);
+        }
+    }
+    // Every packet's first leaf block, then the further blocks of the few packets that found
+    // nothing in a first block with more after it: one loop of the same shape for all packets,
+    // instead of a block loop whose exit is mispredicted on mixed bursts.
+    std::size_t nmore = 0;
+    for (std::size_t j = 0; j < m; ++j) {
+        const std::uint32_t* leaf = w + ref[j];
+        const Rank r = scan.first(leaf, keys[at(j)]);
+        ranks[at(j)] = std::min(ranks[at(j)], r);
+        more[nmore] = static_cast<std::uint32_t>(j);
+        nmore += r == kNoMatch && leaf[3] > kBlock;
+    }
+    for (std::size_t k = 0; k < nmore; ++k) {
+        const std::size_t j = more[k];
+        ranks[at(j)] = std::min(ranks[at(j)], scan.rest(w + ref[j], keys[at(j)]));
+    }
+}
+
+template <typename Scan>
+void classify_chunk(const Trie& t, const TrieKey* keys, Rank* ranks, std::size_t n, Scan scan) noexcept {
     for (std::size_t i = 0; i < n; ++i)
         ranks[i] = kNoMatch;
-    for (std::size_t tree = 0; tree < t.roots.size(); ++tree) {
-        const std::uint32_t root = t.roots[tree];
+    if (t.roots.empty())
+        return;
+    walk_tree(t, 0, keys, ranks, n, [](std::size_t j) { return j; }, scan);
+    std::uint32_t idx[kWalkChunk];
+    for (std::size_t tree = 1; tree < t.roots.size(); ++tree) {
+        // A packet that already has a better rank than anything in this tree skips it; the
+        // others are listed (without a branch), and a tree nobody needs is not walked at all.
         const Rank tree_best = t.best_rank[tree];
-        // A packet that already has a better rank than anything in this tree skips it.
-        for (std::size_t i = 0; i < n; ++i)
-            ref[i] = ranks[i] < tree_best ? kEmptyRef : root;
-        // Level by level, the same step for every packet, as many steps as the tree is deep: a
-        // packet that has reached its leaf stays there, so the loops have no data-dependent
-        // branch (trees are kept shallow, see TrieBuildOptions::max_depth). Each step prefetches
-        // what it found for the next.
-        for (std::uint32_t s = t.tree_steps[tree]; s > 0; --s) {
-            for (std::size_t i = 0; i < n; ++i) {
-                ref[i] = step(w, ref[i], keys[i]);
-                __builtin_prefetch(w + ref[i]);
-            }
-        }
-        // Every packet's first leaf block, then the further blocks of the few packets that
-        // found nothing in a first block with more after it: one loop of the same shape for all
-        // packets, instead of a block loop whose exit is mispredicted on mixed bursts.
-        std::uint32_t more[kWalkChunk];
-        std::size_t nmore = 0;
+        std::size_t m = 0;
         for (std::size_t i = 0; i < n; ++i) {
-            const std::uint32_t* leaf = w + ref[i];
-            const Rank r = scan.first(leaf, keys[i]);
-            ranks[i] = std::min(ranks[i], r);
-            more[nmore] = static_cast<std::uint32_t>(i);
-            nmore += r == kNoMatch && leaf[3] > kBlock;
+            idx[m] = static_cast<std::uint32_t>(i);
+            m += ranks[i] >= tree_best;
         }
-        for (std::size_t j = 0; j < nmore; ++j) {
-            const std::size_t i = more[j];
-            ranks[i] = std::min(ranks[i], scan.rest(w + ref[i], keys[i]));
-        }
+        if (m > 0)
+            walk_tree(t, tree, keys, ranks, m, [&idx](std::size_t j) { return idx[j]; }, scan);
     }
 }
 
