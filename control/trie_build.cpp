@@ -38,6 +38,13 @@ struct Cut {
     std::size_t max_seg = 0, space = 0;
 };
 
+struct VecHash;
+
+/// The cut each node chose, by its path from the root (tree, then the run taken at each level):
+/// a node's choice depends only on its entries and cell, which a deeper build of the same
+/// groups shares with a shallower one down to the shallower one's depth.
+using CutMemo = std::unordered_map<std::vector<std::uint32_t>, Cut, VecHash>;
+
 struct VecHash {
     std::size_t operator()(const std::vector<std::uint32_t>& v) const noexcept {
         std::size_t h = v.size();
@@ -50,8 +57,8 @@ struct VecHash {
 class Builder {
 public:
     Builder(const std::vector<std::uint32_t>& lo, const std::vector<std::uint32_t>& hi,
-            const std::vector<dp::Rank>& ranks, unsigned dims, const TrieBuildOptions& opt)
-        : lo_(lo), hi_(hi), ranks_(ranks), dims_(dims), opt_(opt) {
+            const std::vector<dp::Rank>& ranks, unsigned dims, const TrieBuildOptions& opt, CutMemo& memo)
+        : lo_(lo), hi_(hi), ranks_(ranks), dims_(dims), opt_(opt), memo_(memo) {
         // The empty leaf at offset 0 (see trie.h): it steps to itself and holds no entries.
         words_ = {0, 2, dp::kEmptyRef, 0, 0, 0};
         limit_words_ = opt.memory_limit / sizeof(std::uint32_t);
@@ -61,6 +68,7 @@ public:
     std::uint32_t build_tree(std::vector<std::uint32_t>& rules, const std::vector<unsigned>& widths, std::uint32_t dims) {
         tree_mask_ = dims;
         tree_steps_ = 0;
+        path_.assign(1, tree_++);
         Cell c{};
         for (unsigned d = 0; d < dims_; ++d) {
             c.lo[d] = 0;
@@ -135,19 +143,19 @@ private:
     }
 
     /// The entries' offsets in cell c on dimension d, clamped to the cell, each list sorted:
-    /// where they start (aoff_) and where they end (zoff_). False when every entry covers the
-    /// whole cell (nothing to cut).
+    /// where they start (aoff_) and where they end (zoff_), and how many cover the whole cell
+    /// (whole_). False when every entry does (nothing to cut).
     bool sorted_offsets(const std::vector<std::uint32_t>& rules, const Cell& c, unsigned d) {
         aoff_.clear();
         zoff_.clear();
         const std::uint32_t top = cell_hi(c, d);
-        bool all_whole = true;
+        whole_ = 0;
         for (const auto r : rules) {
             aoff_.push_back(std::max(lo(r, d), c.lo[d]) - c.lo[d]);
             zoff_.push_back(std::min(hi(r, d), top) - c.lo[d]);
-            all_whole = all_whole && aoff_.back() == 0 && zoff_.back() == top - c.lo[d];
+            whole_ += aoff_.back() == 0 && zoff_.back() == top - c.lo[d];
         }
-        if (all_whole) {  // no cut of this dimension separates anything: skip the sorting
+        if (whole_ == rules.size()) {  // no cut of this dimension separates anything: skip the sorting
             aoff_.clear();
             return false;
         }
@@ -202,11 +210,41 @@ private:
         stats_.max_depth = std::max(stats_.max_depth, depth);
         if (rules.size() <= opt_.leaf_size || (opt_.max_depth && depth > opt_.max_depth))
             return leaf(rules, c);
-        const double budget = opt_.space_factor * static_cast<double>(rules.size());
         Cut best;
         bool found = false;
+        if (const auto it = memo_.find(path_); it != memo_.end()) {
+            best = it->second;
+            found = best.bits != 0;
+        } else {
+            found = choose_cut(rules, c, best);
+            memo_.emplace(path_, found ? best : Cut{});
+        }
+        if (!found)
+            return leaf(rules, c);  // nothing separates these entries any further
+        return node(rules, c, depth, best);
+    }
+
+    /// The cut of the dimension and bits that leave the smallest largest segment within the
+    /// space budget; false when none separates the entries.
+    bool choose_cut(const std::vector<std::uint32_t>& rules, const Cell& c, Cut& best) {
+        const double budget = opt_.space_factor * static_cast<double>(rules.size());
+        bool found = false;
+        // Dimensions with few entries covering the whole cell first: those entries bound a
+        // cut's largest segment from below, so a good cut found early rules out the others
+        // without sorting them (ties still go to the lowest dimension, as in index order).
+        unsigned order[kMaxDims];
+        std::size_t whole[kMaxDims];
         for (unsigned d = 0; d < dims_; ++d) {
-            if (c.rem[d] == 0 || !sorted_offsets(rules, c, d))
+            order[d] = d;
+            whole[d] = 0;
+            const std::uint32_t top = cell_hi(c, d);
+            for (const auto r : rules)
+                whole[d] += lo(r, d) <= c.lo[d] && hi(r, d) >= top;
+        }
+        std::stable_sort(order, order + dims_, [&](unsigned a, unsigned b) { return whole[a] < whole[b]; });
+        for (const unsigned d : std::span(order, dims_)) {
+            if (c.rem[d] == 0 || whole[d] == rules.size() || (found && whole[d] > best.max_seg) ||
+                !sorted_offsets(rules, c, d))
                 continue;
             for (unsigned bits = 1; bits <= std::min(c.rem[d], opt_.max_cut_bits); ++bits) {
                 Cut cut{d, bits, 0, 0};
@@ -215,15 +253,22 @@ private:
                     break;  // more bits only cost more
                 if (cut.max_seg >= rules.size())
                     continue;
-                if (!found || cut.max_seg < best.max_seg || (cut.max_seg == best.max_seg && cut.space < best.space)) {
+                if (!found || cut.max_seg < best.max_seg ||
+                    (cut.max_seg == best.max_seg && (cut.space < best.space || (cut.space == best.space && d < best.dim)))) {
                     best = cut;
                     found = true;
                 }
+                // The entries covering the whole cell are in every segment: once the largest
+                // segment holds only them, more bits only cost space.
+                if (cut.max_seg <= whole_)
+                    break;
             }
         }
-        if (!found)
-            return leaf(rules, c);  // nothing separates these entries any further
+        return found;
+    }
 
+    /// An inner node cutting `best`, and its subtrees.
+    std::uint32_t node(const std::vector<std::uint32_t>& rules, const Cell& c, unsigned depth, Cut best) {
         std::vector<std::uint32_t> starts;
         segments(rules, c, best.dim, best.bits, best, &starts);
         const std::size_t nslots = std::size_t{1} << best.bits;
@@ -258,7 +303,9 @@ private:
             child.rem[best.dim] = s == e ? shift : 0;
             child.rlo[best.dim] = child.lo[best.dim];
             child.rhi[best.dim] = c.lo[best.dim] + (((e + 1) << shift) - 1);
+            path_.push_back(static_cast<std::uint32_t>(g));
             const std::uint32_t ref = build(runs[g], child, depth + 1);
+            path_.pop_back();
             std::vector<std::uint32_t>().swap(runs[g]);
             for (std::uint32_t slot = s; slot <= e; ++slot)
                 words_[node + 2 + slot] = ref;
@@ -291,15 +338,35 @@ private:
         }
         const std::uint32_t wide = mask & ~narrow;
         const std::uint32_t n = static_cast<std::uint32_t>(rules.size());
-        // The leaf after its first three words; equal leaves are stored once.
-        leaf_key_.assign({n, wide, narrow});
-        for (const auto r : rules)
-            leaf_key_.push_back(ranks_[r]);
+        // Equal leaves are stored once: the same entries, checked dimensions and, for the 16-bit
+        // ones, region (their entries are clamped to it) make the same words.
+        leaf_key_.assign(rules.begin(), rules.end());
+        leaf_key_.push_back(wide);
+        leaf_key_.push_back(narrow);
+        for (std::uint32_t dm = narrow; dm; dm &= dm - 1) {
+            const unsigned d = static_cast<unsigned>(__builtin_ctz(dm));
+            leaf_key_.push_back(c.rlo[d]);
+            leaf_key_.push_back(c.rhi[d]);
+        }
+        if (const auto it = leaves_.find(leaf_key_); it != leaves_.end())
+            return it->second;
+        std::uint32_t words = 0;
+        for (std::uint32_t b = 0; b < n; b += dp::kBlock)
+            words += dp::leaf_block_words(wide, narrow, std::min(dp::kBlock, n - b));
+        const std::uint32_t at = alloc(dp::kLeafHeaderWords + n + words);
+        if (at == 0)
+            return dp::kEmptyRef;
+        words_[at] = 0;  // dimension 0, shift 0, mask 0: the step lands on the next slot,
+        words_[at + 1] = at + 2;  // which holds this leaf's own ref
+        words_[at + 2] = at;
+        words_[at + 3] = n;
+        words_[at + 4] = wide;
+        words_[at + 5] = narrow;
+        for (std::uint32_t i = 0; i < n; ++i)
+            words_[at + dp::kLeafHeaderWords + i] = ranks_[rules[i]];
+        std::uint32_t* lanes = &words_[at + dp::kLeafHeaderWords + n];
         for (std::uint32_t b = 0; b < n; b += dp::kBlock) {
             const std::uint32_t m = std::min(dp::kBlock, n - b);
-            const std::size_t at = leaf_key_.size();
-            leaf_key_.resize(at + dp::leaf_block_words(wide, narrow, m));
-            std::uint32_t* lanes = &leaf_key_[at];
             for (std::uint32_t dm = wide; dm; dm &= dm - 1, lanes += 2 * m) {
                 const unsigned d = static_cast<unsigned>(__builtin_ctz(dm));
                 for (std::uint32_t i = 0; i < m; ++i) {
@@ -309,7 +376,7 @@ private:
             }
             for (std::uint32_t dm = narrow; dm; dm &= dm - 1, lanes += m) {
                 const unsigned d = static_cast<unsigned>(__builtin_ctz(dm));
-                std::vector<std::uint16_t> half(2 * m);
+                std::uint16_t half[2 * dp::kBlock];
                 for (std::uint32_t i = 0; i < m; ++i) {
                     // Every entry of the leaf overlaps its region (it was put here for that).
                     const std::uint32_t l = std::max(lo(rules[b + i], d), c.rlo[d]);
@@ -317,18 +384,9 @@ private:
                     half[i] = static_cast<std::uint16_t>(l);
                     half[m + i] = static_cast<std::uint16_t>(h - l);
                 }
-                std::memcpy(lanes, half.data(), 4 * m);
+                std::memcpy(lanes, half, 4 * m);
             }
         }
-        if (const auto it = leaves_.find(leaf_key_); it != leaves_.end())
-            return it->second;
-        const std::uint32_t at = alloc(3 + leaf_key_.size());
-        if (at == 0)
-            return dp::kEmptyRef;
-        words_[at] = 0;  // dimension 0, shift 0, mask 0: the step lands on the next slot,
-        words_[at + 1] = at + 2;  // which holds this leaf's own ref
-        words_[at + 2] = at;
-        std::copy(leaf_key_.begin(), leaf_key_.end(), words_.begin() + at + 3);
         ++stats_.leaves;
         stats_.leaf_entries += n;
         stats_.max_leaf = std::max<std::size_t>(stats_.max_leaf, n);
@@ -360,8 +418,12 @@ private:
     std::vector<std::uint8_t> mark_;
     std::vector<std::uint32_t> leaf_key_;
     std::vector<std::uint32_t> aoff_, zoff_;
+    std::size_t whole_ = 0;
     std::uint32_t tree_mask_ = 0;
     unsigned tree_steps_ = 0;
+    CutMemo& memo_;
+    std::vector<std::uint32_t> path_;
+    std::uint32_t tree_ = 0;
     TrieBuildStats stats_;
 };
 
@@ -380,9 +442,9 @@ struct Layout {
 
 Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const std::vector<std::uint32_t>& lo,
                     const std::vector<std::uint32_t>& hi, const std::vector<dp::Rank>& ranks,
-                    const std::vector<unsigned>& widths, const TrieBuildOptions& opt) {
+                    const std::vector<unsigned>& widths, const TrieBuildOptions& opt, CutMemo& memo) {
     const unsigned dims = static_cast<unsigned>(widths.size());
-    Builder b(lo, hi, ranks, dims, opt);
+    Builder b(lo, hi, ranks, dims, opt, memo);
     Layout l;
     for (auto g : groups) {
         if (g.empty())
@@ -415,17 +477,25 @@ Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const
 }
 
 /// The lookup work a layout costs on packets drawn from the entries themselves (a point of a
-/// random entry's box), in the units of the AVX-512 lookup: a step, and a 16-entry block per
-/// checked dimension. Not a timing: a count, so that the choice is the same on every machine.
+/// random entry's box), in units of a step: the steps of every tree a packet walks, each leaf's
+/// first block (per checked dimension), and the blocks after it. Those are dear: the chunk scans
+/// them in a second pass, a branch per packet mispredicted and their lines cold (measured on
+/// ClassBench: a further block per packet costs as much as 8 to 25 steps). Not a timing: a
+/// count, so that the choice is the same on every machine.
+constexpr double kFurtherBlock = 8.0;
+
+/// Entry copies in the single tree's leaves, per entry, above which one tree per group is tried.
+constexpr std::size_t kGroupWhenCopies = 3;
+
 struct Work {
-    double cost = 0;    ///< per packet, in step units
-    double blocks = 0;  ///< leaf blocks scanned per packet
+    double cost = 0;  ///< per packet, in step units
+    double rest = 0;  ///< leaf blocks after the first scanned per packet
 };
 
 Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const std::vector<dp::Rank>& ranks,
                  const std::vector<std::uint32_t>& lo, const std::vector<std::uint32_t>& hi, unsigned dims) {
     constexpr double kStep = 1.0, kBlock = 0.6, kBlockDim = 0.5;
-    double blocks = 0;
+    double rest = 0;
     std::vector<std::uint32_t> index_of(ranks.empty() ? 0 : ranks.back() + 1);
     for (std::size_t i = 0; i < ranks.size(); ++i)
         index_of[ranks[i]] = static_cast<std::uint32_t>(i);
@@ -444,9 +514,12 @@ Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const 
             cost += kStep * l.tree_steps[tree];
             const std::uint32_t n = w[ref + 3];
             const unsigned nd = static_cast<unsigned>(__builtin_popcount(w[ref + 4] | w[ref + 5]));  // the leaf's checked dimensions
+            cost += kBlock + kBlockDim * nd;  // the first block, scanned for every packet
             for (std::uint32_t b = 0; b < n; b += dp::kBlock) {
-                cost += kBlock + kBlockDim * nd;
-                ++blocks;
+                if (b > 0) {
+                    cost += kFurtherBlock;
+                    ++rest;
+                }
                 bool found = false;
                 for (std::uint32_t i = b; i < std::min(n, b + dp::kBlock) && !found; ++i) {
                     const dp::Rank r = w[ref + dp::kLeafHeaderWords + i];
@@ -466,7 +539,7 @@ Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const 
     }
     if (sample.empty())
         return {};
-    return {cost / static_cast<double>(sample.size()), blocks / static_cast<double>(sample.size())};
+    return {cost / static_cast<double>(sample.size()), rest / static_cast<double>(sample.size())};
 }
 
 }  // namespace
@@ -510,8 +583,7 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
 
     // Two layouts: one trie over all entries (no tree to skip, but wide entries are copied), or
     // one per group. Which is cheaper depends on the policy, so both are built and the one that
-    // does less work on packets drawn from the policy's own entries is kept. When its leaves
-    // are still large for those packets, the same layout two levels deeper is tried too.
+    // does less work on packets drawn from the policy's own entries is kept.
     std::vector<dp::TrieKey> sample;
     {
         std::mt19937 rng(static_cast<std::uint32_t>(ranks.size()));
@@ -532,15 +604,18 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
         Work work;
     };
     std::vector<Candidate> cands;
+    std::map<const void*, CutMemo> memos;  // per way of grouping: its depths share their upper levels
     const auto consider = [&](const std::vector<std::vector<std::uint32_t>>& groups, const TrieBuildOptions& o) {
-        Layout l = build_layout(groups, lo, hi, ranks, widths, o);
+        Layout l = build_layout(groups, lo, hi, ranks, widths, o, memos[&groups]);
         if (l.over_limit)
             return;
         const Work w = lookup_cost(l, sample, ranks, lo, hi, dims);
         cands.push_back({&groups, std::move(l), w});
     };
     consider(single, opt);
-    if (ranks.size() > opt.leaf_size)
+    // One tree per group pays when the single tree copies its wide entries into many leaves.
+    if (ranks.size() > opt.leaf_size && !cands.empty() &&
+        cands.front().layout.stats.leaf_entries > kGroupWhenCopies * ranks.size())
         consider(grouped, opt);
     const auto cheapest = [&] {
         const Candidate* b = nullptr;
@@ -549,11 +624,21 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
                 b = &c;
         return b;
     };
-    if (const Candidate* c = cheapest(); c && opt.max_depth != 0 && c->work.blocks > 1.5) {
+    // Deeper trees trade steps for blocks after the first: each layout within twice the
+    // cheapest's cost one level at a time, while those blocks still cost it more than a step per
+    // packet and the deeper one is cheaper.
+    const double reach = cands.empty() ? 0 : 2 * cheapest()->work.cost;
+    for (std::size_t first = 0, built = cands.size(); first < built; ++first) {
         TrieBuildOptions deeper = opt;
-        deeper.max_depth = opt.max_depth + 2;
-        const auto* groups = c->groups;
-        consider(*groups, deeper);
+        for (std::size_t at = first; opt.max_depth != 0 && cands[at].work.cost < reach &&
+                                     cands[at].work.rest * kFurtherBlock > 1.0 && deeper.max_depth < opt.max_depth + 3;) {
+            ++deeper.max_depth;
+            const std::size_t before = cands.size();
+            consider(*cands[at].groups, deeper);
+            if (cands.size() == before || cands.back().work.cost >= cands[at].work.cost)
+                break;
+            at = cands.size() - 1;
+        }
     }
     const Candidate* chosen = cheapest();
     const Layout* best = chosen ? &chosen->layout : nullptr;
