@@ -143,25 +143,17 @@ private:
     }
 
     /// The entries' offsets in cell c on dimension d, clamped to the cell, each list sorted:
-    /// where they start (aoff_) and where they end (zoff_), and how many cover the whole cell
-    /// (whole_). False when every entry does (nothing to cut).
-    bool sorted_offsets(const std::vector<std::uint32_t>& rules, const Cell& c, unsigned d) {
+    /// where they start (aoff_) and where they end (zoff_).
+    void sorted_offsets(const std::vector<std::uint32_t>& rules, const Cell& c, unsigned d) {
         aoff_.clear();
         zoff_.clear();
         const std::uint32_t top = cell_hi(c, d);
-        whole_ = 0;
         for (const auto r : rules) {
             aoff_.push_back(std::max(lo(r, d), c.lo[d]) - c.lo[d]);
             zoff_.push_back(std::min(hi(r, d), top) - c.lo[d]);
-            whole_ += aoff_.back() == 0 && zoff_.back() == top - c.lo[d];
-        }
-        if (whole_ == rules.size()) {  // no cut of this dimension separates anything: skip the sorting
-            aoff_.clear();
-            return false;
         }
         std::sort(aoff_.begin(), aoff_.end());
         std::sort(zoff_.begin(), zoff_.end());
-        return true;
     }
 
     /// segments() for a candidate cut, from the sorted offsets, without per-slot arrays: run
@@ -243,9 +235,11 @@ private:
         }
         std::stable_sort(order, order + dims_, [&](unsigned a, unsigned b) { return whole[a] < whole[b]; });
         for (const unsigned d : std::span(order, dims_)) {
-            if (c.rem[d] == 0 || whole[d] == rules.size() || (found && whole[d] > best.max_seg) ||
-                !sorted_offsets(rules, c, d))
+            // Every segment of a cut of d holds the entries that cover the whole cell: with all of
+            // them, or more than the best cut's largest segment, d cannot win.
+            if (c.rem[d] == 0 || whole[d] == rules.size() || (found && whole[d] > best.max_seg))
                 continue;
+            sorted_offsets(rules, c, d);
             for (unsigned bits = 1; bits <= std::min(c.rem[d], opt_.max_cut_bits); ++bits) {
                 Cut cut{d, bits, 0, 0};
                 evaluate(c.rem[d] - bits, bits, cut);
@@ -260,7 +254,7 @@ private:
                 }
                 // The entries covering the whole cell are in every segment: once the largest
                 // segment holds only them, more bits only cost space.
-                if (cut.max_seg <= whole_)
+                if (cut.max_seg <= whole[d])
                     break;
             }
         }
@@ -418,7 +412,6 @@ private:
     std::vector<std::uint8_t> mark_;
     std::vector<std::uint32_t> leaf_key_;
     std::vector<std::uint32_t> aoff_, zoff_;
-    std::size_t whole_ = 0;
     std::uint32_t tree_mask_ = 0;
     unsigned tree_steps_ = 0;
     CutMemo& memo_;
