@@ -1,9 +1,9 @@
-#include <algorithm>
 #include "control/config_watch.h"
 
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>

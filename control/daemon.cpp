@@ -469,16 +469,24 @@ int run_moatd(int argc, char** argv) {
                     sig = static_cast<int>(si.ssi_signo);
             }
         }
-        if (fds[1].revents & POLLIN) {
+        // A change pushes the pending reload back by its settle time. Just before the file is
+        // read and again right after, the events are checked once more: a write that began in
+        // between (a truncation, a first write) postpones the reload instead of publishing the
+        // half-written file.
+        const auto settled = [&] {
             const auto c = watch.changed();
             if (c != ConfigWatch::Change::none)
                 reload_at = Clock::now() + (c == ConfigWatch::Change::complete ? ConfigWatch::kSettleComplete : ConfigWatch::kSettlePartial);
-        }
+            return c == ConfigWatch::Change::none;
+        };
+        if (fds[1].revents & POLLIN)
+            settled();
         if (fds[2].revents & POLLIN)
             sock.serve();
         if (reload_at && Clock::now() >= *reload_at) {
             reload_at.reset();
-            rt->reload("config file changed", true);
+            if (settled())
+                rt->reload("config file changed", true, settled);
         }
         rt->reclaim();
         if (Clock::now() >= next_rates) {

@@ -78,7 +78,7 @@ std::string Runtime::start(const Config& cfg, const CompiledPolicy& cp) {
     return {};
 }
 
-ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed) {
+ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed, const std::function<bool()>& settled) {
     const auto t0 = std::chrono::steady_clock::now();
     reclaim();
     ReloadOutcome o;
@@ -98,6 +98,10 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed) {
     if (!read_file(path_, text)) {
         o.errors.push_back(path_ + ": error: cannot read the config file: " + std::strerror(errno));
         return finish();
+    }
+    if (settled && !settled()) {
+        o.superseded = true;
+        return o;
     }
     const Generation& cur = *publisher_->current();
     if (if_changed && text == loaded_text_) {

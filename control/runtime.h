@@ -34,6 +34,7 @@ struct PortInfo {
 struct ReloadOutcome {
     bool ok = false;
     bool unchanged = false;  ///< the file was byte for byte the loaded one: nothing to do
+    bool superseded = false; ///< the file changed while it was read: nothing done, a later reload reads it again
     std::uint64_t generation = 0;
     std::string trigger;
     std::vector<std::string> errors;    ///< file:line diagnostics, or why the build failed
@@ -60,8 +61,12 @@ public:
 
     /// Load -> validate -> compile -> build -> publish the config file; on any failure the
     /// running generation stays and the outcome says why. `if_changed`: skip when the file is
-    /// byte for byte the one in force (file-watch noise). Control thread.
-    ReloadOutcome reload(const std::string& trigger, bool if_changed = false);
+    /// byte for byte the one in force (file-watch noise). `settled`, when given, is asked right
+    /// after the file is read whether it stayed untouched meanwhile; if not, the text may be
+    /// half of an in-place write, and the reload stops there (`superseded`: nothing published,
+    /// counted or logged). Control thread.
+    ReloadOutcome reload(const std::string& trigger, bool if_changed = false,
+                         const std::function<bool()>& settled = {});
 
     /// Frees retired generations whose grace period is over, carrying their counters over.
     /// Returns how many still wait. Control thread.

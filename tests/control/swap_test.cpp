@@ -384,6 +384,39 @@ TEST_F(Swap, LintWarningsFollowThePublishUnlessStrictMakesThemErrors) {
     EXPECT_EQ(rt.generation(), 2u);
 }
 
+// moatd's file watch asks, right after the file is read, whether it stayed untouched; if a write
+// began meanwhile (an editor truncating the file in place), the text read may be half a policy
+// and must not be published, counted or logged: the watch schedules the reload again.
+TEST_F(Swap, AFileWrittenWhileItWasReadIsNotPublished) {
+    Runtime rt(path_, 1);
+    ASSERT_NO_FATAL_FAILURE(start(rt));
+    std::vector<std::uint64_t> logged;
+    rt.on_reload([&](const ReloadOutcome& o) { logged.push_back(o.generation); });
+    const nlohmann::json before = rt.status();
+    write(1);  // a usable file, different from the one in force: it would be published
+    int asked = 0;
+    ReloadOutcome o = rt.reload("config file changed", true, [&] {
+        ++asked;
+        return false;
+    });
+    EXPECT_EQ(asked, 1);
+    EXPECT_TRUE(o.superseded);
+    EXPECT_EQ(rt.generation(), 1u);
+    EXPECT_EQ(rt.status()["last_reload"], before["last_reload"]);
+    EXPECT_EQ(rt.status()["reloads"], before["reloads"]);
+    EXPECT_TRUE(logged.empty());
+
+    o = rt.reload("config file changed", true, [&] {
+        ++asked;
+        return true;
+    });
+    EXPECT_EQ(asked, 2);
+    EXPECT_FALSE(o.superseded);
+    EXPECT_TRUE(o.ok) << (o.errors.empty() ? "" : o.errors.front());
+    EXPECT_EQ(o.generation, 2u);
+    EXPECT_EQ(logged, std::vector<std::uint64_t>{2});
+}
+
 TEST_F(Swap, CountersCarryOverOnlyForUnchangedFilters) {
     Ports ports("c");
     Runtime rt(path_, 1);
