@@ -44,12 +44,11 @@ void prefix_word(const Addr& a, unsigned len, unsigned word, std::uint32_t& lo, 
     hi = lo | ~mask;
 }
 
-/// The first entry of the leaf at `leaf` that admits `k`: v in [lo, hi] is v - lo <= span, in
-/// each of the leaf's checked dimensions, 32-bit (leaf[4]) and 16-bit (leaf[5], modulo 2^16).
-struct ScanScalar {
-    /// The first entry of the block of m at `lanes` (ranks `ranks`) that admits `k`.
-    static Rank block(const std::uint32_t* lanes, const std::uint32_t* ranks, std::uint32_t m, std::uint32_t wide,
-                      std::uint32_t narrow, const TrieKey& k) noexcept {
+/// The first entry of a block that admits `k`: v in [lo, hi] is v - lo <= span, in each checked
+/// dimension, 32-bit (`wide`) and 16-bit (`narrow`, modulo 2^16).
+struct MatchScalar {
+    static unsigned first(const std::uint32_t* lanes, std::uint32_t m, std::uint32_t wide, std::uint32_t narrow,
+                          const TrieKey& k) noexcept {
         for (std::uint32_t i = 0; i < m; ++i) {
             bool admits = true;
             const std::uint32_t* l = lanes;
@@ -62,28 +61,9 @@ struct ScanScalar {
                 admits = static_cast<std::uint16_t>(k.d[__builtin_ctz(dm)] - lo) <= span;
             }
             if (admits)
-                return ranks[i];
+                return i;
         }
-        return kNoMatch;
-    }
-
-    Rank first(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
-        const std::uint32_t n = leaf[3];
-        const std::uint32_t* ranks = leaf + kLeafHeaderWords;
-        return block(ranks + n, ranks, std::min(kBlock, n), leaf[4], leaf[5], k);
-    }
-
-    Rank rest(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
-        const std::uint32_t n = leaf[3], wide = leaf[4], narrow = leaf[5];
-        const std::uint32_t* ranks = leaf + kLeafHeaderWords;
-        const std::uint32_t* lanes = ranks + n + leaf_block_words(wide, narrow, kBlock);
-        for (std::uint32_t b = kBlock; b < n; b += kBlock) {
-            const std::uint32_t m = std::min(kBlock, n - b);
-            if (const Rank r = block(lanes, ranks + b, m, wide, narrow, k); r != kNoMatch)
-                return r;
-            lanes += leaf_block_words(wide, narrow, m);
-        }
-        return kNoMatch;
+        return kBlock;
     }
 };
 
@@ -132,11 +112,11 @@ void trie_classify(const Trie& t, std::span<const TrieKey> keys, std::span<Rank>
     if (scan == LeafScan::avx512)
         trie_classify_avx512(t, keys, ranks);
     else
-        classify_all(t, keys, ranks, ScanScalar{});
+        classify_all(t, keys, ranks, Scan<MatchScalar>{});
 }
 
 Rank trie_lookup(const Trie& t, const TrieKey& key, LeafScan scan) noexcept {
-    return scan == LeafScan::avx512 ? trie_lookup_avx512(t, key) : lookup_one(t, key, ScanScalar{});
+    return scan == LeafScan::avx512 ? trie_lookup_avx512(t, key) : lookup_one(t, key, Scan<MatchScalar>{});
 }
 
 }  // namespace moat::dp

@@ -13,11 +13,10 @@ namespace {
 
 /// The leaf's checked dimensions narrow a 16-bit mask of the entries of a block that still
 /// match, one subtraction and one compare per dimension: 16 lanes of 32 bits for those of
-/// leaf[4], 16 lanes of 16 bits (modulo 2^16) for those of leaf[5].
-struct ScanAvx512 {
-    /// The entries of one block of m (<= 16) at `lanes` that admit `k`, as a bit mask.
-    static __mmask16 block(const std::uint32_t* lanes, std::uint32_t m, std::uint32_t wide, std::uint32_t narrow,
-                           const TrieKey& k) noexcept {
+/// `wide`, 16 lanes of 16 bits (modulo 2^16) for those of `narrow`.
+struct MatchAvx512 {
+    static unsigned first(const std::uint32_t* lanes, std::uint32_t m, std::uint32_t wide, std::uint32_t narrow,
+                          const TrieKey& k) noexcept {
         // A short last block's lanes past its m entries are the next array's or the arena's
         // zero tail: masked out.
         __mmask16 match = static_cast<__mmask16>((1u << m) - 1);
@@ -33,39 +32,16 @@ struct ScanAvx512 {
             match = _mm256_mask_cmp_epu16_mask(match, off, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(half + m)),
                                                _MM_CMPINT_LE);
         }
-        return match;
-    }
-
-    /// The best entry of the leaf's first block that admits `k`, without a branch on the result.
-    Rank first(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
-        const std::uint32_t n = leaf[3];
-        const std::uint32_t* ranks = leaf + kLeafHeaderWords;
-        const __mmask16 match = block(ranks + n, std::min(kBlock, n), leaf[4], leaf[5], k);
-        const Rank r = ranks[__builtin_ctz(match | 0x8000u)];
-        return match ? r : kNoMatch;
-    }
-
-    /// The best entry after the first block (leaves of more than one block).
-    Rank rest(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
-        const std::uint32_t n = leaf[3], wide = leaf[4], narrow = leaf[5];
-        const std::uint32_t* ranks = leaf + kLeafHeaderWords;
-        const std::uint32_t* lanes = ranks + n + leaf_block_words(wide, narrow, kBlock);
-        for (std::uint32_t b = kBlock; b < n; b += kBlock) {
-            const std::uint32_t m = std::min(kBlock, n - b);
-            if (const __mmask16 match = block(lanes, m, wide, narrow, k))
-                return ranks[b + static_cast<unsigned>(__builtin_ctz(match))];
-            lanes += leaf_block_words(wide, narrow, m);
-        }
-        return kNoMatch;
+        return static_cast<unsigned>(__builtin_ctz(match | (1u << kBlock)));  // kBlock when none
     }
 };
 
 }  // namespace
 
 void trie_classify_avx512(const Trie& t, std::span<const TrieKey> keys, std::span<Rank> ranks) noexcept {
-    classify_all(t, keys, ranks, ScanAvx512{});
+    classify_all(t, keys, ranks, Scan<MatchAvx512>{});
 }
 
-Rank trie_lookup_avx512(const Trie& t, const TrieKey& key) noexcept { return lookup_one(t, key, ScanAvx512{}); }
+Rank trie_lookup_avx512(const Trie& t, const TrieKey& key) noexcept { return lookup_one(t, key, Scan<MatchAvx512>{}); }
 
 }  // namespace moat::dp

@@ -1,6 +1,7 @@
-// The trie walk, shared by the scalar and the AVX-512 translation units. Each includes this file
-// and instantiates the walk with its own leaf scanner; everything here has internal linkage so
-// that code compiled for AVX-512 can never be picked for the scalar path by the linker.
+// The trie walk and leaf scan, shared by the scalar and the AVX-512 translation units. Each
+// includes this file and instantiates them with its own block matcher; everything here has
+// internal linkage so that code compiled for AVX-512 can never be picked for the scalar path by
+// the linker.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +23,32 @@ inline std::uint32_t step(const std::uint32_t* w, std::uint32_t ref, const TrieK
     const auto h = static_cast<std::uint32_t>(hw);
     return w[static_cast<std::uint32_t>(hw >> 32) + ((k.d[h & 0xff] >> ((h >> 8) & 0xff)) & (h >> 16))];
 }
+
+/// A leaf scan around a block matcher: `Match::first(lanes, m, wide, narrow, k)` is the index of
+/// the first of the m (<= 16) entries of the block at `lanes` that admits `k`, or kBlock if none
+/// does. `first` scans a leaf's first block, `rest` the blocks after it.
+template <typename Match>
+struct Scan {
+    Rank first(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
+        const std::uint32_t n = leaf[3];
+        const std::uint32_t* ranks = leaf + kLeafHeaderWords;
+        const unsigned i = Match::first(ranks + n, std::min(kBlock, n), leaf[4], leaf[5], k);
+        return i < kBlock ? ranks[i] : kNoMatch;
+    }
+
+    Rank rest(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
+        const std::uint32_t n = leaf[3], wide = leaf[4], narrow = leaf[5];
+        const std::uint32_t* ranks = leaf + kLeafHeaderWords;
+        const std::uint32_t* lanes = ranks + n + leaf_block_words(wide, narrow, kBlock);
+        for (std::uint32_t b = kBlock; b < n; b += kBlock) {
+            const std::uint32_t m = std::min(kBlock, n - b);
+            if (const unsigned i = Match::first(lanes, m, wide, narrow, k); i < kBlock)
+                return ranks[b + i];
+            lanes += leaf_block_words(wide, narrow, m);
+        }
+        return kNoMatch;
+    }
+};
 
 template <typename Scan>
 Rank lookup_one(const Trie& t, const TrieKey& k, Scan scan) noexcept {
