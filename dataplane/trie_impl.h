@@ -74,13 +74,27 @@ void walk_tree(const Trie& t, std::size_t tree, const TrieKey* keys, Rank* ranks
     const std::uint32_t* w = t.words.get();
     std::uint32_t ref[kWalkChunk];
     std::uint32_t more[kWalkChunk];
-    for (std::size_t j = 0; j < m; ++j)
-        ref[j] = t.roots[tree];
-    // Level by level, the same step for every packet, as many steps as the tree is deep: a
-    // packet that has reached its leaf stays there, so the loops have no data-dependent branch
-    // (trees are kept shallow, see TrieBuildOptions::max_depth). Each step prefetches what it
-    // found for the next.
-    for (std::uint32_t s = t.tree_steps[tree]; s > 0; --s) {
+    // The root's step with its header read once for all packets; then level by level, the same
+    // step for every packet, as many steps as the tree is deep: a packet that has reached its
+    // leaf stays there, so the loops have no data-dependent branch (trees are kept shallow, see
+    // TrieBuildOptions::max_depth). Each step prefetches what it found for the next.
+    const std::uint32_t root = t.roots[tree];
+    std::uint32_t s = t.tree_steps[tree];
+    if (s > 0) {
+        const std::uint32_t h = w[root];
+        const std::uint32_t* slots = w + w[root + 1];
+        const unsigned dim = h & 0xff, shift = (h >> 8) & 0xff;
+        const std::uint32_t mask = h >> 16;
+        for (std::size_t j = 0; j < m; ++j) {
+            ref[j] = slots[(keys[at(j)].d[dim] >> shift) & mask];
+            __builtin_prefetch(w + ref[j]);
+        }
+        --s;
+    } else {
+        for (std::size_t j = 0; j < m; ++j)
+            ref[j] = root;
+    }
+    for (; s > 0; --s) {
         for (std::size_t j = 0; j < m; ++j) {
             ref[j] = step(w, ref[j], keys[at(j)]);
             __builtin_prefetch(w + ref[j]);
