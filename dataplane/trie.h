@@ -133,8 +133,8 @@ enum class LeafScan : std::uint8_t { scalar, avx512 };
 LeafScan best_leaf_scan() noexcept;
 
 /// Best rank of `keys[i]` under `t` into `ranks[i]` (kNoMatch when nothing matches), for a burst
-/// of keys of t's family. The walks of the burst are interleaved to hide memory latency.
-/// Any thread; reads `t` only.
+/// of keys of t's family. The walks of the burst are interleaved to hide memory latency; a key
+/// equal to the one before it takes that one's answer without a walk. Any thread; reads `t` only.
 void trie_classify(const Trie& t, std::span<const TrieKey> keys, std::span<Rank> ranks, LeafScan scan) noexcept;
 
 /// Single-key form (tests, `explain`).
