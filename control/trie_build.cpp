@@ -606,9 +606,10 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
         cands.push_back({&groups, std::move(l), w});
     };
     consider(single, opt);
-    // One tree per group pays when the single tree copies its wide entries into many leaves.
-    if (ranks.size() > opt.leaf_size && !cands.empty() &&
-        cands.front().layout.stats.leaf_entries > kGroupWhenCopies * ranks.size())
+    // One tree per group pays when the single tree copies its wide entries into many leaves,
+    // or did not fit at all.
+    if (ranks.size() > opt.leaf_size &&
+        (cands.empty() || cands.front().layout.stats.leaf_entries > kGroupWhenCopies * ranks.size()))
         consider(grouped, opt);
     const auto cheapest = [&] {
         const Candidate* b = nullptr;

@@ -367,6 +367,20 @@ TEST(TrieBuild, MemoryLimitIsAnErrorNotACrash) {
     EXPECT_NE(r.error.find("would need more than"), std::string::npos) << r.error;
 }
 
+TEST(TrieBuild, OneTreePerGroupWhenTheSingleTreeWouldPassTheMemoryLimit) {
+    // fw1_10K's wildcards make one tree over all entries about 7.6 MB and one per address group
+    // about 0.5 MB: under a 2 MB limit the builder must fall back on the groups, not fail.
+    const std::string dir = perf::classbench_dir();
+    const ctl::LoadResult lr = ctl::load_policy_text(perf::classbench_policy(dir + "/fw1_10K"), "fw1_10K", {.lint = false});
+    ASSERT_TRUE(lr.usable());
+    ctl::TrieBuildOptions opt;
+    opt.memory_limit = std::size_t{2} << 20;
+    const auto r = ctl::build_trie(lr.compiled->rules, Family::ipv4, opt);
+    ASSERT_TRUE(r.trie) << r.error;
+    EXPECT_GT(r.stats.trees, 1u);
+    EXPECT_LE(r.stats.bytes, opt.memory_limit);
+}
+
 TEST(TrieBuild, EmptyAndTiny) {
     std::vector<Rule> none;
     auto r = ctl::build_trie(none, Family::ipv4);
