@@ -446,6 +446,15 @@ int run_moatd(int argc, char** argv) {
     auto next_stats = Clock::now() + period;
     auto next_rates = Clock::now();  // per-worker rates (moatctl stats): sampled once a second
     std::optional<Clock::time_point> reload_at;  // when the pending file change is due
+    // A change pushes the pending reload back by its settle time. Just before the file is read
+    // and again right after, the events are checked once more: a write that began in between (a
+    // truncation, a first write) postpones the reload instead of publishing the half-written file.
+    const auto settled = [&] {
+        const auto c = watch.changed();
+        if (c != ConfigWatch::Change::none)
+            reload_at = Clock::now() + (c == ConfigWatch::Change::complete ? ConfigWatch::kSettleComplete : ConfigWatch::kSettlePartial);
+        return c == ConfigWatch::Change::none;
+    };
     int sig = 0;
     while (sig == 0) {
         auto timeout = std::chrono::milliseconds(rt->publisher().retired() ? 10 : 1000);
@@ -469,16 +478,6 @@ int run_moatd(int argc, char** argv) {
                     sig = static_cast<int>(si.ssi_signo);
             }
         }
-        // A change pushes the pending reload back by its settle time. Just before the file is
-        // read and again right after, the events are checked once more: a write that began in
-        // between (a truncation, a first write) postpones the reload instead of publishing the
-        // half-written file.
-        const auto settled = [&] {
-            const auto c = watch.changed();
-            if (c != ConfigWatch::Change::none)
-                reload_at = Clock::now() + (c == ConfigWatch::Change::complete ? ConfigWatch::kSettleComplete : ConfigWatch::kSettlePartial);
-            return c == ConfigWatch::Change::none;
-        };
         if (fds[1].revents & POLLIN)
             settled();
         if (fds[2].revents & POLLIN)

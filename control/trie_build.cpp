@@ -353,9 +353,9 @@ private:
         words_[at] = 0;  // dimension 0, shift 0, mask 0: the step lands on the next slot,
         words_[at + 1] = at + 2;  // which holds this leaf's own ref
         words_[at + 2] = at;
-        words_[at + 3] = n;
-        words_[at + 4] = wide;
-        words_[at + 5] = narrow;
+        words_[at + dp::kLeafN] = n;
+        words_[at + dp::kLeafWide] = wide;
+        words_[at + dp::kLeafNarrow] = narrow;
         for (std::uint32_t i = 0; i < n; ++i)
             words_[at + dp::kLeafHeaderWords + i] = ranks_[rules[i]];
         std::uint32_t* lanes = &words_[at + dp::kLeafHeaderWords + n];
@@ -505,8 +505,8 @@ Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const 
                 ref = w[w[ref + 1] + ((k.d[h & 0xff] >> ((h >> 8) & 0xff)) & (h >> 16))];
             }
             cost += kStep * l.tree_steps[tree];
-            const std::uint32_t n = w[ref + 3];
-            const unsigned nd = static_cast<unsigned>(__builtin_popcount(w[ref + 4] | w[ref + 5]));  // the leaf's checked dimensions
+            const std::uint32_t n = w[ref + dp::kLeafN];
+            const unsigned nd = static_cast<unsigned>(__builtin_popcount(w[ref + dp::kLeafWide] | w[ref + dp::kLeafNarrow]));
             cost += kBlock + kBlockDim * nd;  // the first block, scanned for every packet
             for (std::uint32_t b = 0; b < n; b += dp::kBlock) {
                 if (b > 0) {

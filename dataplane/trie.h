@@ -61,7 +61,10 @@ inline constexpr unsigned kDimsV6 = 12;
 inline constexpr unsigned kMaxDims = kDimsV6;
 inline constexpr unsigned kMaxTrees = 3;
 inline constexpr std::uint32_t kEmptyRef = 0;  ///< the empty leaf at offset 0
-inline constexpr std::uint32_t kLeafHeaderWords = 6;
+inline constexpr std::uint32_t kLeafN = 3;       ///< leaf word: its number of entries
+inline constexpr std::uint32_t kLeafWide = 4;    ///< leaf word: dimensions checked in 32-bit lanes
+inline constexpr std::uint32_t kLeafNarrow = 5;  ///< leaf word: dimensions checked in 16-bit lanes
+inline constexpr std::uint32_t kLeafHeaderWords = 6;  ///< the ranks follow
 inline constexpr std::uint32_t kBlock = 16;  ///< entries per leaf block (one 512-bit vector of lanes)
 
 /// Words of a leaf block of `m` entries with the checked dimensions `wide` (32-bit lanes) and

@@ -30,14 +30,14 @@ inline std::uint32_t step(const std::uint32_t* w, std::uint32_t ref, const TrieK
 template <typename Match>
 struct Scan {
     Rank first(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
-        const std::uint32_t n = leaf[3];
+        const std::uint32_t n = leaf[kLeafN];
         const std::uint32_t* ranks = leaf + kLeafHeaderWords;
-        const unsigned i = Match::first(ranks + n, std::min(kBlock, n), leaf[4], leaf[5], k);
+        const unsigned i = Match::first(ranks + n, std::min(kBlock, n), leaf[kLeafWide], leaf[kLeafNarrow], k);
         return i < kBlock ? ranks[i] : kNoMatch;
     }
 
     Rank rest(const std::uint32_t* leaf, const TrieKey& k) const noexcept {
-        const std::uint32_t n = leaf[3], wide = leaf[4], narrow = leaf[5];
+        const std::uint32_t n = leaf[kLeafN], wide = leaf[kLeafWide], narrow = leaf[kLeafNarrow];
         const std::uint32_t* ranks = leaf + kLeafHeaderWords;
         const std::uint32_t* lanes = ranks + n + leaf_block_words(wide, narrow, kBlock);
         for (std::uint32_t b = kBlock; b < n; b += kBlock) {
@@ -109,7 +109,7 @@ void walk_tree(const Trie& t, std::size_t tree, const TrieKey* keys, Rank* ranks
         const Rank r = scan.first(leaf, keys[at(j)]);
         ranks[at(j)] = std::min(ranks[at(j)], r);
         more[nmore] = static_cast<std::uint32_t>(j);
-        nmore += r == kNoMatch && leaf[3] > kBlock;
+        nmore += r == kNoMatch && leaf[kLeafN] > kBlock;
     }
     for (std::size_t k = 0; k < nmore; ++k) {
         const std::size_t j = more[k];

@@ -27,6 +27,7 @@
 namespace {
 
 constexpr std::uint32_t kMagic = 0x4d4f4154;  // "MOAT"
+constexpr unsigned kHeaders = 14 + 20 + 8;  // Ethernet, IPv4, UDP: the stamp follows them
 constexpr std::uint16_t kBurst = 32;
 
 struct Options {
@@ -73,7 +74,6 @@ Options parse(int argc, char** argv) {
         else
             die("unknown option " + a + " (--rate, --seconds, --warmup, --size, --link-wait)");
     }
-    constexpr unsigned kHeaders = 14 + 20 + 8;  // Ethernet, IPv4, UDP
     if (o.size < kHeaders + sizeof(Stamp) || o.size > 1514)
         die("--size must be " + std::to_string(kHeaders + sizeof(Stamp)) + " to 1514 bytes");
     return o;
@@ -107,7 +107,7 @@ Template probe_template(unsigned size) {
     p.proto = 17;
     p.sport = 40001;
     p.dport = 53;
-    p.payload.assign(size - 14 - 20 - 8, '\0');
+    p.payload.assign(size - kHeaders, '\0');
     const moat::test::Built b = moat::test::build(p);
     return {b.bytes, b.l4 + 8};
 }
