@@ -1,5 +1,7 @@
 #include "control/config.h"
 
+#include <grp.h>
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -46,9 +48,10 @@ std::string default_config_path() {
 
 namespace {
 
-constexpr std::array<std::string_view, 16> kApplianceKeys{
-    "outside", "inside", "me", "workers", "eal", "control", "non_ip", "fragments", "ip_options",
-    "antispoof", "assign", "strict", "payload_scan_bytes", "classifier", "classifier_memory_mb", "fragment_table"};
+constexpr std::array<std::string_view, 19> kApplianceKeys{
+    "outside", "inside", "me", "workers", "eal", "control", "control_readonly", "control_group",
+    "control_readonly_group", "non_ip", "fragments", "ip_options", "antispoof", "assign", "strict",
+    "payload_scan_bytes", "classifier", "classifier_memory_mb", "fragment_table"};
 constexpr std::array<std::string_view, 2> kFilterListKeys{"filter", "description"};
 constexpr std::array<std::string_view, 2> kFilterActionKeys{"action", "description"};
 constexpr std::array<std::string_view, 2> kPolicyKeys{"rule", "description"};
@@ -123,6 +126,20 @@ std::vector<std::string_view> split_list(std::string_view v) {
     return out;
 }
 
+/// The id of the group named `v` (or given by number), if this machine has it.
+std::optional<unsigned> group_id(std::string_view v) {
+    if (v.empty())
+        return std::nullopt;
+    if (std::all_of(v.begin(), v.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
+        return v.size() <= 9 ? std::optional(static_cast<unsigned>(std::stoul(std::string(v)))) : std::nullopt;
+    group g{};
+    group* found = nullptr;
+    std::vector<char> buf(16 * 1024);
+    if (getgrnam_r(std::string(v).c_str(), &g, buf.data(), buf.size(), &found) != 0 || !found)
+        return std::nullopt;
+    return static_cast<unsigned>(found->gr_gid);
+}
+
 /// Checks a payload pattern the way the dataplane will compile it (block mode).
 std::optional<std::string> check_pattern(const PayloadSpec& p) {
     std::string error;
@@ -142,6 +159,9 @@ public:
     Config build(const IniDoc& doc) {
         for (const auto& sec : doc.sections)
             section(sec);
+        if (cfg_.appliance.line == 0)
+            error(0, "no [appliance] section: a config file starts with [appliance] (ports, me, assign); "
+                     "an empty or cut-off file is never applied");
         resolve_rules();
         resolve_assign();
         check_filters();
@@ -261,11 +281,17 @@ private:
                     error(e.line, "workers " + quoted(v) + " is not a number from 1 to 64");
             } else if (key == "eal") {
                 a.eal = std::string(v);
-            } else if (key == "control") {
+            } else if (key == "control" || key == "control_readonly") {
                 if (v.empty() || v[0] != '/')
-                    error(e.line, "control " + quoted(v) + " must be an absolute path to a Unix socket");
+                    error(e.line, key + " " + quoted(v) + " must be an absolute path to a Unix socket");
                 else
-                    a.control = std::string(v);
+                    (key == "control" ? a.control : a.control_readonly) = std::string(v);
+            } else if (key == "control_group" || key == "control_readonly_group") {
+                const auto gid = group_id(v);
+                if (!gid)
+                    error(e.line, key + " " + quoted(v) + " is not a group of this machine (a name from /etc/group or a number)");
+                (key == "control_group" ? a.control_gid : a.control_readonly_gid) = gid;
+                (key == "control_group" ? a.control_group : a.control_readonly_group) = std::string(v);
             } else if (key == "non_ip") {
                 non_ip(e);
             } else if (key == "fragments") {
@@ -312,6 +338,10 @@ private:
         }
         if (!a.outside.empty() && a.outside == a.inside)
             error(sec.line, "outside and inside name the same port " + quoted(a.outside));
+        if (a.control_readonly == a.control)
+            error(sec.line, "control_readonly names the control socket itself; give the read-only socket a path of its own");
+        if (a.control_readonly.empty() && !a.control_readonly_group.empty())
+            warning(seen.at("control_readonly_group"), "control_readonly_group has no effect without control_readonly = PATH");
     }
 
     void non_ip(const IniEntry& e) {
@@ -576,16 +606,26 @@ void lint_policies(const Config& cfg, Diagnostics& diags) {
     diags.sort();
 }
 
-LoadResult load_policy(const std::string& path, const LoadOptions& opt) {
+bool read_config_file(const std::string& path, std::string& text) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) {
+    if (!in)
+        return false;
+    std::ostringstream s;
+    s << in.rdbuf();
+    if (in.bad())
+        return false;
+    text = s.str();
+    return true;
+}
+
+LoadResult load_policy(const std::string& path, const LoadOptions& opt) {
+    std::string text;
+    if (!read_config_file(path, text)) {
         LoadResult r;
         r.diags.error(path, 0, std::string("cannot read the config file: ") + std::strerror(errno));
         return r;
     }
-    std::ostringstream text;
-    text << in.rdbuf();
-    return load_policy_text(text.str(), path, opt);
+    return load_policy_text(text, path, opt);
 }
 
 }  // namespace moat::ctl

@@ -35,6 +35,10 @@ struct LoadOptions {
 /// that loaded without errors. Warnings only: what it finds never changes what is enforced.
 void lint_policies(const Config& cfg, Diagnostics& diags);
 
+/// Reads the file at `path` (through symbolic links) into `text`; false, with errno set, when it
+/// cannot be read.
+bool read_config_file(const std::string& path, std::string& text);
+
 /// Reads and loads the config file at `path`. Control thread only.
 LoadResult load_policy(const std::string& path, const LoadOptions& opt = {});
 

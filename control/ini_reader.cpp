@@ -2,6 +2,7 @@
 
 #include <ini.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "control/filter_spec.h"
@@ -59,6 +60,14 @@ char* read_line(char* str, int num, void* stream) {
         give = {};
     } else if (raw.find('\0') != std::string_view::npos) {
         s.error("line contains a NUL byte");
+        give = {};
+    } else if (const auto bad = invalid_utf8_at(raw); bad && !is_comment_or_blank(trim(raw))) {
+        // Names, filters and descriptions reach the control socket's JSON and the logs: they
+        // are UTF-8 or they are refused here, with the place of the first bad byte.
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(raw[*bad]));
+        s.error(std::string("line is not valid UTF-8 (byte ") + hex + " at column " + std::to_string(*bad + 1) +
+                "): save the file as UTF-8");
         give = {};
     }
 

@@ -28,7 +28,12 @@ struct Appliance {
     int me_line = 0;
     unsigned workers = 1;
     std::string eal;
-    std::string control = "/run/moat/moat.sock";
+    std::string control = "/run/moat/moat.sock";  ///< every command; mode 0660
+    std::string control_readonly;  ///< queries only (status, stats, rules, explain); empty: none
+    /// Groups of the two sockets (resolved at load time); unset: moatd's own group for `control`,
+    /// and a read-only socket anyone may use (0666).
+    std::optional<unsigned> control_gid, control_readonly_gid;
+    std::string control_group, control_readonly_group;  ///< as written
     std::vector<std::uint16_t> non_ip{0x0806};  ///< EtherTypes that pass unfiltered
     FragmentMode fragments = FragmentMode::track;
     unsigned fragment_table = 8192;  ///< datagrams in flight remembered per worker (dp::kFragmentTableDefault)

@@ -1,13 +1,14 @@
 // libFuzzer target: the config loader on arbitrary text, then, for whatever loads, the table
 // set the control thread would publish. Besides memory errors and uncaught exceptions it checks
-// what the loader promises (every diagnostic on a line of the text, errors and a usable policy
-// never together) and that the built trie agrees with the reference classifier on packets at
-// the corners of every filter.
+// what the loader promises (every diagnostic on a line of the text and valid UTF-8, errors and a
+// usable policy never together) and that the built trie agrees with the reference classifier on
+// packets at the corners of every filter.
 #include <algorithm>
 #include <string_view>
 
 #include "control/config.h"
 #include "control/tables.h"
+#include "control/text.h"
 #include "dataplane/classifier_ref.h"
 #include "fuzz/check.h"
 #include "tests/common/keys.h"
@@ -32,8 +33,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto r = moat::ctl::load_policy_text(text, "fuzz.ini");
     const auto lines = static_cast<int>(std::count(text.begin(), text.end(), '\n')) +
                        (text.empty() || text.back() == '\n' ? 0 : 1);
-    for (const auto& d : r.diags.all())
+    for (const auto& d : r.diags.all()) {
         MOAT_FUZZ_CHECK(d.line >= 0 && d.line <= lines && !d.message.empty());
+        // Messages quote the text they are about, which must be UTF-8 to get that far: they
+        // reach the control socket's JSON as they are.
+        MOAT_FUZZ_CHECK(!moat::ctl::invalid_utf8_at(d.message));
+    }
     MOAT_FUZZ_CHECK(!(r.diags.has_errors() && r.usable()));
     if (!r.usable())
         return 0;

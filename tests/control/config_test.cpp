@@ -1,5 +1,6 @@
 // Loading a config: INI reading, validation and lint, with the exact `file:line:` diagnostics.
 #include "control/config.h"
+#include "control/json_text.h"
 
 #include <gtest/gtest.h>
 
@@ -153,7 +154,12 @@ struct Mistake {
 class ConfigRejects : public ::testing::TestWithParam<Mistake> {};
 
 TEST_P(ConfigRejects, WithFileLineMessage) {
-    const LoadResult r = load_policy_text(text(GetParam().config), "t.ini");
+    // Every config needs an [appliance]; the snippets without one get it at the end, where it
+    // moves no line.
+    std::string t(text(GetParam().config));
+    if (t.find("[appliance]") == std::string::npos && std::string_view(GetParam().name) != "NoAppliance")
+        t += "[appliance]\n";
+    const LoadResult r = load_policy_text(t, "t.ini");
     EXPECT_FALSE(r.usable());
     EXPECT_EQ(first_error(r), GetParam().diagnostic);
 }
@@ -166,7 +172,7 @@ INSTANTIATE_TEST_SUITE_P(
         Mistake{"FragmentTableTooSmall", "[appliance]\nfragment_table = 4\n",
                 "t.ini:2: error: fragment_table '4' is not a number of datagrams from 8 to 4194304"},
         Mistake{"UnknownKey", "[appliance]\nspeed = 10\n",
-                "t.ini:2: error: unknown key 'speed' in [appliance] (keys: outside, inside, me, workers, eal, control, non_ip, fragments, ip_options, antispoof, assign, strict, payload_scan_bytes, classifier, classifier_memory_mb, fragment_table)"},
+                "t.ini:2: error: unknown key 'speed' in [appliance] (keys: outside, inside, me, workers, eal, control, control_readonly, control_group, control_readonly_group, non_ip, fragments, ip_options, antispoof, assign, strict, payload_scan_bytes, classifier, classifier_memory_mb, fragment_table)"},
         Mistake{"UnknownListKey", "[filterlist W]\nfilters = *+0\n",
                 "t.ini:2: error: unknown key 'filters' in [filterlist] (keys: filter, description)"},
         Mistake{"MissingEquals", "[filterlist W]\nfilter *+198.18.0.1:80:TCP\n",
@@ -240,11 +246,59 @@ INSTANTIATE_TEST_SUITE_P(
         Mistake{"BadPattern", "[filterlist W]\nfilter = *+198.18.0.1:80:TCP payload=/(abc/\n",
                 "t.ini:2: error: filter '*+198.18.0.1:80:TCP payload=/(abc/': payload pattern does not compile: Missing close parenthesis for group started at index 0."},
         Mistake{"FilterWithoutDirection", "[filterlist W]\nfilter = 198.18.0.1:80:TCP\n",
-                "t.ini:2: error: filter '198.18.0.1:80:TCP': '198.18.0.1:80:TCP' has no direction: write SRC+DST (mirrored) or SRC=DST (one way)"}),
+                "t.ini:2: error: filter '198.18.0.1:80:TCP': '198.18.0.1:80:TCP' has no direction: write SRC+DST (mirrored) or SRC=DST (one way)"},
+        Mistake{"NoAppliance", "[filterlist W]\nfilter = *+198.18.0.1\n[policy P]\nrule = W -> permit\n",
+                "t.ini: error: no [appliance] section: a config file starts with [appliance] (ports, me, assign); an empty or cut-off file is never applied"},
+        Mistake{"NotUtf8Name", "[appliance]\n[filterlist Caf\xE9]\nfilter = *+*\n",
+                "t.ini:2: error: line is not valid UTF-8 (byte 0xE9 at column 16): save the file as UTF-8"},
+        Mistake{"OverlongUtf8", "[appliance]\nassign = \xC0\xAF\n",
+                "t.ini:2: error: line is not valid UTF-8 (byte 0xC0 at column 10): save the file as UTF-8"},
+        Mistake{"SurrogateUtf8", "[appliance]\n[policy \xED\xA0\x80]\n",
+                "t.ini:2: error: line is not valid UTF-8 (byte 0xED at column 9): save the file as UTF-8"},
+        Mistake{"UnknownGroup", "[appliance]\ncontrol_group = no-such-group-here\n",
+                "t.ini:2: error: control_group 'no-such-group-here' is not a group of this machine (a name from /etc/group or a number)"},
+        Mistake{"ReadOnlySocketIsTheControlSocket", "[appliance]\ncontrol = /run/m.sock\ncontrol_readonly = /run/m.sock\n",
+                "t.ini:1: error: control_readonly names the control socket itself; give the read-only socket a path of its own"},
+        Mistake{"RelativeReadOnlySocket", "[appliance]\ncontrol_readonly = m.sock\n",
+                "t.ini:2: error: control_readonly 'm.sock' must be an absolute path to a Unix socket"}),
     [](const ::testing::TestParamInfo<Mistake>& i) { return std::string(i.param.name); });
 
+TEST(Config, EmptyOrCutFileIsAnError) {
+    // An empty file, or one cut before its [appliance], would otherwise load as "nothing
+    // assigned": moatd would block everything on a reload of a file still being written.
+    for (const std::string& t : {std::string(), std::string("\n"), std::string("; comment only\n"),
+                                std::string("[filterlist W]\nfilter = *+*\n")}) {
+        const LoadResult r = load_policy_text(t, "t.ini");
+        EXPECT_FALSE(r.usable()) << t;
+        EXPECT_NE(first_error(r).find("no [appliance] section"), std::string::npos) << t;
+    }
+}
+
+TEST(Config, Utf8NamesAndCommentsInAnyEncoding) {
+    // Valid UTF-8 names load; a Latin-1 byte in a comment is nobody's business.
+    const LoadResult r = load_policy_text("; caf\xE9 (Latin-1)\n[appliance]\nassign = Caf\xC3\xA9\n[filterlist \xE2\x82\xAC]\n"
+                                          "filter = *+*\n[policy Caf\xC3\xA9]\nrule = \xE2\x82\xAC -> block\n",
+                                          "t.ini");
+    EXPECT_TRUE(r.usable()) << first_error(r);
+}
+
+TEST(Text, Utf8IsCheckedAndMadeSafeForJson) {
+    EXPECT_EQ(invalid_utf8_at("plain ascii"), std::nullopt);
+    EXPECT_EQ(invalid_utf8_at("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x94\x92"), std::nullopt);
+    EXPECT_EQ(invalid_utf8_at("caf\xE9"), 3u);                  // Latin-1
+    EXPECT_EQ(invalid_utf8_at("\xC0\xAF"), 0u);                 // overlong '/'
+    EXPECT_EQ(invalid_utf8_at("a\xED\xA0\x80"), 1u);            // a surrogate
+    EXPECT_EQ(invalid_utf8_at("ab\xF4\x90\x80\x80"), 2u);       // past U+10FFFF
+    EXPECT_EQ(invalid_utf8_at("abc\xE2\x82"), 3u);              // cut short
+    EXPECT_EQ(valid_utf8("caf\xE9!"), "caf\xEF\xBF\xBD!");
+    // nlohmann's dump() throws on such a string; json_text never does.
+    const nlohmann::json j{{"name", std::string("caf\xE9")}};
+    EXPECT_THROW((void)j.dump(), nlohmann::json::type_error);
+    EXPECT_EQ(json_text(j), "{\"name\":\"caf\xEF\xBF\xBD\"}");
+}
+
 TEST(Config, OverlongLineIsRejectedNotCut) {
-    std::string t = "[filterlist W]\ndescription = " + std::string(300, 'x') + "\nfilter = *+198.18.0.1\n";
+    std::string t = "[filterlist W]\ndescription = " + std::string(300, 'x') + "\nfilter = *+198.18.0.1\n[appliance]\n";
     const LoadResult r = load_policy_text(t, "t.ini");
     ASSERT_EQ(r.diags.error_count(), 1);
     EXPECT_EQ(first_error(r),

@@ -26,6 +26,7 @@ void load_and_check(const std::string& t) {
         ASSERT_GE(d.line, 0);
         ASSERT_LE(d.line, lines) << format(d);
         ASSERT_FALSE(d.message.empty());
+        ASSERT_FALSE(invalid_utf8_at(d.message)) << format(d);
     }
     if (r.diags.has_errors()) {
         ASSERT_FALSE(r.usable());
