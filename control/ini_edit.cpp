@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 
 #include "control/filter_spec.h"
 
@@ -31,6 +32,15 @@ std::size_t inline_comment(std::string_view value) {
         if (value[i] == ';' && std::isspace(static_cast<unsigned char>(value[i - 1])))
             return i;
     return std::string_view::npos;
+}
+
+/// The editor writes what it is given into a file that moatd runs from: a value with a line
+/// break would become lines of their own (a section, an [appliance] key), so none gets in,
+/// whoever the caller is.
+void one_line(std::string_view what, std::string_view s) {
+    if (s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos)
+        throw std::invalid_argument(std::string(what) + " " + ctl::quoted(valid_utf8(s.substr(0, 60))) +
+                                    " contains a line break or a NUL byte: a config entry is one line");
 }
 
 }  // namespace
@@ -94,6 +104,10 @@ std::size_t IniText::section_end(std::size_t header) const {
 
 std::size_t IniText::add_section(std::string_view kind, std::string_view name,
                                  const std::vector<std::string>& lines, std::optional<std::size_t> before) {
+    one_line("section kind", kind);
+    one_line("section name", name);
+    for (const auto& l : lines)
+        one_line("line", l);
     std::vector<std::string> block;
     block.push_back("[" + std::string(kind) + (name.empty() ? "" : " " + std::string(name)) + "]");
     block.insert(block.end(), lines.begin(), lines.end());
@@ -146,6 +160,8 @@ std::vector<IniText::Entry> IniText::entries(std::size_t header) const {
 }
 
 void IniText::append_entry(std::size_t header, std::string_view key, std::string_view value) {
+    one_line("key", key);
+    one_line("value", value);
     std::size_t at = header + 1;
     for (const auto& e : entries(header))
         at = e.index + 1;
@@ -154,6 +170,8 @@ void IniText::append_entry(std::size_t header, std::string_view key, std::string
 }
 
 void IniText::replace_entry(std::size_t index, std::string_view key, std::string_view value) {
+    one_line("key", key);
+    one_line("value", value);
     const std::string_view line = lines_[index];
     const auto eq = line.find_first_of("=:");
     if (eq == std::string_view::npos) {
@@ -189,15 +207,33 @@ void IniText::set_key(std::size_t header, std::string_view key, std::string_view
 
 std::optional<std::string> write_file_atomic(const std::string& path, const std::string& text) {
     namespace fs = std::filesystem;
-    const fs::path target(path);
+    // Through symbolic links: the file a link names is replaced, the link stays (a config kept in
+    // another directory, a Kubernetes-style ..data link).
+    fs::path target(path);
+    for (int hops = 0;; ++hops) {
+        std::error_code ec;
+        if (!fs::is_symlink(fs::symlink_status(target, ec)))
+            break;
+        if (hops == 40)
+            return "cannot write " + path + ": too many levels of symbolic links";
+        const fs::path next = fs::read_symlink(target, ec);
+        if (ec)
+            return "cannot write " + path + ": " + ec.message();
+        target = next.is_absolute() ? next : target.parent_path() / next;
+    }
     const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
     std::string tmp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
     const int fd = mkstemp(tmp.data());
     if (fd < 0)
         return "cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno);
+    // The new file keeps the old one's owner, group and mode (chown first: it may clear set-id
+    // bits). Only root can give a file away; anyone else writes a file they own anyway.
     struct stat st {};
-    const mode_t mode = ::stat(path.c_str(), &st) == 0 ? st.st_mode & 07777 : 0644;
-    bool ok = ::fchmod(fd, mode) == 0;
+    const bool existed = ::stat(target.c_str(), &st) == 0;
+    bool ok = true;
+    if (existed && ::fchown(fd, st.st_uid, st.st_gid) != 0 && errno != EPERM)
+        ok = false;
+    ok = ok && ::fchmod(fd, existed ? st.st_mode & 07777 : 0644) == 0;
     std::size_t done = 0;
     while (ok && done < text.size()) {
         const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
@@ -209,10 +245,10 @@ std::optional<std::string> write_file_atomic(const std::string& path, const std:
     ok = ok && ::fsync(fd) == 0;
     const int saved = errno;
     ::close(fd);
-    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (!ok || ::rename(tmp.c_str(), target.c_str()) != 0) {
         const std::string msg = std::strerror(ok ? errno : saved);
         ::unlink(tmp.c_str());
-        return "cannot write " + path + ": " + msg;
+        return "cannot write " + target.string() + ": " + msg;
     }
     return std::nullopt;
 }

@@ -1,6 +1,8 @@
 // Line-based editing of a config file that keeps the operator's comments, order and spacing.
 // Used by `moatctl ipsecpol` (and later `assign` / `unassign`). It only rewrites the lines it
 // is asked to; the result is validated with load_policy_text() before anything is written.
+// Every method that writes text throws std::invalid_argument when a key, value or name holds a
+// CR, LF or NUL: one entry is one line, whatever the caller was handed.
 #pragma once
 
 #include <optional>
@@ -54,7 +56,8 @@ private:
 };
 
 /// Writes `text` to `path` atomically: a temporary file in the same directory, fsync, rename.
-/// Keeps the mode of an existing file. Returns an error message, or nullopt on success.
+/// A symbolic link is written through (the file it names is replaced; the link stays), and the
+/// new file keeps the old one's owner, group and mode. Returns an error message, or nullopt.
 std::optional<std::string> write_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace moat::ctl

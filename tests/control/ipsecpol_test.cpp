@@ -2,6 +2,7 @@
 #include "control/ipsecpol.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -197,6 +198,55 @@ TEST(IniText, WriteIsAtomicAndKeepsTheMode) {
               fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
     EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}), 1);  // no temp file left
     EXPECT_TRUE(write_file_atomic((dir / "missing" / "c.ini").string(), "x"));
+    fs::remove_all(dir);
+}
+
+TEST(IniText, RefusesLineBreaksAndNulWhoeverAsks) {
+    // A value with a line break would become lines of its own: a section, an [appliance] key.
+    IniText t("[appliance]\nassign = A\n[policy A]\nrule = X -> permit\n");
+    const std::string before = t.str();
+    const auto a = *t.find_section("appliance", "");
+    for (const std::string& evil : {std::string("B\n[filterlist E]\nfilter = *+*"), std::string("B\rantispoof = off"),
+                                    std::string("B\r\neal = -d x.so"), std::string("B\0x", 3)}) {
+        EXPECT_THROW(t.set_key(a, "assign", evil), std::invalid_argument) << evil;
+        EXPECT_THROW(t.append_entry(a, "assign", evil), std::invalid_argument);
+        EXPECT_THROW(t.replace_entry(a + 1, "assign", evil), std::invalid_argument);
+        EXPECT_THROW(t.set_key(a, evil, "x"), std::invalid_argument) << "as a key";
+        EXPECT_THROW(t.add_section("policy", evil, {}), std::invalid_argument) << "as a section name";
+        EXPECT_THROW(t.add_section("policy", "P", {"rule = " + evil}), std::invalid_argument) << "as a line";
+        EXPECT_EQ(t.str(), before);
+    }
+}
+
+TEST(IniText, WriteGoesThroughSymbolicLinksAndKeepsOwnerAndGroup) {
+    const fs::path dir = fs::temp_directory_path() / ("initext-link." + std::to_string(getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir / "real");
+    const fs::path target = dir / "real" / "moat.ini";
+    std::ofstream(target) << "old\n";
+    fs::create_symlink("real/moat.ini", dir / "hop");
+    fs::create_symlink(dir / "hop", dir / "moat.ini");  // a link to a link
+    const uid_t owner = geteuid() == 0 ? 65534 : geteuid();
+    const gid_t group = geteuid() == 0 ? 65534 : getegid();
+    ASSERT_EQ(chown(target.c_str(), owner, group), 0);
+    ASSERT_EQ(chmod(target.c_str(), 0640), 0);
+    ASSERT_FALSE(write_file_atomic((dir / "moat.ini").string(), "new\n"));
+    EXPECT_TRUE(fs::is_symlink(dir / "moat.ini"));
+    EXPECT_TRUE(fs::is_symlink(dir / "hop"));
+    std::ifstream in(target);
+    std::string line;
+    std::getline(in, line);
+    EXPECT_EQ(line, "new");
+    struct stat st {};
+    ASSERT_EQ(stat(target.c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, owner);
+    EXPECT_EQ(st.st_gid, group);
+    EXPECT_EQ(st.st_mode & 07777, 0640u);
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir / "real"), fs::directory_iterator{}), 1);  // no temp file
+    // A loop of links is an error, not a hang.
+    fs::create_symlink(dir / "loop2", dir / "loop1");
+    fs::create_symlink(dir / "loop1", dir / "loop2");
+    EXPECT_TRUE(write_file_atomic((dir / "loop1").string(), "x"));
     fs::remove_all(dir);
 }
 
