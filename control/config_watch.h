@@ -1,8 +1,16 @@
 // Watching the config file for changes: inotify on its directory, so that editors that write
 // a new file and rename it over the old one are seen as well as in-place writes.
+//
+// The path may be a symbolic link, or pass through some (`--config /etc/moat.ini` naming a file
+// kept elsewhere, a Kubernetes ConfigMap's `moat.ini -> ..data/moat.ini` with `..data` swapped
+// for a new directory on every update): the directory of every link on the way and of the file
+// it resolves to are watched, and a change of any link is a change of the config. The chain is
+// resolved again after each change, so the watch follows a link that now points elsewhere.
 #pragma once
 
 #include <chrono>
+#include <map>
+#include <set>
 #include <string>
 
 namespace moat::ctl {
@@ -15,30 +23,42 @@ public:
     static constexpr std::chrono::milliseconds kSettleComplete{10};
     static constexpr std::chrono::milliseconds kSettlePartial{300};
 
-    /// Watches the directory of `path` for changes to `path`. On failure `ok()` is false.
+    /// Watches `path` (and the links it passes through). On failure `ok()` is false.
     explicit ConfigWatch(const std::string& path);
     ~ConfigWatch();
     ConfigWatch(const ConfigWatch&) = delete;
     ConfigWatch& operator=(const ConfigWatch&) = delete;
 
-    bool ok() const noexcept { return fd_ >= 0; }
+    bool ok() const noexcept { return fd_ >= 0 && error_.empty(); }
     const std::string& error() const noexcept { return error_; }
     int fd() const noexcept { return fd_; }
 
     enum class Change {
         none,
         partial,   ///< modified or created, still open for writing: more may come
-        complete,  ///< closed after writing, or renamed into place: a whole file
+        complete,  ///< closed after writing, renamed into place, or a link on the way changed
     };
 
     /// Reads the pending events and says what they did to the config file (the most
     /// complete change wins).
     Change changed();
 
+    /// The directories watched, with the entries in each that matter (tests, diagnostics).
+    std::map<std::string, std::set<std::string>> watched() const;
+
 private:
-    std::string name_;
+    /// Resolves the path's links again and watches the directories they live in.
+    void resolve();
+
+    std::string path_;
     int fd_ = -1;
     std::string error_;
+    struct Dir {
+        std::string path;
+        std::set<std::string> links;  ///< symbolic links on the way to the config file
+        std::set<std::string> files;  ///< the config file itself
+    };
+    std::map<int, Dir> dirs_;  ///< by watch descriptor
 };
 
 }  // namespace moat::ctl

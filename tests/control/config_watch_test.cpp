@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 namespace moat::ctl {
 namespace {
@@ -50,6 +51,46 @@ TEST_F(Watch, RenamedIntoPlaceIsCompleteAndOtherFilesAreNoChange) {
     std::ofstream(dir_ / "moat.ini.tmp") << "[appliance]\n";
     fs::rename(dir_ / "moat.ini.tmp", path_);
     EXPECT_EQ(w.changed(), Change::complete);
+}
+
+TEST_F(Watch, FollowsSymbolicLinksAndTheirSwaps) {
+    // dir/moat.ini -> ..data/moat.ini, ..data -> v1 (a Kubernetes ConfigMap volume)
+    fs::remove(path_);
+    fs::create_directories(dir_ / "v1");
+    fs::create_directories(dir_ / "v2");
+    std::ofstream(dir_ / "v1" / "moat.ini") << "[appliance]\n";
+    std::ofstream(dir_ / "v2" / "moat.ini") << "[appliance]\n";
+    fs::create_directory_symlink("v1", dir_ / "..data");
+    fs::create_symlink("..data/moat.ini", path_);
+    ConfigWatch w(path_.string());
+    ASSERT_TRUE(w.ok()) << w.error();
+    const auto watched = w.watched();
+    ASSERT_TRUE(watched.contains(dir_.string()));
+    EXPECT_EQ(watched.at(dir_.string()), (std::set<std::string>{"..data", "moat.ini"}));
+    EXPECT_EQ(watched.at((dir_ / "v1").string()), std::set<std::string>{"moat.ini"});
+
+    std::ofstream(dir_ / "v1" / "moat.ini") << "[appliance]\nassign =\n";
+    EXPECT_EQ(w.changed(), Change::complete) << "an edit of the target";
+    std::ofstream(dir_ / "v2" / "other") << "x";
+    EXPECT_EQ(w.changed(), Change::none) << "v2 is not on the way yet";
+
+    fs::create_directory_symlink("v2", dir_ / "..data_tmp");
+    fs::rename(dir_ / "..data_tmp", dir_ / "..data");
+    EXPECT_EQ(w.changed(), Change::complete) << "the ..data swap";
+    EXPECT_TRUE(w.watched().contains((dir_ / "v2").string())) << "the watch follows the new target";
+    EXPECT_FALSE(w.watched().contains((dir_ / "v1").string()));
+    std::ofstream(dir_ / "v2" / "moat.ini") << "[appliance]\n";
+    EXPECT_EQ(w.changed(), Change::complete) << "an edit of the new target";
+    std::ofstream(dir_ / "v1" / "moat.ini") << "[appliance]\n";
+    EXPECT_EQ(w.changed(), Change::none) << "the old target no longer matters";
+}
+
+TEST_F(Watch, LinkLoopsEndWithoutHanging) {
+    fs::remove(path_);
+    fs::create_symlink(dir_ / "b", path_);
+    fs::create_symlink(path_, dir_ / "b");
+    ConfigWatch w(path_.string());  // resolves at most 40 links, as the kernel does
+    EXPECT_EQ(w.changed(), Change::none);
 }
 
 }  // namespace
