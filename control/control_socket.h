@@ -1,40 +1,159 @@
-// The control socket (DESIGN section 7): a Unix stream socket, one JSON request and one JSON
-// reply per line. Access is by file mode (0660): root and the socket's group only.
+// The control socket (DESIGN section 7): Unix stream sockets, one JSON request line in and one
+// JSON reply line out per connection.
+//
+// Served by an event loop on the control thread (epoll): every socket is non-blocking, every
+// connection has its own buffers and deadlines, and the work done for one connection per turn
+// of the loop is bounded, so no client (one that sends a byte a second, one that never reads its
+// reply, one that vanishes) can delay a reload, a signal or another client. Large replies are
+// made part by part as the client reads them. Writes never raise SIGPIPE.
+//
+// Access is by the socket file's mode and group: the main socket (`control`, 0660) serves every
+// command; a read-only socket (`control_readonly`) answers queries and refuses changes.
 #pragma once
 
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
 
 namespace moat::ctl {
 
-class ControlSocket {
-public:
-    using Handler = std::function<nlohmann::json(const nlohmann::json&)>;
-
-    /// Listens on `path` (creating its directory, replacing a stale socket). On failure `ok()` is
-    /// false and `error()` says why. Control thread.
-    ControlSocket(const std::string& path, Handler handler);
-    ~ControlSocket();
-    ControlSocket(const ControlSocket&) = delete;
-    ControlSocket& operator=(const ControlSocket&) = delete;
-
-    bool ok() const noexcept { return fd_ >= 0; }
-    const std::string& error() const noexcept { return error_; }
-    int fd() const noexcept { return fd_; }
-
-    /// Serves the connections waiting on fd(): each sends one request line (within a second)
-    /// and gets one reply line. Call when fd() is readable. Control thread.
-    void serve();
-
-private:
-    std::string path_;
-    Handler handler_;
-    int fd_ = -1;
-    std::string error_;
+/// What a connection may ask for.
+enum class Access : std::uint8_t {
+    read_only,  ///< status, stats, rules, explain
+    full,       ///< also reload, assign, unassign
 };
 
-/// Client side: sends `request` to the socket at `path` and returns the reply, or sets `error`.
+/// The process at the other end of a connection (SO_PEERCRED), for the log.
+struct Peer {
+    pid_t pid = -1;
+    uid_t uid = static_cast<uid_t>(-1);
+    gid_t gid = static_cast<gid_t>(-1);
+};
+
+struct RequestContext {
+    Access access = Access::full;
+    Peer peer;
+};
+
+/// One reply. `text` goes out first; then, while `more` is set, it is called for the next part
+/// each time the connection has sent what it had (so a large reply is made as fast as the
+/// client reads it and never sits whole in memory), until it returns false. The server ends the
+/// reply with a newline. `more` runs on the control thread and should add a few tens of KB.
+struct Reply {
+    std::string text;
+    std::function<bool(std::string& out)> more;
+};
+
+using Handler = std::function<Reply(const nlohmann::json& request, const RequestContext& ctx)>;
+
+/// {"ok": false, "errors": [message]}.
+Reply error_reply(const std::string& message);
+
+/// The object `head` with one more member, the array `key` of `rows` elements `row(0)`, ... made
+/// a part at a time as the client reads (the rows of a 100K-filter policy never exist as one
+/// string). `head` must be an object.
+Reply json_rows_reply(const nlohmann::json& head, const std::string& key, std::size_t rows,
+                      std::function<nlohmann::json(std::size_t)> row);
+
+/// {"ok": true, "text": TEXT} where TEXT is `head` followed by what `row(i, out)` appends for each
+/// of `rows` rows, made a part at a time likewise.
+Reply text_rows_reply(const std::string& head, std::size_t rows, std::function<void(std::size_t, std::string&)> row);
+
+/// One request line to its reply: parses the JSON, calls `handler` with the object, and turns
+/// whatever goes wrong (not JSON, not an object, an exception from the handler) into an error
+/// reply. Never throws; `on_exception` (may be empty) hears what an exception said.
+Reply reply_to(std::string_view line, const RequestContext& ctx, const Handler& handler,
+               const std::function<void(const std::string&)>& on_exception = {});
+
+/// One socket to listen on.
+struct ListenSpec {
+    std::string path;
+    Access access = Access::full;
+    mode_t mode = 0660;
+    std::optional<gid_t> group;  ///< group of the socket file; unset: moatd's own
+};
+
+class ControlServer {
+public:
+    struct Limits {
+        /// Per socket: connections whose request has not fully arrived, and connections whose
+        /// reply is still going out. Over either, the one that has waited longest (for its
+        /// request, or for its reader) is closed: a flood of silent or unread connections pushes
+        /// out its own members, not a client that sends its request and reads its reply.
+        std::size_t waiting = 128;
+        std::size_t replying = 16;
+        std::size_t request_bytes = 64 * 1024;
+        std::chrono::milliseconds request_time{2000};  ///< from connect to the request's newline
+        std::chrono::milliseconds write_stall{5000};   ///< a reply that makes no progress this long
+        std::chrono::milliseconds lifetime{60000};     ///< a connection's whole life
+    };
+
+    /// Serves `handler`. Throws std::runtime_error when epoll cannot be had. Control thread.
+    explicit ControlServer(Handler handler, Limits limits);
+    explicit ControlServer(Handler handler) : ControlServer(std::move(handler), Limits{}) {}
+    ~ControlServer();
+    ControlServer(const ControlServer&) = delete;
+    ControlServer& operator=(const ControlServer&) = delete;
+
+    /// Listens on `spec.path` (creating its directory, replacing a stale socket, refusing one a
+    /// running moatd answers on). Returns an error message, or "" when listening.
+    std::string listen(const ListenSpec& spec);
+
+    /// Readable when serve() has work (an epoll descriptor): poll it with the other fds.
+    int fd() const noexcept { return epoll_; }
+
+    /// Does the work that is ready, without blocking and within about 2 ms (what is left is done
+    /// on the next call): accepts and answers new requests first, then sends one part of each
+    /// reply in turn, and closes connections past their deadlines. Control thread.
+    void serve();
+
+    /// When serve() must run next even without events (the earliest deadline), if any.
+    std::optional<std::chrono::steady_clock::time_point> next_deadline() const;
+
+    std::size_t connections() const noexcept { return conns_.size(); }
+
+    /// Where exceptions thrown by the handler are reported (moatd's log).
+    void on_error(std::function<void(const std::string&)> f) { on_error_ = std::move(f); }
+
+private:
+    using Clock = std::chrono::steady_clock;
+    struct Listener;
+    struct Conn;
+
+    /// Accepts and answers new connections of `listener` until `until` (at least one).
+    void accept_all(std::size_t listener, std::chrono::steady_clock::time_point until);
+    /// Reads what has arrived; answers when the request is whole. False when `c` is gone.
+    bool on_readable(Conn& c);
+    bool start_reply(Conn& c, std::string_view line);
+    /// Sends what it can; false when the connection is finished or broken.
+    bool flush(Conn& c);
+    void close_conn(std::uint64_t id);
+    /// Closes the connections of listener `li` in state `replying` beyond `limit`, the one that
+    /// waited longest first, never `keep`.
+    void enforce(std::size_t li, bool replying, std::size_t limit, std::uint64_t keep);
+    void watch(Conn& c, std::uint32_t events);
+
+    Handler handler_;
+    Limits limits_;
+    int epoll_ = -1;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
+    std::uint64_t next_id_ = 1;
+    std::uint64_t turn_ = 0;  ///< serve() calls so far
+    std::function<void(const std::string&)> on_error_;
+};
+
+/// Client side: sends `request` to the socket at `path` and returns the reply (of any length), or
+/// sets `error`. `timeout_ms` bounds the wait for each part of the reply.
 nlohmann::json control_request(const std::string& path, const nlohmann::json& request, std::string& error,
                                int timeout_ms = 10000);
 

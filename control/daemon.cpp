@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -30,6 +33,8 @@
 #include "control/runtime.h"
 #include "control/stats.h"
 #include "control/tables.h"
+#include "control/json_text.h"
+#include "control/text.h"
 #include "dataplane/port.h"
 #include "dataplane/worker.h"
 
@@ -172,73 +177,149 @@ private:
     bool launched_ = false;
 };
 
+/// Writes to stdout from a thread of its own, so that a reader of moatd's stdout that is slow or
+/// stuck (a full pipe) delays nothing on the control thread. While the reader lags, a newer line
+/// replaces the one waiting: periodic counters are only worth their latest value.
+class StdoutWriter {
+public:
+    StdoutWriter() : state_(std::make_shared<State>()) {
+        std::thread([s = state_] { run(*s); }).detach();
+    }
+    ~StdoutWriter() { finish(std::chrono::seconds(2)); }
+    StdoutWriter(const StdoutWriter&) = delete;
+    StdoutWriter& operator=(const StdoutWriter&) = delete;
+
+    void offer(std::string text) {
+        std::lock_guard lock(state_->mu);
+        state_->pending = std::move(text);
+        state_->cv.notify_all();
+    }
+    /// Waits up to `limit` for what is waiting to be written, then lets the thread go (it ends
+    /// with the process when stdout never drains).
+    void finish(std::chrono::milliseconds limit) {
+        std::unique_lock lock(state_->mu);
+        state_->stop = true;
+        state_->cv.notify_all();
+        state_->cv.wait_for(lock, limit, [&] { return !state_->pending && !state_->busy; });
+    }
+
+private:
+    struct State {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::optional<std::string> pending;
+        bool busy = false, stop = false;
+    };
+    static void run(State& s) {
+        std::unique_lock lock(s.mu);
+        for (;;) {
+            s.cv.wait(lock, [&] { return s.pending || s.stop; });
+            if (!s.pending)
+                return;
+            const std::string text = std::move(*s.pending);
+            s.pending.reset();
+            s.busy = true;
+            lock.unlock();
+            std::fwrite(text.data(), 1, text.size(), stdout);
+            std::fflush(stdout);
+            lock.lock();
+            s.busy = false;
+            s.cv.notify_all();
+        }
+    }
+    std::shared_ptr<State> state_;
+};
+
 const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
 
 // DPDK telemetry (dpdk-telemetry.py -f moat): /moat/stats, /moat/status, /moat/rules. The
-// callbacks run on DPDK's telemetry thread; the Runtime's queries are safe there.
+// callbacks run on DPDK's telemetry thread; the Runtime's queries are safe there. DPDK 22.11
+// writes telemetry strings into its JSON as they are, so names go through tel_string first, and
+// no exception may leave a callback (it would end the process).
 std::atomic<Runtime*> g_runtime{nullptr};
 
-int tel_stats(const char*, const char*, rte_tel_data* d) {
-    Runtime* rt = g_runtime.load();
-    if (!rt)
-        return -1;
-    const Stats s = rt->stats();
-    rte_tel_data_start_dict(d);
-    rte_tel_data_add_dict_u64(d, "generation", s.generation);
-    for (const auto& p : s.ports) {
-        const auto put = [&](const char* what, std::uint64_t v) {
-            rte_tel_data_add_dict_u64(d, (p.name + "_" + what).c_str(), v);
-        };
-        put("rx_packets", p.rx_packets);
-        put("rx_bytes", p.rx_bytes);
-        put("tx_packets", p.tx_packets);
-        put("tx_bytes", p.tx_bytes);
-        put("dropped", p.dropped);
-        put("tx_failed", p.tx_failed);
+/// `s` as telemetry can carry it: valid UTF-8 without quotes, backslashes or control characters,
+/// cut to DPDK's string limit.
+std::string tel_string(const std::string& s) {
+    std::string out = valid_utf8(s);
+    for (char& c : out)
+        if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20)
+            c = '?';
+    if (out.size() >= RTE_TEL_MAX_STRING_LEN) {
+        out.resize(RTE_TEL_MAX_STRING_LEN - 1);
+        while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80)
+            out.pop_back();  // no half of a character at the cut
+        if (!out.empty() && static_cast<unsigned char>(out.back()) >= 0xC0)
+            out.pop_back();
     }
-    for (std::size_t r = 1; r < dp::kDropReasons; ++r)
-        rte_tel_data_add_dict_u64(d, ("drop_" + std::string(dp::kDropReasonNames[r])).c_str(), s.drops[r]);
-    rte_tel_data_add_dict_u64(d, "non_ip_passed", s.non_ip_passed);
-    for (std::size_t r = 1; r < dp::kFragDrops; ++r)
-        rte_tel_data_add_dict_u64(d, ("fragment_drop_" + std::string(dp::kFragDropNames[r])).c_str(), s.fragment_drops[r]);
-    rte_tel_data_add_dict_u64(d, "fragments_passed", s.fragments_passed);
-    return 0;
+    return out;
+}
+
+template <typename F>
+int tel_guard(F&& f) noexcept {
+    try {
+        Runtime* rt = g_runtime.load();
+        return rt ? f(*rt) : -1;
+    } catch (...) {
+        return -1;
+    }
+}
+
+int tel_stats(const char*, const char*, rte_tel_data* d) {
+    return tel_guard([&](Runtime& rt) {
+        const Stats s = rt.stats();
+        rte_tel_data_start_dict(d);
+        rte_tel_data_add_dict_u64(d, "generation", s.generation);
+        for (const auto& p : s.ports) {
+            const auto put = [&](const char* what, std::uint64_t v) {
+                rte_tel_data_add_dict_u64(d, (p.name + "_" + what).c_str(), v);
+            };
+            put("rx_packets", p.rx_packets);
+            put("rx_bytes", p.rx_bytes);
+            put("tx_packets", p.tx_packets);
+            put("tx_bytes", p.tx_bytes);
+            put("dropped", p.dropped);
+            put("tx_failed", p.tx_failed);
+        }
+        for (std::size_t r = 1; r < dp::kDropReasons; ++r)
+            rte_tel_data_add_dict_u64(d, ("drop_" + std::string(dp::kDropReasonNames[r])).c_str(), s.drops[r]);
+        rte_tel_data_add_dict_u64(d, "non_ip_passed", s.non_ip_passed);
+        for (std::size_t r = 1; r < dp::kFragDrops; ++r)
+            rte_tel_data_add_dict_u64(d, ("fragment_drop_" + std::string(dp::kFragDropNames[r])).c_str(), s.fragment_drops[r]);
+        rte_tel_data_add_dict_u64(d, "fragments_passed", s.fragments_passed);
+        return 0;
+    });
 }
 
 int tel_status(const char*, const char*, rte_tel_data* d) {
-    Runtime* rt = g_runtime.load();
-    if (!rt)
-        return -1;
-    const nlohmann::json j = rt->status();
-    rte_tel_data_start_dict(d);
-    rte_tel_data_add_dict_string(d, "policy", j["policy"].is_null() ? "" : j["policy"].get<std::string>().c_str());
-    rte_tel_data_add_dict_u64(d, "generation", j["generation"].get<std::uint64_t>());
-    rte_tel_data_add_dict_string(d, "loaded_at", j["loaded_at"].get<std::string>().c_str());
-    rte_tel_data_add_dict_string(d, "config", j["config"].get<std::string>().c_str());
-    rte_tel_data_add_dict_int(d, "last_reload_ok", j["last_reload"]["ok"].get<bool>() ? 1 : 0);
-    const auto& errors = j["last_reload"]["errors"];
-    rte_tel_data_add_dict_string(d, "last_error", errors.empty() ? "" : errors[0].get<std::string>().c_str());
-    rte_tel_data_add_dict_u64(d, "workers", j["workers"].size());
-    rte_tel_data_add_dict_u64(d, "uptime_s", j["uptime_s"].get<std::uint64_t>());
-    return 0;
+    return tel_guard([&](Runtime& rt) {
+        const nlohmann::json j = rt.status();
+        rte_tel_data_start_dict(d);
+        rte_tel_data_add_dict_string(d, "policy", tel_string(j["policy"].is_null() ? "" : j["policy"].get<std::string>()).c_str());
+        rte_tel_data_add_dict_u64(d, "generation", j["generation"].get<std::uint64_t>());
+        rte_tel_data_add_dict_string(d, "loaded_at", j["loaded_at"].get<std::string>().c_str());
+        rte_tel_data_add_dict_string(d, "config", tel_string(j["config"].get<std::string>()).c_str());
+        rte_tel_data_add_dict_int(d, "last_reload_ok", j["last_reload"]["ok"].get<bool>() ? 1 : 0);
+        const auto& errors = j["last_reload"]["errors"];
+        rte_tel_data_add_dict_string(d, "last_error", tel_string(errors.empty() ? "" : errors[0].get<std::string>()).c_str());
+        rte_tel_data_add_dict_u64(d, "workers", j["workers"].size());
+        rte_tel_data_add_dict_u64(d, "uptime_s", j["uptime_s"].get<std::uint64_t>());
+        return 0;
+    });
 }
 
 int tel_rules(const char*, const char*, rte_tel_data* d) {
-    Runtime* rt = g_runtime.load();
-    if (!rt)
-        return -1;
-    const nlohmann::json j = rt->rules();
-    rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
-    std::size_t n = 0;
-    for (const auto& r : j["rules"]) {
-        if (++n > RTE_TEL_MAX_ARRAY_ENTRIES)
-            break;
-        const std::string line = std::to_string(r["rank"].get<std::size_t>()) + " " + r["action"].get<std::string>() + " " +
-                                 std::to_string(r["packets"].get<std::uint64_t>()) + " pkts line " +
-                                 std::to_string(r["line"].get<int>()) + ": " + r["filter"].get<std::string>();
-        rte_tel_data_add_array_string(d, line.c_str());
-    }
-    return 0;
+    return tel_guard([&](Runtime& rt) {
+        const nlohmann::json j = rt.rules(RTE_TEL_MAX_ARRAY_ENTRIES);
+        rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
+        for (const auto& r : j["rules"]) {
+            const std::string line = std::to_string(r["rank"].get<std::size_t>()) + " " + r["action"].get<std::string>() +
+                                     " " + std::to_string(r["packets"].get<std::uint64_t>()) + " pkts line " +
+                                     std::to_string(r["line"].get<int>()) + ": " + r["filter"].get<std::string>();
+            rte_tel_data_add_array_string(d, tel_string(line).c_str());
+        }
+        return 0;
+    });
 }
 
 void register_telemetry() {
@@ -255,8 +336,21 @@ int run_moatd(int argc, char** argv) {
     if (!opt)
         return status;
 
+    // A control client that goes away mid-reply must not end the process that carries the
+    // traffic: writes to closed sockets and pipes fail with EPIPE instead.
+    signal(SIGPIPE, SIG_IGN);
+
+    // The watch starts before the file is read, so an edit made at any moment after the read
+    // (during EAL and port start-up too) is seen and reloads; what is published first is
+    // exactly the text read here.
+    ConfigWatch watch(opt->config);
+    std::string text;
+    if (!read_config_file(opt->config, text)) {
+        log("not starting: cannot read the config file " + opt->config + ": " + std::strerror(errno));
+        return 1;
+    }
     // Parse -> validate -> compile before anything starts: a broken config forwards nothing.
-    const LoadResult loaded = load_policy(opt->config);
+    const LoadResult loaded = load_policy_text(text, opt->config);
     for (const auto& d : loaded.diags.all())
         std::fprintf(stderr, "%s\n", format(d).c_str());
     if (!loaded.usable()) {
@@ -356,7 +450,7 @@ int run_moatd(int argc, char** argv) {
         log(std::string("not starting: ") + e.what());
         return 1;
     }
-    if (const std::string err = rt->start(cfg, cp); !err.empty()) {
+    if (const std::string err = rt->start(cfg, cp, std::move(text)); !err.empty()) {
         log("not starting: " + err);
         return 1;
     }
@@ -413,16 +507,35 @@ int run_moatd(int argc, char** argv) {
     running.launch(std::move(ctx));
     rt->set_workers(running.contexts());
 
-    // Control: signals, the config file's directory and the control socket, in one poll loop.
+    // Control: signals, the config file's directory and the control sockets, in one poll loop.
     const int sfd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
-    ConfigWatch watch(opt->config);
     if (!watch.ok())
         log("not watching the config file (" + watch.error() + "): reload with SIGHUP or moatctl reload");
-    ControlSocket sock(a.control, [&](const nlohmann::json& req) { return rt->handle(req); });
-    if (sock.ok())
-        log("control socket " + a.control);
+    ControlServer server([&](const nlohmann::json& req, const RequestContext& ctx) {
+        const std::string cmd = req.value("cmd", nlohmann::json()).is_string() ? req["cmd"].get<std::string>() : "";
+        if (Runtime::changes_policy(cmd))
+            log("control: " + cmd + (cmd == "assign" && req.value("policy", nlohmann::json()).is_string()
+                                         ? " " + ctl::quoted(valid_utf8(req["policy"].get<std::string>().substr(0, 200)))
+                                         : "") +
+                " from pid " + std::to_string(ctx.peer.pid) + " uid " + std::to_string(ctx.peer.uid) +
+                (ctx.access == Access::full ? "" : " on the read-only socket: refused"));
+        return rt->handle(req, ctx);
+    });
+    server.on_error([](const std::string& what) { log("control request failed: " + what); });
+    if (const std::string err = server.listen({a.control, Access::full, 0660, a.control_gid}); err.empty())
+        log("control socket " + a.control + " (every command; mode 0660" +
+            (a.control_group.empty() ? "" : ", group " + a.control_group) + ")");
     else
-        log("no control socket: " + sock.error());
+        log("no control socket: " + err);
+    if (!a.control_readonly.empty()) {
+        const mode_t mode = a.control_readonly_gid ? 0660 : 0666;
+        if (const std::string err = server.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid});
+            err.empty())
+            log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain; mode " +
+                (a.control_readonly_gid ? "0660, group " + a.control_readonly_group : std::string("0666")) + ")");
+        else
+            log("no read-only control socket: " + err);
+    }
     log("forwarding");
 
     // Every reload is logged, whatever triggered it (signal, file change, control socket).
@@ -455,47 +568,54 @@ int run_moatd(int argc, char** argv) {
             reload_at = Clock::now() + (c == ConfigWatch::Change::complete ? ConfigWatch::kSettleComplete : ConfigWatch::kSettlePartial);
         return c == ConfigWatch::Change::none;
     };
+    StdoutWriter out;
     int sig = 0;
     while (sig == 0) {
-        auto timeout = std::chrono::milliseconds(rt->publisher().retired() ? 10 : 1000);
         const auto now = Clock::now();
+        const auto until = [&](Clock::time_point t) {
+            return std::chrono::duration_cast<std::chrono::milliseconds>(t - now) + std::chrono::milliseconds(1);
+        };
+        auto timeout = std::chrono::milliseconds(rt->publisher().retired() ? 10 : 1000);
         if (reload_at)
-            timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(*reload_at - now) +
-                                            std::chrono::milliseconds(1));
+            timeout = std::min(timeout, until(*reload_at));
         if (opt->stats_period > 0)
-            timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(next_stats - now) +
-                                            std::chrono::milliseconds(1));
-        timeout = std::min(timeout, std::chrono::duration_cast<std::chrono::milliseconds>(next_rates - now) +
-                                        std::chrono::milliseconds(1));
-        pollfd fds[3] = {{sfd, POLLIN, 0}, {watch.fd(), POLLIN, 0}, {sock.fd(), POLLIN, 0}};
+            timeout = std::min(timeout, until(next_stats));
+        timeout = std::min(timeout, until(next_rates));
+        if (const auto d = server.next_deadline())
+            timeout = std::min(timeout, until(*d));
+        pollfd fds[3] = {{sfd, POLLIN, 0}, {watch.fd(), POLLIN, 0}, {server.fd(), POLLIN, 0}};
         poll(fds, 3, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout.count())));
-        if (fds[0].revents & POLLIN) {
-            signalfd_siginfo si{};
-            while (read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-                if (si.ssi_signo == SIGHUP)
-                    rt->reload("SIGHUP", false);
-                else
-                    sig = static_cast<int>(si.ssi_signo);
+        // Nothing that goes wrong in one turn (an exception from a query, a reload, a write) ends
+        // the loop: it is logged, and the workers go on forwarding under the policy in force.
+        try {
+            if (fds[0].revents & POLLIN) {
+                signalfd_siginfo si{};
+                while (read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+                    if (si.ssi_signo == SIGHUP)
+                        rt->reload("SIGHUP", false);
+                    else
+                        sig = static_cast<int>(si.ssi_signo);
+                }
             }
-        }
-        if (fds[1].revents & POLLIN)
-            settled();
-        if (fds[2].revents & POLLIN)
-            sock.serve();
-        if (reload_at && Clock::now() >= *reload_at) {
-            reload_at.reset();
-            if (settled())
-                rt->reload("config file changed", true, settled);
-        }
-        rt->reclaim();
-        if (Clock::now() >= next_rates) {
-            rt->sample_rates();
-            next_rates = Clock::now() + std::chrono::seconds(1);
-        }
-        if (opt->stats_period > 0 && Clock::now() >= next_stats) {
-            std::printf("stats %s\n", stats_json(rt->stats()).dump().c_str());
-            std::fflush(stdout);
-            next_stats += period;
+            if (fds[1].revents & POLLIN)
+                settled();
+            server.serve();  // events, and deadlines even without them
+            if (reload_at && Clock::now() >= *reload_at) {
+                reload_at.reset();
+                if (settled())
+                    rt->reload("config file changed", true, settled);
+            }
+            rt->reclaim();
+            if (Clock::now() >= next_rates) {
+                rt->sample_rates();
+                next_rates = Clock::now() + std::chrono::seconds(1);
+            }
+            if (opt->stats_period > 0 && Clock::now() >= next_stats) {
+                out.offer("stats " + json_text(stats_json(rt->stats())) + "\n");
+                next_stats += period;
+            }
+        } catch (const std::exception& e) {
+            log(std::string("control loop: ") + valid_utf8(e.what()) + " (the policy in force stays; going on)");
         }
     }
     close(sfd);
@@ -504,11 +624,11 @@ int run_moatd(int argc, char** argv) {
     g_runtime = nullptr;  // telemetry answers "not ready" from here on
 
     const Stats final_stats = rt->stats();
-    std::printf("%s", stats_text(final_stats).c_str());
-    std::fflush(stdout);
+    out.offer(stats_text(final_stats));
+    out.finish(std::chrono::seconds(2));
     if (!opt->counters_json.empty()) {
         std::ofstream out(opt->counters_json);
-        out << stats_json(final_stats).dump(2) << "\n";
+        out << json_text(stats_json(final_stats), 2) << "\n";
         if (!out)
             log("cannot write " + opt->counters_json);
     }

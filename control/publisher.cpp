@@ -5,17 +5,21 @@
 
 #include <map>
 #include <stdexcept>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
 
 namespace moat::ctl {
 
 void index_rows(Generation& g) {
     g.row_keys.clear();
     g.row_of_rank.assign(g.compiled.rules.size(), 0);
+    g.carried.clear();
     if (g.compiled.policy < 0)
         return;
     const Policy& pol = g.config.policies[static_cast<std::size_t>(g.compiled.policy)];
     std::map<std::tuple<int, int, int>, std::uint32_t> row;
+    std::unordered_map<std::string, unsigned> seen;  // rows with the same key so far
     for (std::size_t rank = 0; rank < g.compiled.rules.size(); ++rank) {
         const EntryOrigin& o = g.compiled.info[rank].origin;
         const auto [it, fresh] = row.emplace(std::tuple(o.rule, o.list, o.filter), static_cast<std::uint32_t>(g.row_keys.size()));
@@ -25,11 +29,29 @@ void index_rows(Generation& g) {
             const FilterList& l = g.config.lists[static_cast<std::size_t>(o.list)];
             const RuleDef& r = pol.rules[static_cast<std::size_t>(o.rule)];
             const FilterAction& a = g.config.actions[static_cast<std::size_t>(r.action)];
-            g.row_keys.push_back(l.name + '\n' + l.filters[static_cast<std::size_t>(o.filter)].text + '\n' +
-                                 (a.action == dp::Action::permit ? "permit" : "block"));
+            std::string key = l.name + '\n' + l.filters[static_cast<std::size_t>(o.filter)].text + '\n' +
+                              (a.action == dp::Action::permit ? "permit" : "block");
+            // The same filter twice (in one list, or a list under two rules with one action):
+            // the first keeps the first one's counts, the second the second's.
+            if (const unsigned n = seen[key]++; n > 0)
+                key += '\n' + std::to_string(n);
+            g.row_keys.push_back(std::move(key));
         }
         g.row_of_rank[rank] = it->second;
     }
+    g.carried.assign(g.row_keys.size(), Counts{});
+}
+
+void link_rows(Generation& from, Generation& to) {
+    std::unordered_map<std::string_view, std::uint32_t> rows_of_to;
+    rows_of_to.reserve(to.row_keys.size());
+    for (std::size_t r = 0; r < to.row_keys.size(); ++r)
+        rows_of_to.emplace(to.row_keys[r], static_cast<std::uint32_t>(r));
+    from.next_row.assign(from.row_keys.size(), kNoRow);
+    for (std::size_t r = 0; r < from.row_keys.size(); ++r)
+        if (const auto it = rows_of_to.find(from.row_keys[r]); it != rows_of_to.end())
+            from.next_row[r] = it->second;
+    from.successor = &to;
 }
 
 Publisher::Publisher(unsigned max_workers) {

@@ -27,6 +27,19 @@
 
 namespace moat::ctl {
 
+/// A filter row's packets and bytes.
+struct Counts {
+    std::uint64_t packets = 0, bytes = 0;
+    Counts& operator+=(const Counts& o) noexcept {
+        packets += o.packets;
+        bytes += o.bytes;
+        return *this;
+    }
+};
+
+/// No row: the filter does not survive into the next generation.
+constexpr std::uint32_t kNoRow = ~std::uint32_t{0};
+
 /// One published policy.
 struct Generation {
     std::uint64_t number = 0;
@@ -39,10 +52,20 @@ struct Generation {
     /// identity that survives reloads while the filter is unchanged, and each rank's row.
     std::vector<std::string> row_keys;
     std::vector<std::uint32_t> row_of_rank;
+    /// Counters carried across reloads, by row (control thread, under the Runtime's lock): what
+    /// earlier generations handed over when they were freed, and, once the next generation is
+    /// published, where each row goes in it (kNoRow: nowhere).
+    std::vector<Counts> carried;
+    std::vector<std::uint32_t> next_row;
+    Generation* successor = nullptr;
 };
 
-/// Fills `g.row_keys` and `g.row_of_rank` from `g.config` and `g.compiled`.
+/// Fills `g.row_keys`, `g.row_of_rank` and (zeroed) `g.carried` from `g.config` and `g.compiled`.
 void index_rows(Generation& g);
+
+/// Links `from` to its successor `to`: each row of `from` to the row of `to` with the same key.
+/// O(rows). Control thread, before `to` is published.
+void link_rows(Generation& from, Generation& to);
 
 class Publisher {
 public:
@@ -57,6 +80,12 @@ public:
     /// What workers load once per iteration (acquire).
     const std::atomic<const dp::TableSet*>* tables() const noexcept { return &tables_; }
     const Generation* current() const noexcept { return current_.get(); }
+    /// The same, for the control-side bookkeeping of counter carry-over. Control thread.
+    Generation* current() noexcept { return current_.get(); }
+    /// The current generation, kept alive for as long as the caller holds it (a reply streamed
+    /// over several turns of the control loop); the workers stop reading a retired one all the
+    /// same. Control thread, or under the lock that orders it with publish().
+    std::shared_ptr<const Generation> current_shared() const noexcept { return current_; }
 
     /// Makes `next` the generation workers read and retires the current one. Control thread.
     void publish(std::unique_ptr<Generation> next);
@@ -69,7 +98,8 @@ public:
     void drain(const BeforeFree& before_free);
 
     std::size_t retired() const noexcept { return retired_.size(); }
-    /// The retired generations not yet freed, oldest first. Control thread.
+    /// The retired generations not yet freed, oldest first (each one's successor is the next, the
+    /// last one's the current generation). Control thread.
     std::vector<const Generation*> retired_generations() const {
         std::vector<const Generation*> out;
         for (const auto& r : retired_)
@@ -80,10 +110,10 @@ public:
 private:
     rte_rcu_qsbr* qsv_ = nullptr;
     std::atomic<const dp::TableSet*> tables_{nullptr};
-    std::unique_ptr<Generation> current_;
+    std::shared_ptr<Generation> current_;
     struct Retired {
         std::uint64_t token;
-        std::unique_ptr<Generation> gen;
+        std::shared_ptr<Generation> gen;
     };
     std::deque<Retired> retired_;
 };

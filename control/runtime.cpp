@@ -1,5 +1,7 @@
 #include "control/runtime.h"
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -9,6 +11,8 @@
 #include "control/config.h"
 #include "control/explain.h"
 #include "control/ini_edit.h"
+#include "control/json_text.h"
+#include "control/text.h"
 #include "control/tables.h"
 #include "dataplane/port.h"
 
@@ -24,18 +28,6 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return buf;
 }
-
-bool read_file(const std::string& path, std::string& out) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        return false;
-    std::ostringstream s;
-    s << in.rdbuf();
-    out = s.str();
-    return true;
-}
-
-std::unordered_set<std::string> keys_of(const Generation& g) { return {g.row_keys.begin(), g.row_keys.end()}; }
 
 nlohmann::json outcome_json(const ReloadOutcome& o) {
     return {{"ok", o.ok},       {"unchanged", o.unchanged}, {"generation", o.generation}, {"trigger", o.trigger},
@@ -54,7 +46,7 @@ Runtime::~Runtime() {
     publisher_.reset();
 }
 
-std::string Runtime::start(const Config& cfg, const CompiledPolicy& cp) {
+std::string Runtime::start(const Config& cfg, const CompiledPolicy& cp, std::string text) {
     TablesResult b = build_table_set(cfg, cp, workers_count_, next_generation_);
     if (!b.tables)
         return b.error;
@@ -67,8 +59,9 @@ std::string Runtime::start(const Config& cfg, const CompiledPolicy& cp) {
     g->v6 = b.v6;
     g->loaded_at = std::chrono::system_clock::now();
     index_rows(*g);
-    read_file(path_, loaded_text_);
     std::lock_guard lock(mu_);
+    loaded_text_ = std::move(text);
+    running_ = cfg.appliance;
     publisher_->publish(std::move(g));
     last_ = ReloadOutcome{};
     last_.ok = true;
@@ -95,7 +88,7 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed, const
         return o;
     };
     std::string text;
-    if (!read_file(path_, text)) {
+    if (!read_config_file(path_, text)) {
         o.errors.push_back(path_ + ": error: cannot read the config file: " + std::strerror(errno));
         return finish();
     }
@@ -127,19 +120,19 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed, const
             o.errors.push_back(path_ + ": error: not usable (strict = on and warnings)");
         return finish();
     }
-    // Ports, workers and EAL belong to the running process: a reload cannot move them.
-    const Appliance& was = cur.config.appliance;
+    // Ports, workers, EAL and the sockets belong to the running process: a reload cannot move
+    // them, and says so every time until a restart does. A file that names no ports at all is
+    // not a new setting but a wrong or incomplete file.
     const Appliance& now = r.config->appliance;
-    const auto restart_only = [&](const char* key, bool changed) {
-        if (changed)
-            o.warnings.push_back(path_ + ": warning: " + key + " changed; restart moatd to apply it (the running value stays)");
-    };
-    restart_only("outside", was.outside != now.outside);
-    restart_only("inside", was.inside != now.inside);
-    restart_only("workers", was.workers != now.workers);
-    restart_only("eal", was.eal != now.eal);
-    restart_only("control", was.control != now.control);
-    restart_only("fragment_table", was.fragment_table != now.fragment_table);
+    if (!running_.outside.empty() && (now.outside.empty() || now.inside.empty())) {
+        o.errors.push_back(path_ + ":" + std::to_string(now.line) +
+                           ": error: [appliance] names no " + (now.outside.empty() ? "outside" : "inside") +
+                           " port; moatd runs on outside = " + running_.outside + ", inside = " + running_.inside +
+                           " (an incomplete file? the running policy stays)");
+        return finish();
+    }
+    std::vector<std::string> restart = restart_only_changes(now);
+    o.warnings.insert(o.warnings.end(), restart.begin(), restart.end());
     const auto t_build = std::chrono::steady_clock::now();
     TablesResult b = build_table_set(*r.config, *r.compiled, workers_count_, next_generation_);
     o.build_ms = since(t_build);
@@ -159,17 +152,12 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed, const
         std::lock_guard lock(mu_);
         g->number = next_generation_++;
         o.generation = g->number;
-        // The filters that survive this swap keep counting; the others' counts go.
-        const std::unordered_set<std::string> next_keys = keys_of(*g);
-        std::unordered_set<std::string> survivors;
-        for (const auto& k : cur.row_keys)
-            if (next_keys.contains(k))
-                survivors.insert(k);
-        successor_keys_[cur.number] = std::move(survivors);
-        for (auto it = carried_.begin(); it != carried_.end();)
-            it = next_keys.contains(it->first) ? std::next(it) : carried_.erase(it);
+        // The filters that survive this swap keep counting; the others' counts go. The counts
+        // move when the retired generation is freed (its counters are final then).
+        link_rows(*publisher_->current(), *g);
         publisher_->publish(std::move(g));
         loaded_text_ = std::move(text);
+        restart_needed_ = std::move(restart);
     }
     o.published = std::chrono::steady_clock::now();
     o.publish_ms = since(t0);
@@ -185,33 +173,47 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed, const
 
 std::size_t Runtime::reclaim() {
     std::lock_guard lock(mu_);
-    const std::unordered_set<std::string> live = keys_of(*publisher_->current());
+    if (publisher_->retired() == 0)
+        return 0;  // the common case, every turn of the control loop
     return publisher_->reclaim([&](Generation& old) {
-        carry_survivors(old, live, carried_);
-        successor_keys_.erase(old.number);
+        // Its counters are final now: each surviving row's counts (and what it carried) move
+        // into its successor's row.
+        const std::vector<Counts> hits = row_hits(old, workers_count_);
+        for (std::size_t r = 0; r < old.next_row.size(); ++r)
+            if (const std::uint32_t to = old.next_row[r]; to != kNoRow) {
+                old.successor->carried[to] += hits[r];
+                old.successor->carried[to] += old.carried[r];
+            }
     });
-}
-
-void Runtime::carry_survivors(const Generation& old, const std::unordered_set<std::string>& live,
-                              CarriedCounts& into) const {
-    const auto it = successor_keys_.find(old.number);
-    if (it == successor_keys_.end())
-        return;
-    const std::vector<Counts> hits = row_hits(old, workers_count_);
-    for (std::size_t row = 0; row < old.row_keys.size(); ++row) {
-        const std::string& key = old.row_keys[row];
-        if (!it->second.contains(key) || !live.contains(key))
-            continue;
-        Counts& c = into[key];
-        c.packets += hits[row].packets;
-        c.bytes += hits[row].bytes;
-    }
 }
 
 nlohmann::json Runtime::assign(const std::string& policy) {
     std::string text;
-    if (!read_file(path_, text))
+    if (!read_config_file(path_, text))
         return {{"ok", false}, {"errors", {path_ + ": error: cannot read the config file: " + std::strerror(errno)}}};
+    const auto refused = [&](const LoadResult& r) {
+        nlohmann::json errors = nlohmann::json::array();
+        for (const auto& d : r.diags.all())
+            if (d.severity == Severity::error)
+                errors.push_back(format(d));
+        return nlohmann::json{{"ok", false}, {"errors", errors}, {"message", path_ + " is unchanged"}};
+    };
+    // Only the name of a policy the file defines is written into it: such a name came from a
+    // [policy NAME] header of this very file, so it is one line of valid text.
+    if (!policy.empty()) {
+        const LoadResult cur = load_policy_text(text, path_, {.lint = false, .compile_unassigned = false});
+        if (!cur.config)
+            return refused(cur);
+        if (cur.config->find_policy(policy) < 0) {
+            std::string names;
+            for (const auto& p : cur.config->policies)
+                names += (names.empty() ? "" : ", ") + ctl::quoted(p.name);
+            return {{"ok", false},
+                    {"errors", {path_ + ": error: no policy " + ctl::quoted(valid_utf8(policy.substr(0, 200))) +
+                                " is defined (policies: " + (names.empty() ? "none" : names) + ")"}},
+                    {"message", path_ + " is unchanged"}};
+        }
+    }
     IniText ini(text);
     auto a = ini.find_section("appliance", "");
     if (!a)
@@ -220,13 +222,12 @@ nlohmann::json Runtime::assign(const std::string& policy) {
     ini.set_key(*a, "assign", policy);
     const std::string next = ini.str();
     const LoadResult check = load_policy_text(next, path_);
-    if (!check.usable()) {
-        nlohmann::json errors = nlohmann::json::array();
-        for (const auto& d : check.diags.all())
-            if (d.severity == Severity::error)
-                errors.push_back(format(d));
-        return {{"ok", false}, {"errors", errors}, {"message", path_ + " is unchanged"}};
-    }
+    if (!check.usable())
+        return refused(check);
+    if (check.config->appliance.assign != policy)  // e.g. a name the INI syntax cannot hold as a value
+        return {{"ok", false},
+                {"errors", {path_ + ": error: policy " + ctl::quoted(policy) + " cannot be written as an assign value"}},
+                {"message", path_ + " is unchanged"}};
     if (const auto e = write_file_atomic(path_, next))
         return {{"ok", false}, {"errors", {*e}}};
     const ReloadOutcome o = reload(policy.empty() ? "unassign" : "assign", false);
@@ -248,6 +249,30 @@ std::uint64_t Runtime::generation() const {
     return publisher_->current() ? publisher_->current()->number : 0;
 }
 
+std::vector<std::string> Runtime::restart_only_changes(const Appliance& now) const {
+    std::vector<std::string> out;
+    const auto restart_only = [&](const char* key, bool changed) {
+        if (changed)
+            out.push_back(path_ + ": warning: " + key + " changed; restart moatd to apply it (the running value stays)");
+    };
+    const Appliance& was = running_;
+    restart_only("outside", was.outside != now.outside);
+    restart_only("inside", was.inside != now.inside);
+    restart_only("workers", was.workers != now.workers);
+    restart_only("eal", was.eal != now.eal);
+    restart_only("control", was.control != now.control);
+    restart_only("control_readonly", was.control_readonly != now.control_readonly);
+    restart_only("control_group", was.control_gid != now.control_gid);
+    restart_only("control_readonly_group", was.control_readonly_gid != now.control_readonly_gid);
+    restart_only("fragment_table", was.fragment_table != now.fragment_table);
+    return out;
+}
+
+std::vector<std::string> Runtime::restart_needed() const {
+    std::lock_guard lock(mu_);
+    return restart_needed_;
+}
+
 nlohmann::json Runtime::status() const {
     std::lock_guard lock(mu_);
     const Generation& g = *publisher_->current();
@@ -263,6 +288,7 @@ nlohmann::json Runtime::status() const {
     j["last_reload"] = outcome_json(last_);
     j["reloads"] = {{"ok", reloads_ok_}, {"failed", reloads_failed_}};
     j["retired_generations"] = publisher_->retired();
+    j["restart_needed"] = restart_needed_;
     const dp::TableSet& t = *g.tables;
     j["classifier"] = {{"kind", t.use_reference ? "reference" : "trie"},
                        {"bytes", t.v4.bytes() + t.v6.bytes()},
@@ -277,17 +303,31 @@ nlohmann::json Runtime::status() const {
 }
 
 Stats Runtime::stats_locked() const {
-    // Generations retired but not yet reclaimed still hold counts of filters that survived into
-    // the current one; reclaim() moves them into carried_, and until then they are added here, so
-    // a filter's count never dips right after a reload.
+    // Generations retired but not yet freed still hold counts of filters that survived into the
+    // current one; reclaim() moves them when it frees them, and until then they are carried along
+    // the chain here, so a filter's count never dips right after a reload.
+    const std::shared_ptr<const Generation> cur = publisher_->current_shared();
     const std::vector<const Generation*> retired = publisher_->retired_generations();
     if (retired.empty())
-        return collect_stats(workers_, *publisher_->current(), carried_, rates_.rates());
-    CarriedCounts carried = carried_;
-    const std::unordered_set<std::string> live = keys_of(*publisher_->current());
-    for (const Generation* old : retired)
-        carry_survivors(*old, live, carried);
-    return collect_stats(workers_, *publisher_->current(), carried, rates_.rates());
+        return collect_stats(workers_, cur, cur->carried, rates_.rates());
+    std::vector<Counts> flow;  // into the rows of the generation at hand, from the older ones
+    for (const Generation* old : retired) {
+        const std::vector<Counts> hits = row_hits(*old, workers_count_);
+        std::vector<Counts> next(old->successor->row_keys.size());
+        for (std::size_t r = 0; r < old->next_row.size(); ++r) {
+            const std::uint32_t to = old->next_row[r];
+            if (to == kNoRow)
+                continue;
+            next[to] += hits[r];
+            next[to] += old->carried[r];
+            if (r < flow.size())
+                next[to] += flow[r];
+        }
+        flow = std::move(next);
+    }
+    for (std::size_t r = 0; r < flow.size() && r < cur->carried.size(); ++r)
+        flow[r] += cur->carried[r];
+    return collect_stats(workers_, cur, flow, rates_.rates());
 }
 
 void Runtime::sample_rates() {
@@ -304,29 +344,38 @@ Stats Runtime::stats() const {
     return stats_locked();
 }
 
-nlohmann::json Runtime::rules() const {
+namespace {
+
+nlohmann::json rule_json(const Generation& g, const Stats& s, std::size_t rank) {
+    const RankedEntry& info = g.compiled.info[rank];
+    const FilterStats& f = s.filters[g.row_of_rank[rank]];
+    return {{"rank", rank},
+            {"action", action_name(g.compiled.rules[rank].action)},
+            {"entry", format_entry(g.compiled.rules[rank])},
+            {"filter", f.filter},
+            {"filterlist", f.filterlist},
+            {"rule", f.rule},
+            {"line", f.line},
+            {"mirror", info.origin.mirror},
+            {"key", format_key(info.key)},
+            {"packets", f.packets},
+            {"bytes", f.bytes}};
+}
+
+nlohmann::json rules_head(const Generation& g, const Stats& s) {
+    return {{"generation", g.number}, {"policy", s.policy.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.policy)}};
+}
+
+}  // namespace
+
+nlohmann::json Runtime::rules(std::size_t limit) const {
     std::lock_guard lock(mu_);
     const Generation& g = *publisher_->current();
     const Stats s = stats_locked();
-    nlohmann::json j;
-    j["generation"] = g.number;
-    j["policy"] = s.policy.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.policy);
+    nlohmann::json j = rules_head(g, s);
     j["rules"] = nlohmann::json::array();
-    for (std::size_t rank = 0; rank < g.compiled.rules.size(); ++rank) {
-        const RankedEntry& info = g.compiled.info[rank];
-        const FilterStats& f = s.filters[g.row_of_rank[rank]];
-        j["rules"].push_back({{"rank", rank},
-                              {"action", action_name(g.compiled.rules[rank].action)},
-                              {"entry", format_entry(g.compiled.rules[rank])},
-                              {"filter", f.filter},
-                              {"filterlist", f.filterlist},
-                              {"rule", f.rule},
-                              {"line", f.line},
-                              {"mirror", info.origin.mirror},
-                              {"key", format_key(info.key)},
-                              {"packets", f.packets},
-                              {"bytes", f.bytes}});
-    }
+    for (std::size_t rank = 0; rank < g.compiled.rules.size() && rank < limit; ++rank)
+        j["rules"].push_back(rule_json(g, s, rank));
     return j;
 }
 
@@ -344,39 +393,82 @@ nlohmann::json Runtime::explain(const std::string& packet) const {
     return j;
 }
 
-nlohmann::json Runtime::handle(const nlohmann::json& req) {
-    const std::string cmd = req.is_object() && req.contains("cmd") && req["cmd"].is_string() ? req["cmd"].get<std::string>() : "";
+namespace {
+
+struct Command {
+    std::string_view name;
+    bool changes;  ///< changes the running policy: only on a full-access socket
+};
+constexpr std::array<Command, 7> kCommands{{{"status", false},
+                                            {"stats", false},
+                                            {"rules", false},
+                                            {"explain", false},
+                                            {"reload", true},
+                                            {"assign", true},
+                                            {"unassign", true}}};
+
+Reply json_reply(nlohmann::json j) {
+    j["ok"] = j.value("ok", true);
+    return {json_text(j), {}};
+}
+
+}  // namespace
+
+bool Runtime::changes_policy(const std::string& cmd) noexcept {
+    return std::any_of(kCommands.begin(), kCommands.end(), [&](const Command& c) { return c.changes && c.name == cmd; });
+}
+
+Reply Runtime::handle(const nlohmann::json& req, const RequestContext& ctx) {
     const auto arg = [&](const char* name) {
-        return req.contains(name) && req[name].is_string() ? req[name].get<std::string>() : std::string();
+        const auto it = req.is_object() ? req.find(name) : req.end();
+        return it != req.end() && it->is_string() ? it->get<std::string>() : std::string();
     };
-    nlohmann::json reply;
-    if (cmd == "status") {
-        reply = status();
-    } else if (cmd == "stats") {
-        const Stats s = stats();
-        reply = stats_json(s);
-        if (arg("format") == "prometheus")
-            reply = {{"text", stats_prometheus(s)}};
-        else if (arg("format") == "text")
-            reply = {{"text", stats_text(s)}};
-    } else if (cmd == "rules") {
-        reply = rules();
-    } else if (cmd == "explain") {
-        return explain(arg("packet"));
-    } else if (cmd == "reload") {
-        return outcome_json(reload("moatctl reload", false));
-    } else if (cmd == "assign") {
-        if (arg("policy").empty())
-            return {{"ok", false}, {"errors", {"assign needs a policy name"}}};
-        return assign(arg("policy"));
-    } else if (cmd == "unassign") {
-        return assign("");
-    } else {
-        return {{"ok", false},
-                {"errors", {"unknown command '" + cmd + "' (status, stats, rules, explain, reload, assign, unassign)"}}};
+    const std::string cmd = arg("cmd");
+    const auto known = std::find_if(kCommands.begin(), kCommands.end(), [&](const Command& c) { return c.name == cmd; });
+    if (known == kCommands.end())
+        return error_reply("unknown command " + ctl::quoted(valid_utf8(cmd.substr(0, 40))) +
+                           " (status, stats, rules, explain, reload, assign, unassign)");
+    if (known->changes && ctx.access != Access::full)
+        return error_reply("'" + cmd + "' changes the running policy, and this control socket is read-only: "
+                           "send it to the control socket (root or its group)");
+    if (cmd == "status")
+        return json_reply(status());
+    if (cmd == "stats") {
+        const auto s = std::make_shared<const Stats>(stats());
+        const std::string format = arg("format");
+        if (format == "prometheus")
+            return text_rows_reply(stats_prometheus_head(*s), 2 * s->filters.size(),
+                                   [s](std::size_t i, std::string& out) { prometheus_filter_row(*s, i, out); });
+        if (format == "text")
+            return text_rows_reply(stats_text_head(*s), s->filters.size(),
+                                   [s](std::size_t i, std::string& out) { filter_text(s->filters[i], out); });
+        nlohmann::json head = stats_json_head(*s);
+        head["ok"] = true;
+        return json_rows_reply(head, "filters", s->filters.size(), [s](std::size_t i) { return filter_json(s->filters[i]); });
     }
-    reply["ok"] = true;
-    return reply;
+    if (cmd == "rules") {
+        std::shared_ptr<const Generation> g;
+        std::shared_ptr<const Stats> s;
+        {
+            std::lock_guard lock(mu_);
+            g = publisher_->current_shared();
+            s = std::make_shared<const Stats>(stats_locked());
+        }
+        nlohmann::json head = rules_head(*g, *s);
+        head["ok"] = true;
+        return json_rows_reply(head, "rules", g->compiled.rules.size(),
+                               [g, s](std::size_t rank) { return rule_json(*g, *s, rank); });
+    }
+    if (cmd == "explain")
+        return json_reply(explain(arg("packet")));
+    if (cmd == "reload")
+        return json_reply(outcome_json(reload("moatctl reload", false)));
+    if (cmd == "assign") {
+        if (arg("policy").empty())
+            return error_reply("assign needs a policy name: {\"cmd\": \"assign\", \"policy\": \"NAME\"}");
+        return json_reply(assign(arg("policy")));
+    }
+    return json_reply(assign(""));  // unassign
 }
 
 }  // namespace moat::ctl

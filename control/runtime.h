@@ -19,6 +19,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "control/control_socket.h"
 #include "control/publisher.h"
 #include "control/stats.h"
 #include "dataplane/worker.h"
@@ -54,10 +55,11 @@ public:
     Runtime(std::string config_path, unsigned workers);
     ~Runtime();
 
-    /// The first generation, from the config moatd started with (already loaded and usable).
-    /// Returns an error message when the table set cannot be built. Control thread, before
-    /// workers launch.
-    std::string start(const Config& cfg, const CompiledPolicy& cp);
+    /// The first generation, from the config moatd started with (already loaded and usable):
+    /// `text` is exactly what was read and loaded (a later reload that reads something else
+    /// publishes it). Its [appliance] is what runs until a restart. Returns an error message
+    /// when the table set cannot be built. Control thread, before workers launch.
+    std::string start(const Config& cfg, const CompiledPolicy& cp, std::string text);
 
     /// Load -> validate -> compile -> build -> publish the config file; on any failure the
     /// running generation stays and the outcome says why. `if_changed`: skip when the file is
@@ -72,7 +74,8 @@ public:
     /// Returns how many still wait. Control thread.
     std::size_t reclaim();
 
-    /// Sets `assign` in the config file (empty: unassign) and reloads. Control thread.
+    /// Sets `assign` in the config file to `policy`, which must be the name of a policy the file
+    /// defines (empty: unassign), and reloads. Control thread.
     nlohmann::json assign(const std::string& policy);
 
     /// Samples the workers' counters for their rates (`stats`). Control thread, once a second.
@@ -91,18 +94,28 @@ public:
     // Queries (any thread).
     nlohmann::json status() const;
     Stats stats() const;
-    nlohmann::json rules() const;
+    /// The first `limit` ranked entries with their filters' hits (DPDK telemetry).
+    nlohmann::json rules(std::size_t limit) const;
     nlohmann::json explain(const std::string& packet) const;
 
+    /// What changed in [appliance] since start-up that only a restart applies ("outside changed;
+    /// restart moatd to apply it ..."), as of the last published generation.
+    std::vector<std::string> restart_needed() const;
+
     /// One control-socket request -> one reply (DESIGN section 7): {"cmd": "status"} etc.
-    /// Control thread (reload and assign change state).
-    nlohmann::json handle(const nlohmann::json& request);
+    /// Changing commands (reload, assign, unassign) need `ctx.access` full. Large replies
+    /// (stats, rules) stream from a snapshot taken now. Control thread.
+    Reply handle(const nlohmann::json& request, const RequestContext& ctx);
+
+    /// True for the commands that change the running policy.
+    static bool changes_policy(const std::string& cmd) noexcept;
 
 private:
+    /// The counters with every carry-over: what retired generations not yet freed still hold for
+    /// the filters that survived into the current one is added on the way. Caller holds mu_.
     Stats stats_locked() const;
-    /// Adds the counts `old` holds for filters that survived into its successor and are `live`
-    /// (in the current generation) to `into`. Caller holds mu_.
-    void carry_survivors(const Generation& old, const std::unordered_set<std::string>& live, CarriedCounts& into) const;
+    /// The restart-only keys of `now` that differ from what moatd runs with.
+    std::vector<std::string> restart_only_changes(const Appliance& now) const;
 
     std::string path_;
     unsigned workers_count_;
@@ -110,12 +123,12 @@ private:
     std::unique_ptr<Publisher> publisher_;
     mutable std::mutex mu_;  // guards everything below and the generations' lifetime for queries
     std::string loaded_text_;
-    CarriedCounts carried_;
     RateMeter rates_;
-    std::map<std::uint64_t, std::unordered_set<std::string>> successor_keys_;
     std::vector<PortInfo> ports_;
     std::vector<const dp::WorkerContext*> workers_;
     ReloadOutcome last_;
+    Appliance running_;  ///< [appliance] as moatd started: ports, workers, EAL, sockets
+    std::vector<std::string> restart_needed_;
     std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
     std::uint64_t next_generation_ = 1;
     unsigned reloads_ok_ = 0, reloads_failed_ = 0;

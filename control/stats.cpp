@@ -50,8 +50,9 @@ void RateMeter::sample(std::span<const WorkerSample> now, double seconds) {
     last_seconds_ = seconds;
 }
 
-Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Generation& g, const CarriedCounts& carried,
-                    std::span<const WorkerRates> rates) {
+Stats collect_stats(std::span<const dp::WorkerContext* const> workers, std::shared_ptr<const Generation> gen,
+                    std::span<const Counts> carried, std::span<const WorkerRates> rates) {
+    const Generation& g = *gen;
     Stats s;
     s.generation = g.number;
     const CompiledPolicy& cp = g.compiled;
@@ -104,15 +105,16 @@ Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Gen
         FilterStats& fs = s.filters[row];
         fs = {l.name, f.text, r.text, f.line, cp.rules[rank].action, static_cast<dp::Rank>(rank), hits[row].packets,
               hits[row].bytes};
-        if (const auto it = carried.find(g.row_keys[row]); it != carried.end()) {
-            fs.packets += it->second.packets;
-            fs.bytes += it->second.bytes;
+        if (row < carried.size()) {
+            fs.packets += carried[row].packets;
+            fs.bytes += carried[row].bytes;
         }
     }
+    s.source = std::move(gen);
     return s;
 }
 
-nlohmann::json stats_json(const Stats& s) {
+nlohmann::json stats_json_head(const Stats& s) {
     nlohmann::json j;
     j["generation"] = s.generation;
     j["policy"] = s.policy.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.policy);
@@ -146,20 +148,29 @@ nlohmann::json stats_json(const Stats& s) {
         scanned_bytes += w.payload_bytes;
     }
     j["payload"] = {{"scanned", scanned}, {"bytes", scanned_bytes}};
-    j["filters"] = nlohmann::json::array();
-    for (const auto& f : s.filters)
-        j["filters"].push_back({{"filterlist", f.filterlist},
-                                {"filter", f.filter},
-                                {"rule", f.rule},
-                                {"line", f.line},
-                                {"action", f.action == dp::Action::permit ? "permit" : "block"},
-                                {"rank", f.best_rank},
-                                {"packets", f.packets},
-                                {"bytes", f.bytes}});
     return j;
 }
 
-std::string stats_text(const Stats& s) {
+nlohmann::json filter_json(const FilterStats& f) {
+    return {{"filterlist", f.filterlist},
+            {"filter", f.filter},
+            {"rule", f.rule},
+            {"line", f.line},
+            {"action", f.action == dp::Action::permit ? "permit" : "block"},
+            {"rank", f.best_rank},
+            {"packets", f.packets},
+            {"bytes", f.bytes}};
+}
+
+nlohmann::json stats_json(const Stats& s) {
+    nlohmann::json j = stats_json_head(s);
+    j["filters"] = nlohmann::json::array();
+    for (const auto& f : s.filters)
+        j["filters"].push_back(filter_json(f));
+    return j;
+}
+
+std::string stats_text_head(const Stats& s) {
     std::string out;
     char line[256];
     std::snprintf(line, sizeof line, "policy %s, generation %llu\n",
@@ -203,13 +214,25 @@ std::string stats_text(const Stats& s) {
     if (!s.filters.empty()) {
         std::snprintf(line, sizeof line, "%10s %12s  %-6s %5s  %s\n", "packets", "bytes", "action", "line", "filter (list)");
         out += line;
-        for (const auto& f : s.filters) {
-            std::snprintf(line, sizeof line, "%10llu %12llu  %-6s %5d  ", static_cast<unsigned long long>(f.packets),
-                          static_cast<unsigned long long>(f.bytes), f.action == dp::Action::permit ? "permit" : "block",
-                          f.line);
-            out += line + f.filter + "  (" + f.filterlist + ")\n";
-        }
     }
+    return out;
+}
+
+void filter_text(const FilterStats& f, std::string& out) {
+    char line[96];
+    std::snprintf(line, sizeof line, "%10llu %12llu  %-6s %5d  ", static_cast<unsigned long long>(f.packets),
+                  static_cast<unsigned long long>(f.bytes), f.action == dp::Action::permit ? "permit" : "block", f.line);
+    out += line;
+    out += f.filter;
+    out += "  (";
+    out += f.filterlist;
+    out += ")\n";
+}
+
+std::string stats_text(const Stats& s) {
+    std::string out = stats_text_head(s);
+    for (const auto& f : s.filters)
+        filter_text(f, out);
     return out;
 }
 
@@ -219,7 +242,7 @@ namespace moat::ctl {
 
 namespace {
 
-std::string label(const std::string& v) {
+std::string label(std::string_view v) {
     std::string out;
     for (char c : v) {
         if (c == '\\' || c == '"')
@@ -235,7 +258,7 @@ std::string label(const std::string& v) {
 
 }  // namespace
 
-std::string stats_prometheus(const Stats& s) {
+std::string stats_prometheus_head(const Stats& s) {
     std::string o;
     const auto metric = [&](const char* name, const char* help) {
         o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n";
@@ -286,16 +309,28 @@ std::string stats_prometheus(const Stats& s) {
         for (const auto& w : s.workers)
             line(m.name, "worker=\"" + std::to_string(w.index) + "\"", w.*m.field);
     }
-    metric("moat_filter_packets_total", "Packets decided by the filter.");
-    for (const auto& f : s.filters)
-        line("moat_filter_packets_total",
-             "filterlist=\"" + label(f.filterlist) + "\",filter=\"" + label(f.filter) + "\",line=\"" + std::to_string(f.line) + "\"",
-             f.packets);
-    metric("moat_filter_bytes_total", "Bytes of the packets decided by the filter.");
-    for (const auto& f : s.filters)
-        line("moat_filter_bytes_total",
-             "filterlist=\"" + label(f.filterlist) + "\",filter=\"" + label(f.filter) + "\",line=\"" + std::to_string(f.line) + "\"",
-             f.bytes);
+    return o;
+}
+
+void prometheus_filter_row(const Stats& s, std::size_t i, std::string& o) {
+    // Rows 0 .. n-1 are the filters' packets, n .. 2n-1 their bytes; each metric's first row
+    // carries its HELP and TYPE.
+    const std::size_t n = s.filters.size();
+    const bool bytes = i >= n;
+    const FilterStats& f = s.filters[bytes ? i - n : i];
+    const char* name = bytes ? "moat_filter_bytes_total" : "moat_filter_packets_total";
+    if (i == 0 || i == n)
+        o += std::string("# HELP ") + name + (bytes ? " Bytes of the packets decided by the filter.\n# TYPE "
+                                                    : " Packets decided by the filter.\n# TYPE ") +
+             name + " counter\n";
+    o += std::string(name) + "{filterlist=\"" + label(f.filterlist) + "\",filter=\"" + label(f.filter) + "\",line=\"" +
+         std::to_string(f.line) + "\"} " + std::to_string(bytes ? f.bytes : f.packets) + "\n";
+}
+
+std::string stats_prometheus(const Stats& s) {
+    std::string o = stats_prometheus_head(s);
+    for (std::size_t i = 0; i < 2 * s.filters.size(); ++i)
+        prometheus_filter_row(s, i, o);
     return o;
 }
 

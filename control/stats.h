@@ -4,12 +4,12 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
-
-#include <unordered_map>
 
 #include "control/compile.h"
 #include "control/model.h"
@@ -25,10 +25,11 @@ struct PortStats {
     std::uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0, dropped = 0, tx_failed = 0;
 };
 
+/// One filter row. The names point into the generation the Stats holds.
 struct FilterStats {
-    std::string filterlist;
-    std::string filter;
-    std::string rule;
+    std::string_view filterlist;
+    std::string_view filter;
+    std::string_view rule;
     int line = 0;
     dp::Action action = dp::Action::block;
     dp::Rank best_rank = 0;  ///< the filter's highest-ranked entry
@@ -85,27 +86,32 @@ struct Stats {
     std::uint64_t fragments_passed = 0;
     std::vector<WorkerStats> workers;  ///< by worker index
     std::vector<FilterStats> filters;  ///< one per (rule, filter), in rank order
+    std::shared_ptr<const Generation> source;  ///< what `filters` point into
 };
-
-struct Counts {
-    std::uint64_t packets = 0, bytes = 0;
-};
-
-/// Counts of filters that outlived earlier generations, by Generation::row_keys.
-using CarriedCounts = std::unordered_map<std::string, Counts>;
 
 /// Hits of each row of `g` in its own table set, summed over `workers` (live: relaxed loads).
 std::vector<Counts> row_hits(const Generation& g, std::size_t workers);
 
-/// The counters of `workers` and of generation `g` (plus what `carried` holds for its filters),
-/// with the rates `rates` measured (by worker index; missing ones are left at zero). Caller holds
-/// whatever keeps `g` alive.
-Stats collect_stats(std::span<const dp::WorkerContext* const> workers, const Generation& g, const CarriedCounts& carried,
-                    std::span<const WorkerRates> rates = {});
+/// The counters of `workers` and of generation `g`, each filter row's plus `carried[row]` (what
+/// earlier generations handed over; empty: nothing), with the rates `rates` measured (by worker
+/// index; missing ones are left at zero). O(entries x workers), no strings copied: a snapshot a
+/// control-socket reply can stream from while the policy changes.
+Stats collect_stats(std::span<const dp::WorkerContext* const> workers, std::shared_ptr<const Generation> g,
+                    std::span<const Counts> carried, std::span<const WorkerRates> rates = {});
 
 nlohmann::json stats_json(const Stats& s);
 std::string stats_text(const Stats& s);
 /// Prometheus text exposition format (counters with `_total`).
 std::string stats_prometheus(const Stats& s);
+
+// The same three, a part at a time (the control socket streams a large policy's rows): the head
+// is everything but the per-filter rows, which follow in order.
+nlohmann::json stats_json_head(const Stats& s);  ///< without "filters"
+nlohmann::json filter_json(const FilterStats& f);  ///< one element of "filters"
+std::string stats_text_head(const Stats& s);
+void filter_text(const FilterStats& f, std::string& out);  ///< appends one filter's line
+std::string stats_prometheus_head(const Stats& s);
+/// Appends row `i` of 2 * filters.size(): the filters' packets, then their bytes.
+void prometheus_filter_row(const Stats& s, std::size_t i, std::string& out);
 
 }  // namespace moat::ctl

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the fuzz targets: OUT/packet/* (a mode byte, then an Ethernet
-frame) and OUT/config/* (config texts: every shipped config and a few that use the whole
+frame), OUT/control/* (an access byte, then a control-socket request line) and OUT/config/*
+(config texts: every shipped config and a few that use the whole
 grammar). Usage: fuzz/seeds.py OUT"""
 import pathlib
 import struct
@@ -116,14 +117,33 @@ rule = L -> block
     yield "empty.ini", b"[appliance]\nassign =\n"
 
 
+def requests():
+    """Control-socket requests: an access byte (1 full, 0 read-only), then one line."""
+    lines = [
+        b'{"cmd":"status"}', b'{"cmd":"stats"}', b'{"cmd":"stats","format":"text"}',
+        b'{"cmd":"stats","format":"prometheus"}', b'{"cmd":"rules"}',
+        b'{"cmd":"explain","packet":"tcp 198.18.100.1:40000 -> 198.18.0.10:80"}',
+        b'{"cmd":"explain","packet":"tcp 198.18.100.1:1 -> 198.18.0.10:80 payload-hex c328e9ff"}',
+        b'{"cmd":"explain","packet":"icmpv6 [2001:db8::1] -> [2001:db8::10] icmp 128/0 on outside"}',
+        b'{"cmd":"reload"}', b'{"cmd":"assign","policy":"Admin"}', b'{"cmd":"unassign"}',
+        b'{"cmd":"assign","policy":"Evil\\n[filterlist X]\\nfilter = *+*"}',
+        b'{"cmd":"assign","policy":"Servers"}', b'{"cmd":"nope"}', b'[]', b'"x"', b'{"cmd":7}',
+    ]
+    for i, line in enumerate(lines):
+        for access in (0, 1):
+            yield f"seed-{i:02}-{access}", bytes([access]) + line
+
+
 def main():
     out = pathlib.Path(sys.argv[1])
-    for sub in ("packet", "config"):
+    for sub in ("packet", "config", "control"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for i, (mode, frame) in enumerate(packets()):
         (out / "packet" / f"seed-{i:02}").write_bytes(bytes([mode]) + frame)
     for name, text in configs():
         (out / "config" / name).write_bytes(text)
+    for name, req in requests():
+        (out / "control" / name).write_bytes(req)
 
 
 if __name__ == "__main__":

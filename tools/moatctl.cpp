@@ -18,6 +18,7 @@
 #include "control/explain.h"
 #include "control/control_socket.h"
 #include "control/ipsecpol.h"
+#include "control/json_text.h"
 #include "control/trie_build.h"
 
 namespace {
@@ -170,7 +171,7 @@ bool ask(const std::string& sock, const nlohmann::json& req, nlohmann::json& rep
 /// A reply as `--json` prints it: the object without the protocol's "ok". Returns 0.
 int print_reply(nlohmann::json r) {
     r.erase("ok");
-    std::cout << r.dump(2) << "\n";
+    std::cout << json_text(r, 2) << "\n";
     return 0;
 }
 
@@ -226,7 +227,7 @@ int cmd_explain(std::vector<std::string> args) {
             if (json) {
                 reply.erase("text");
                 reply.erase("ok");
-                std::cout << reply.dump(2) << "\n";
+                std::cout << json_text(reply, 2) << "\n";
             } else {
                 std::cout << "(the running moatd, generation " << reply["generation"] << ")\n" << reply["text"].get<std::string>();
             }
@@ -246,7 +247,7 @@ int cmd_explain(std::vector<std::string> args) {
     }
     const Explanation e = explain(*r.config, *r.compiled, pp.packet);
     if (json)
-        std::cout << explain_json(*r.config, *r.compiled, e).dump(2) << "\n";
+        std::cout << json_text(explain_json(*r.config, *r.compiled, e), 2) << "\n";
     else
         std::cout << explain_text(*r.config, *r.compiled, e);
     return 0;
@@ -273,6 +274,8 @@ int cmd_status(std::vector<std::string> args) {
     std::cout << "; reloads " << r["reloads"]["ok"] << " ok, " << r["reloads"]["failed"] << " failed\n";
     for (const auto& e : l["errors"])
         std::cout << "  " << e.get<std::string>() << "\n";
+    for (const auto& w : r.value("restart_needed", nlohmann::json::array()))
+        std::cout << "restart     " << w.get<std::string>() << "\n";
     for (const auto& p : r["ports"])
         std::cout << std::left << std::setw(12) << p["side"].get<std::string>() << p["spec"].get<std::string>() << " (port "
                   << p["port_id"] << "): link " << p["link"].get<std::string>() << "\n";

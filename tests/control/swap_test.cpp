@@ -145,9 +145,11 @@ protected:
 
     /// Loads the config file and starts `rt` on it: generation 1.
     void start(Runtime& rt) const {
-        const LoadResult first = load_policy(path_);
+        std::string text;
+        ASSERT_TRUE(read_config_file(path_, text));
+        const LoadResult first = load_policy_text(text, path_);
         ASSERT_TRUE(first.usable());
-        ASSERT_EQ(rt.start(*first.config, *first.compiled), "");
+        ASSERT_EQ(rt.start(*first.config, *first.compiled, text), "");
     }
 
     /// Starts one worker on lcore 1 reading the runtime's generations.
@@ -465,6 +467,17 @@ TEST_F(Swap, CountersCarryOverOnlyForUnchangedFilters) {
     while (rt.reclaim() != 0)
         std::this_thread::yield();
     EXPECT_EQ(hits("Both"), 4) << "after reclaim";
+    // Back-to-back reloads: the counts travel along a chain of retired generations.
+    write(1);
+    ASSERT_TRUE(rt.reload("a").ok);
+    write(0);
+    ASSERT_TRUE(rt.reload("b").ok);
+    EXPECT_EQ(hits("Both"), 4) << "through " << rt.publisher().retired() << " retired generations";
+    send(16, 1);
+    EXPECT_EQ(hits("Both"), 5);
+    while (rt.reclaim() != 0)
+        std::this_thread::yield();
+    EXPECT_EQ(hits("Both"), 5) << "after reclaiming the chain";
     halt();
 }
 
