@@ -1,6 +1,9 @@
 #include "control/config.h"
 
+#include <fcntl.h>
 #include <grp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -606,23 +609,46 @@ void lint_policies(const Config& cfg, Diagnostics& diags) {
     diags.sort();
 }
 
-bool read_config_file(const std::string& path, std::string& text) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        return false;
-    std::ostringstream s;
-    s << in.rdbuf();
-    if (in.bad())
-        return false;
-    text = s.str();
-    return true;
+std::optional<std::string> read_config_file(const std::string& path, std::string& text) {
+    const auto failed = [](const std::string& why) { return "cannot read the config file: " + why; };
+    // Non-blocking: opening a FIFO for reading would wait for a writer.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return failed(std::strerror(errno));
+    struct stat st {};
+    std::optional<std::string> error;
+    if (::fstat(fd, &st) != 0)
+        error = failed(std::strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        error = failed("not a regular file");
+    else if (static_cast<std::uint64_t>(st.st_size) > kMaxConfigBytes)
+        error = failed("larger than " + std::to_string(kMaxConfigBytes >> 20) + " MB");
+    std::string out;
+    char buf[64 * 1024];
+    while (!error) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            error = failed(std::strerror(errno));
+        else if (n == 0)
+            break;
+        else if (out.size() + static_cast<std::size_t>(n) > kMaxConfigBytes)
+            error = failed("larger than " + std::to_string(kMaxConfigBytes >> 20) + " MB");  // it grew
+        else
+            out.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    if (!error)
+        text = std::move(out);
+    return error;
 }
 
 LoadResult load_policy(const std::string& path, const LoadOptions& opt) {
     std::string text;
-    if (!read_config_file(path, text)) {
+    if (const auto error = read_config_file(path, text)) {
         LoadResult r;
-        r.diags.error(path, 0, std::string("cannot read the config file: ") + std::strerror(errno));
+        r.diags.error(path, 0, *error);
         return r;
     }
     return load_policy_text(text, path, opt);

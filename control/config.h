@@ -5,6 +5,7 @@
 // policy, so a caller cannot apply half of it.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,9 +36,14 @@ struct LoadOptions {
 /// that loaded without errors. Warnings only: what it finds never changes what is enforced.
 void lint_policies(const Config& cfg, Diagnostics& diags);
 
-/// Reads the file at `path` (through symbolic links) into `text`; false, with errno set, when it
-/// cannot be read.
-bool read_config_file(const std::string& path, std::string& text);
+/// The largest config file read (a million filters fit in about 40 MB).
+constexpr std::size_t kMaxConfigBytes = std::size_t{256} << 20;
+
+/// Reads the file at `path` (through symbolic links) into `text`. Only a regular file of at most
+/// kMaxConfigBytes is read: a FIFO, a device such as /dev/zero or a directory would hang or
+/// exhaust the control thread. Returns why it cannot be read ("cannot read the config file:
+/// ..."), or nullopt.
+std::optional<std::string> read_config_file(const std::string& path, std::string& text);
 
 /// Reads and loads the config file at `path`. Control thread only.
 LoadResult load_policy(const std::string& path, const LoadOptions& opt = {});

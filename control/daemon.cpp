@@ -345,8 +345,8 @@ int run_moatd(int argc, char** argv) {
     // exactly the text read here.
     ConfigWatch watch(opt->config);
     std::string text;
-    if (!read_config_file(opt->config, text)) {
-        log("not starting: cannot read the config file " + opt->config + ": " + std::strerror(errno));
+    if (const auto error = read_config_file(opt->config, text)) {
+        log("not starting: " + opt->config + ": " + *error);
         return 1;
     }
     // Parse -> validate -> compile before anything starts: a broken config forwards nothing.

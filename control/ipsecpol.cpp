@@ -201,14 +201,10 @@ int run_ipsecpol(std::vector<std::string> raw, std::ostream& out, std::ostream& 
     std::string text;
     const bool exists = std::filesystem::exists(cmd.config);
     if (exists) {
-        std::ifstream in(cmd.config, std::ios::binary);
-        if (!in) {
-            err << "moatctl ipsecpol: cannot read " << cmd.config << "\n";
+        if (const auto error = read_config_file(cmd.config, text)) {
+            err << "moatctl ipsecpol: " << cmd.config << ": " << *error << "\n";
             return 1;
         }
-        std::ostringstream s;
-        s << in.rdbuf();
-        text = s.str();
     } else {
         text = new_config_text();
     }

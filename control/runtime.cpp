@@ -88,8 +88,8 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed, const
         return o;
     };
     std::string text;
-    if (!read_config_file(path_, text)) {
-        o.errors.push_back(path_ + ": error: cannot read the config file: " + std::strerror(errno));
+    if (const auto error = read_config_file(path_, text)) {
+        o.errors.push_back(path_ + ": error: " + *error);
         return finish();
     }
     if (settled && !settled()) {
@@ -189,8 +189,8 @@ std::size_t Runtime::reclaim() {
 
 nlohmann::json Runtime::assign(const std::string& policy) {
     std::string text;
-    if (!read_config_file(path_, text))
-        return {{"ok", false}, {"errors", {path_ + ": error: cannot read the config file: " + std::strerror(errno)}}};
+    if (const auto error = read_config_file(path_, text))
+        return {{"ok", false}, {"errors", {path_ + ": error: " + *error}}};
     const auto refused = [&](const LoadResult& r) {
         nlohmann::json errors = nlohmann::json::array();
         for (const auto& d : r.diags.all())

@@ -3,6 +3,11 @@
 #include "control/json_text.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include <algorithm>
 #include <string>
@@ -295,6 +300,29 @@ TEST(Text, Utf8IsCheckedAndMadeSafeForJson) {
     const nlohmann::json j{{"name", std::string("caf\xE9")}};
     EXPECT_THROW((void)j.dump(), nlohmann::json::type_error);
     EXPECT_EQ(json_text(j), "{\"name\":\"caf\xEF\xBF\xBD\"}");
+}
+
+TEST(Config, OnlyARegularFileIsRead) {
+    // A FIFO would block the reader until a writer came; /dev/zero would never end; a directory
+    // is no config. Each is an error at once.
+    const auto dir = std::filesystem::temp_directory_path() / ("moat-read-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string fifo = (dir / "fifo").string();
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    std::string text = "unchanged";
+    for (const std::string& path : {fifo, std::string("/dev/zero"), dir.string()}) {
+        const auto error = read_config_file(path, text);
+        ASSERT_TRUE(error) << path;
+        EXPECT_NE(error->find("not a regular file"), std::string::npos) << *error;
+        EXPECT_EQ(text, "unchanged");
+    }
+    const auto missing = read_config_file((dir / "missing.ini").string(), text);
+    ASSERT_TRUE(missing);
+    EXPECT_NE(missing->find("No such file or directory"), std::string::npos) << *missing;
+    std::ofstream(dir / "ok.ini") << "[appliance]\n";
+    EXPECT_FALSE(read_config_file((dir / "ok.ini").string(), text));
+    EXPECT_EQ(text, "[appliance]\n");
+    std::filesystem::remove_all(dir);
 }
 
 TEST(Config, OverlongLineIsRejectedNotCut) {

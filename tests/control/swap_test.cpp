@@ -146,7 +146,7 @@ protected:
     /// Loads the config file and starts `rt` on it: generation 1.
     void start(Runtime& rt) const {
         std::string text;
-        ASSERT_TRUE(read_config_file(path_, text));
+        ASSERT_FALSE(read_config_file(path_, text));
         const LoadResult first = load_policy_text(text, path_);
         ASSERT_TRUE(first.usable());
         ASSERT_EQ(rt.start(*first.config, *first.compiled, text), "");

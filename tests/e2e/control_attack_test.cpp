@@ -587,6 +587,24 @@ TEST_F(Hostile, EmptyOrCutFileKeepsThePolicy) {
         write(whole);
         wait_status([](const nlohmann::json& j) { return j["last_reload"]["ok"].get<bool>(); });
     }
+    // The path turned into something that is not a file: a device that never ends, a FIFO with
+    // no writer, a directory. Each reload fails at once; the control thread never hangs.
+    const std::string fifo = (dir_ / "fifo").string();
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    fs::create_directories(dir_ / "a-directory");
+    for (const fs::path& target : {fs::path("/dev/zero"), fs::path(fifo), dir_ / "a-directory"}) {
+        fs::remove(cfg_);
+        fs::create_symlink(target, cfg_);
+        ASSERT_TRUE(ask(sock_, {{"cmd", "reload"}}).is_object());
+        const auto s = status();
+        ASSERT_FALSE(s.is_discarded()) << target;
+        EXPECT_FALSE(s["last_reload"]["ok"].get<bool>()) << target;
+        EXPECT_NE(s.dump().find("not a regular file"), std::string::npos) << s.dump();
+        EXPECT_EQ(generation(), gen);
+        fs::remove(cfg_);
+        write(whole);
+        wait_status([](const nlohmann::json& j) { return j["last_reload"]["ok"].get<bool>(); });
+    }
     write("");
     const char* bin = std::getenv("MOATCTL");
     ASSERT_NE(bin, nullptr);
