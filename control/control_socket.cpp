@@ -34,7 +34,7 @@ constexpr int kAcceptsPerTurn = 256;
 constexpr std::size_t kPartBytes = 32 * 1024;
 /// What a client reads at most: a sanity bound, far above any reply (rules of a 100K policy are
 /// tens of MB).
-constexpr std::size_t kMaxReply = std::size_t{1} << 30;
+constexpr std::size_t kMaxReply = std::size_t{512} << 20;
 
 bool fill_addr(const std::string& path, sockaddr_un& a, std::string& error) {
     a = {};
@@ -44,20 +44,6 @@ bool fill_addr(const std::string& path, sockaddr_un& a, std::string& error) {
         return false;
     }
     std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-    return true;
-}
-
-/// Blocking write of all of `s` (client side); never raises SIGPIPE.
-bool send_all(int fd, std::string_view s) {
-    std::size_t done = 0;
-    while (done < s.size()) {
-        const ssize_t n = send(fd, s.data() + done, s.size() - done, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        done += static_cast<std::size_t>(n);
-    }
     return true;
 }
 
@@ -128,6 +114,26 @@ Reply reply_to(std::string_view line, const RequestContext& ctx, const Handler& 
 struct ControlServer::Listener {
     ListenSpec spec;
     int fd = -1;
+    struct Bucket {
+        double tokens = 0;
+        Clock::time_point at;
+    };
+    std::unordered_map<uid_t, Bucket> buckets;  ///< per user, when spec.rate_per_uid is set
+
+    /// Takes a token of `uid`'s bucket; false when it has none left.
+    bool admit(uid_t uid, Clock::time_point now) {
+        if (spec.rate_per_uid <= 0)
+            return true;
+        auto [it, fresh] = buckets.try_emplace(uid, Bucket{spec.burst_per_uid, now});
+        Bucket& b = it->second;
+        b.tokens = std::min(spec.burst_per_uid,
+                            b.tokens + spec.rate_per_uid * std::chrono::duration<double>(now - b.at).count());
+        b.at = now;
+        if (b.tokens < 1)
+            return false;
+        b.tokens -= 1;
+        return true;
+    }
 };
 
 struct ControlServer::Conn {
@@ -237,7 +243,7 @@ void ControlServer::close_conn(std::uint64_t id) {
     conns_.erase(it);
 }
 
-void ControlServer::enforce(std::size_t li, bool replying, std::size_t limit, std::uint64_t keep) {
+bool ControlServer::enforce(std::size_t li, bool replying, std::size_t limit, std::uint64_t keep) {
     for (;;) {
         std::size_t n = 0;
         Conn* oldest = nullptr;
@@ -251,10 +257,12 @@ void ControlServer::enforce(std::size_t li, bool replying, std::size_t limit, st
                 oldest = c.get();
         }
         if (n <= limit)
-            return;
-        close_conn(oldest ? oldest->id : keep);  // nobody older: the newcomer does not get in
-        if (!oldest)
-            return;
+            return true;
+        if (!oldest) {
+            close_conn(keep);  // nobody older: the newcomer does not get in
+            return false;
+        }
+        close_conn(oldest->id);
     }
 }
 
@@ -274,6 +282,15 @@ void ControlServer::accept_all(std::size_t li, Clock::time_point until) {
         socklen_t len = sizeof cred;
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
             c->ctx.peer = {cred.pid, cred.uid, cred.gid};
+        if (!l.admit(c->ctx.peer.uid, now)) {
+            const std::string busy = error_reply("too many requests from uid " + std::to_string(c->ctx.peer.uid) +
+                                                 " on this socket (at most " +
+                                                 std::to_string(static_cast<int>(l.spec.rate_per_uid)) + " a second)")
+                                         .text + "\n";
+            send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            close(fd);
+            continue;
+        }
         c->waiting_since = now;
         c->turn = turn_;
         c->deadline = now + limits_.request_time;
@@ -347,8 +364,7 @@ bool ControlServer::start_reply(Conn& c, std::string_view line) {
         return false;
     }
     // Still going out: the client reads slowly, or the reply is large.
-    enforce(c.listener, true, limits_.replying, c.id);
-    return true;
+    return enforce(c.listener, true, limits_.replying, c.id);
 }
 
 bool ControlServer::flush(Conn& c) {
@@ -444,48 +460,72 @@ nlohmann::json control_request(const std::string& path, const nlohmann::json& re
     sockaddr_un a;
     if (!fill_addr(path, a, error))
         return {};
-    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        error = std::string("socket: ") + std::strerror(errno);
-        return {};
-    }
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        error = "cannot reach moatd on " + path + ": " + std::strerror(errno);
+    // One deadline for the whole exchange: a server that trickles its reply a byte at a time, or
+    // whose listen queue is full, cannot hold the client past it.
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    const auto left_ms = [&] {
+        return static_cast<int>(std::max<long long>(
+            0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count()));
+    };
+    int fd = -1;
+    for (;;) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+            error = std::string("socket: ") + std::strerror(errno);
+            return {};
+        }
+        if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0)
+            break;
+        const int e = errno;
         close(fd);
-        return {};
+        if (e != EAGAIN || left_ms() == 0) {  // EAGAIN: the listen queue is full for now
+            error = "cannot reach moatd on " + path + ": " + std::strerror(e);
+            return {};
+        }
+        poll(nullptr, 0, 5);
     }
+    const std::string line = json_text(request) + "\n";
+    std::size_t sent = 0;
     std::string reply;
     bool whole = false;
-    if (send_all(fd, json_text(request) + "\n")) {
-        char buf[64 * 1024];
-        for (;;) {
-            pollfd p{fd, POLLIN, 0};
-            if (poll(&p, 1, timeout_ms) <= 0)
+    char buf[64 * 1024];
+    while (!whole && left_ms() > 0) {
+        pollfd p{fd, static_cast<short>(sent < line.size() ? POLLIN | POLLOUT : POLLIN), 0};
+        if (poll(&p, 1, left_ms()) <= 0)
+            continue;
+        if (sent < line.size() && (p.revents & POLLOUT)) {
+            const ssize_t n = send(fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+            if (n < 0 && errno != EAGAIN && errno != EINTR)
                 break;
-            const ssize_t n = read(fd, buf, sizeof buf);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            const std::size_t from = reply.size();
-            reply.append(buf, static_cast<std::size_t>(n));
-            if (const auto nl = reply.find('\n', from); nl != std::string::npos) {
-                reply.resize(nl);
-                whole = true;
-                break;
-            }
-            if (reply.size() > kMaxReply)
-                break;
+            sent += n > 0 ? static_cast<std::size_t>(n) : 0;
+        }
+        if (!(p.revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        const ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0)
+            break;
+        const std::size_t from = reply.size();
+        reply.append(buf, static_cast<std::size_t>(n));
+        if (const auto nl = reply.find('\n', from); nl != std::string::npos) {
+            reply.resize(nl);
+            whole = true;
+        } else if (reply.size() > kMaxReply) {
+            break;
         }
     }
     close(fd);
     if (!whole) {
-        error = "no reply from moatd on " + path;
+        error = "no reply from moatd on " + path + (reply.size() > kMaxReply ? " (a reply over 512 MB)" : "");
         return {};
     }
     nlohmann::json j = nlohmann::json::parse(reply, nullptr, false);
-    if (j.is_discarded())
-        error = "moatd's reply is not JSON";
+    if (j.is_discarded() || !j.is_object() || !j.contains("ok") || !j["ok"].is_boolean()) {
+        error = "moatd's reply on " + path + " is not a reply (a JSON object with \"ok\")";
+        return {};
+    }
     return j;
 }
 

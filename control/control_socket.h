@@ -80,6 +80,10 @@ struct ListenSpec {
     Access access = Access::full;
     mode_t mode = 0660;
     std::optional<gid_t> group;  ///< group of the socket file; unset: moatd's own
+    /// Requests per second each user (SO_PEERCRED uid) may make, with bursts of `burst`; beyond
+    /// it a connection is told so and closed before its request is read. 0: no limit. For a
+    /// socket anyone may use: one user's flood leaves the others their share.
+    double rate_per_uid = 0, burst_per_uid = 0;
 };
 
 class ControlServer {
@@ -138,8 +142,9 @@ private:
     bool flush(Conn& c);
     void close_conn(std::uint64_t id);
     /// Closes the connections of listener `li` in state `replying` beyond `limit`, the one that
-    /// waited longest first, never `keep`.
-    void enforce(std::size_t li, bool replying, std::size_t limit, std::uint64_t keep);
+    /// waited longest first among those accepted before this turn; `keep` only when no other
+    /// can go. False when `keep` was closed.
+    bool enforce(std::size_t li, bool replying, std::size_t limit, std::uint64_t keep);
     void watch(Conn& c, std::uint32_t events);
 
     Handler handler_;
@@ -152,9 +157,10 @@ private:
     std::function<void(const std::string&)> on_error_;
 };
 
-/// Client side: sends `request` to the socket at `path` and returns the reply (of any length), or
-/// sets `error`. `timeout_ms` bounds the wait for each part of the reply.
+/// Client side: sends `request` to the socket at `path` and returns the reply (a JSON object with
+/// a boolean "ok", of up to 512 MB), or sets `error`. `timeout_ms` bounds the whole exchange,
+/// connecting included.
 nlohmann::json control_request(const std::string& path, const nlohmann::json& request, std::string& error,
-                               int timeout_ms = 10000);
+                               int timeout_ms = 60000);
 
 }  // namespace moat::ctl
