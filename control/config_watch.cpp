@@ -19,12 +19,12 @@ namespace fs = std::filesystem;
 struct Entry {
     fs::path dir;
     std::string name;
-    bool link = false;
+    bool on_the_way = false;  ///< a directory or a link the path passes through, not the file
 };
 
-/// The entries whose change can change what `path` reads: every symbolic link met while
-/// resolving it, component by component (a link's target may itself hold links), and the file
-/// it ends at. At most 40 links are followed, as the kernel does.
+/// The entries whose change can change what `path` reads: every directory and symbolic link met
+/// while resolving it, component by component (a link's target may itself hold links), and the
+/// file it ends at. At most 40 links are followed, as the kernel does.
 std::vector<Entry> chain_of(const std::string& path) {
     std::vector<Entry> out;
     const fs::path start = fs::absolute(path).lexically_normal();
@@ -42,9 +42,12 @@ std::vector<Entry> chain_of(const std::string& path) {
         }
         const fs::path next = at / c;
         std::error_code ec;
+        if (!todo.empty())
+            out.push_back({at, c.string(), true});  // a directory (or a link to one) on the way
         if (links < 40 && fs::is_symlink(fs::symlink_status(next, ec))) {
             ++links;
-            out.push_back({at, c.string(), true});
+            if (todo.empty())
+                out.push_back({at, c.string(), true});
             const fs::path target = fs::read_symlink(next, ec);
             if (!ec) {
                 if (target.is_absolute())
@@ -84,7 +87,8 @@ void ConfigWatch::resolve() {
         // In-place writes end with CLOSE_WRITE (MODIFY on the way); write-then-rename and link
         // swaps end with MOVED_TO; a new file or link with CREATE; `ln -sf` deletes first.
         const int wd = inotify_add_watch(fd_, e.dir.c_str(),
-                                         IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM);
+                                         IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM |
+                                             IN_ONLYDIR);
         if (wd < 0) {
             if (error_.empty())
                 error_ = "cannot watch " + e.dir.string() + ": " + std::strerror(errno);
@@ -92,7 +96,7 @@ void ConfigWatch::resolve() {
         }
         Dir& d = next[wd];
         d.path = e.dir.string();
-        (e.link ? d.links : d.files).insert(e.name);
+        (e.on_the_way ? d.links : d.files).insert(e.name);
     }
     for (const auto& [wd, d] : dirs_)
         if (!next.contains(wd))
@@ -111,6 +115,11 @@ ConfigWatch::Change ConfigWatch::changed() {
         for (ssize_t at = 0; at < n;) {
             const auto* e = reinterpret_cast<const inotify_event*>(buf + at);
             at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+            if (e->mask & IN_Q_OVERFLOW) {  // events were lost: any of them may have been ours
+                hit = Change::complete;
+                relink = true;
+                continue;
+            }
             const auto d = dirs_.find(e->wd);
             if (e->len == 0 || d == dirs_.end())
                 continue;  // IN_IGNORED of a directory no longer watched, or a stale watch

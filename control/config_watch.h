@@ -3,9 +3,11 @@
 //
 // The path may be a symbolic link, or pass through some (`--config /etc/moat.ini` naming a file
 // kept elsewhere, a Kubernetes ConfigMap's `moat.ini -> ..data/moat.ini` with `..data` swapped
-// for a new directory on every update): the directory of every link on the way and of the file
-// it resolves to are watched, and a change of any link is a change of the config. The chain is
-// resolved again after each change, so the watch follows a link that now points elsewhere.
+// for a new directory on every update), and any directory on the way may be replaced (`mv etc
+// etc.old; mv etc.new etc`): every directory the path passes through is watched for the entry
+// that leads on, and a change of any of them (a link re-pointed, a directory moved) is a change
+// of the config, after which the path is resolved again, so the watch follows it. A lost event
+// (the kernel's queue overflowed) counts as a change too.
 #pragma once
 
 #include <chrono>
@@ -21,7 +23,9 @@ public:
     /// (closed, or renamed into place; a burst such as sed -i's create, write and rename
     /// coalesces), longer while a writer still holds it open.
     static constexpr std::chrono::milliseconds kSettleComplete{10};
-    static constexpr std::chrono::milliseconds kSettlePartial{300};
+    /// While a writer holds the file open, what is there may be a prefix that permits more than
+    /// the whole file: it is read only once the writer has been quiet this long.
+    static constexpr std::chrono::milliseconds kSettlePartial{2000};
 
     /// Watches `path` (and the links it passes through). On failure `ok()` is false.
     explicit ConfigWatch(const std::string& path);
@@ -55,7 +59,7 @@ private:
     std::string error_;
     struct Dir {
         std::string path;
-        std::set<std::string> links;  ///< symbolic links on the way to the config file
+        std::set<std::string> links;  ///< directories and symbolic links on the way to the file
         std::set<std::string> files;  ///< the config file itself
     };
     std::map<int, Dir> dirs_;  ///< by watch descriptor

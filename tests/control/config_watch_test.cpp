@@ -66,7 +66,7 @@ TEST_F(Watch, FollowsSymbolicLinksAndTheirSwaps) {
     ASSERT_TRUE(w.ok()) << w.error();
     const auto watched = w.watched();
     ASSERT_TRUE(watched.contains(dir_.string()));
-    EXPECT_EQ(watched.at(dir_.string()), (std::set<std::string>{"..data", "moat.ini"}));
+    EXPECT_EQ(watched.at(dir_.string()), (std::set<std::string>{"..data", "moat.ini", "v1"}));
     EXPECT_EQ(watched.at((dir_ / "v1").string()), std::set<std::string>{"moat.ini"});
 
     std::ofstream(dir_ / "v1" / "moat.ini") << "[appliance]\nassign =\n";
@@ -83,6 +83,41 @@ TEST_F(Watch, FollowsSymbolicLinksAndTheirSwaps) {
     EXPECT_EQ(w.changed(), Change::complete) << "an edit of the new target";
     std::ofstream(dir_ / "v1" / "moat.ini") << "[appliance]\n";
     EXPECT_EQ(w.changed(), Change::none) << "the old target no longer matters";
+}
+
+TEST_F(Watch, ADirectoryOnTheWayReplacedIsAChange) {
+    // /dir/etc/moat.ini; then `mv etc etc.old; mv etc.new etc`: the watch must follow the path,
+    // not the old directory.
+    const fs::path etc = dir_ / "etc";
+    fs::create_directories(etc);
+    std::ofstream(etc / "moat.ini") << "[appliance]\n";
+    ConfigWatch w((etc / "moat.ini").string());
+    ASSERT_TRUE(w.ok()) << w.error();
+    fs::create_directories(dir_ / "etc.new");
+    std::ofstream(dir_ / "etc.new" / "moat.ini") << "[appliance]\nassign =\n";
+    EXPECT_EQ(w.changed(), Change::none) << "etc.new is not on the way";
+    fs::rename(etc, dir_ / "etc.old");
+    fs::rename(dir_ / "etc.new", etc);
+    EXPECT_EQ(w.changed(), Change::complete) << "the directory was replaced";
+    std::ofstream(etc / "moat.ini") << "[appliance]\n";
+    EXPECT_EQ(w.changed(), Change::complete) << "an edit in the new directory";
+    std::ofstream(dir_ / "etc.old" / "moat.ini") << "[appliance]\n";
+    EXPECT_EQ(w.changed(), Change::none) << "the old directory no longer matters";
+}
+
+TEST_F(Watch, LostEventsAreAChange) {
+    // More events than the kernel queues (fs.inotify.max_queued_events) in the watched
+    // directory: what was lost may have been an edit of the config.
+    ConfigWatch w(path_.string());
+    ASSERT_TRUE(w.ok()) << w.error();
+    std::ifstream limit("/proc/sys/fs/inotify/max_queued_events");
+    long queued = 16384;
+    limit >> queued;
+    if (queued > 200000)
+        GTEST_SKIP() << "max_queued_events is " << queued;
+    for (long i = 0; i <= queued / 2 + 16; ++i)
+        std::ofstream(dir_ / ("other-" + std::to_string(i)));  // CREATE, CLOSE_WRITE: two each
+    EXPECT_EQ(w.changed(), Change::complete);
 }
 
 TEST_F(Watch, LinkLoopsEndWithoutHanging) {
