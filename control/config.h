@@ -37,7 +37,7 @@ struct LoadOptions {
 void lint_policies(const Config& cfg, Diagnostics& diags);
 
 /// The largest config file read (a million filters fit in about 40 MB).
-constexpr std::size_t kMaxConfigBytes = std::size_t{256} << 20;
+constexpr std::size_t kMaxConfigBytes = std::size_t{64} << 20;
 
 /// Reads the file at `path` (through symbolic links) into `text`. Only a regular file of at most
 /// kMaxConfigBytes is read: a FIFO, a device such as /dev/zero or a directory would hang or

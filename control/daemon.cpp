@@ -42,8 +42,16 @@ namespace moat::ctl {
 
 namespace {
 
+/// One line of moatd's log. Whatever a message quotes (a path, a client's request, a config
+/// name) is printable(): no line break, escape sequence or bad byte gets through to forge a line.
 void log(const std::string& msg) {
-    std::fprintf(stderr, "moatd: %s\n", msg.c_str());
+    std::fprintf(stderr, "moatd: %s\n", printable(msg).c_str());
+    std::fflush(stderr);
+}
+
+/// A diagnostic as it is, one line (file:line: ...).
+void log_plain(const std::string& line) {
+    std::fprintf(stderr, "%s\n", printable(line).c_str());
     std::fflush(stderr);
 }
 
@@ -230,6 +238,10 @@ private:
     std::shared_ptr<State> state_;
 };
 
+/// Requests a second each user may make on the read-only socket (bursts of twice that): plenty
+/// for monitoring, and one user's flood leaves the others their share of the control thread.
+constexpr double kReadOnlyRate = 100;
+
 const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
 
 // DPDK telemetry (dpdk-telemetry.py -f moat): /moat/stats, /moat/status, /moat/rules. The
@@ -352,7 +364,7 @@ int run_moatd(int argc, char** argv) {
     // Parse -> validate -> compile before anything starts: a broken config forwards nothing.
     const LoadResult loaded = load_policy_text(text, opt->config);
     for (const auto& d : loaded.diags.all())
-        std::fprintf(stderr, "%s\n", format(d).c_str());
+        log_plain(format(d));
     if (!loaded.usable()) {
         log("not starting: " + opt->config + " is not usable (fix the errors above)");
         return 1;
@@ -515,7 +527,7 @@ int run_moatd(int argc, char** argv) {
         const std::string cmd = req.value("cmd", nlohmann::json()).is_string() ? req["cmd"].get<std::string>() : "";
         if (Runtime::changes_policy(cmd))
             log("control: " + cmd + (cmd == "assign" && req.value("policy", nlohmann::json()).is_string()
-                                         ? " " + ctl::quoted(valid_utf8(req["policy"].get<std::string>().substr(0, 200)))
+                                         ? " " + ctl::quoted(printable(req["policy"].get<std::string>(), 200))
                                          : "") +
                 " from pid " + std::to_string(ctx.peer.pid) + " uid " + std::to_string(ctx.peer.uid) +
                 (ctx.access == Access::full ? "" : " on the read-only socket: refused"));
@@ -529,7 +541,8 @@ int run_moatd(int argc, char** argv) {
         log("no control socket: " + err);
     if (!a.control_readonly.empty()) {
         const mode_t mode = a.control_readonly_gid ? 0660 : 0666;
-        if (const std::string err = server.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid});
+        if (const std::string err = server.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid,
+                                                   kReadOnlyRate, 2 * kReadOnlyRate});
             err.empty())
             log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain; mode " +
                 (a.control_readonly_gid ? "0660, group " + a.control_readonly_group : std::string("0666")) + ")");
@@ -541,7 +554,7 @@ int run_moatd(int argc, char** argv) {
     // Every reload is logged, whatever triggered it (signal, file change, control socket).
     rt->on_reload([](const ReloadOutcome& o) {
         for (const auto& w : o.warnings)
-            std::fprintf(stderr, "%s\n", w.c_str());
+            log_plain(w);
         if (o.ok) {
             char ms[32];
             std::snprintf(ms, sizeof ms, "%.1f", o.ms);
@@ -549,7 +562,7 @@ int run_moatd(int argc, char** argv) {
             return;
         }
         for (const auto& e : o.errors)
-            std::fprintf(stderr, "%s\n", e.c_str());
+            log_plain(e);
         log("reload (" + o.trigger + ") failed: the running generation stays in force");
     });
 

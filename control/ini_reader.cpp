@@ -69,6 +69,13 @@ char* read_line(char* str, int num, void* stream) {
         s.error(std::string("line is not valid UTF-8 (byte ") + hex + " at column " + std::to_string(*bad + 1) +
                 "): save the file as UTF-8");
         give = {};
+    } else if (const auto ctl = control_char_at(raw); ctl && !is_comment_or_blank(trim(raw))) {
+        // An escape sequence or a stray carriage return in a name would reach logs and terminals.
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(raw[*ctl]));
+        s.error(std::string("line contains a control character (") + hex + " at column " + std::to_string(*ctl + 1) +
+                "): names, filters and values are printable text");
+        give = {};
     }
 
     const std::string_view t = trim(give);

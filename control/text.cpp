@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 
 namespace moat::ctl {
 
@@ -79,6 +80,38 @@ std::string valid_utf8(std::string_view s) {
         } else {
             out.append(s.substr(i, n));
             i += n;
+        }
+    }
+    return out;
+}
+
+std::optional<std::size_t> control_char_at(std::string_view s) noexcept {
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return i;
+    }
+    return std::nullopt;
+}
+
+std::string printable(std::string_view s, std::size_t max) {
+    const std::string u = valid_utf8(s);
+    std::string out;
+    for (const char ch : u) {
+        const auto c = static_cast<unsigned char>(ch);
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02X", c);
+            out += buf;
+        } else {
+            out += ch;
+        }
+        if (max && out.size() >= max) {
+            while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80)
+                out.pop_back();  // no half of a character at the cut
+            if (!out.empty() && static_cast<unsigned char>(out.back()) >= 0xC0)
+                out.pop_back();
+            return out + "...";
         }
     }
     return out;

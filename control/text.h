@@ -28,4 +28,12 @@ std::optional<std::size_t> invalid_utf8_at(std::string_view s) noexcept;
 /// `s` with every ill-formed UTF-8 byte replaced by U+FFFD, so that it can go anywhere text goes.
 std::string valid_utf8(std::string_view s);
 
+/// `s` as one line of a log: valid UTF-8 (valid_utf8), control characters (line breaks, escape
+/// sequences) written as \xNN, cut to `max` bytes with "..." (0: no limit). What a client sends
+/// never forges a log line or a terminal's state.
+std::string printable(std::string_view s, std::size_t max = 0);
+
+/// The first byte of `s` that is an ASCII control character other than TAB (C0 or DEL).
+std::optional<std::size_t> control_char_at(std::string_view s) noexcept;
+
 }  // namespace moat::ctl
