@@ -188,9 +188,6 @@ std::size_t Runtime::reclaim() {
 }
 
 nlohmann::json Runtime::assign(const std::string& policy) {
-    std::string text;
-    if (const auto error = read_config_file(path_, text))
-        return {{"ok", false}, {"errors", {path_ + ": error: " + *error}}};
     const auto refused = [&](const LoadResult& r) {
         nlohmann::json errors = nlohmann::json::array();
         for (const auto& d : r.diags.all())
@@ -198,40 +195,57 @@ nlohmann::json Runtime::assign(const std::string& policy) {
                 errors.push_back(format(d));
         return nlohmann::json{{"ok", false}, {"errors", errors}, {"message", path_ + " is unchanged"}};
     };
-    // Only the name of a policy the file defines is written into it: such a name came from a
-    // [policy NAME] header of this very file, so it is one line of valid text.
-    if (!policy.empty()) {
-        const LoadResult cur = load_policy_text(text, path_, {.lint = false, .compile_unassigned = false});
-        if (!cur.config)
-            return refused(cur);
-        if (cur.config->find_policy(policy) < 0) {
-            std::string names;
-            for (const auto& p : cur.config->policies)
-                names += (names.empty() ? "" : ", ") + ctl::quoted(p.name);
-            return {{"ok", false},
-                    {"errors", {path_ + ": error: no policy " + ctl::quoted(valid_utf8(policy.substr(0, 200))) +
-                                " is defined (policies: " + (names.empty() ? "none" : names) + ")"}},
-                    {"message", path_ + " is unchanged"}};
+    // The edit is made to the file as it is when it is written: if an operator saves it while the
+    // edit is checked, the edit starts again from their version instead of reverting it.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        std::string text;
+        if (const auto error = read_config_file(path_, text))
+            return {{"ok", false}, {"errors", {path_ + ": error: " + *error}}};
+        // Only the name of a policy the file defines is written into it: such a name came from a
+        // [policy NAME] header of this very file, so it is one line of valid text.
+        if (!policy.empty()) {
+            const LoadResult cur = load_policy_text(text, path_, {.lint = false, .compile_unassigned = false});
+            if (!cur.config)
+                return refused(cur);
+            if (cur.config->find_policy(policy) < 0) {
+                std::string names;
+                for (const auto& p : cur.config->policies)
+                    names += (names.empty() ? "" : ", ") + ctl::quoted(p.name);
+                return {{"ok", false},
+                        {"errors", {path_ + ": error: no policy " + ctl::quoted(valid_utf8(policy.substr(0, 200))) +
+                                    " is defined (policies: " + (names.empty() ? "none" : names) + ")"}},
+                        {"message", path_ + " is unchanged"}};
+            }
         }
+        IniText ini(text);
+        auto a = ini.find_section("appliance", "");
+        if (!a)
+            a = ini.add_section("appliance", "", {},
+                                ini.sections("filterlist").empty() ? std::nullopt
+                                                                   : std::optional(ini.sections("filterlist").front()));
+        ini.set_key(*a, "assign", policy);
+        const std::string next = ini.str();
+        // Lint only where its warnings decide (strict = on): it is the costly part.
+        LoadResult check = load_policy_text(next, path_, {.lint = false, .compile_unassigned = false});
+        if (check.config && check.config->appliance.strict)
+            check = load_policy_text(next, path_);
+        if (!check.usable())
+            return refused(check);
+        if (check.config->appliance.assign != policy)  // e.g. a name the INI syntax cannot hold as a value
+            return {{"ok", false},
+                    {"errors", {path_ + ": error: policy " + ctl::quoted(policy) + " cannot be written as an assign value"}},
+                    {"message", path_ + " is unchanged"}};
+        std::string now;
+        if (read_config_file(path_, now) || now != text)
+            continue;  // changed meanwhile: again, on what is there now
+        if (const auto e = write_file_atomic(path_, next))
+            return {{"ok", false}, {"errors", {*e}}};
+        const ReloadOutcome o = reload(policy.empty() ? "unassign" : "assign", false);
+        return outcome_json(o);
     }
-    IniText ini(text);
-    auto a = ini.find_section("appliance", "");
-    if (!a)
-        a = ini.add_section("appliance", "", {}, ini.sections("filterlist").empty() ? std::nullopt
-                                                                                      : std::optional(ini.sections("filterlist").front()));
-    ini.set_key(*a, "assign", policy);
-    const std::string next = ini.str();
-    const LoadResult check = load_policy_text(next, path_);
-    if (!check.usable())
-        return refused(check);
-    if (check.config->appliance.assign != policy)  // e.g. a name the INI syntax cannot hold as a value
-        return {{"ok", false},
-                {"errors", {path_ + ": error: policy " + ctl::quoted(policy) + " cannot be written as an assign value"}},
-                {"message", path_ + " is unchanged"}};
-    if (const auto e = write_file_atomic(path_, next))
-        return {{"ok", false}, {"errors", {*e}}};
-    const ReloadOutcome o = reload(policy.empty() ? "unassign" : "assign", false);
-    return outcome_json(o);
+    return {{"ok", false},
+            {"errors", {path_ + ": error: the config file changed three times while assign ran; try again"}},
+            {"message", path_ + " is unchanged"}};
 }
 
 void Runtime::set_ports(std::vector<PortInfo> ports) {

@@ -25,6 +25,9 @@ namespace {
 
 using namespace moat::ctl;
 
+/// How long a request to moatd may take, whole (--timeout SECONDS).
+int g_timeout_ms = 60000;
+
 constexpr const char* kHelp =
     "usage: moatctl COMMAND [ARGS]\n"
     "\n"
@@ -50,7 +53,8 @@ constexpr const char* kHelp =
     "  help                             this text\n"
     "\n"
     "The socket is --socket PATH, else the 'control' key of --config FILE, else $MOAT_SOCKET,\n"
-    "else the 'control' key of $MOAT_CONFIG or /etc/moat/moat.ini, else /run/moat/moat.sock.\n";
+    "else the 'control' key of $MOAT_CONFIG or /etc/moat/moat.ini, else /run/moat/moat.sock.\n"
+    "--timeout SECONDS bounds a request to moatd, whole (default 60).\n";
 
 void print_diags(const Diagnostics& d) {
     for (const auto& x : d.all())
@@ -151,7 +155,7 @@ std::string socket_path(std::vector<std::string>& args, bool config_option = tru
 /// `reached` tells the two apart.
 bool ask(const std::string& sock, const nlohmann::json& req, nlohmann::json& reply, bool* reached = nullptr) {
     std::string error;
-    reply = control_request(sock, req, error);
+    reply = control_request(sock, req, error, g_timeout_ms);
     if (reached)
         *reached = error.empty();
     if (!error.empty()) {
@@ -222,7 +226,7 @@ int cmd_explain(std::vector<std::string> args) {
     // Without --config: the policy in force in the running moatd, when there is one.
     if (!config) {
         std::string error;
-        nlohmann::json reply = control_request(sock, {{"cmd", "explain"}, {"packet", packet}}, error);
+        nlohmann::json reply = control_request(sock, {{"cmd", "explain"}, {"packet", packet}}, error, g_timeout_ms);
         if (error.empty() && reply.value("ok", false)) {
             if (json) {
                 reply.erase("text");
@@ -351,9 +355,21 @@ int cmd_reload(std::vector<std::string> args, const std::string& cmd) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
-    // `--socket PATH` may also come before the command.
+    // `--timeout SECONDS` anywhere; `--socket PATH` may also come before the command.
+    for (std::size_t i = 0; i + 1 < args.size(); ++i)
+        if (args[i] == "--timeout") {
+            char* end = nullptr;
+            const double s = std::strtod(args[i + 1].c_str(), &end);
+            if (*end != '\0' || !(s > 0) || s > 86400) {
+                std::cerr << "moatctl: --timeout needs a number of seconds (0 < s <= 86400)\n";
+                return 2;
+            }
+            g_timeout_ms = static_cast<int>(s * 1000);
+            args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+            break;
+        }
     std::vector<std::string> global;
     if (args.size() >= 2 && args[0] == "--socket") {
         global = {args[0], args[1]};
@@ -382,4 +398,15 @@ int main(int argc, char** argv) {
         return cmd_reload(args, cmd);
     std::cerr << "moatctl: unknown command '" << cmd << "'\n" << kHelp;
     return 2;
+}
+
+int main(int argc, char** argv) {
+    // A reply whose fields are not what they should be (a socket that is not moatd's, a moatd
+    // of another version) is an error message, not an abort.
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::cerr << "moatctl: " << e.what() << " (is the socket moatd's?)\n";
+        return 1;
+    }
 }

@@ -356,6 +356,12 @@ TEST_F(Hostile, AssignCannotRewriteTheConfig) {
         EXPECT_EQ(generation(), gen);
     }
     expect_ssh_blocked();
+    // What was sent is in the log as one line: no forged line, no escape sequence.
+    const std::string log = moatd_->log();
+    EXPECT_EQ(log.find("\n[filterlist Everything2]"), std::string::npos) << log;
+    EXPECT_EQ(log.find("\nantispoof = off"), std::string::npos) << log;
+    EXPECT_EQ(log.find('\r'), std::string::npos);
+    EXPECT_NE(log.find("control: assign 'Evil\\x0A[filterlist Everything2]"), std::string::npos) << log;
     // A policy of the file: the one line changes, nothing else.
     const auto ok = ask(sock_, {{"cmd", "assign"}, {"policy", "Admin"}});
     EXPECT_TRUE(ok.value("ok", false)) << ok.dump();
@@ -477,6 +483,15 @@ TEST_F(Hostile, ReadOnlySocketCannotChangeAnything) {
     }
     EXPECT_EQ(slurp(cfg_), before);
     EXPECT_EQ(generation(), gen);
+    // One user's flood of the read-only socket is held to its rate; the main socket is not
+    // touched by it.
+    int limited = 0;
+    for (int i = 0; i < 400; ++i) {
+        const auto r = ask(ro, {{"cmd", "status"}});
+        limited += !r.is_discarded() && r.dump().find("too many requests from uid") != std::string::npos;
+    }
+    EXPECT_GT(limited, 0) << "400 requests at once from one user were all answered";
+    EXPECT_TRUE(ask(sock_, {{"cmd", "status"}}).value("ok", false));
     // Anyone on the read-only socket cannot crowd out the main one.
     std::vector<int> crowd;
     for (int i = 0; i < 100; ++i)
@@ -499,6 +514,105 @@ TEST_F(Hostile, ReadOnlySocketCannotChangeAnything) {
     ASSERT_EQ(stat(ro.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0660u);
     EXPECT_EQ(st.st_gid, gid);
+    expect_clean_exit();
+}
+
+// An operator's save while `assign` loops: the save is never reverted.
+TEST_F(Hostile, AssignNeverRevertsAnOperatorsSave) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    std::atomic<bool> stop{false};
+    std::thread assigner([&] {
+        while (!stop)
+            ask(sock_, {{"cmd", "assign"}, {"policy", "Servers"}});
+    });
+    for (int edit = 0; edit < 10; ++edit) {
+        const std::string mark = "; operator's edit " + std::to_string(edit) + "\n";
+        replace(config("Servers", "", mark));
+        std::this_thread::sleep_for(100ms);
+        EXPECT_NE(slurp(cfg_).find(mark), std::string::npos) << "assign reverted edit " << edit;
+    }
+    stop = true;
+    assigner.join();
+    expect_clean_exit();
+}
+
+// A slow in-place write (a pause with the file open) is not read until the writer is done: its
+// first half may permit what the whole file blocks.
+TEST_F(Hostile, APausedInPlaceWriteIsNotPublishedHalfWay) {
+    // The whole file permits web and SSH to everything but blocks SSH from 198.18.100.0/24;
+    // its first half permits SSH from anywhere.
+    const std::string head = config("Servers", "", "[filterlist Outsiders]\nfilter = 198.18.100.0/24+198.18.0.10:22:TCP\n");
+    ASSERT_NO_FATAL_FAILURE(start());
+    const std::string whole = head + "[policy Open]\nrule = SSH -> permit\nrule = Web -> permit\nrule = Outsiders -> block\n";
+    const std::string cut = "[policy Open]\nrule = SSH -> permit\nrule = Web -> permit\n";
+    std::string first = head + cut;
+    first.replace(first.find("assign = Servers"), 16, "assign = Open   ");
+    std::string rest = whole.substr(head.size() + cut.size());
+    const auto gen = generation();
+    {
+        std::ofstream out(cfg_, std::ios::trunc);
+        out << first << std::flush;  // written, still open
+        std::this_thread::sleep_for(800ms);
+        expect_ssh_blocked();
+        EXPECT_EQ(generation(), gen) << "a file still being written was published";
+        out << rest;
+    }
+    std::string expected = whole;
+    expected.replace(expected.find("assign = Servers"), 16, "assign = Open   ");
+    EXPECT_EQ(slurp(cfg_), expected);
+    const auto s = wait_status([&](const nlohmann::json& j) { return j["generation"] > gen; });
+    EXPECT_EQ(s["policy"], "Open");
+    expect_ssh_blocked();  // from 198.18.100.1: Outsiders
+    expect_clean_exit();
+}
+
+// A directory on the config's path replaced (mv etc etc.old; mv etc.new etc): followed.
+TEST_F(Hostile, AReplacedDirectoryIsFollowed) {
+    const fs::path etc = dir_ / "etc";
+    fs::create_directories(etc);
+    cfg_ = (etc / "moat.ini").string();
+    write(config("Servers"));
+    ASSERT_NO_FATAL_FAILURE(start());
+    fs::create_directories(dir_ / "etc.new");
+    std::ofstream(dir_ / "etc.new" / "moat.ini") << config("Admin");
+    fs::rename(etc, dir_ / "etc.old");
+    fs::rename(dir_ / "etc.new", etc);
+    auto s = wait_status([](const nlohmann::json& j) { return j["policy"] == "Admin"; });
+    EXPECT_EQ(s["policy"], "Admin") << "the new directory was not seen: " << moatd_->log();
+    replace(config("Servers"));
+    s = wait_status([](const nlohmann::json& j) { return j["policy"] == "Servers"; });
+    EXPECT_EQ(s["policy"], "Servers") << "an edit in the new directory was not seen";
+    expect_clean_exit();
+}
+
+// Something else listening on the control path that trickles bytes: moatd does not wait on it.
+TEST_F(Hostile, AListenerThatTricklesDoesNotHoldUpStartUp) {
+    const int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", sock_.c_str());
+    ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(listen(lfd, 8), 0);
+    std::atomic<bool> stop{false};
+    std::thread trickle([&] {
+        pollfd p{lfd, POLLIN, 0};
+        while (!stop) {
+            if (poll(&p, 1, 50) <= 0)
+                continue;
+            const int c = accept(lfd, nullptr, nullptr);
+            while (!stop && send(c, "{", 1, MSG_NOSIGNAL) == 1)
+                std::this_thread::sleep_for(100ms);
+            close(c);
+        }
+    });
+    moatd_ = std::make_unique<Moatd>(std::vector<std::string>{"--config", cfg_}, (dir_ / "moatd.log").string());
+    const auto deadline = Clock::now() + 30s;
+    while (Clock::now() < deadline && moatd_->log().find("forwarding") == std::string::npos)
+        std::this_thread::sleep_for(20ms);
+    stop = true;
+    trickle.join();
+    close(lfd);
+    EXPECT_NE(moatd_->log().find("forwarding"), std::string::npos) << moatd_->log();
     expect_clean_exit();
 }
 

@@ -1,7 +1,14 @@
 // moatctl end to end: the real binary on the shipped configs. The seed articles' verdicts come
 // through `explain --json`; `check` accepts conf/ and reports every mistake with file:line.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
 
 #include <cstdlib>
 #include <filesystem>
@@ -233,6 +240,77 @@ TEST(MoatctlIpsecpol, SeedArticleCommands) {
                              {"udp 198.18.100.1:40000 -> 198.18.50.5:53", "block", nullptr},
                          });
     fs::remove_all(dir);
+}
+
+}  // namespace
+
+namespace {
+
+/// A socket that is not moatd's: it answers every connection with `reply`, sent one byte every
+/// `gap` (forever when `reply` is empty: a trickle of '{').
+class FakeServer {
+public:
+    FakeServer(const std::string& path, std::string reply, std::chrono::milliseconds gap) : path_(path) {
+        fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+        fs::remove(path);
+        EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+        EXPECT_EQ(listen(fd_, 8), 0);
+        thread_ = std::thread([this, reply = std::move(reply), gap] {
+            for (;;) {
+                const int c = accept(fd_, nullptr, nullptr);
+                if (c < 0 || stop_)
+                    return;
+                for (std::size_t i = 0; !stop_ && (reply.empty() || i < reply.size()); ++i) {
+                    const char ch = reply.empty() ? '{' : reply[i];
+                    if (send(c, &ch, 1, MSG_NOSIGNAL) != 1)
+                        break;
+                    if (gap.count())
+                        std::this_thread::sleep_for(gap);
+                }
+                close(c);
+            }
+        });
+    }
+    ~FakeServer() {
+        stop_ = true;
+        shutdown(fd_, SHUT_RDWR);
+        thread_.join();
+        close(fd_);
+        fs::remove(path_);
+    }
+
+private:
+    std::string path_;
+    int fd_ = -1;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+TEST(MoatctlClient, RepliesThatAreNotMoatdsAreErrorsNotCrashes) {
+    const std::string sock = (fs::temp_directory_path() / ("moatctl-fake-" + std::to_string(getpid()) + ".sock")).string();
+    for (const std::string& reply : {std::string("[]\n"), std::string("{\"ok\":\"yes\"}\n"),
+                                     std::string("{\"ok\":true,\"policy\":5,\"generation\":\"x\"}\n"),
+                                     std::string("{\"ok\":false,\"errors\":[1,2]}\n")}) {
+        FakeServer fake(sock, reply, std::chrono::milliseconds(0));
+        for (const char* cmd : {"status", "stats", "rules", "reload"}) {
+            const Result r = run({cmd, "--socket", sock});
+            EXPECT_EQ(r.status, 1) << cmd << " on " << reply << r.err;
+            EXPECT_FALSE(r.err.empty()) << cmd << " on " << reply;
+        }
+    }
+}
+
+TEST(MoatctlClient, GivesUpOnATricklingServerAtItsTimeout) {
+    const std::string sock = (fs::temp_directory_path() / ("moatctl-trickle-" + std::to_string(getpid()) + ".sock")).string();
+    FakeServer fake(sock, "", std::chrono::milliseconds(100));
+    const auto t0 = std::chrono::steady_clock::now();
+    const Result r = run({"status", "--socket", sock, "--timeout", "1"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("no reply from moatd"), std::string::npos) << r.err;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
 }
 
 }  // namespace
