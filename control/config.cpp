@@ -581,20 +581,27 @@ LoadResult load_policy_text(std::string_view text, const std::string& file, cons
         r.diags.sort();
         return r;
     }
+    LintCounts counts;
     for (std::size_t i = 0; i < cfg.policies.size(); ++i) {
         if (!opt.lint && !opt.compile_unassigned && static_cast<int>(i) != cfg.assigned)
             continue;
         CompiledPolicy cp = compile_policy(cfg, static_cast<int>(i));
         if (opt.lint)
-            lint_policy(cfg, cp, r.diags);
+            lint_policy(cfg, cp, r.diags, counts, {.listed = opt.lint_listed});
         if (static_cast<int>(i) == cfg.assigned)
             r.compiled = std::move(cp);
     }
     if (cfg.assigned < 0)
         r.compiled = compile_block_all();
-    if (cfg.appliance.strict && r.diags.warning_count() > 0) {
+    // What strict = on counts: every warning, those of the lint that were not listed too.
+    std::uint64_t warnings = 0;
+    for (const auto& d : r.diags.all())
+        warnings += d.severity == Severity::warning && d.kind.empty();
+    for (const auto& [kind, n] : counts)
+        warnings += n;
+    if (cfg.appliance.strict && warnings > 0) {
         r.diags.error(file, cfg.appliance.line,
-                      "strict = on and the config has " + std::to_string(r.diags.warning_count()) +
+                      "strict = on and the config has " + std::to_string(warnings) +
                           " warning(s): fix them or set strict = off");
         r.compiled.reset();
     }
@@ -603,9 +610,9 @@ LoadResult load_policy_text(std::string_view text, const std::string& file, cons
     return r;
 }
 
-void lint_policies(const Config& cfg, Diagnostics& diags) {
-    for (std::size_t i = 0; i < cfg.policies.size(); ++i)
-        lint_policy(cfg, compile_policy(cfg, static_cast<int>(i)), diags);
+void lint_policies(const Config& cfg, Diagnostics& diags, LintCounts& counts, const LintOptions& opt) {
+    for (std::size_t i = 0; i < cfg.policies.size() && !(opt.cancel && *opt.cancel); ++i)
+        lint_policy(cfg, compile_policy(cfg, static_cast<int>(i)), diags, counts, opt);
     diags.sort();
 }
 

@@ -6,12 +6,14 @@
 #pragma once
 
 #include <cstddef>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "control/compile.h"
 #include "control/diag.h"
+#include "control/lint.h"
 #include "control/model.h"
 
 namespace moat::ctl {
@@ -28,13 +30,16 @@ struct LoadResult {
 struct LoadOptions {
     bool lint = true;  ///< generated policies (benchmarks) and moatd's reloads (which lint after
                        ///< publishing) skip the lint pass
+    std::size_t lint_listed = 20;  ///< lint warnings listed per kind (the rest are counted)
     bool compile_unassigned = true;  ///< compile the policies not assigned too (they are validated
                                      ///< either way; compiling only finds what lint reports)
 };
 
 /// The lint pass of load_policy_text on its own: compiles and lints every policy of a config
 /// that loaded without errors. Warnings only: what it finds never changes what is enforced.
-void lint_policies(const Config& cfg, Diagnostics& diags);
+/// Lists `opt.listed` warnings per kind and counts them all into `counts`. Stops early once
+/// `*opt.cancel` is set (moatd's lint thread, when a newer generation comes).
+void lint_policies(const Config& cfg, Diagnostics& diags, LintCounts& counts, const LintOptions& opt = {});
 
 /// The largest config file read (a million filters fit in about 40 MB).
 constexpr std::size_t kMaxConfigBytes = std::size_t{64} << 20;

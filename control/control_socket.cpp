@@ -65,9 +65,9 @@ Reply json_rows_reply(const nlohmann::json& head, const std::string& key, std::s
                     out += json_text(row(i++));
                 }
                 if (i < rows)
-                    return true;
+                    return Part::more;
                 out += "]}";
-                return false;
+                return Part::done;
             }};
 }
 
@@ -84,9 +84,9 @@ Reply text_rows_reply(const std::string& head, std::size_t rows, std::function<v
                     row(i++, part);
                 out += escaped(part);
                 if (i < rows)
-                    return true;
+                    return Part::more;
                 out += "\"}";
-                return false;
+                return Part::done;
             }};
 }
 
@@ -146,7 +146,8 @@ struct ControlServer::Conn {
     std::string in;
     std::string out;
     std::size_t sent = 0;  ///< of `out`
-    std::function<bool(std::string&)> more;
+    std::function<Part(std::string&)> more;
+    bool parked = false;  ///< its reply said Part::later: waits for wake()
     Clock::time_point waiting_since;  ///< accepted, then the reply's last progress
     Clock::time_point deadline;  ///< the request's newline, then the reply's next progress
     Clock::time_point expires;   ///< the end of the connection's life
@@ -387,15 +388,22 @@ bool ControlServer::flush(Conn& c) {
             return true;  // the rest on a later turn, after the others
         c.out.clear();
         c.sent = 0;
-        bool more = false;
+        Part part = Part::done;
         try {
-            more = c.more(c.out);
+            part = c.more(c.out);
         } catch (const std::exception& e) {
             if (on_error_)
                 on_error_(std::string("a streamed reply failed: ") + e.what());
             return false;  // half a reply cannot be mended: the client sees the connection close
         }
-        if (!more) {
+        if (part == Part::later && c.out.empty()) {
+            // Nothing to send until wake(): only a hang-up is watched for meanwhile.
+            c.parked = true;
+            c.deadline = c.expires;  // however long the reload takes, within the connection's life
+            watch(c, EPOLLRDHUP);
+            return true;
+        }
+        if (part == Part::done) {
             c.out += '\n';
             c.complete = true;
             c.more = nullptr;
@@ -423,8 +431,8 @@ void ControlServer::serve() {
         Conn& c = *it->second;
         if (!c.replying) {
             on_readable(c);
-        } else if (!flush(c)) {
-            close_conn(c.id);
+        } else if (c.parked || !flush(c)) {
+            close_conn(c.id);  // a parked one has only a hang-up to report
         }
     }
     // Deadlines: a request that does not come, a reply nobody reads, a connection that lasts.
@@ -443,6 +451,14 @@ void ControlServer::serve() {
         }
         close_conn(id);
     }
+}
+
+void ControlServer::wake() {
+    for (auto& [id, c] : conns_)
+        if (c->parked) {
+            c->parked = false;
+            watch(*c, EPOLLOUT);  // writable at once: serve() asks the reply again
+        }
 }
 
 std::optional<std::chrono::steady_clock::time_point> ControlServer::next_deadline() const {

@@ -44,13 +44,20 @@ struct RequestContext {
     Peer peer;
 };
 
+/// What a reply's `more` says after a call.
+enum class Part : std::uint8_t {
+    more,   ///< call again for the next part
+    done,   ///< that was the last part
+    later,  ///< nothing yet (a reload still building): call again after ControlServer::wake()
+};
+
 /// One reply. `text` goes out first; then, while `more` is set, it is called for the next part
 /// each time the connection has sent what it had (so a large reply is made as fast as the
-/// client reads it and never sits whole in memory), until it returns false. The server ends the
+/// client reads it and never sits whole in memory), until it says done. The server ends the
 /// reply with a newline. `more` runs on the control thread and should add a few tens of KB.
 struct Reply {
     std::string text;
-    std::function<bool(std::string& out)> more;
+    std::function<Part(std::string& out)> more;
 };
 
 using Handler = std::function<Reply(const nlohmann::json& request, const RequestContext& ctx)>;
@@ -124,6 +131,9 @@ public:
     std::optional<std::chrono::steady_clock::time_point> next_deadline() const;
 
     std::size_t connections() const noexcept { return conns_.size(); }
+
+    /// Asks the replies that said Part::later again, on the next serve(). Control thread.
+    void wake();
 
     /// Where exceptions thrown by the handler are reported (moatd's log).
     void on_error(std::function<void(const std::string&)> f) { on_error_ = std::move(f); }

@@ -551,10 +551,17 @@ int run_moatd(int argc, char** argv) {
     }
     log("forwarding");
 
-    // Every reload is logged, whatever triggered it (signal, file change, control socket).
-    rt->on_reload([](const ReloadOutcome& o) {
+    // Every reload is logged, whatever triggered it (signal, file change, control socket), and
+    // every lint: a few dozen lines at most, whatever the policy (the first diagnostics of each
+    // list and how many there are; moatctl check or lint lists them all).
+    const auto more = [](std::size_t shown, std::size_t total, const char* what) {
+        if (total > shown)
+            log("... and " + std::to_string(total - shown) + " more " + what + " (moatctl check " + "lists them all)");
+    };
+    rt->on_reload([&](const ReloadOutcome& o) {
         for (const auto& w : o.warnings)
             log_plain(w);
+        more(o.warnings.size(), o.warnings_total, "warnings");
         if (o.ok) {
             char ms[32];
             std::snprintf(ms, sizeof ms, "%.1f", o.ms);
@@ -563,7 +570,22 @@ int run_moatd(int argc, char** argv) {
         }
         for (const auto& e : o.errors)
             log_plain(e);
+        more(o.errors.size(), o.errors_total, "errors");
         log("reload (" + o.trigger + ") failed: the running generation stays in force");
+    });
+    rt->on_lint([](const LintReport& l) {
+        if (l.total == 0) {
+            log("lint of generation " + std::to_string(l.generation) + ": no warnings");
+            return;
+        }
+        std::string kinds;
+        for (const auto& [kind, n] : l.counts)
+            kinds += (kinds.empty() ? "" : ", ") + std::to_string(n) + " " + kind;
+        log("lint of generation " + std::to_string(l.generation) + ": " + kinds +
+            (l.total > l.first.size() ? "; the first " + std::to_string(l.first.size()) + " (moatctl lint --all lists them all):"
+                                      : ":"));
+        for (const auto& w : l.first)
+            log_plain(w);
     });
 
     using Clock = std::chrono::steady_clock;
@@ -596,8 +618,8 @@ int run_moatd(int argc, char** argv) {
         timeout = std::min(timeout, until(next_rates));
         if (const auto d = server.next_deadline())
             timeout = std::min(timeout, until(*d));
-        pollfd fds[3] = {{sfd, POLLIN, 0}, {watch.fd(), POLLIN, 0}, {server.fd(), POLLIN, 0}};
-        poll(fds, 3, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout.count())));
+        pollfd fds[4] = {{sfd, POLLIN, 0}, {watch.fd(), POLLIN, 0}, {server.fd(), POLLIN, 0}, {rt->events_fd(), POLLIN, 0}};
+        poll(fds, 4, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout.count())));
         // Nothing that goes wrong in one turn (an exception from a query, a reload, a write) ends
         // the loop: it is logged, and the workers go on forwarding under the policy in force.
         try {
@@ -605,18 +627,29 @@ int run_moatd(int argc, char** argv) {
                 signalfd_siginfo si{};
                 while (read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
                     if (si.ssi_signo == SIGHUP)
-                        rt->reload("SIGHUP", false);
+                        rt->submit({.kind = ReloadJob::Kind::file, .trigger = "SIGHUP", .text = {}, .if_changed = false, .policy = {}});
                     else
                         sig = static_cast<int>(si.ssi_signo);
                 }
             }
             if (fds[1].revents & POLLIN)
                 settled();
+            if (fds[3].revents & POLLIN) {  // reloads or lints finished: log them, answer who waits
+                rt->collect();
+                server.wake();
+            }
             server.serve();  // events, and deadlines even without them
             if (reload_at && Clock::now() >= *reload_at) {
                 reload_at.reset();
-                if (settled())
-                    rt->reload("config file changed", true, settled);
+                // The file is read here, between two looks at the watch (the builder gets the
+                // text): what a write that began meanwhile left may be half of it.
+                ReloadJob job{.kind = ReloadJob::Kind::text, .trigger = "config file changed", .text = {}, .if_changed = true, .policy = {}};
+                if (settled()) {
+                    if (read_config_file(opt->config, job.text))
+                        job.kind = ReloadJob::Kind::file;  // the builder reads it again and says why it cannot
+                    if (settled())
+                        rt->submit(std::move(job));
+                }
             }
             rt->reclaim();
             if (Clock::now() >= next_rates) {

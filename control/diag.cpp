@@ -5,12 +5,12 @@
 namespace moat::ctl {
 
 void Diagnostics::error(const std::string& file, int line, std::string message) {
-    all_.push_back({file, line, Severity::error, std::move(message)});
+    all_.push_back({file, line, Severity::error, std::move(message), {}});
     ++errors_;
 }
 
-void Diagnostics::warning(const std::string& file, int line, std::string message) {
-    all_.push_back({file, line, Severity::warning, std::move(message)});
+void Diagnostics::warning(const std::string& file, int line, std::string message, std::string kind) {
+    all_.push_back({file, line, Severity::warning, std::move(message), std::move(kind)});
 }
 
 void Diagnostics::sort() {

@@ -13,13 +13,14 @@ struct Diagnostic {
     int line = 0;  ///< 1-based; 0 when the problem has no line (e.g. the file cannot be read)
     Severity severity = Severity::error;
     std::string message;
+    std::string kind;  ///< lint warnings: what about ("overlap", "shadowed", "catch-all", "incomplete")
 };
 
 /// An ordered collection of diagnostics; the loader collects all of them in one run.
 class Diagnostics {
 public:
     void error(const std::string& file, int line, std::string message);
-    void warning(const std::string& file, int line, std::string message);
+    void warning(const std::string& file, int line, std::string message, std::string kind = {});
 
     bool has_errors() const noexcept { return errors_ > 0; }
     int error_count() const noexcept { return errors_; }

@@ -205,7 +205,8 @@ void IniText::set_key(std::size_t header, std::string_view key, std::string_view
     append_entry(header, key, value);
 }
 
-std::optional<std::string> write_file_atomic(const std::string& path, const std::string& text) {
+std::optional<std::string> write_file_atomic(const std::string& path, const std::string& text,
+                                             const std::function<bool()>& unchanged, bool* changed) {
     namespace fs = std::filesystem;
     // Through symbolic links: the file a link names is replaced, the link stays (a config kept in
     // another directory, a Kubernetes-style ..data link).
@@ -245,6 +246,14 @@ std::optional<std::string> write_file_atomic(const std::string& path, const std:
     ok = ok && ::fsync(fd) == 0;
     const int saved = errno;
     ::close(fd);
+    // The last look before the rename, after the slow part (fsync): an edit made to a file that
+    // someone saved meanwhile would revert their save.
+    if (ok && unchanged && !unchanged()) {
+        ::unlink(tmp.c_str());
+        if (changed)
+            *changed = true;
+        return "cannot write " + target.string() + ": it changed while the edit was made";
+    }
     if (!ok || ::rename(tmp.c_str(), target.c_str()) != 0) {
         const std::string msg = std::strerror(ok ? errno : saved);
         ::unlink(tmp.c_str());

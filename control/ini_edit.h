@@ -5,6 +5,7 @@
 // CR, LF or NUL: one entry is one line, whatever the caller was handed.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,7 +58,11 @@ private:
 
 /// Writes `text` to `path` atomically: a temporary file in the same directory, fsync, rename.
 /// A symbolic link is written through (the file it names is replaced; the link stays), and the
-/// new file keeps the old one's owner, group and mode. Returns an error message, or nullopt.
-std::optional<std::string> write_file_atomic(const std::string& path, const std::string& text);
+/// new file keeps the old one's owner, group and mode. `unchanged`, when given, is asked right
+/// before the rename whether the file still is what the caller's edit was made to (someone may
+/// have saved it meanwhile); if not, nothing is written and `*changed` is set. Returns an error
+/// message, or nullopt.
+std::optional<std::string> write_file_atomic(const std::string& path, const std::string& text,
+                                             const std::function<bool()>& unchanged = {}, bool* changed = nullptr);
 
 }  // namespace moat::ctl

@@ -1,17 +1,25 @@
 #include "control/lint.h"
 
 #include <algorithm>
-#include <map>
+#include <array>
+#include <bit>
+#include <limits>
+#include <memory>
 #include <set>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
+#include <vector>
 
 namespace moat::ctl {
 
 namespace {
 
-/// Upper bound on pairwise comparisons per policy, so that linting a 100K-filter policy stays
-/// fast; the checks say so when they stop early.
-constexpr std::size_t kMaxPairChecks = 20'000'000;
+/// Candidates a shadowing check looks at per entry before it gives up (and says so): only port
+/// ranges of one power-of-two class that start within 2^k of each other are left by then.
+constexpr std::size_t kShadowCandidates = 64;
+/// Pair checks spent on listing overlaps when the listing is cut (the count is exact anyway).
+constexpr std::uint64_t kListingBudget = 4'000'000;
 
 bool prefixes_overlap(const dp::Addr& a, unsigned alen, const dp::Addr& b, unsigned blen) {
     const unsigned len = std::min(alen, blen);
@@ -41,6 +49,123 @@ using GroupKey = std::tuple<std::uint16_t, std::uint8_t, std::uint8_t, std::uint
 
 GroupKey group_of(const SpecKey& k) { return {k.a, k.b, k.c, k.d, k.e, k.f, k.p}; }
 
+struct Span {
+    std::uint16_t lo = 0, hi = 65535;
+};
+
+/// An entry's source and destination ports as ranges (any: the whole range).
+Span sport_of(const dp::Rule& r) { return r.sport_any ? Span{} : Span{r.sport.lo, r.sport.hi}; }
+Span dport_of(const dp::Rule& r) { return r.dport_any ? Span{} : Span{r.dport.lo, r.dport.hi}; }
+
+/// Counts of values below a bound, over the 65536 port values.
+class Fenwick {
+public:
+    void add(unsigned v) {
+        for (++v; v <= 65536; v += v & (0u - v))
+            ++t_[v];
+    }
+    /// Values added that are < v.
+    std::uint64_t below(unsigned v) const {
+        std::uint64_t n = 0;
+        for (; v > 0; v -= v & (0u - v))
+            n += t_[v];
+        return n;
+    }
+
+private:
+    std::array<std::uint32_t, 65537> t_{};
+};
+
+/// Pairs (p in `pts`, q in `qs`) with p.first < q.first and p.second < q.second.
+std::uint64_t dominated(std::vector<std::pair<unsigned, unsigned>> pts, std::vector<std::pair<unsigned, unsigned>> qs) {
+    std::sort(pts.begin(), pts.end());
+    std::sort(qs.begin(), qs.end());
+    auto fw = std::make_unique<Fenwick>();
+    std::uint64_t n = 0;
+    std::size_t at = 0;
+    for (const auto& q : qs) {
+        while (at < pts.size() && pts[at].first < q.first)
+            fw->add(pts[at++].second);
+        n += fw->below(q.second);
+    }
+    return n;
+}
+
+struct Rect {
+    Span x, y;
+};
+
+/// Pairs (a in A, b in B) whose port rectangles intersect: all pairs, less those apart in x,
+/// less those apart in y, plus those apart in both (counted twice). O((|A| + |B|) log).
+std::uint64_t intersecting_pairs(const std::vector<Rect>& A, const std::vector<Rect>& B) {
+    if (A.empty() || B.empty())
+        return 0;
+    if (A.size() * B.size() <= 4096) {  // small: each pair, cheaper than the sweeps
+        std::uint64_t n = 0;
+        for (const auto& a : A)
+            for (const auto& b : B)
+                n += a.x.lo <= b.x.hi && b.x.lo <= a.x.hi && a.y.lo <= b.y.hi && b.y.lo <= a.y.hi;
+        return n;
+    }
+    const auto apart = [&](auto span) {
+        std::vector<unsigned> lo, hi;
+        for (const auto& b : B) {
+            lo.push_back(span(b).lo);
+            hi.push_back(span(b).hi);
+        }
+        std::sort(lo.begin(), lo.end());
+        std::sort(hi.begin(), hi.end());
+        std::uint64_t n = 0;
+        for (const auto& a : A) {
+            n += static_cast<std::uint64_t>(std::lower_bound(hi.begin(), hi.end(), span(a).lo) - hi.begin());  // b before a
+            n += static_cast<std::uint64_t>(lo.end() - std::upper_bound(lo.begin(), lo.end(), span(a).hi));   // b after a
+        }
+        return n;
+    };
+    const std::uint64_t apart_x = apart([](const Rect& r) { return r.x; });
+    const std::uint64_t apart_y = apart([](const Rect& r) { return r.y; });
+    // Apart in both: b before or after a in x, and before or after a in y. "After" turns into
+    // "before" on the mirrored axis (65535 - v).
+    std::uint64_t both = 0;
+    for (const bool x_after : {false, true})
+        for (const bool y_after : {false, true}) {
+            std::vector<std::pair<unsigned, unsigned>> pts, qs;
+            for (const auto& b : B)
+                pts.emplace_back(x_after ? 65535u - b.x.lo : b.x.hi, y_after ? 65535u - b.y.lo : b.y.hi);
+            for (const auto& a : A)
+                qs.emplace_back(x_after ? 65535u - a.x.hi : a.x.lo, y_after ? 65535u - a.y.hi : a.y.lo);
+            both += dominated(std::move(pts), std::move(qs));
+        }
+    return static_cast<std::uint64_t>(A.size()) * B.size() - apart_x - apart_y + both;
+}
+
+/// Entries of one policy, as the lint needs them.
+struct Entry {
+    std::size_t rank;
+    Rect ports;
+    dp::OnPort on;
+    dp::Action action;
+};
+
+/// Pairs with different actions among `set` (entries whose addresses all overlap one another's
+/// in the way the caller arranged), counting only pairs with one from `a` and one from `b` when
+/// both are given (two orientations of one bucket).
+std::uint64_t count_overlaps(const std::vector<const Entry*>& a, const std::vector<const Entry*>& b) {
+    // By action and arrival port: `on=any` meets every port, the others only their own.
+    std::array<std::array<std::vector<Rect>, 3>, 2> sa, sb;
+    for (const Entry* e : a)
+        sa[e->action == dp::Action::permit][static_cast<unsigned>(e->on)].push_back(e->ports);
+    for (const Entry* e : b)
+        sb[e->action == dp::Action::permit][static_cast<unsigned>(e->on)].push_back(e->ports);
+    std::uint64_t n = 0;
+    for (unsigned pa = 0; pa < 2; ++pa)
+        for (unsigned oa = 0; oa < 3; ++oa)
+            for (unsigned ob = 0; ob < 3; ++ob)
+                if (oa == 0 || ob == 0 || oa == ob)
+                    n += intersecting_pairs(sa[pa][oa], sb[1 - pa][ob]);
+    return n;
+}
+
 }  // namespace
 
 bool entries_overlap(const dp::Rule& x, const dp::Rule& y) noexcept {
@@ -66,7 +191,8 @@ bool entry_covers(const dp::Rule& o, const dp::Rule& i) noexcept {
            (o.payload == dp::kNoPayload || o.payload == i.payload);
 }
 
-void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags) {
+void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags, LintCounts& counts,
+                 const LintOptions& opt) {
     const Policy& pol = cfg.policies[static_cast<std::size_t>(cp.policy)];
     const std::string in_policy = cfg.policies.size() > 1 ? "in policy '" + pol.name + "': " : "";
     const auto filter_of = [&](std::size_t rank) -> const FilterDef& {
@@ -76,17 +202,30 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
     const auto action_name = [&](std::size_t rank) {
         return cp.rules[rank].action == dp::Action::permit ? "permit" : "block";
     };
+    const auto cancelled = [&] { return opt.cancel && opt.cancel->load(std::memory_order_relaxed); };
 
     // A catch-all: a block entry that admits any source and any protocol, port and type.
     const bool catch_all = std::any_of(cp.rules.begin(), cp.rules.end(), [](const dp::Rule& r) {
         return r.action == dp::Action::block && r.src_len == 0 && r.proto == dp::kAnyProto &&
                r.on == dp::OnPort::any && r.payload == dp::kNoPayload;
     });
-    if (!catch_all && !cp.rules.empty())
+    if (!catch_all && !cp.rules.empty()) {
+        ++counts["catch-all"];
         diags.warning(cfg.file, pol.line,
                       "policy '" + pol.name + "' has no catch-all block filter (such as '*+0' or '*+*' "
                       "under a block action); unmatched packets are dropped anyway (default deny), "
-                      "but an explicit rule states the intent");
+                      "but an explicit rule states the intent",
+                      "catch-all");
+    }
+
+    std::vector<Entry> entries(cp.rules.size());
+    for (std::size_t i = 0; i < cp.rules.size(); ++i)
+        entries[i] = {i, {sport_of(cp.rules[i]), dport_of(cp.rules[i])}, cp.rules[i].on, cp.rules[i].action};
+    const auto same_origin = [&](std::size_t i, std::size_t j) {
+        const auto& a = cp.info[i].origin;
+        const auto& b = cp.info[j].origin;
+        return a.rule == b.rule && a.list == b.list && a.filter == b.filter;
+    };
 
     // Equal keys (ignoring G) are the only place for overlaps that G decides and for shadowing:
     // an entry that covers another has a key no higher on every field, so it can only outrank
@@ -95,9 +234,53 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
     for (std::size_t i = 0; i < cp.rules.size(); ++i)
         groups[group_of(cp.info[i].key)].push_back(i);
 
-    std::size_t checks = 0;
-    bool stopped = false;
+    std::uint64_t overlaps = 0, listing_checks = 0, undetermined = 0;
+    std::size_t listed_overlaps = 0;
+    bool listing_cut = false;  // some overlapping pair may be left out of the list
     std::set<std::pair<int, int>> reported_overlap;
+    // Lists the overlapping pairs of a and b (or within a when b is null) with different actions,
+    // as line pairs, while the listing is open.
+    const auto list_overlaps = [&](const std::vector<const Entry*>& a, const std::vector<const Entry*>* b) {
+        for (std::size_t x = 0; x < a.size(); ++x) {
+            const std::size_t from = b ? 0 : x + 1;
+            const auto& other = b ? *b : a;
+            for (std::size_t y = from; y < other.size(); ++y) {
+                if (listed_overlaps >= opt.listed || (opt.listed != std::numeric_limits<std::size_t>::max() &&
+                                                      ++listing_checks > kListingBudget)) {
+                    listing_cut = true;
+                    return;
+                }
+                const std::size_t i = std::min(a[x]->rank, other[y]->rank), j = std::max(a[x]->rank, other[y]->rank);
+                const auto& ri = cp.rules[i];
+                const auto& rj = cp.rules[j];
+                if (ri.action == rj.action || !entries_overlap(ri, rj))
+                    continue;
+                const int li = filter_of(i).line, lj = filter_of(j).line;
+                if (!reported_overlap.emplace(std::min(li, lj), std::max(li, lj)).second)
+                    continue;
+                ++listed_overlaps;
+                if (li == lj) {
+                    const auto rule_line = [&](std::size_t r) {
+                        return pol.rules[static_cast<std::size_t>(cp.info[r].origin.rule)].line;
+                    };
+                    diags.warning(cfg.file, li,
+                                  in_policy + "filter at line " + std::to_string(li) + " is used by the rules at lines " +
+                                      std::to_string(rule_line(i)) + " and " + std::to_string(rule_line(j)) +
+                                      " with different actions (" + action_name(i) + " / " + action_name(j) +
+                                      "): block wins",
+                                  "overlap");
+                } else {
+                    diags.warning(cfg.file, std::max(li, lj),
+                                  in_policy + "filters at lines " + std::to_string(std::min(li, lj)) + " and " +
+                                      std::to_string(std::max(li, lj)) +
+                                      " have the same specificity, overlap, and have different actions "
+                                      "(" + action_name(i) + " / " + action_name(j) + "): block wins where both match",
+                                  "overlap");
+                }
+            }
+        }
+    };
+
     // Per (rule, list, filter): entries in total and entries shadowed, with the first shadower.
     struct Shadow {
         int entries = 0;
@@ -109,44 +292,118 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
         const auto& o = cp.info[i].origin;
         ++shadow[{o.rule, o.list, o.filter}].entries;
     }
+    const auto shadowed_by = [&](std::size_t j, std::size_t by) {
+        const auto& o = cp.info[j].origin;
+        auto& s = shadow[{o.rule, o.list, o.filter}];
+        if (s.shadowed++ == 0)
+            s.by = by;
+    };
+
     for (const auto& [key, members] : groups) {
-        for (std::size_t jj = 0; jj < members.size() && !stopped; ++jj) {
-            const std::size_t j = members[jj];
-            const auto& oj = cp.info[j].origin;
-            bool covered = false;
-            for (std::size_t ii = 0; ii < jj; ++ii) {
-                if (++checks > kMaxPairChecks) {
-                    stopped = true;
-                    break;
-                }
-                const std::size_t i = members[ii];
-                const auto& oi = cp.info[i].origin;
-                const bool same_filter = oi.rule == oj.rule && oi.list == oj.list && oi.filter == oj.filter;
-                if (same_filter)
-                    continue;
-                const auto& ri = cp.rules[i];
-                const auto& rj = cp.rules[j];
-                if (!covered && entry_covers(ri, rj)) {
-                    covered = true;
-                    auto& s = shadow[{oj.rule, oj.list, oj.filter}];
-                    if (s.shadowed++ == 0)
-                        s.by = i;
-                }
-                if (ri.action != rj.action && entries_overlap(ri, rj)) {
-                    const int li = filter_of(i).line, lj = filter_of(j).line;
-                    if (li != lj && reported_overlap.emplace(std::min(li, lj), std::max(li, lj)).second)
-                        diags.warning(cfg.file, std::max(li, lj),
-                                      in_policy + "filters at lines " + std::to_string(std::min(li, lj)) + " and " +
-                                          std::to_string(std::max(li, lj)) +
-                                          " have the same specificity, overlap, and have different actions "
-                                          "(" + action_name(i) + " / " + action_name(j) +
-                                          "): block wins where both match");
+        if (cancelled())
+            break;
+        const dp::Rule& first = cp.rules[members.front()];
+        const unsigned m = std::min(first.src_len, first.dst_len);  // the shorter prefix of every member
+        // Buckets: entries that can overlap share their addresses cut to m bits (and their given
+        // protocol and ICMP fields, equal keys giving the same ones); within a bucket, entries of
+        // one orientation with other exact addresses cannot overlap.
+        std::unordered_map<std::string, std::vector<std::size_t>> buckets;
+        for (const std::size_t i : members) {
+            const dp::Rule& r = cp.rules[i];
+            const dp::Addr s = dp::mask_addr(r.src, m), d = dp::mask_addr(r.dst, m);
+            std::string k(reinterpret_cast<const char*>(s.bytes.data()), 16);
+            k.append(reinterpret_cast<const char*>(d.bytes.data()), 16);
+            k += static_cast<char>(r.family);
+            k.append(reinterpret_cast<const char*>(&r.proto), sizeof r.proto);
+            k.append(reinterpret_cast<const char*>(&r.icmp_type), sizeof r.icmp_type);
+            k.append(reinterpret_cast<const char*>(&r.icmp_code), sizeof r.icmp_code);
+            buckets[k].push_back(i);
+        }
+        for (const auto& [bk, bucket] : buckets) {
+            if (cancelled())
+                break;
+            // Sub-buckets: exact addresses (their orientation with them).
+            std::map<std::tuple<unsigned, std::array<std::uint8_t, 16>, std::array<std::uint8_t, 16>>,
+                     std::vector<const Entry*>>
+                exact;
+            std::vector<const Entry*> orient[2];
+            for (const std::size_t i : bucket) {
+                const dp::Rule& r = cp.rules[i];
+                exact[{r.src_len, r.src.bytes, r.dst.bytes}].push_back(&entries[i]);
+                orient[r.src_len == first.src_len ? 0 : 1].push_back(&entries[i]);
+            }
+            for (const auto& [ek, same] : exact) {
+                overlaps += count_overlaps(same, same) / 2;  // each pair in both orders
+                list_overlaps(same, nullptr);
+            }
+            if (first.src_len != first.dst_len && !orient[1].empty()) {
+                overlaps += count_overlaps(orient[0], orient[1]);
+                list_overlaps(orient[0], &orient[1]);
+            }
+
+            // Shadowing, within exact addresses: an earlier entry of another filter that covers
+            // all of this one. Its port ranges are of the same power-of-two class (the keys are
+            // equal), so it starts at most 2^k ports before.
+            for (const auto& [ek, same] : exact) {
+                // By where the ranges start, the better-ranked first among equal starts (a copy of
+                // a filter is covered by the first of them).
+                std::vector<const Entry*> by_sport = same, by_dport = same;
+                std::sort(by_sport.begin(), by_sport.end(), [](const Entry* a, const Entry* b) {
+                    return std::pair(a->ports.x.lo, a->rank) < std::pair(b->ports.x.lo, b->rank);
+                });
+                std::sort(by_dport.begin(), by_dport.end(), [](const Entry* a, const Entry* b) {
+                    return std::pair(a->ports.y.lo, a->rank) < std::pair(b->ports.y.lo, b->rank);
+                });
+                for (const Entry* j : same) {
+                    const dp::Rule& rj = cp.rules[j->rank];
+                    // The dimension to search along: one that j narrows (else every candidate
+                    // covers it in ports, and the first of another filter will do).
+                    const bool along_x = !rj.sport_any, along_y = !along_x && !rj.dport_any;
+                    const auto& sorted = along_x ? by_sport : by_dport;
+                    const Span span = along_x ? j->ports.x : j->ports.y;
+                    const unsigned width = span.hi - span.lo + 1u;
+                    const unsigned reach = along_x || along_y ? std::bit_ceil(width) : 65536u;
+                    const unsigned from = span.hi + 1u >= reach ? span.hi + 1u - reach : 0u;
+                    auto it = std::lower_bound(sorted.begin(), sorted.end(), from, [&](const Entry* e, unsigned v) {
+                        return (along_x ? e->ports.x.lo : e->ports.y.lo) < v;
+                    });
+                    std::size_t checked = 0;
+                    bool found = false, gave_up = false;
+                    for (; it != sorted.end() && (along_x ? (*it)->ports.x.lo : (*it)->ports.y.lo) <= span.lo; ++it) {
+                        const Entry* i = *it;
+                        if (++checked > kShadowCandidates) {
+                            gave_up = true;
+                            break;
+                        }
+                        if (i->rank >= j->rank || same_origin(i->rank, j->rank))
+                            continue;
+                        if (entry_covers(cp.rules[i->rank], rj)) {
+                            shadowed_by(j->rank, i->rank);
+                            found = true;
+                            break;
+                        }
+                    }
+                    undetermined += gave_up && !found;
                 }
             }
         }
     }
+
+    if (overlaps > 0)
+        counts["overlap"] += overlaps;
+    if (listing_cut && overlaps > 0)
+        diags.warning(cfg.file, pol.line,
+                      in_policy + std::to_string(overlaps) +
+                          " pairs of ranked entries of the same specificity overlap with different actions in all "
+                          "(a mirrored filter or one with 'me' makes several entries); 'moatctl lint --all' lists "
+                          "every pair of filters",
+                      "more");
+
+    std::size_t shadowed = 0;
     for (const auto& [who, s] : shadow) {
         if (s.entries == 0 || s.shadowed != s.entries)
+            continue;
+        if (++shadowed > opt.listed)
             continue;
         const auto& [rule, list, filter] = who;
         const auto& f = cfg.lists[static_cast<std::size_t>(list)].filters[static_cast<std::size_t>(filter)];
@@ -154,13 +411,25 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
         diags.warning(cfg.file, f.line,
                       in_policy + "filter '" + f.text + "' (rule at line " +
                           std::to_string(pol.rules[static_cast<std::size_t>(rule)].line) +
-                          ") never decides a packet: filter '" + by.text + "' at line " +
-                          std::to_string(by.line) + " (" + action_name(s.by) + ") matches all of them first");
+                          ") never decides a packet: filter '" + by.text + "' at line " + std::to_string(by.line) +
+                          " (" + action_name(s.by) + ") matches all of them first",
+                      "shadowed");
     }
-    if (stopped)
+    if (shadowed > 0)
+        counts["shadowed"] += shadowed;
+    if (shadowed > opt.listed)
         diags.warning(cfg.file, pol.line,
-                      in_policy + "overlap and shadowing checks stopped after " + std::to_string(kMaxPairChecks) +
-                          " comparisons: the policy is too large to lint completely");
+                      in_policy + "and " + std::to_string(shadowed - opt.listed) +
+                          " more filters never decide a packet ('moatctl lint --all' lists them)",
+                      "more");
+    if (undetermined > 0) {
+        counts["incomplete"] += undetermined;
+        diags.warning(cfg.file, pol.line,
+                      in_policy + "the shadowing check gave up on " + std::to_string(undetermined) +
+                          " entries: more than " + std::to_string(kShadowCandidates) +
+                          " port ranges of their size start near each of them",
+                      "incomplete");
+    }
 }
 
 }  // namespace moat::ctl

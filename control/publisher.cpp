@@ -42,16 +42,16 @@ void index_rows(Generation& g) {
     g.carried.assign(g.row_keys.size(), Counts{});
 }
 
-void link_rows(Generation& from, Generation& to) {
+std::vector<std::uint32_t> link_rows(const Generation& from, const Generation& to) {
     std::unordered_map<std::string_view, std::uint32_t> rows_of_to;
     rows_of_to.reserve(to.row_keys.size());
     for (std::size_t r = 0; r < to.row_keys.size(); ++r)
         rows_of_to.emplace(to.row_keys[r], static_cast<std::uint32_t>(r));
-    from.next_row.assign(from.row_keys.size(), kNoRow);
+    std::vector<std::uint32_t> next(from.row_keys.size(), kNoRow);
     for (std::size_t r = 0; r < from.row_keys.size(); ++r)
         if (const auto it = rows_of_to.find(from.row_keys[r]); it != rows_of_to.end())
-            from.next_row[r] = it->second;
-    from.successor = &to;
+            next[r] = it->second;
+    return next;
 }
 
 Publisher::Publisher(unsigned max_workers) {

@@ -63,9 +63,9 @@ struct Generation {
 /// Fills `g.row_keys`, `g.row_of_rank` and (zeroed) `g.carried` from `g.config` and `g.compiled`.
 void index_rows(Generation& g);
 
-/// Links `from` to its successor `to`: each row of `from` to the row of `to` with the same key.
-/// O(rows). Control thread, before `to` is published.
-void link_rows(Generation& from, Generation& to);
+/// Where each row of `from` goes in its successor `to`: the row with the same key, or kNoRow
+/// (what becomes `from.next_row`). O(rows).
+std::vector<std::uint32_t> link_rows(const Generation& from, const Generation& to);
 
 class Publisher {
 public:

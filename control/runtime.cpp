@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <array>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -30,18 +34,65 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
 }
 
 nlohmann::json outcome_json(const ReloadOutcome& o) {
-    return {{"ok", o.ok},       {"unchanged", o.unchanged}, {"generation", o.generation}, {"trigger", o.trigger},
-            {"errors", o.errors}, {"warnings", o.warnings}, {"ms", o.ms},                 {"at", iso_time(o.at)}};
+    nlohmann::json j{{"ok", o.ok},         {"unchanged", o.unchanged},
+                     {"generation", o.generation}, {"trigger", o.trigger},
+                     {"errors", o.errors},       {"warnings", o.warnings},
+                     {"errors_total", o.errors_total}, {"warnings_total", o.warnings_total},
+                     {"ms", o.ms},               {"at", iso_time(o.at)}};
+    if (!o.message.empty())
+        j["message"] = o.message;
+    return j;
+}
+
+nlohmann::json lint_json(const LintReport& l) {
+    return {{"generation", l.generation}, {"done", l.done}, {"total", l.total},
+            {"counts", l.counts},         {"first", l.first}, {"ms", l.ms}};
 }
 
 const char* action_name(dp::Action a) { return a == dp::Action::permit ? "permit" : "block"; }
 
+double ms_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+/// Keeps the first kListedDiagnostics of `d` in `out` and counts them all.
+void keep_first(const std::string& d, std::vector<std::string>& out, std::size_t& total) {
+    if (out.size() < kListedDiagnostics)
+        out.push_back(d);
+    ++total;
+}
+
+/// Outcomes kept for tickets nobody has asked about yet.
+constexpr std::size_t kKeptOutcomes = 256;
+
 }  // namespace
 
 Runtime::Runtime(std::string config_path, unsigned workers)
-    : path_(std::move(config_path)), workers_count_(workers), publisher_(std::make_unique<Publisher>(workers)) {}
+    : path_(std::move(config_path)), workers_count_(workers), publisher_(std::make_unique<Publisher>(workers)) {
+    event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (event_fd_ < 0)
+        throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+    // Both threads inherit the control thread's CPU set (the main lcore), never a worker's.
+    builder_ = std::thread([this] { build_loop(); });
+    linter_ = std::thread([this] { lint_loop(); });
+}
 
 Runtime::~Runtime() {
+    {
+        std::lock_guard lock(jobs_mu_);
+        stopping_ = true;
+        cancel_ = true;
+    }
+    jobs_cv_.notify_all();
+    {
+        std::lock_guard lock(lint_mu_);
+        lint_stopping_ = true;
+        lint_cancel_ = true;
+    }
+    lint_cv_.notify_all();
+    builder_.join();
+    linter_.join();
+    close(event_fd_);
     std::lock_guard lock(mu_);
     publisher_.reset();
 }
@@ -59,116 +110,430 @@ std::string Runtime::start(const Config& cfg, const CompiledPolicy& cp, std::str
     g->v6 = b.v6;
     g->loaded_at = std::chrono::system_clock::now();
     index_rows(*g);
-    std::lock_guard lock(mu_);
-    loaded_text_ = std::move(text);
-    running_ = cfg.appliance;
-    publisher_->publish(std::move(g));
-    last_ = ReloadOutcome{};
-    last_.ok = true;
-    last_.generation = 1;
-    last_.trigger = "start";
-    last_.at = std::chrono::system_clock::now();
+    {
+        std::lock_guard lock(jobs_mu_);
+        loaded_text_ = std::move(text);
+    }
+    std::shared_ptr<const Generation> first;
+    {
+        std::lock_guard lock(mu_);
+        running_ = cfg.appliance;
+        publisher_->publish(std::move(g));
+        last_ = ReloadOutcome{};
+        last_.ok = true;
+        last_.generation = 1;
+        last_.trigger = "start";
+        last_.at = std::chrono::system_clock::now();
+        lint_.generation = 1;
+        first = publisher_->current_shared();
+    }
+    lint_generation(std::move(first));
     return {};
 }
 
-ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed, const std::function<bool()>& settled) {
-    const auto t0 = std::chrono::steady_clock::now();
-    reclaim();
+void Runtime::lint_generation(std::shared_ptr<const Generation> g) {
+    {
+        std::lock_guard lock(lint_mu_);
+        lint_next_ = std::move(g);
+        lint_cancel_ = true;  // the lint of an older generation is of no use any more
+    }
+    lint_cv_.notify_all();
+}
+
+Runtime::Ticket Runtime::submit(ReloadJob job) {
+    std::lock_guard lock(jobs_mu_);
+    const Ticket t = next_ticket_++;
+    const bool reload = job.kind != ReloadJob::Kind::assign;
+    // What a changed file is compared with: the text of the newest reload queued or being built,
+    // else the text in force.
+    const std::string& newest = building_ || !jobs_.empty() ? newest_text_ : loaded_text_;
+    if (job.kind == ReloadJob::Kind::text && job.if_changed && job.text == newest) {
+        // File-watch noise (a touch, a save of the same bytes): nothing to build.
+        ReloadOutcome o;
+        o.ok = o.unchanged = true;
+        o.trigger = job.trigger;
+        o.at = std::chrono::system_clock::now();
+        {
+            std::lock_guard g(mu_);
+            o.generation = publisher_->current()->number;
+            if (!last_.ok)
+                last_ = o;  // back to the file in force after a failed edit: say so
+        }
+        outcomes_[t] = o;
+        finished_.push_back(std::move(o));
+        const std::uint64_t one = 1;
+        (void)!write(event_fd_, &one, sizeof one);
+        return t;
+    }
+    if (reload) {
+        // The newest file wins: the reloads queued since the last assign, and one being built,
+        // are out of date; their askers get this one's outcome.
+        while (!jobs_.empty() && jobs_.back().job.kind != ReloadJob::Kind::assign) {
+            followed_by_[jobs_.back().ticket] = t;
+            jobs_.pop_back();
+        }
+        if (building_ && building_reload_) {
+            cancel_ = true;
+            replaced_by_ = t;
+        }
+    }
+    if (job.kind == ReloadJob::Kind::text)
+        newest_text_ = job.text;
+    jobs_.push_back({t, std::move(job), std::chrono::steady_clock::now()});
+    jobs_cv_.notify_all();
+    return t;
+}
+
+std::optional<ReloadOutcome> Runtime::outcome(Ticket t) const {
+    std::lock_guard lock(jobs_mu_);
+    for (auto it = followed_by_.find(t); it != followed_by_.end(); it = followed_by_.find(t))
+        t = it->second;
+    if (const auto it = outcomes_.find(t); it != outcomes_.end())
+        return it->second;
+    return std::nullopt;
+}
+
+void Runtime::build_loop() {
+    for (;;) {
+        Queued q;
+        {
+            std::unique_lock lock(jobs_mu_);
+            jobs_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+            if (stopping_)
+                return;
+            q = std::move(jobs_.front());
+            jobs_.pop_front();
+            building_ = q.ticket;
+            building_reload_ = q.job.kind != ReloadJob::Kind::assign;
+            replaced_by_ = 0;
+            cancel_ = false;
+        }
+        bool cancelled = false;
+        ReloadOutcome o;
+        try {
+            o = run(q.job, cancelled);
+        } catch (const std::exception& e) {  // bad_alloc, mostly: the running policy stays
+            o = ReloadOutcome{};
+            o.trigger = q.job.trigger;
+            o.at = std::chrono::system_clock::now();
+            o.errors = {path_ + ": error: the reload failed: " + e.what()};
+            o.errors_total = 1;
+        }
+        o.ms = ms_since(q.at);
+        if (o.published != std::chrono::steady_clock::time_point{})
+            o.publish_ms = std::chrono::duration<double, std::milli>(o.published - q.at).count();
+        {
+            std::lock_guard lock(jobs_mu_);
+            if (cancelled && replaced_by_) {
+                followed_by_[q.ticket] = replaced_by_;
+            } else {
+                outcomes_[q.ticket] = o;
+                while (outcomes_.size() > kKeptOutcomes)
+                    outcomes_.erase(outcomes_.begin());
+                while (followed_by_.size() > kKeptOutcomes)
+                    followed_by_.erase(followed_by_.begin());
+                finished_.push_back(o);
+            }
+            building_ = 0;
+        }
+        const std::uint64_t one = 1;
+        (void)!write(event_fd_, &one, sizeof one);
+    }
+}
+
+std::optional<ReloadOutcome> Runtime::edit_assign(const std::string& policy, std::string& text) {
+    ReloadOutcome refusal;
+    refusal.trigger = policy.empty() ? "unassign" : "assign";
+    refusal.at = std::chrono::system_clock::now();
+    refusal.message = path_ + " is unchanged";
+    const auto refused = [&](const LoadResult& r) {
+        for (const auto& d : r.diags.all())
+            if (d.severity == Severity::error)
+                keep_first(format(d), refusal.errors, refusal.errors_total);
+        return refusal;
+    };
+    const auto refused_with = [&](const std::string& e) {
+        refusal.errors = {e};
+        refusal.errors_total = 1;
+        return refusal;
+    };
+    // The edit is made to the file as it is when it is written: if an operator saves it while the
+    // edit is checked, the edit starts again from their version instead of reverting it.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        if (const auto error = read_config_file(path_, text))
+            return refused_with(path_ + ": error: " + *error);
+        // Only the name of a policy the file defines is written into it: such a name came from a
+        // [policy NAME] header of this very file, so it is one line of valid text.
+        if (!policy.empty()) {
+            const LoadResult cur = load_policy_text(text, path_, {.lint = false, .compile_unassigned = false});
+            if (!cur.config)
+                return refused(cur);
+            if (cur.config->find_policy(policy) < 0) {
+                std::string names;
+                for (const auto& p : cur.config->policies)
+                    names += (names.empty() ? "" : ", ") + ctl::quoted(p.name);
+                return refused_with(path_ + ": error: no policy " + ctl::quoted(valid_utf8(policy.substr(0, 200))) +
+                                    " is defined (policies: " + (names.empty() ? "none" : names) + ")");
+            }
+        }
+        IniText ini(text);
+        auto a = ini.find_section("appliance", "");
+        if (!a)
+            a = ini.add_section("appliance", "", {},
+                                ini.sections("filterlist").empty() ? std::nullopt
+                                                                   : std::optional(ini.sections("filterlist").front()));
+        ini.set_key(*a, "assign", policy);
+        std::string next = ini.str();
+        // Lint only where its warnings decide (strict = on): it is the costly part.
+        LoadResult check = load_policy_text(next, path_, {.lint = false, .compile_unassigned = false});
+        if (check.config && check.config->appliance.strict)
+            check = load_policy_text(next, path_);
+        if (!check.usable())
+            return refused(check);
+        if (check.config->appliance.assign != policy)  // e.g. a name the INI syntax cannot hold as a value
+            return refused_with(path_ + ": error: policy " + ctl::quoted(policy) + " cannot be written as an assign value");
+        if (next == text)
+            return std::nullopt;  // already so: nothing to write
+        bool changed = false;
+        const auto still = [&] {
+            std::string now;
+            return !read_config_file(path_, now) && now == text;
+        };
+        if (const auto e = write_file_atomic(path_, next, still, &changed)) {
+            if (changed)
+                continue;  // saved meanwhile: again, on what is there now
+            return refused_with(*e);
+        }
+        text = std::move(next);
+        return std::nullopt;
+    }
+    return refused_with(path_ + ": error: the config file changed three times while assign ran; try again");
+}
+
+ReloadOutcome Runtime::run(ReloadJob& job, bool& cancelled) {
     ReloadOutcome o;
-    o.trigger = trigger;
+    o.trigger = job.trigger;
     o.at = std::chrono::system_clock::now();
-    const auto finish = [&] {
-        o.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        std::lock_guard lock(mu_);
-        if (!o.unchanged || !last_.ok)  // back to the file in force after a failed edit: say so
-            last_ = o;
-        (o.ok ? reloads_ok_ : reloads_failed_) += o.unchanged ? 0 : 1;
-        if (on_reload_ && !o.unchanged)
-            on_reload_(o);
+    const auto fail = [&](const std::string& e) {
+        keep_first(e, o.errors, o.errors_total);
         return o;
     };
     std::string text;
-    if (const auto error = read_config_file(path_, text)) {
-        o.errors.push_back(path_ + ": error: " + *error);
-        return finish();
+    if (job.kind == ReloadJob::Kind::assign) {
+        o.trigger = job.policy.empty() ? "unassign" : "assign";
+        if (auto refusal = edit_assign(job.policy, text)) {
+            std::lock_guard lock(mu_);
+            ++reloads_failed_;
+            last_ = *refusal;
+            return *refusal;
+        }
+        std::lock_guard lock(jobs_mu_);
+        newest_text_ = text;  // the file watch will see this write: nothing new to build then
+    } else if (job.kind == ReloadJob::Kind::file) {
+        if (const auto error = read_config_file(path_, text)) {
+            fail(path_ + ": error: " + *error);
+        } else {
+            std::lock_guard lock(jobs_mu_);
+            newest_text_ = text;
+        }
+    } else {
+        text = std::move(job.text);
     }
-    if (settled && !settled()) {
-        o.superseded = true;
+    const auto finish = [&]() -> ReloadOutcome {  // a failure: the running generation stays
+        std::lock_guard lock(mu_);
+        last_ = o;
+        ++reloads_failed_;
         return o;
-    }
-    const Generation& cur = *publisher_->current();
-    if (if_changed && text == loaded_text_) {
-        o.ok = o.unchanged = true;
-        o.generation = cur.number;
-        return finish();
-    }
-    const auto since = [](std::chrono::steady_clock::time_point t) {
-        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
     };
-    // The lint pass (overlaps, shadowing: quadratic in the worst case) runs after the publish,
-    // unless strict = on makes its warnings errors.
+    if (!o.errors.empty())
+        return finish();
+
     const auto t_load = std::chrono::steady_clock::now();
     LoadResult r = load_policy_text(text, path_, {.lint = false, .compile_unassigned = false});
     const bool strict = r.config && r.config->appliance.strict;
-    if (strict)
+    if (strict)  // its warnings are errors: the lint comes first
         r = load_policy_text(text, path_);
-    o.load_ms = since(t_load);
+    o.load_ms = ms_since(t_load);
     for (const auto& d : r.diags.all())
-        (d.severity == Severity::error ? o.errors : o.warnings).push_back(format(d));
+        d.severity == Severity::error ? keep_first(format(d), o.errors, o.errors_total)
+                                      : keep_first(format(d), o.warnings, o.warnings_total);
     if (!r.usable()) {
         if (o.errors.empty())
-            o.errors.push_back(path_ + ": error: not usable (strict = on and warnings)");
+            fail(path_ + ": error: not usable (strict = on and warnings)");
         return finish();
+    }
+    if (cancel_) {
+        cancelled = true;
+        return o;
     }
     // Ports, workers, EAL and the sockets belong to the running process: a reload cannot move
     // them, and says so every time until a restart does. A file that names no ports at all is
     // not a new setting but a wrong or incomplete file.
     const Appliance& now = r.config->appliance;
     if (!running_.outside.empty() && (now.outside.empty() || now.inside.empty())) {
-        o.errors.push_back(path_ + ":" + std::to_string(now.line) +
-                           ": error: [appliance] names no " + (now.outside.empty() ? "outside" : "inside") +
-                           " port; moatd runs on outside = " + running_.outside + ", inside = " + running_.inside +
-                           " (an incomplete file? the running policy stays)");
+        fail(path_ + ":" + std::to_string(now.line) + ": error: [appliance] names no " +
+             (now.outside.empty() ? "outside" : "inside") + " port; moatd runs on outside = " + running_.outside +
+             ", inside = " + running_.inside + " (an incomplete file? the running policy stays)");
         return finish();
     }
     std::vector<std::string> restart = restart_only_changes(now);
-    o.warnings.insert(o.warnings.end(), restart.begin(), restart.end());
+    for (const auto& w : restart)
+        keep_first(w, o.warnings, o.warnings_total);
+
     const auto t_build = std::chrono::steady_clock::now();
-    TablesResult b = build_table_set(*r.config, *r.compiled, workers_count_, next_generation_);
-    o.build_ms = since(t_build);
+    TablesResult b = build_table_set(*r.config, *r.compiled, workers_count_, next_generation_, &cancel_);
+    o.build_ms = ms_since(t_build);
+    if (cancel_) {
+        cancelled = true;
+        return o;
+    }
     if (!b.tables) {
-        o.errors.push_back(path_ + ": error: " + b.error);
+        fail(path_ + ": error: " + b.error);
         return finish();
     }
     auto g = std::make_unique<Generation>();
-    g->config = *r.config;
-    g->compiled = *r.compiled;
+    g->config = std::move(*r.config);
+    g->compiled = std::move(*r.compiled);
     g->tables = std::move(b.tables);
     g->v4 = b.v4;
     g->v6 = b.v6;
     g->loaded_at = std::chrono::system_clock::now();
     index_rows(*g);
+    // Only this thread publishes: the generation in force cannot change under it, and its row
+    // keys never do, so its rows are linked to the new ones outside the lock.
+    Generation* cur = publisher_->current();
+    std::vector<std::uint32_t> next_row = link_rows(*cur, *g);
+    std::shared_ptr<const Generation> published;
     {
         std::lock_guard lock(mu_);
         g->number = next_generation_++;
         o.generation = g->number;
-        // The filters that survive this swap keep counting; the others' counts go. The counts
-        // move when the retired generation is freed (its counters are final then).
-        link_rows(*publisher_->current(), *g);
+        cur->next_row = std::move(next_row);
+        cur->successor = g.get();
         publisher_->publish(std::move(g));
-        loaded_text_ = std::move(text);
         restart_needed_ = std::move(restart);
+        o.ok = true;
+        o.published = std::chrono::steady_clock::now();
+        last_ = o;
+        ++reloads_ok_;
+        lint_ = LintReport{};
+        lint_.generation = o.generation;
+        published = publisher_->current_shared();
     }
-    o.published = std::chrono::steady_clock::now();
-    o.publish_ms = since(t0);
-    if (!strict) {
-        Diagnostics lint;
-        lint_policies(*r.config, lint);
-        for (const auto& d : lint.all())
-            o.warnings.push_back(format(d));
+    {
+        std::lock_guard lock(jobs_mu_);
+        loaded_text_ = std::move(text);
     }
-    o.ok = true;
-    return finish();
+    lint_generation(std::move(published));
+    return o;
+}
+
+void Runtime::lint_loop() {
+    for (;;) {
+        std::shared_ptr<const Generation> g;
+        {
+            std::unique_lock lock(lint_mu_);
+            lint_cv_.wait(lock, [&] { return lint_stopping_ || lint_next_; });
+            if (lint_stopping_)
+                return;
+            g = std::move(lint_next_);
+            lint_next_.reset();
+            lint_cancel_ = false;
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        Diagnostics d;
+        LintCounts counts;
+        lint_policies(g->config, d, counts, {.listed = kListedDiagnostics, .cancel = &lint_cancel_});
+        if (lint_cancel_)
+            continue;  // a newer generation is waiting
+        LintReport rep;
+        rep.generation = g->number;
+        rep.done = true;
+        for (const auto& [kind, n] : counts) {
+            rep.counts[kind] = n;
+            rep.total += n;
+        }
+        for (const auto& w : d.all())
+            if (w.severity == Severity::warning && !w.kind.empty() && rep.first.size() < kListedDiagnostics)
+                rep.first.push_back(format(w));
+        rep.ms = ms_since(t0);
+        {
+            std::lock_guard lock(mu_);
+            if (publisher_->current()->number == rep.generation)
+                lint_ = rep;
+        }
+        {
+            std::lock_guard lock(lint_mu_);
+            lint_finished_.push_back(std::move(rep));
+        }
+        const std::uint64_t one = 1;
+        (void)!write(event_fd_, &one, sizeof one);
+    }
+}
+
+void Runtime::collect() {
+    std::uint64_t n = 0;
+    (void)!read(event_fd_, &n, sizeof n);
+    std::deque<ReloadOutcome> outcomes;
+    {
+        std::lock_guard lock(jobs_mu_);
+        outcomes.swap(finished_);
+    }
+    std::deque<LintReport> lints;
+    {
+        std::lock_guard lock(lint_mu_);
+        lints.swap(lint_finished_);
+    }
+    for (const auto& o : outcomes)
+        if (on_reload_ && !o.unchanged)
+            on_reload_(o);
+    for (const auto& l : lints)
+        if (on_lint_)
+            on_lint_(l);
+}
+
+LintReport Runtime::lint() const {
+    std::lock_guard lock(mu_);
+    return lint_;
+}
+
+ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed, const std::function<bool()>& settled) {
+    ReloadJob job;
+    job.trigger = trigger;
+    job.if_changed = if_changed;
+    if (settled || if_changed) {
+        job.kind = ReloadJob::Kind::text;
+        if (const auto error = read_config_file(path_, job.text))
+            job.kind = ReloadJob::Kind::file;  // the builder reads it again and says why it cannot
+        if (settled && !settled()) {
+            ReloadOutcome o;
+            o.trigger = trigger;
+            o.superseded = true;
+            return o;
+        }
+    }
+    const Ticket t = submit(std::move(job));
+    for (;;) {
+        collect();
+        if (auto o = outcome(t))
+            return *o;
+        pollfd p{event_fd_, POLLIN, 0};
+        poll(&p, 1, 10);
+    }
+}
+
+nlohmann::json Runtime::assign(const std::string& policy) {
+    ReloadJob job;
+    job.kind = ReloadJob::Kind::assign;
+    job.policy = policy;
+    const Ticket t = submit(std::move(job));
+    for (;;) {
+        collect();
+        if (auto o = outcome(t))
+            return outcome_json(*o);
+        pollfd p{event_fd_, POLLIN, 0};
+        poll(&p, 1, 10);
+    }
 }
 
 std::size_t Runtime::reclaim() {
@@ -185,67 +550,6 @@ std::size_t Runtime::reclaim() {
                 old.successor->carried[to] += old.carried[r];
             }
     });
-}
-
-nlohmann::json Runtime::assign(const std::string& policy) {
-    const auto refused = [&](const LoadResult& r) {
-        nlohmann::json errors = nlohmann::json::array();
-        for (const auto& d : r.diags.all())
-            if (d.severity == Severity::error)
-                errors.push_back(format(d));
-        return nlohmann::json{{"ok", false}, {"errors", errors}, {"message", path_ + " is unchanged"}};
-    };
-    // The edit is made to the file as it is when it is written: if an operator saves it while the
-    // edit is checked, the edit starts again from their version instead of reverting it.
-    for (int attempt = 0; attempt < 3; ++attempt) {
-        std::string text;
-        if (const auto error = read_config_file(path_, text))
-            return {{"ok", false}, {"errors", {path_ + ": error: " + *error}}};
-        // Only the name of a policy the file defines is written into it: such a name came from a
-        // [policy NAME] header of this very file, so it is one line of valid text.
-        if (!policy.empty()) {
-            const LoadResult cur = load_policy_text(text, path_, {.lint = false, .compile_unassigned = false});
-            if (!cur.config)
-                return refused(cur);
-            if (cur.config->find_policy(policy) < 0) {
-                std::string names;
-                for (const auto& p : cur.config->policies)
-                    names += (names.empty() ? "" : ", ") + ctl::quoted(p.name);
-                return {{"ok", false},
-                        {"errors", {path_ + ": error: no policy " + ctl::quoted(valid_utf8(policy.substr(0, 200))) +
-                                    " is defined (policies: " + (names.empty() ? "none" : names) + ")"}},
-                        {"message", path_ + " is unchanged"}};
-            }
-        }
-        IniText ini(text);
-        auto a = ini.find_section("appliance", "");
-        if (!a)
-            a = ini.add_section("appliance", "", {},
-                                ini.sections("filterlist").empty() ? std::nullopt
-                                                                   : std::optional(ini.sections("filterlist").front()));
-        ini.set_key(*a, "assign", policy);
-        const std::string next = ini.str();
-        // Lint only where its warnings decide (strict = on): it is the costly part.
-        LoadResult check = load_policy_text(next, path_, {.lint = false, .compile_unassigned = false});
-        if (check.config && check.config->appliance.strict)
-            check = load_policy_text(next, path_);
-        if (!check.usable())
-            return refused(check);
-        if (check.config->appliance.assign != policy)  // e.g. a name the INI syntax cannot hold as a value
-            return {{"ok", false},
-                    {"errors", {path_ + ": error: policy " + ctl::quoted(policy) + " cannot be written as an assign value"}},
-                    {"message", path_ + " is unchanged"}};
-        std::string now;
-        if (read_config_file(path_, now) || now != text)
-            continue;  // changed meanwhile: again, on what is there now
-        if (const auto e = write_file_atomic(path_, next))
-            return {{"ok", false}, {"errors", {*e}}};
-        const ReloadOutcome o = reload(policy.empty() ? "unassign" : "assign", false);
-        return outcome_json(o);
-    }
-    return {{"ok", false},
-            {"errors", {path_ + ": error: the config file changed three times while assign ran; try again"}},
-            {"message", path_ + " is unchanged"}};
 }
 
 void Runtime::set_ports(std::vector<PortInfo> ports) {
@@ -303,6 +607,7 @@ nlohmann::json Runtime::status() const {
     j["reloads"] = {{"ok", reloads_ok_}, {"failed", reloads_failed_}};
     j["retired_generations"] = publisher_->retired();
     j["restart_needed"] = restart_needed_;
+    j["lint"] = lint_json(lint_);
     const dp::TableSet& t = *g.tables;
     j["classifier"] = {{"kind", t.use_reference ? "reference" : "trie"},
                        {"bytes", t.v4.bytes() + t.v6.bytes()},
@@ -475,14 +780,29 @@ Reply Runtime::handle(const nlohmann::json& req, const RequestContext& ctx) {
     }
     if (cmd == "explain")
         return json_reply(explain(arg("packet")));
-    if (cmd == "reload")
-        return json_reply(outcome_json(reload("moatctl reload", false)));
-    if (cmd == "assign") {
-        if (arg("policy").empty())
+    // Changing commands are queued for the builder; the reply comes with their outcome, and the
+    // control thread answers everybody else meanwhile.
+    ReloadJob job;
+    if (cmd == "reload") {
+        job.trigger = "moatctl reload";
+    } else {
+        if (cmd == "assign" && arg("policy").empty())
             return error_reply("assign needs a policy name: {\"cmd\": \"assign\", \"policy\": \"NAME\"}");
-        return json_reply(assign(arg("policy")));
+        job.kind = ReloadJob::Kind::assign;
+        job.policy = cmd == "assign" ? arg("policy") : "";
+        job.trigger = cmd;
     }
-    return json_reply(assign(""));  // unassign
+    return reply_when_done(submit(std::move(job)));
+}
+
+Reply Runtime::reply_when_done(Ticket ticket) {
+    return {"", [this, ticket](std::string& out) {
+                const auto o = outcome(ticket);
+                if (!o)
+                    return Part::later;
+                out = json_text(outcome_json(*o));
+                return Part::done;
+            }};
 }
 
 }  // namespace moat::ctl

@@ -47,7 +47,8 @@ bool build_payload(const CompiledPolicy& cp, unsigned workers, unsigned scan_byt
 
 }  // namespace
 
-TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation) {
+TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation,
+                             const std::atomic<bool>* cancel) {
     TablesResult res;
     auto t = std::make_unique<dp::TableSet>();
     t->generation = generation;
@@ -63,6 +64,7 @@ TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsign
     t->scan = dp::best_leaf_scan();
     TrieBuildOptions opt;
     opt.memory_limit = std::size_t{a.classifier_memory_mb} << 20;
+    opt.cancel = cancel;
     for (const dp::Family f : {dp::Family::ipv4, dp::Family::ipv6}) {
         TrieBuildResult b = build_trie(t->rules, f, opt);
         (f == dp::Family::ipv4 ? res.v4 : res.v6) = b.stats;

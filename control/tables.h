@@ -1,6 +1,7 @@
 // Building the dataplane's table set from a loaded policy (control is its only builder).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 
@@ -19,7 +20,8 @@ struct TablesResult {
 
 /// The table set for `cp` (the assigned policy of `cfg`, or block-all) with hit counters for
 /// `workers` workers: the classifier tries of both families, or the reference classifier when
-/// `classifier = reference`. Control thread.
-TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation);
+/// `classifier = reference`. Stops with an error once `*cancel` is set. Any thread.
+TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation,
+                             const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace moat::ctl

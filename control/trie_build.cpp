@@ -199,6 +199,10 @@ private:
     std::uint32_t build(std::vector<std::uint32_t>& rules, const Cell& c, unsigned depth) {
         if (rules.empty() || over_)
             return dp::kEmptyRef;
+        if (opt_.cancel && opt_.cancel->load(std::memory_order_relaxed)) {
+            over_ = true;  // the layout is dropped; build_trie says why
+            return dp::kEmptyRef;
+        }
         stats_.max_depth = std::max(stats_.max_depth, depth);
         if (rules.size() <= opt_.leaf_size || (opt_.max_depth && depth > opt_.max_depth))
             return leaf(rules, c);
@@ -633,6 +637,10 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
                 break;
             at = cands.size() - 1;
         }
+    }
+    if (opt.cancel && opt.cancel->load(std::memory_order_relaxed)) {
+        res.error = "cancelled";
+        return res;
     }
     const Candidate* chosen = cheapest();
     const Layout* best = chosen ? &chosen->layout : nullptr;

@@ -7,6 +7,7 @@
 // structure would outgrow `memory_limit`.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <optional>
 #include <span>
@@ -30,6 +31,7 @@ struct TrieBuildOptions {
     unsigned max_depth = 3;
     std::size_t memory_limit = std::size_t{2} << 30;  ///< bytes
     bool with_payload = false;  ///< hold the payload entries too (TableSet::v4_payload, v6_payload)
+    const std::atomic<bool>* cancel = nullptr;  ///< set: the build stops with an error, soon
 };
 
 struct TrieBuildStats {

@@ -7,6 +7,7 @@
 // errors and differs from the original at most in its `assign` line.
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -111,10 +112,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (int parts = 0; r.more; ++parts) {
         MOAT_FUZZ_CHECK(parts < 100000);
         std::string part;
-        const bool more = r.more(part);
+        const moat::ctl::Part more = r.more(part);
         whole += part;
-        if (!more)
+        if (more == moat::ctl::Part::done)
             break;
+        if (more == moat::ctl::Part::later) {  // a reload building: as moatd's loop does, collect and ask again
+            pollfd p{rt.events_fd(), POLLIN, 0};
+            poll(&p, 1, 10);
+            rt.collect();
+        }
     }
     MOAT_FUZZ_CHECK(whole.find('\n') == std::string::npos);
     const nlohmann::json reply = nlohmann::json::parse(whole, nullptr, false);

@@ -40,6 +40,9 @@ constexpr const char* kHelp =
     "                                   PROTO SRC[:PORT] -> DST[:PORT] [icmp TYPE/CODE] [on outside|inside]\n"
     "                                   [payload \"TEXT\" | payload-hex HEX] (scanned as moatd would)\n"
     "                                   e.g. moatctl explain 'tcp 198.18.100.1:40000 -> 198.18.0.10:80'\n"
+    "  lint [--all] [FILE...]           the lint warnings of config files: how many of each kind\n"
+    "                                   (overlap, shadowed, catch-all) and the first 20 of each;\n"
+    "                                   --all lists every one\n"
     "  ipsecpol [--config FILE] -w REG -p POLICY [-r RULE -f SPEC... -n PASS|BLOCK] [-x|-y] [-o]\n"
     "                                   apply a Windows ipsecpol command to the config file\n"
     "\n"
@@ -63,6 +66,47 @@ void print_diags(const Diagnostics& d) {
 
 std::string plural(std::size_t n, const char* word) {
     return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
+}
+
+int cmd_lint(const std::vector<std::string>& args) {
+    bool all = false;
+    std::vector<std::string> files;
+    for (const auto& a : args) {
+        if (a == "--all")
+            all = true;
+        else if (a.starts_with("-")) {
+            std::cerr << "moatctl lint: unknown option " << a << "\n" << kHelp;
+            return 2;
+        } else
+            files.push_back(a);
+    }
+    if (files.empty())
+        files.push_back(default_config_path());
+    int status = 0;
+    for (const auto& f : files) {
+        const LoadResult r = load_policy(f, {.lint = false});
+        if (!r.config) {
+            print_diags(r.diags);
+            std::cout << f << ": NOT USABLE (fix the errors above first)\n";
+            status = 1;
+            continue;
+        }
+        Diagnostics d;
+        LintCounts counts;
+        LintOptions opt;
+        if (!all)
+            opt.listed = 20;
+        lint_policies(*r.config, d, counts, opt);
+        print_diags(d);
+        std::uint64_t total = 0;
+        std::string kinds;
+        for (const auto& [kind, n] : counts) {
+            total += n;
+            kinds += (kinds.empty() ? "" : ", ") + std::to_string(n) + " " + kind;
+        }
+        std::cout << f << ": " << (total == 0 ? std::string("no lint warnings") : kinds) << "\n";
+    }
+    return status;
 }
 
 int cmd_check(const std::vector<std::string>& args) {
@@ -280,6 +324,21 @@ int cmd_status(std::vector<std::string> args) {
         std::cout << "  " << e.get<std::string>() << "\n";
     for (const auto& w : r.value("restart_needed", nlohmann::json::array()))
         std::cout << "restart     " << w.get<std::string>() << "\n";
+    if (const auto& l = r.value("lint", nlohmann::json::object()); l.contains("done")) {
+        std::cout << "lint        generation " << l["generation"] << ": ";
+        if (!l["done"].get<bool>()) {
+            std::cout << "running\n";
+        } else if (l["total"].get<std::uint64_t>() == 0) {
+            std::cout << "no warnings\n";
+        } else {
+            std::string kinds;
+            for (const auto& [kind, n] : l["counts"].items())
+                kinds += (kinds.empty() ? "" : ", ") + std::to_string(n.get<std::uint64_t>()) + " " + kind;
+            std::cout << kinds << "\n";
+            for (const auto& w : l["first"])
+                std::cout << "  " << w.get<std::string>() << "\n";
+        }
+    }
     for (const auto& p : r["ports"])
         std::cout << std::left << std::setw(12) << p["side"].get<std::string>() << p["spec"].get<std::string>() << " (port "
                   << p["port_id"] << "): link " << p["link"].get<std::string>() << "\n";
@@ -384,6 +443,8 @@ int run(int argc, char** argv) {
     args.insert(args.end(), global.begin(), global.end());
     if (cmd == "check")
         return cmd_check(args);
+    if (cmd == "lint")
+        return cmd_lint(args);
     if (cmd == "explain")
         return cmd_explain(args);
     if (cmd == "ipsecpol")

@@ -1,6 +1,7 @@
 // Loading a config: INI reading, validation and lint, with the exact `file:line:` diagnostics.
 #include "control/config.h"
 #include "control/json_text.h"
+#include "control/lint.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -8,6 +9,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <random>
+#include <tuple>
 
 #include <algorithm>
 #include <string>
@@ -465,6 +469,113 @@ rule = B -> block
 rule = Rest -> block
 )");
     EXPECT_TRUE(r.empty()) << r.front();
+}
+
+/// The lint's counts against pair by pair, on random policies crowded into few addresses and
+/// ports so that equal specificities, overlaps and shadowing are common.
+TEST(Lint, CountsMatchEveryPairOnRandomPolicies) {
+    std::mt19937 rng(99);
+    const auto pick = [&](std::initializer_list<const char*> xs) { return std::string(xs.begin()[rng() % xs.size()]); };
+    std::uint64_t seen_overlaps = 0, seen_shadowed = 0;
+    for (int round = 0; round < 200; ++round) {
+        std::string t = "[appliance]\nme = 198.18.0.10, 198.18.0.11\nassign = P\n";
+        std::string rules;
+        // Some rounds large enough for the counting sweeps (small sets are counted pair by pair).
+        const int n = 2 + static_cast<int>(rng() % (round % 10 == 0 ? 400 : 40));
+        for (int i = 0; i < n; ++i) {
+            const std::string src = pick({"*", "198.18.1.0/24", "198.18.1.7", "198.18.1.0/25", "me", "198.18.0.0/16"});
+            const std::string dst = pick({"*", "198.18.0.10", "me", "198.18.0.0/24", "198.18.1.7"});
+            const std::string proto = pick({"", ":TCP", ":UDP"});
+            std::string ports;
+            if (!proto.empty()) {
+                const std::string sp = pick({"", "80", "80-81", "82-83", "0-1023", "1000-2023"});
+                const std::string dp = pick({"", "80", "81", "80-83", "0-1023", "512-1535"});
+                t += "";
+                ports = sp.empty() ? "" : ":" + sp;
+                t += "[filterlist L" + std::to_string(i) + "]\nfilter = " + src + ports + pick({"+", "="}) + dst + ":" + dp +
+                     proto + pick({"", " on=outside", " on=inside"}) + "\n";
+            } else {
+                t += "[filterlist L" + std::to_string(i) + "]\nfilter = " + src + pick({"+", "="}) + dst +
+                     pick({"", " on=outside"}) + "\n";
+            }
+            rules += "rule = L" + std::to_string(i) + (rng() % 2 ? " -> permit\n" : " -> block\n");
+            if (rng() % 8 == 0)  // the same list under a second rule
+                rules += "rule = L" + std::to_string(i) + (rng() % 2 ? " -> permit\n" : " -> block\n");
+        }
+        t += "[policy P]\n" + rules;
+        const LoadResult r = load_policy_text(t, "r.ini", {.lint = false});
+        if (!r.usable())
+            continue;
+        const CompiledPolicy& cp = *r.compiled;
+        // Pair by pair, as the lint defines them: equal keys but for G.
+        const auto same_group = [&](std::size_t i, std::size_t j) {
+            SpecKey a = cp.info[i].key, b = cp.info[j].key;
+            a.g = b.g = 0;
+            return a == b;
+        };
+        const auto same_origin = [&](std::size_t i, std::size_t j) {
+            const auto& a = cp.info[i].origin;
+            const auto& b = cp.info[j].origin;
+            return a.rule == b.rule && a.list == b.list && a.filter == b.filter;
+        };
+        std::uint64_t overlaps = 0;
+        std::map<std::tuple<int, int, int>, std::pair<int, int>> shadow;  // entries, shadowed
+        for (std::size_t j = 0; j < cp.rules.size(); ++j) {
+            const auto& o = cp.info[j].origin;
+            auto& sh = shadow[{o.rule, o.list, o.filter}];
+            ++sh.first;
+            bool covered = false;
+            for (std::size_t i = 0; i < j; ++i) {
+                if (!same_group(i, j))
+                    continue;
+                overlaps += cp.rules[i].action != cp.rules[j].action && entries_overlap(cp.rules[i], cp.rules[j]);
+                covered = covered || (!same_origin(i, j) && entry_covers(cp.rules[i], cp.rules[j]));
+            }
+            sh.second += covered;
+        }
+        std::uint64_t shadowed = 0;
+        for (const auto& [who, sh] : shadow)
+            shadowed += sh.first == sh.second;
+        Diagnostics d;
+        LintCounts counts;
+        lint_policy(*r.config, cp, d, counts);
+        EXPECT_EQ(counts["overlap"], overlaps) << "round " << round << "\n" << t;
+        EXPECT_EQ(counts["shadowed"], shadowed) << "round " << round << "\n" << t;
+        EXPECT_EQ(counts.count("incomplete"), 0u);
+        if (HasFailure())
+            return;
+        seen_overlaps += overlaps;
+        seen_shadowed += shadowed;
+    }
+    EXPECT_GT(seen_overlaps, 2000u) << "the policies should be crowded enough to overlap a lot";
+    EXPECT_GT(seen_shadowed, 500u);
+}
+
+TEST(Lint, ListsTheFirstOfEachKindAndCountsTheRest) {
+    // 60 hosts, each allowed and blocked on the same port by two lists: 60 overlapping pairs.
+    std::string t = "[appliance]\nassign = P\n[filterlist A]\n";
+    for (int i = 0; i < 60; ++i)
+        t += "filter = 198.18.1." + std::to_string(i) + "+198.18.0.10:80:TCP\n";
+    t += "[filterlist B]\n";
+    for (int i = 0; i < 60; ++i)
+        t += "filter = 198.18.1." + std::to_string(i) + "+198.18.0.10:80:TCP\n";
+    t += "[filterlist Rest]\nfilter = *+*\n[policy P]\nrule = A -> permit\nrule = B -> block\nrule = Rest -> block\n";
+    const LoadResult r = load_policy_text(t, "t.ini");
+    ASSERT_TRUE(r.usable());
+    std::size_t overlap = 0, shadowed = 0, more = 0;
+    for (const auto& d : r.diags.all()) {
+        overlap += d.kind == "overlap";
+        shadowed += d.kind == "shadowed";
+        more += d.kind == "more";
+    }
+    EXPECT_EQ(overlap, 20u);
+    EXPECT_EQ(shadowed, 20u);
+    EXPECT_EQ(more, 2u) << "one line saying how many there are in all, per kind cut short";
+    Diagnostics all;
+    LintCounts counts;
+    lint_policies(*r.config, all, counts);
+    EXPECT_EQ(counts["overlap"], 120u) << "each filter mirrored: two entries a side";
+    EXPECT_EQ(counts["shadowed"], 60u);
 }
 
 TEST(Lint, StrictTurnsWarningsIntoAnError) {

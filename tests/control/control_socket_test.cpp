@@ -70,9 +70,9 @@ Reply big_reply(int parts) {
     return {"{\"ok\":true,\"x\":\"", [n = 0, parts](std::string& out) mutable {
                 out.append(32 * 1024, 'x');
                 if (++n < parts)
-                    return true;
+                    return Part::more;
                 out += "\"}";
-                return false;
+                return Part::done;
             }};
 }
 

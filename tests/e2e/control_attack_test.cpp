@@ -616,6 +616,36 @@ TEST_F(Hostile, AListenerThatTricklesDoesNotHoldUpStartUp) {
     expect_clean_exit();
 }
 
+// A reload of a large policy is built off the control thread: `status` is answered while it
+// builds, and the reload's own reply comes when it is in force.
+TEST_F(Hostile, AReloadBuildingHoldsUpNobody) {
+    std::string hosts = "[filterlist Many hosts]\n";
+    for (int i = 0; i < 40000; ++i)
+        hosts += "filter = 198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250) + "+198.18.0.10:" +
+                 std::to_string(1 + i % 60000) + ":TCP\n";
+    write(config("Servers", "", hosts + "[policy Big]\nrule = Web -> permit\nrule = Many hosts -> permit\nrule = Everything -> block\n"));
+    ASSERT_NO_FATAL_FAILURE(start());
+    const auto gen = generation();
+    const int fd = dial(sock_);
+    ASSERT_GE(fd, 0);
+    send_bytes(fd, "{\"cmd\":\"assign\",\"policy\":\"Big\"}\n");
+    const auto t0 = Clock::now();
+    const auto s = status();  // while the assign builds
+    const auto status_done = Clock::now();
+    const std::string reply = read_reply(fd, 60s);
+    close(fd);
+    const auto r = nlohmann::json::parse(reply, nullptr, false);
+    ASSERT_FALSE(r.is_discarded()) << reply;
+    EXPECT_TRUE(r.value("ok", false)) << reply;
+    EXPECT_EQ(r.value("generation", std::uint64_t{0}), gen + 1);
+    ASSERT_FALSE(s.is_discarded());
+    EXPECT_EQ(s["generation"], gen) << "status came after the build: it waited for it";
+    EXPECT_LT(status_done - t0, 1s);
+    EXPECT_EQ(status()["policy"], "Big");
+    expect_forwarding();
+    expect_clean_exit();
+}
+
 // 6. An edit made while moatd starts is applied, without a SIGHUP.
 TEST_F(Hostile, EditDuringStartUpIsApplied) {
     moatd_ = std::make_unique<Moatd>(std::vector<std::string>{"--config", cfg_}, (dir_ / "moatd.log").string());
