@@ -227,10 +227,10 @@ void print_reload(const nlohmann::json& r) {
     for (const auto& w : r.value("warnings", nlohmann::json::array()))
         std::cerr << w.get<std::string>() << "\n";
     if (r.value("unchanged", false))
-        std::cout << "unchanged: generation " << r["generation"] << " stays\n";
+        std::cout << "unchanged: generation " << r.at("generation") << " stays\n";
     else
-        std::cout << "generation " << r["generation"] << " in force (" << r["trigger"].get<std::string>() << ", "
-                  << static_cast<long>(r["ms"].get<double>() * 10) / 10.0 << " ms)\n";
+        std::cout << "generation " << r.at("generation") << " in force (" << r.at("trigger").get<std::string>() << ", "
+                  << static_cast<long>(r.at("ms").get<double>() * 10) / 10.0 << " ms)\n";
 }
 
 int cmd_explain(std::vector<std::string> args) {
@@ -277,7 +277,7 @@ int cmd_explain(std::vector<std::string> args) {
                 reply.erase("ok");
                 std::cout << json_text(reply, 2) << "\n";
             } else {
-                std::cout << "(the running moatd, generation " << reply["generation"] << ")\n" << reply["text"].get<std::string>();
+                std::cout << "(the running moatd, generation " << reply.at("generation") << ")\n" << reply.at("text").get<std::string>();
             }
             return 0;
         }
@@ -309,46 +309,46 @@ int cmd_status(std::vector<std::string> args) {
         return 1;
     if (json)
         return print_reply(r);
-    std::cout << "policy      " << (r["policy"].is_null() ? std::string("(none assigned: every IP packet is dropped)")
-                                                          : "'" + r["policy"].get<std::string>() + "'")
-              << ", generation " << r["generation"] << ", " << r["entries"] << " ranked entries, loaded "
-              << r["loaded_at"].get<std::string>() << "\n";
-    std::cout << "config      " << r["config"].get<std::string>() << "\n";
-    const auto& l = r["last_reload"];
-    std::cout << "last reload " << (l["ok"].get<bool>() ? "ok" : "FAILED") << " (" << l["trigger"].get<std::string>()
-              << ", " << l["at"].get<std::string>() << ")";
-    if (l["ok"].get<bool>())
-        std::cout << ": generation " << l["generation"];
-    std::cout << "; reloads " << r["reloads"]["ok"] << " ok, " << r["reloads"]["failed"] << " failed\n";
-    for (const auto& e : l["errors"])
+    std::cout << "policy      " << (r.at("policy").is_null() ? std::string("(none assigned: every IP packet is dropped)")
+                                                          : "'" + r.at("policy").get<std::string>() + "'")
+              << ", generation " << r.at("generation") << ", " << r.at("entries") << " ranked entries, loaded "
+              << r.at("loaded_at").get<std::string>() << "\n";
+    std::cout << "config      " << r.at("config").get<std::string>() << "\n";
+    const auto& l = r.at("last_reload");
+    std::cout << "last reload " << (l.at("ok").get<bool>() ? "ok" : "FAILED") << " (" << l.at("trigger").get<std::string>()
+              << ", " << l.at("at").get<std::string>() << ")";
+    if (l.at("ok").get<bool>())
+        std::cout << ": generation " << l.at("generation");
+    std::cout << "; reloads " << r.at("reloads").at("ok") << " ok, " << r.at("reloads").at("failed") << " failed\n";
+    for (const auto& e : l.at("errors"))
         std::cout << "  " << e.get<std::string>() << "\n";
     for (const auto& w : r.value("restart_needed", nlohmann::json::array()))
         std::cout << "restart     " << w.get<std::string>() << "\n";
     if (const auto& l = r.value("lint", nlohmann::json::object()); l.contains("done")) {
-        std::cout << "lint        generation " << l["generation"] << ": ";
-        if (!l["done"].get<bool>()) {
+        std::cout << "lint        generation " << l.at("generation") << ": ";
+        if (!l.at("done").get<bool>()) {
             std::cout << "running\n";
-        } else if (l["total"].get<std::uint64_t>() == 0) {
+        } else if (l.at("total").get<std::uint64_t>() == 0) {
             std::cout << "no warnings\n";
         } else {
             std::string kinds;
-            for (const auto& [kind, n] : l["counts"].items())
+            for (const auto& [kind, n] : l.at("counts").items())
                 kinds += (kinds.empty() ? "" : ", ") + std::to_string(n.get<std::uint64_t>()) + " " + kind;
             std::cout << kinds << "\n";
-            for (const auto& w : l["first"])
+            for (const auto& w : l.at("first"))
                 std::cout << "  " << w.get<std::string>() << "\n";
         }
     }
-    for (const auto& p : r["ports"])
-        std::cout << std::left << std::setw(12) << p["side"].get<std::string>() << p["spec"].get<std::string>() << " (port "
-                  << p["port_id"] << "): link " << p["link"].get<std::string>() << "\n";
-    std::cout << "workers     " << r["workers"].size();
-    for (const auto& w : r["workers"])
-        std::cout << "; worker " << w["index"] << " on lcore " << w["lcore"] << ", queue " << w["queue"];
-    std::cout << "\nclassifier  " << r["classifier"]["kind"].get<std::string>() << ", "
-              << (r["classifier"]["bytes"].get<std::uint64_t>() + 1023) / 1024 << " KB, leaf scan "
-              << r["classifier"]["leaf_scan"].get<std::string>() << "\n";
-    std::cout << "uptime      " << r["uptime_s"] << " s\n";
+    for (const auto& p : r.at("ports"))
+        std::cout << std::left << std::setw(12) << p.at("side").get<std::string>() << p.at("spec").get<std::string>() << " (port "
+                  << p.at("port_id") << "): link " << p.at("link").get<std::string>() << "\n";
+    std::cout << "workers     " << r.at("workers").size();
+    for (const auto& w : r.at("workers"))
+        std::cout << "; worker " << w.at("index") << " on lcore " << w.at("lcore") << ", queue " << w.at("queue");
+    std::cout << "\nclassifier  " << r.at("classifier").at("kind").get<std::string>() << ", "
+              << (r.at("classifier").at("bytes").get<std::uint64_t>() + 1023) / 1024 << " KB, leaf scan "
+              << r.at("classifier").at("leaf_scan").get<std::string>() << "\n";
+    std::cout << "uptime      " << r.at("uptime_s") << " s\n";
     return 0;
 }
 
@@ -363,7 +363,7 @@ int cmd_stats(std::vector<std::string> args) {
     if (format == "json") {
         print_reply(r);
     } else {
-        std::cout << r["text"].get<std::string>();
+        std::cout << r.at("text").get<std::string>();
     }
     return 0;
 }
@@ -376,15 +376,15 @@ int cmd_rules(std::vector<std::string> args) {
         return 1;
     if (json)
         return print_reply(r);
-    std::cout << "generation " << r["generation"] << ", policy "
-              << (r["policy"].is_null() ? std::string("(none)") : "'" + r["policy"].get<std::string>() + "'") << "\n";
+    std::cout << "generation " << r.at("generation") << ", policy "
+              << (r.at("policy").is_null() ? std::string("(none)") : "'" + r.at("policy").get<std::string>() + "'") << "\n";
     std::printf("%6s  %-6s %10s %12s %5s  %s\n", "rank", "action", "packets", "bytes", "line", "filter  [entry]  key");
-    for (const auto& e : r["rules"])
-        std::printf("%6zu  %-6s %10llu %12llu %5d  %s  [%s]  %s\n", e["rank"].get<std::size_t>(),
-                    e["action"].get<std::string>().c_str(), static_cast<unsigned long long>(e["packets"].get<std::uint64_t>()),
-                    static_cast<unsigned long long>(e["bytes"].get<std::uint64_t>()), e["line"].get<int>(),
-                    e["filter"].get<std::string>().c_str(), e["entry"].get<std::string>().c_str(),
-                    e["key"].get<std::string>().c_str());
+    for (const auto& e : r.at("rules"))
+        std::printf("%6zu  %-6s %10llu %12llu %5d  %s  [%s]  %s\n", e.at("rank").get<std::size_t>(),
+                    e.at("action").get<std::string>().c_str(), static_cast<unsigned long long>(e.at("packets").get<std::uint64_t>()),
+                    static_cast<unsigned long long>(e.at("bytes").get<std::uint64_t>()), e.at("line").get<int>(),
+                    e.at("filter").get<std::string>().c_str(), e.at("entry").get<std::string>().c_str(),
+                    e.at("key").get<std::string>().c_str());
     return 0;
 }
 
