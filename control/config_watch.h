@@ -22,7 +22,7 @@ public:
     /// How long the file must stay quiet before moatd reloads it: briefly after a complete write
     /// (closed, or renamed into place; a burst such as sed -i's create, write and rename
     /// coalesces), longer while a writer still holds it open.
-    static constexpr std::chrono::milliseconds kSettleComplete{10};
+    static constexpr std::chrono::milliseconds kSettleComplete{2};
     /// While a writer holds the file open, what is there may be a prefix that permits more than
     /// the whole file: it is read only once the writer has been quiet this long.
     static constexpr std::chrono::milliseconds kSettlePartial{2000};

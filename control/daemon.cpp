@@ -563,9 +563,9 @@ int run_moatd(int argc, char** argv) {
             log_plain(w);
         more(o.warnings.size(), o.warnings_total, "warnings");
         if (o.ok) {
-            char ms[32];
-            std::snprintf(ms, sizeof ms, "%.1f", o.ms);
-            log("reload (" + o.trigger + "): generation " + std::to_string(o.generation) + " in force, " + ms + " ms");
+            char ms[96];
+            std::snprintf(ms, sizeof ms, "%.1f ms (load %.1f, build %.1f)", o.publish_ms, o.load_ms, o.build_ms);
+            log("reload (" + o.trigger + "): generation " + std::to_string(o.generation) + " in force after " + ms);
             return;
         }
         for (const auto& e : o.errors)

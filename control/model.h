@@ -44,7 +44,7 @@ struct Appliance {
     bool strict = false;  ///< warnings block a load
     unsigned payload_scan_bytes = 1500;
     ClassifierKind classifier = ClassifierKind::trie;
-    unsigned classifier_memory_mb = 2048;  ///< the trie builder stops with an error beyond this
+    unsigned classifier_memory_mb = 2048;  ///< the trie builder's peak memory; it stops with an error beyond it
 };
 
 struct FilterDef {

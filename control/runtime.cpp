@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -429,6 +431,9 @@ ReloadOutcome Runtime::run(ReloadJob& job, bool& cancelled) {
 }
 
 void Runtime::lint_loop() {
+    // The lint is advice: it runs when the control thread and the builder have nothing to do.
+    sched_param idle{};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
     for (;;) {
         std::shared_ptr<const Generation> g;
         {

@@ -1,6 +1,7 @@
 #include "control/trie_build.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -31,6 +32,9 @@ struct Cell {
     unsigned rem[kMaxDims];  ///< bits not yet fixed by the path
     std::uint32_t rlo[kMaxDims];
     std::uint32_t rhi[kMaxDims];
+    /// Dimensions narrowed without a node (narrow()): keys from the whole region reach this cell
+    /// through aliasing, so a cut of such a dimension leaves its children the region as it is.
+    std::uint32_t aliased = 0;
 };
 
 struct Cut {
@@ -61,7 +65,10 @@ public:
         : lo_(lo), hi_(hi), ranks_(ranks), dims_(dims), opt_(opt), memo_(memo) {
         // The empty leaf at offset 0 (see trie.h): it steps to itself and holds no entries.
         words_ = {0, 2, dp::kEmptyRef, 0, 0, 0};
-        limit_words_ = opt.memory_limit / sizeof(std::uint32_t);
+        // The builder's peak, not only the trie, stays within memory_limit: the layout being
+        // built, its map of distinct leaves (about as large), the best layout so far, and the
+        // copy made of the one chosen take a quarter each.
+        limit_words_ = opt.memory_limit / 4 / sizeof(std::uint32_t);
     }
 
     /// The trie of `rules`; `dims` is the mask of dimensions its leaves check.
@@ -77,6 +84,14 @@ public:
             c.rhi[d] = widths[d] >= 32 ? ~std::uint32_t{0} : (std::uint32_t{1} << widths[d]) - 1;
         }
         return build(rules, c, 1);
+    }
+
+    /// Bounds the layout: entry copies in its leaves plus slot_weight per slot, over all its
+    /// trees, at most `cap` (entries counted once each to start with). A cut that would pass
+    /// it is not made: its node becomes a leaf, larger but correct.
+    void set_cap(std::size_t entries, double cap) {
+        projected_ = static_cast<double>(entries);
+        cap_ = cap;
     }
 
     bool over_limit() const noexcept { return over_; }
@@ -196,7 +211,42 @@ private:
         cut.space = copies + static_cast<std::size_t>(opt_.slot_weight * static_cast<double>(nslots));
     }
 
-    std::uint32_t build(std::vector<std::uint32_t>& rules, const Cell& c, unsigned depth) {
+    /// Narrows the cell, in each dimension, to the smallest bit-aligned sub-cell that holds every
+    /// entry not covering the whole cell there (198.18.0.0/16 for hosts of that network, next to
+    /// a catch-all): the bits they share cannot separate them, and a cut of the next bits
+    /// would otherwise take a level of its own. No node checks the bits skipped, so keys from
+    /// outside the sub-cell reach it too: the region (what the leaves check against) stays as
+    /// it was, and the leaves check the dimension, since those entries do not cover it.
+    void narrow(const std::vector<std::uint32_t>& rules, Cell& c) const {
+        for (unsigned d = 0; d < dims_; ++d) {
+            if (c.rem[d] == 0)
+                continue;
+            const std::uint32_t top = cell_hi(c, d);
+            bool any = false;
+            std::uint32_t first = 0, diff = 0;
+            for (const auto r : rules) {
+                if (lo(r, d) <= c.lo[d] && hi(r, d) >= top)
+                    continue;  // covers the whole cell: in every child anyway
+                const std::uint32_t a = std::max(lo(r, d), c.lo[d]) - c.lo[d];
+                const std::uint32_t z = std::min(hi(r, d), top) - c.lo[d];
+                if (!any)
+                    first = a;
+                any = true;
+                diff |= (a ^ first) | (z ^ first);
+            }
+            if (!any)
+                continue;
+            const unsigned keep = diff == 0 ? 0 : 32 - static_cast<unsigned>(__builtin_clz(diff));  // bits that differ
+            if (keep >= c.rem[d])
+                continue;
+            const std::uint32_t low = keep == 0 ? 0 : (keep >= 32 ? ~std::uint32_t{0} : (std::uint32_t{1} << keep) - 1);
+            c.lo[d] += first & ~low;
+            c.rem[d] = keep;
+            c.aliased |= 1u << d;
+        }
+    }
+
+    std::uint32_t build(std::vector<std::uint32_t>& rules, const Cell& cell, unsigned depth) {
         if (rules.empty() || over_)
             return dp::kEmptyRef;
         if (opt_.cancel && opt_.cancel->load(std::memory_order_relaxed)) {
@@ -205,7 +255,9 @@ private:
         }
         stats_.max_depth = std::max(stats_.max_depth, depth);
         if (rules.size() <= opt_.leaf_size || (opt_.max_depth && depth > opt_.max_depth))
-            return leaf(rules, c);
+            return leaf(rules, cell);
+        Cell c = cell;
+        narrow(rules, c);
         Cut best;
         bool found = false;
         if (const auto it = memo_.find(path_); it != memo_.end()) {
@@ -244,22 +296,42 @@ private:
             if (c.rem[d] == 0 || whole[d] == rules.size() || (found && whole[d] > best.max_seg))
                 continue;
             sorted_offsets(rules, c, d);
-            for (unsigned bits = 1; bits <= std::min(c.rem[d], opt_.max_cut_bits); ++bits) {
-                Cut cut{d, bits, 0, 0};
-                evaluate(c.rem[d] - bits, bits, cut);
-                if (static_cast<double>(cut.space) > budget && bits > 1)
-                    break;  // more bits only cost more
-                if (cut.max_seg >= rules.size())
-                    continue;
-                if (!found || cut.max_seg < best.max_seg ||
-                    (cut.max_seg == best.max_seg && (cut.space < best.space || (cut.space == best.space && d < best.dim)))) {
-                    best = cut;
-                    found = true;
+            // More bits never make the largest segment larger, nor the space smaller: the cut of
+            // this dimension to take has the most bits within the budget (one at least), or the
+            // fewest bits that leave the same largest segment. Two binary searches find it.
+            std::array<Cut, 33> evaluated{};
+            const auto eval = [&](unsigned bits) -> const Cut& {
+                Cut& cut = evaluated[bits];
+                if (cut.bits == 0) {
+                    cut = {d, bits, 0, 0};
+                    evaluate(c.rem[d] - bits, bits, cut);
                 }
-                // The entries covering the whole cell are in every segment: once the largest
-                // segment holds only them, more bits only cost space.
-                if (cut.max_seg <= whole[d])
-                    break;
+                return cut;
+            };
+            unsigned lo_b = 1, hi_b = std::min(c.rem[d], opt_.max_cut_bits);
+            while (lo_b < hi_b) {  // the most bits within the budget
+                const unsigned mid = (lo_b + hi_b + 1) / 2;
+                if (static_cast<double>(eval(mid).space) <= budget)
+                    lo_b = mid;
+                else
+                    hi_b = mid - 1;
+            }
+            const std::size_t smallest = eval(lo_b).max_seg;
+            if (smallest >= rules.size())
+                continue;  // this dimension separates nothing
+            for (unsigned top = lo_b, low = 1; low < top;) {  // the fewest bits leaving it
+                const unsigned mid = (low + top) / 2;
+                if (eval(mid).max_seg == smallest)
+                    top = mid;
+                else
+                    low = mid + 1;
+                lo_b = top;
+            }
+            const Cut& cut = eval(lo_b);
+            if (!found || cut.max_seg < best.max_seg ||
+                (cut.max_seg == best.max_seg && (cut.space < best.space || (cut.space == best.space && d < best.dim)))) {
+                best = cut;
+                found = true;
             }
         }
         return found;
@@ -271,6 +343,30 @@ private:
         segments(rules, c, best.dim, best.bits, best, &starts);
         const std::size_t nslots = std::size_t{1} << best.bits;
         starts.push_back(static_cast<std::uint32_t>(nslots));
+
+        // The entries of each run: an entry joins every run its slots overlap, in rank order.
+        std::vector<std::uint32_t> run_of(nslots);
+        for (std::size_t g = 0; g + 1 < starts.size(); ++g)
+            for (std::uint32_t slot = starts[g]; slot < starts[g + 1]; ++slot)
+                run_of[slot] = static_cast<std::uint32_t>(g);
+        std::vector<std::vector<std::uint32_t>> runs(starts.size() - 1);
+        std::size_t copies = 0;
+        for (const auto r : rules) {
+            std::uint32_t a, z;
+            bool pa;
+            child_span(r, c, best.dim, best.bits, a, z, pa);
+            for (std::uint32_t g = run_of[a]; g <= run_of[z]; ++g)
+                runs[g].push_back(r);
+            copies += run_of[z] - run_of[a] + 1;
+        }
+        // What this cut adds to the layout if nothing below it were cut further: past the cap,
+        // it is not made.
+        const double extra = static_cast<double>(copies - rules.size()) + opt_.slot_weight * static_cast<double>(nslots);
+        if (projected_ + extra > cap_) {
+            ++stats_.capped;
+            return leaf(rules, c);
+        }
+        projected_ += extra;
         const std::uint32_t node = alloc(2 + nslots);
         if (node == 0)
             return dp::kEmptyRef;
@@ -279,28 +375,16 @@ private:
         words_[node] = best.dim | shift << 8 | static_cast<std::uint32_t>(nslots - 1) << 16;
         words_[node + 1] = node + 2;
         ++stats_.nodes;
-
-        // The entries of each run: an entry joins every run its slots overlap, in rank order.
-        std::vector<std::uint32_t> run_of(nslots);
-        for (std::size_t g = 0; g + 1 < starts.size(); ++g)
-            for (std::uint32_t slot = starts[g]; slot < starts[g + 1]; ++slot)
-                run_of[slot] = static_cast<std::uint32_t>(g);
-        std::vector<std::vector<std::uint32_t>> runs(starts.size() - 1);
-        for (const auto r : rules) {
-            std::uint32_t a, z;
-            bool pa;
-            child_span(r, c, best.dim, best.bits, a, z, pa);
-            for (std::uint32_t g = run_of[a]; g <= run_of[z]; ++g)
-                runs[g].push_back(r);
-        }
         for (std::size_t g = 0; g + 1 < starts.size(); ++g) {
             const std::uint32_t s = starts[g];
             const std::uint32_t e = starts[g + 1] - 1;  // the run's last slot
             Cell child = c;
             child.lo[best.dim] = c.lo[best.dim] + (s << shift);
             child.rem[best.dim] = s == e ? shift : 0;
-            child.rlo[best.dim] = child.lo[best.dim];
-            child.rhi[best.dim] = c.lo[best.dim] + (((e + 1) << shift) - 1);
+            if (!(c.aliased >> best.dim & 1)) {
+                child.rlo[best.dim] = child.lo[best.dim];
+                child.rhi[best.dim] = c.lo[best.dim] + (((e + 1) << shift) - 1);
+            }
             path_.push_back(static_cast<std::uint32_t>(g));
             const std::uint32_t ref = build(runs[g], child, depth + 1);
             path_.pop_back();
@@ -315,8 +399,9 @@ private:
     /// blocks (trie.h).
     std::uint32_t leaf(const std::vector<std::uint32_t>& rules, const Cell& c) {
         // The dimensions this leaf checks: those of the tree in which some entry does not cover
-        // the whole region of packets that reach the leaf ([rlo, rhi], exact: a run of slots
-        // is never cut again in its dimension). The others admit every such packet.
+        // the whole region of packets that reach the leaf ([rlo, rhi]: exact, as a run of slots
+        // is never cut again in its dimension, or wider where a cell was narrowed without a
+        // node). The others admit every such packet.
         std::uint32_t mask = 0;
         for (std::uint32_t dm = tree_mask_; dm; dm &= dm - 1) {
             const unsigned d = static_cast<unsigned>(__builtin_ctz(dm));
@@ -422,6 +507,7 @@ private:
     std::vector<std::uint32_t> path_;
     std::uint32_t tree_ = 0;
     TrieBuildStats stats_;
+    double projected_ = 0, cap_ = 0;
 };
 
 }  // namespace
@@ -442,6 +528,7 @@ Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const
                     const std::vector<unsigned>& widths, const TrieBuildOptions& opt, CutMemo& memo) {
     const unsigned dims = static_cast<unsigned>(widths.size());
     Builder b(lo, hi, ranks, dims, opt, memo);
+    b.set_cap(ranks.size(), opt.copies_per_entry * static_cast<double>(ranks.size()) + 4096);
     Layout l;
     for (auto g : groups) {
         if (g.empty())
@@ -466,8 +553,9 @@ Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const
         l.best_rank.push_back(best);
         l.tree_steps.push_back(b.tree_steps());
     }
-    l.stats = {static_cast<unsigned>(l.roots.size()), ranks.size(), b.stats().nodes, b.stats().leaves,
-               b.stats().leaf_entries, b.stats().max_leaf, b.stats().max_depth, 0};
+    l.stats = b.stats();
+    l.stats.trees = static_cast<unsigned>(l.roots.size());
+    l.stats.entries = ranks.size();
     l.words = std::move(b.words());
     l.stats.bytes = l.words.size() * sizeof(std::uint32_t);
     return l;
@@ -483,6 +571,10 @@ constexpr double kFurtherBlock = 8.0;
 
 /// Entry copies in the single tree's leaves, per entry, above which one tree per group is tried.
 constexpr std::size_t kGroupWhenCopies = 3;
+
+/// Blocks of one leaf the estimate scans per packet; a packet that gets that far in a leaf (only
+/// the leaves the copy bound leaves large) is taken to scan the whole leaf.
+constexpr std::uint32_t kScannedBlocks = 32;
 
 struct Work {
     double cost = 0;  ///< per packet, in step units
@@ -517,6 +609,12 @@ Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const 
                     cost += kFurtherBlock;
                     ++rest;
                 }
+                if (b == kScannedBlocks * dp::kBlock) {  // a huge leaf: the rest as if all scanned
+                    const double more = static_cast<double>((n - b + dp::kBlock - 1) / dp::kBlock) - 1;
+                    cost += kFurtherBlock * more;
+                    rest += more;
+                    break;
+                }
                 bool found = false;
                 for (std::uint32_t i = b; i < std::min(n, b + dp::kBlock) && !found; ++i) {
                     const dp::Rank r = w[ref + dp::kLeafHeaderWords + i];
@@ -545,7 +643,7 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
     TrieBuildResult res;
     const std::vector<unsigned> widths = dim_widths(family);
     const unsigned dims = static_cast<unsigned>(widths.size());
-    const unsigned narrow = family == dp::Family::ipv4 ? 16 : 32;
+    const unsigned narrow = family == dp::Family::ipv4 ? 16 : 64;
 
     // The family's header-only entries in rank order, as ranges.
     std::vector<std::uint32_t> lo, hi;
@@ -607,6 +705,14 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
         if (l.over_limit)
             return;
         const Work w = lookup_cost(l, sample, ranks, lo, hi, dims);
+        // Only the cheapest layout so far keeps its words (the others' costs and groups stay,
+        // for the deeper tries): at most two layouts exist at any time.
+        for (auto& c : cands)
+            if (c.work.cost <= w.cost)
+                std::vector<std::uint32_t>().swap(l.words);
+        if (!l.words.empty())
+            for (auto& c : cands)
+                std::vector<std::uint32_t>().swap(c.layout.words);
         cands.push_back({&groups, std::move(l), w});
     };
     consider(single, opt);
@@ -628,7 +734,8 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
     const double reach = cands.empty() ? 0 : 2 * cheapest()->work.cost;
     for (std::size_t first = 0, built = cands.size(); first < built; ++first) {
         TrieBuildOptions deeper = opt;
-        for (std::size_t at = first; opt.max_depth != 0 && cands[at].work.cost < reach &&
+        // A layout that reached the copy bound gains nothing deeper: its refused cuts stay refused.
+        for (std::size_t at = first; opt.max_depth != 0 && cands[at].work.cost < reach && cands[at].layout.stats.capped == 0 &&
                                      cands[at].work.rest * kFurtherBlock > 1.0 && deeper.max_depth < opt.max_depth + 3;) {
             ++deeper.max_depth;
             const std::size_t before = cands.size();

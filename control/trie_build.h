@@ -30,6 +30,12 @@ struct TrieBuildOptions {
     /// ipc1, 4 for acl1, 5 for fw1 at 1K).
     unsigned max_depth = 3;
     std::size_t memory_limit = std::size_t{2} << 30;  ///< bytes
+    /// A layout's leaves hold at most this many entry copies per entry (slots counted at
+    /// slot_weight each), plus 4096: a cut past it is not made and its node stays a leaf. This
+    /// is what bounds the build's time and memory for any shape of policy (some shapes, such as
+    /// wide port ranges overlapping at random, copy every entry into most cuts); ordinary
+    /// policies stay far below it.
+    double copies_per_entry = 8;
     bool with_payload = false;  ///< hold the payload entries too (TableSet::v4_payload, v6_payload)
     const std::atomic<bool>* cancel = nullptr;  ///< set: the build stops with an error, soon
 };
@@ -43,6 +49,7 @@ struct TrieBuildStats {
     std::size_t max_leaf = 0;
     unsigned max_depth = 0;
     std::size_t bytes = 0;
+    std::size_t capped = 0;  ///< nodes left leaves by copies_per_entry
 };
 
 struct TrieBuildResult {

@@ -15,6 +15,7 @@
 #include "dataplane/classify.h"
 #include "perf/acl_anchor.h"
 #include "perf/classbench.h"
+#include "perf/shapes.h"
 #include "tests/common/eal_env.h"
 #include "tests/common/keys.h"
 
@@ -393,6 +394,54 @@ TEST(TrieBuild, EmptyAndTiny) {
     EXPECT_EQ(r.stats.trees, 1u);
     for (const LeafScan s : scans())
         EXPECT_EQ(trie_lookup(*r.trie, TrieKey{}, s), 0u);
+}
+
+// --- generated shapes (perf/shapes.h) -----------------------------------------------------------
+
+/// Every generated shape agrees with the reference, built as moatd builds it and with the copy
+/// bound so tight that most cuts are refused (the leaves it leaves behind must still be right).
+TEST(TrieShapes, MatchTheReference) {
+    std::mt19937 rng(77);
+    for (const auto& shape : perf::shape_names()) {
+        const ctl::LoadResult lr = ctl::load_policy_text(perf::shape_policy(shape, 500), shape, {.lint = false});
+        ASSERT_TRUE(lr.usable()) << shape;
+        const auto packets = random_packets(rng, lr.compiled->rules, 3000);
+        for (const double copies : {16.0, 1.0}) {
+            TableSet t;
+            t.rules = lr.compiled->rules;
+            ctl::TrieBuildOptions opt;
+            opt.copies_per_entry = copies;
+            auto v4 = ctl::build_trie(t.rules, Family::ipv4, opt);
+            auto v6 = ctl::build_trie(t.rules, Family::ipv6, opt);
+            ASSERT_TRUE(v4.trie && v6.trie) << shape << ": " << v4.error << v6.error;
+            t.v4 = std::move(*v4.trie);
+            t.v6 = std::move(*v6.trie);
+            expect_same_as_reference(t, packets, shape + ", copies_per_entry " + std::to_string(copies));
+            if (HasFailure())
+                return;
+        }
+    }
+}
+
+/// What bounds the builder for any shape: the leaves hold at most copies_per_entry entry copies
+/// per entry (plus 4096), so the trie's size is linear in the policy. Counted, not timed.
+TEST(TrieShapes, CopiesAndSizeStayLinear) {
+    for (const auto& shape : perf::shape_names()) {
+        const ctl::LoadResult lr = ctl::load_policy_text(perf::shape_policy(shape, 10000), shape, {.lint = false});
+        ASSERT_TRUE(lr.usable()) << shape;
+        for (const Family f : {Family::ipv4, Family::ipv6}) {
+            const ctl::TrieBuildOptions opt;
+            const auto b = ctl::build_trie(lr.compiled->rules, f, opt);
+            ASSERT_TRUE(b.trie) << shape << ": " << b.error;
+            const double n = static_cast<double>(b.stats.entries);
+            EXPECT_LE(static_cast<double>(b.stats.leaf_entries), opt.copies_per_entry * n + 4096) << shape;
+            // Per entry copy: its rank and two lanes per checked dimension at most; per slot 4
+            // bytes, slots bounded by the same budget through slot_weight.
+            const double words_per_copy = 1 + 2 * (f == Family::ipv4 ? kDimsV4 : kDimsV6) + kLeafHeaderWords;
+            const double bound = 4 * (words_per_copy + 1 / opt.slot_weight) * (opt.copies_per_entry * n + 4096);
+            EXPECT_LE(static_cast<double>(b.stats.bytes), bound) << shape << (f == Family::ipv4 ? " IPv4" : " IPv6");
+        }
+    }
 }
 
 // --- ClassBench ---------------------------------------------------------------------------------
