@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "control/filter_spec.h"
 
@@ -36,6 +38,20 @@ bool is_comment_or_blank(std::string_view t) {
     return t.empty() || t[0] == ';' || t[0] == '#';
 }
 
+/// Why a line is not printable UTF-8 (the first bad byte, its column), or nullopt.
+std::optional<std::string> unprintable(std::string_view raw) {
+    const auto bad = invalid_utf8_at(raw);
+    const auto ctl = control_char_at(raw);
+    if (!bad && !ctl)
+        return std::nullopt;
+    const std::size_t at = bad && (!ctl || *bad < *ctl) ? *bad : *ctl;
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(raw[at]));
+    const std::string where = std::string(hex) + " at column " + std::to_string(at + 1);
+    return at == bad ? "line is not valid UTF-8 (byte " + where + "): save the file as UTF-8"
+                     : "line contains a control character (" + where + "): names, filters and values are printable text";
+}
+
 char* read_line(char* str, int num, void* stream) {
     auto& s = *static_cast<ReadState*>(stream);
     s.check_expected();
@@ -61,20 +77,10 @@ char* read_line(char* str, int num, void* stream) {
     } else if (raw.find('\0') != std::string_view::npos) {
         s.error("line contains a NUL byte");
         give = {};
-    } else if (const auto bad = invalid_utf8_at(raw); bad && !is_comment_or_blank(trim(raw))) {
-        // Names, filters and descriptions reach the control socket's JSON and the logs: they
-        // are UTF-8 or they are refused here, with the place of the first bad byte.
-        char hex[8];
-        std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(raw[*bad]));
-        s.error(std::string("line is not valid UTF-8 (byte ") + hex + " at column " + std::to_string(*bad + 1) +
-                "): save the file as UTF-8");
-        give = {};
-    } else if (const auto ctl = control_char_at(raw); ctl && !is_comment_or_blank(trim(raw))) {
-        // An escape sequence or a stray carriage return in a name would reach logs and terminals.
-        char hex[8];
-        std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(raw[*ctl]));
-        s.error(std::string("line contains a control character (") + hex + " at column " + std::to_string(*ctl + 1) +
-                "): names, filters and values are printable text");
+    } else if (const auto bad = unprintable(raw); bad && !is_comment_or_blank(trim(raw))) {
+        // Names, filters and descriptions reach the control socket's JSON, logs and terminals:
+        // they are printable UTF-8 or they are refused here, with the place of the first bad byte.
+        s.error(*bad);
         give = {};
     }
 

@@ -30,6 +30,8 @@ import tempfile
 import threading
 import time
 
+from moat_socket import ask
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 SMALL_POLICY = """[filterlist Web]
@@ -55,20 +57,11 @@ def dial(path, timeout=5.0):
     return s
 
 
-def ask(path, req, timeout=5.0):
+def timed_ask(path, req, timeout=5.0):
     """The reply to one request, and the seconds it took (None when there was no answer)."""
     t0 = time.perf_counter()
     try:
-        s = dial(path, timeout)
-        s.sendall((json.dumps(req) + "\n").encode())
-        buf = bytearray()
-        while not buf.endswith(b"\n"):
-            d = s.recv(1 << 20)
-            if not d:
-                break
-            buf += d
-        s.close()
-        return json.loads(buf), time.perf_counter() - t0
+        return ask(path, req, timeout), time.perf_counter() - t0
     except (OSError, ValueError) as e:
         if os.environ.get("MOAT_CC_DEBUG"):
             print("no answer:", repr(e), "after %.1f ms" % ((time.perf_counter() - t0) * 1000), file=sys.stderr)
@@ -165,7 +158,7 @@ def timings(path, seconds):
     out, missed = [], 0
     end = time.time() + seconds
     while time.time() < end:
-        _, dt = ask(path, {"cmd": "status"})
+        _, dt = timed_ask(path, {"cmd": "status"})
         if dt is None:
             missed += 1
         else:
@@ -203,12 +196,12 @@ def main():
         sock = f"{tmp}/moat.sock"
         try:
             for _ in range(600):
-                if ask(sock, {"cmd": "status"})[0]:
+                if timed_ask(sock, {"cmd": "status"})[0]:
                     break
                 time.sleep(0.1)
             else:
                 sys.exit("moatd did not come up: " + open(f"{tmp}/moatd.log").read())
-            rules = ask(sock, {"cmd": "rules"}, 60)[0]
+            rules = timed_ask(sock, {"cmd": "rules"}, 60)[0]
             print(f"CPU: {cpu}; policy: {a.set or '3 filters'}, {len(rules['rules'])} ranked entries")
             quiet = timings(sock, a.seconds)
             stop = multiprocessing.Event()
@@ -217,13 +210,13 @@ def main():
             time.sleep(1)
             hostile = timings(sock, a.seconds)
             # An edit during the attack: rename -> generation visible.
-            gen = ask(sock, {"cmd": "status"})[0]["generation"]
+            gen = timed_ask(sock, {"cmd": "status"})[0]["generation"]
             open(cfg + ".new", "w").write(text + "; edited\n")
             t0 = time.perf_counter()
             os.rename(cfg + ".new", cfg)
             edit_ms = None
             while time.perf_counter() - t0 < 30:
-                st = ask(sock, {"cmd": "status"})[0]
+                st = timed_ask(sock, {"cmd": "status"})[0]
                 if st and st["generation"] > gen:
                     edit_ms = (time.perf_counter() - t0) * 1000
                     break

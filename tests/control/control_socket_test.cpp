@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "control/json_text.h"
+#include "tests/common/unix_socket.h"
 
 namespace moat::ctl {
 namespace {
@@ -23,35 +24,10 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-int dial(const std::string& path) {
-    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
+using test::dial;
+using test::FakeServer;
 
-std::string read_all(int fd, std::chrono::milliseconds timeout) {
-    std::string out;
-    char buf[4096];
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-        pollfd p{fd, POLLIN, 0};
-        if (poll(&p, 1, 10) <= 0)
-            continue;
-        const ssize_t n = read(fd, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        out.append(buf, static_cast<std::size_t>(n));
-        if (out.back() == '\n')
-            break;
-    }
-    return out;
-}
+using test::read_reply;
 
 class Server : public ::testing::Test {
 protected:
@@ -101,7 +77,7 @@ TEST_F(Server, ReadersThatNeverReadArriveTogetherAndNothingIsUsedAfterItIsFreed)
         std::string got;
         for (int round = 0; round < 400 && (got.empty() || got.back() != '\n'); ++round) {
             server.serve();
-            got += read_all(fd, 5ms);
+            got += read_reply(fd, 5ms);
         }
         if (!got.empty() && got.back() == '\n' && !nlohmann::json::parse(got, nullptr, false).is_discarded())
             ++whole;
@@ -126,7 +102,7 @@ TEST_F(Server, OneUsersFloodOnAnOpenSocketIsLimited) {
         ASSERT_GE(fd, 0);
         send(fd, "{}\n", 3, MSG_NOSIGNAL);
         server.serve();
-        const std::string r = read_all(fd, 200ms);
+        const std::string r = read_reply(fd, 200ms);
         close(fd);
         if (r.find("too many requests from uid") != std::string::npos)
             ++refused;
@@ -138,50 +114,23 @@ TEST_F(Server, OneUsersFloodOnAnOpenSocketIsLimited) {
 }
 
 TEST_F(Server, TheClientGivesUpOnATricklingServerAtItsDeadline) {
-    // A listener that is not moatd: it accepts, then sends a byte every 100 ms, forever.
-    const int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
-    ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    ASSERT_EQ(listen(lfd, 4), 0);
-    std::atomic<bool> stop{false};
-    std::thread trickle([&] {
-        const int c = accept(lfd, nullptr, nullptr);
-        while (!stop && send(c, "{", 1, MSG_NOSIGNAL) == 1)
-            std::this_thread::sleep_for(100ms);
-        close(c);
-    });
+    // A listener that is not moatd: it accepts, then sends a byte every 100 ms, for ever.
+    FakeServer trickle(path_, "", 100ms);
+    ASSERT_TRUE(trickle.ok());
     std::string error;
     const auto t0 = std::chrono::steady_clock::now();
     control_request(path_, {{"cmd", "status"}}, error, 500);
     const auto took = std::chrono::steady_clock::now() - t0;
-    stop = true;
-    trickle.join();
-    close(lfd);
     EXPECT_NE(error.find("no reply"), std::string::npos) << error;
     EXPECT_LT(took, 5s) << "the deadline is for the whole exchange, not each byte";
 }
 
 TEST_F(Server, AReplyThatIsNotAReplyIsAnError) {
     for (const char* fake : {"[]\n", "{\"ok\":\"yes\"}\n", "null\n", "{}\n"}) {
-        const int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-        sockaddr_un a{};
-        a.sun_family = AF_UNIX;
-        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
-        fs::remove(path_);
-        ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-        ASSERT_EQ(listen(lfd, 4), 0);
-        std::thread answer([&] {
-            const int c = accept(lfd, nullptr, nullptr);
-            (void)read_all(c, 1s);
-            send(c, fake, std::strlen(fake), MSG_NOSIGNAL);
-            close(c);
-        });
+        FakeServer server(path_, fake, 0ms);
+        ASSERT_TRUE(server.ok());
         std::string error;
         control_request(path_, {{"cmd", "status"}}, error, 2000);
-        answer.join();
-        close(lfd);
         EXPECT_NE(error.find("is not a reply"), std::string::npos) << fake << ": " << error;
     }
 }

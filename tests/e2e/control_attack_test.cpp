@@ -22,6 +22,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -29,6 +30,7 @@
 #include "tests/common/moatd_runner.h"
 #include "tests/common/packets.h"
 #include "tests/common/pcap_io.h"
+#include "tests/common/unix_socket.h"
 
 namespace moat::test {
 namespace {
@@ -40,61 +42,7 @@ using Clock = std::chrono::steady_clock;
 /// A stalled control thread shows as seconds; an answer takes well under a millisecond.
 constexpr auto kAnswerBound = 500ms;
 
-// ---- a raw client: what a script or an attacker writes, no moatctl ----
-
-/// A connected socket, or -1. Never blocks for long, whatever the server does: a listener whose
-/// backlog is full (nobody accepts) is retried for 5 s, and sends time out after 5 s.
-int dial(const std::string& path) {
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-    const auto deadline = Clock::now() + 5s;
-    for (;;) {
-        const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-            return -1;
-        if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-            const timeval t{5, 0};
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &t, sizeof t);
-            return fd;
-        }
-        const int e = errno;
-        close(fd);
-        if (e != EAGAIN || Clock::now() >= deadline)
-            return -1;
-        std::this_thread::sleep_for(5ms);
-    }
-}
-
-bool send_bytes(int fd, std::string_view s) {
-    while (!s.empty()) {
-        const ssize_t n = send(fd, s.data(), s.size(), MSG_NOSIGNAL);
-        if (n <= 0)
-            return false;
-        s.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-}
-
-/// Reads up to the reply's newline (or EOF, or `timeout`).
-std::string read_reply(int fd, std::chrono::milliseconds timeout = 10s) {
-    std::string out;
-    const auto deadline = Clock::now() + timeout;
-    char buf[64 * 1024];
-    while (Clock::now() < deadline) {
-        pollfd p{fd, POLLIN, 0};
-        if (poll(&p, 1, 50) <= 0)
-            continue;
-        const ssize_t n = read(fd, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        out.append(buf, static_cast<std::size_t>(n));
-        if (out.back() == '\n')
-            break;
-    }
-    return out;
-}
+// ---- a raw client (tests/common/unix_socket.h): what a script or an attacker writes ----
 
 /// One raw request line, the parsed reply (discarded when it is not JSON or did not come).
 nlohmann::json ask_raw(const std::string& sock, const std::string& line, std::chrono::milliseconds timeout = 10s) {
@@ -587,62 +535,14 @@ TEST_F(Hostile, AReplacedDirectoryIsFollowed) {
 
 // Something else listening on the control path that trickles bytes: moatd does not wait on it.
 TEST_F(Hostile, AListenerThatTricklesDoesNotHoldUpStartUp) {
-    const int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", sock_.c_str());
-    ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    ASSERT_EQ(listen(lfd, 8), 0);
-    std::atomic<bool> stop{false};
-    std::thread trickle([&] {
-        pollfd p{lfd, POLLIN, 0};
-        while (!stop) {
-            if (poll(&p, 1, 50) <= 0)
-                continue;
-            const int c = accept(lfd, nullptr, nullptr);
-            while (!stop && send(c, "{", 1, MSG_NOSIGNAL) == 1)
-                std::this_thread::sleep_for(100ms);
-            close(c);
-        }
-    });
+    std::optional<FakeServer> trickle(std::in_place, sock_, "", 100ms);
+    ASSERT_TRUE(trickle->ok());
     moatd_ = std::make_unique<Moatd>(std::vector<std::string>{"--config", cfg_}, (dir_ / "moatd.log").string());
     const auto deadline = Clock::now() + 30s;
     while (Clock::now() < deadline && moatd_->log().find("forwarding") == std::string::npos)
         std::this_thread::sleep_for(20ms);
-    stop = true;
-    trickle.join();
-    close(lfd);
+    trickle.reset();
     EXPECT_NE(moatd_->log().find("forwarding"), std::string::npos) << moatd_->log();
-    expect_clean_exit();
-}
-
-// A reload of a large policy is built off the control thread: `status` is answered while it
-// builds, and the reload's own reply comes when it is in force.
-TEST_F(Hostile, AReloadBuildingHoldsUpNobody) {
-    std::string hosts = "[filterlist Many hosts]\n";
-    for (int i = 0; i < 40000; ++i)
-        hosts += "filter = 198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250) + "+198.18.0.10:" +
-                 std::to_string(1 + i % 60000) + ":TCP\n";
-    write(config("Servers", "", hosts + "[policy Big]\nrule = Web -> permit\nrule = Many hosts -> permit\nrule = Everything -> block\n"));
-    ASSERT_NO_FATAL_FAILURE(start());
-    const auto gen = generation();
-    const int fd = dial(sock_);
-    ASSERT_GE(fd, 0);
-    send_bytes(fd, "{\"cmd\":\"assign\",\"policy\":\"Big\"}\n");
-    const auto t0 = Clock::now();
-    const auto s = status();  // while the assign builds
-    const auto status_done = Clock::now();
-    const std::string reply = read_reply(fd, 60s);
-    close(fd);
-    const auto r = nlohmann::json::parse(reply, nullptr, false);
-    ASSERT_FALSE(r.is_discarded()) << reply;
-    EXPECT_TRUE(r.value("ok", false)) << reply;
-    EXPECT_EQ(r.value("generation", std::uint64_t{0}), gen + 1);
-    ASSERT_FALSE(s.is_discarded());
-    EXPECT_EQ(s["generation"], gen) << "status came after the build: it waited for it";
-    EXPECT_LT(status_done - t0, 1s);
-    EXPECT_EQ(status()["policy"], "Big");
-    expect_forwarding();
     expect_clean_exit();
 }
 

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "tests/common/command.h"
+#include "tests/common/unix_socket.h"
 
 namespace {
 
@@ -246,48 +247,7 @@ TEST(MoatctlIpsecpol, SeedArticleCommands) {
 
 namespace {
 
-/// A socket that is not moatd's: it answers every connection with `reply`, sent one byte every
-/// `gap` (forever when `reply` is empty: a trickle of '{').
-class FakeServer {
-public:
-    FakeServer(const std::string& path, std::string reply, std::chrono::milliseconds gap) : path_(path) {
-        fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_un a{};
-        a.sun_family = AF_UNIX;
-        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-        fs::remove(path);
-        EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-        EXPECT_EQ(listen(fd_, 8), 0);
-        thread_ = std::thread([this, reply = std::move(reply), gap] {
-            for (;;) {
-                const int c = accept(fd_, nullptr, nullptr);
-                if (c < 0 || stop_)
-                    return;
-                for (std::size_t i = 0; !stop_ && (reply.empty() || i < reply.size()); ++i) {
-                    const char ch = reply.empty() ? '{' : reply[i];
-                    if (send(c, &ch, 1, MSG_NOSIGNAL) != 1)
-                        break;
-                    if (gap.count())
-                        std::this_thread::sleep_for(gap);
-                }
-                close(c);
-            }
-        });
-    }
-    ~FakeServer() {
-        stop_ = true;
-        shutdown(fd_, SHUT_RDWR);
-        thread_.join();
-        close(fd_);
-        fs::remove(path_);
-    }
-
-private:
-    std::string path_;
-    int fd_ = -1;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-};
+using moat::test::FakeServer;
 
 TEST(MoatctlClient, RepliesThatAreNotMoatdsAreErrorsNotCrashes) {
     const std::string sock = (fs::temp_directory_path() / ("moatctl-fake-" + std::to_string(getpid()) + ".sock")).string();
