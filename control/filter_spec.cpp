@@ -113,7 +113,9 @@ std::optional<Side> split_side(std::string_view s, const char* what, std::vector
         // `2001:db8::1` without brackets; `0::6` is `me`, any port, protocol 6, so a side that
         // starts with a valid host is never read as IPv6.
         const auto first = s.substr(0, std::min(s.find('/'), s.find(':')));
-        const bool host_first = first == "*" || first == "0" || iequals(first, "me") || parse_v4(first, true);
+        // A dotted host is IPv4 (parse_host checks it): only the others can be unbracketed IPv6.
+        const bool host_first = first == "*" || first == "0" || iequals(first, "me") ||
+                                first.find('.') != std::string_view::npos;
         if (!host_first && parse_v6(s.substr(0, s.find('/')))) {
             errors.push_back(std::string(what) + " " + quoted(s.substr(0, s.find('/'))) +
                              ": write IPv6 addresses in brackets, e.g. [2001:db8::1]");
@@ -167,7 +169,7 @@ std::optional<HostSpec> parse_host(const Side& side, const char* what, std::vect
         h.family = Family::ipv6;
         h.addr = *a;
         given_len = 128;
-    } else if (t.find(':') != std::string_view::npos || parse_v6(t)) {
+    } else if (t.find(':') != std::string_view::npos) {  // every IPv6 address has one
         return fail(quoted(t) + ": write IPv6 addresses in brackets, e.g. [2001:db8::1]");
     } else {
         const auto v4 = parse_v4(t, true);

@@ -2,6 +2,7 @@
 
 #include <ini.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -40,6 +41,8 @@ bool is_comment_or_blank(std::string_view t) {
 
 /// Why a line is not printable UTF-8 (the first bad byte, its column), or nullopt.
 std::optional<std::string> unprintable(std::string_view raw) {
+    if (std::all_of(raw.begin(), raw.end(), [](char c) { return (c >= 0x20 && c < 0x7f) || c == '\t'; }))
+        return std::nullopt;  // printable ASCII, nearly every line
     const auto bad = invalid_utf8_at(raw);
     const auto ctl = control_char_at(raw);
     if (!bad && !ctl)
