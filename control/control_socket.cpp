@@ -152,6 +152,7 @@ struct ControlServer::Conn {
     Clock::time_point deadline;  ///< the request's newline, then the reply's next progress
     Clock::time_point expires;   ///< the end of the connection's life
     std::uint32_t events = 0;
+    bool registered = false;  ///< with epoll
     std::uint64_t turn = 0;  ///< the serve() turn that accepted it
 };
 
@@ -226,12 +227,13 @@ std::string ControlServer::listen(const ListenSpec& spec) {
 }
 
 void ControlServer::watch(Conn& c, std::uint32_t events) {
-    if (c.events == events)
+    if (c.registered && c.events == events)
         return;
     epoll_event ev{};
     ev.events = events;
     ev.data.u64 = c.id;
-    epoll_ctl(epoll_, c.events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c.fd, &ev);
+    epoll_ctl(epoll_, c.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.fd, &ev);
+    c.registered = true;
     c.events = events;
 }
 
@@ -244,12 +246,16 @@ void ControlServer::close_conn(std::uint64_t id) {
     conns_.erase(it);
 }
 
-bool ControlServer::enforce(std::size_t li, bool replying, std::size_t limit, std::uint64_t keep) {
+ControlServer::State ControlServer::state_of(const Conn& c) noexcept {
+    return !c.replying ? State::waiting : c.parked ? State::parked : State::replying;
+}
+
+bool ControlServer::enforce(std::size_t li, State s, std::size_t limit, std::uint64_t keep) {
     for (;;) {
         std::size_t n = 0;
         Conn* oldest = nullptr;
         for (auto& [id, c] : conns_) {
-            if (c->listener != li || c->replying != replying)
+            if (c->listener != li || state_of(*c) != s)
                 continue;
             ++n;
             // Only a connection that has had a turn to send or read gives way: one accepted in
@@ -303,7 +309,7 @@ void ControlServer::accept_all(std::size_t li, Clock::time_point until) {
         // among the silent ones.
         const std::uint64_t id = ref.id;
         if (on_readable(ref) && !ref.replying)
-            enforce(li, false, limits_.waiting, id);
+            enforce(li, State::waiting, limits_.waiting, id);
     }
 }
 
@@ -364,8 +370,10 @@ bool ControlServer::start_reply(Conn& c, std::string_view line) {
         close_conn(c.id);
         return false;
     }
-    // Still going out: the client reads slowly, or the reply is large.
-    return enforce(c.listener, true, limits_.replying, c.id);
+    // Still going out (the client reads slowly, the reply is large) or waiting for a reload.
+    const ListenSpec& spec = listeners_[c.listener]->spec;
+    return c.parked ? enforce(c.listener, State::parked, limits_.parked, c.id)
+                    : enforce(c.listener, State::replying, spec.replying ? spec.replying : limits_.replying, c.id);
 }
 
 bool ControlServer::flush(Conn& c) {
@@ -398,9 +406,11 @@ bool ControlServer::flush(Conn& c) {
         }
         if (part == Part::later && c.out.empty()) {
             // Nothing to send until wake(): only a hang-up is watched for meanwhile.
+            // Only a full hang-up (always reported) ends the wait: a client that closed just its
+            // writing side still reads its reply.
             c.parked = true;
             c.deadline = c.expires;  // however long the reload takes, within the connection's life
-            watch(c, EPOLLRDHUP);
+            watch(c, 0);
             return true;
         }
         if (part == Part::done) {

@@ -91,6 +91,8 @@ struct ListenSpec {
     /// it a connection is told so and closed before its request is read. 0: no limit. For a
     /// socket anyone may use: one user's flood leaves the others their share.
     double rate_per_uid = 0, burst_per_uid = 0;
+    /// Replies going out at once (each holds a snapshot of a generation); 0: Limits::replying.
+    std::size_t replying = 0;
 };
 
 class ControlServer {
@@ -102,6 +104,7 @@ public:
         /// out its own members, not a client that sends its request and reads its reply.
         std::size_t waiting = 128;
         std::size_t replying = 16;
+        std::size_t parked = 256;  ///< connections waiting for a reload's outcome (hold only a ticket)
         std::size_t request_bytes = 64 * 1024;
         std::chrono::milliseconds request_time{2000};  ///< from connect to the request's newline
         std::chrono::milliseconds write_stall{5000};   ///< a reply that makes no progress this long
@@ -151,10 +154,12 @@ private:
     /// Sends what it can; false when the connection is finished or broken.
     bool flush(Conn& c);
     void close_conn(std::uint64_t id);
-    /// Closes the connections of listener `li` in state `replying` beyond `limit`, the one that
-    /// waited longest first among those accepted before this turn; `keep` only when no other
-    /// can go. False when `keep` was closed.
-    bool enforce(std::size_t li, bool replying, std::size_t limit, std::uint64_t keep);
+    enum class State : std::uint8_t { waiting, replying, parked };
+    static State state_of(const Conn& c) noexcept;
+    /// Closes the connections of listener `li` in state `s` beyond `limit`, the one that waited
+    /// longest first among those accepted before this turn; `keep` only when no other can go.
+    /// False when `keep` was closed.
+    bool enforce(std::size_t li, State s, std::size_t limit, std::uint64_t keep);
     void watch(Conn& c, std::uint32_t events);
 
     Handler handler_;

@@ -241,6 +241,11 @@ private:
 /// Requests a second each user may make on the read-only socket (bursts of twice that): plenty
 /// for monitoring, and one user's flood leaves the others their share of the control thread.
 constexpr double kReadOnlyRate = 100;
+/// Large replies going out at once on the read-only socket: each holds a snapshot of its
+/// generation (tens of MB for a 100K policy) until its reader has it.
+constexpr std::size_t kReadOnlyReplying = 4;
+/// Refused changing requests logged a minute.
+constexpr std::size_t kRefusedLogged = 10;
 
 const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
 
@@ -363,8 +368,14 @@ int run_moatd(int argc, char** argv) {
     }
     // Parse -> validate -> compile before anything starts: a broken config forwards nothing.
     const LoadResult loaded = load_policy_text(text, opt->config);
+    // Every error (nothing starts until they are fixed); of the warnings the first 20 and how
+    // many there are, whatever the policy.
+    std::size_t warnings = 0;
     for (const auto& d : loaded.diags.all())
-        log_plain(format(d));
+        if (d.severity == Severity::error || ++warnings <= kListedDiagnostics)
+            log_plain(format(d));
+    if (warnings > kListedDiagnostics)
+        log("... and " + std::to_string(warnings - kListedDiagnostics) + " more warnings (moatctl check lists them)");
     if (!loaded.usable()) {
         log("not starting: " + opt->config + " is not usable (fix the errors above)");
         return 1;
@@ -523,14 +534,29 @@ int run_moatd(int argc, char** argv) {
     const int sfd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
     if (!watch.ok())
         log("not watching the config file (" + watch.error() + "): reload with SIGHUP or moatctl reload");
+    // Changing requests are logged; refused ones (anyone can send them to the read-only socket)
+    // at most kRefusedLogged a minute, then how many more there were.
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point refused_since = Clock::now();
+    std::size_t refused = 0;
     ControlServer server([&](const nlohmann::json& req, const RequestContext& ctx) {
         const std::string cmd = req.value("cmd", nlohmann::json()).is_string() ? req["cmd"].get<std::string>() : "";
-        if (Runtime::changes_policy(cmd))
-            log("control: " + cmd + (cmd == "assign" && req.value("policy", nlohmann::json()).is_string()
-                                         ? " " + ctl::quoted(printable(req["policy"].get<std::string>(), 200))
-                                         : "") +
-                " from pid " + std::to_string(ctx.peer.pid) + " uid " + std::to_string(ctx.peer.uid) +
-                (ctx.access == Access::full ? "" : " on the read-only socket: refused"));
+        if (Runtime::changes_policy(cmd)) {
+            const bool refusal = ctx.access != Access::full;
+            if (refusal && Clock::now() - refused_since > std::chrono::minutes(1)) {
+                if (refused > kRefusedLogged)
+                    log("control: " + std::to_string(refused - kRefusedLogged) +
+                        " more refused requests on the read-only socket in the last minute");
+                refused_since = Clock::now();
+                refused = 0;
+            }
+            if (!refusal || ++refused <= kRefusedLogged)
+                log("control: " + cmd + (cmd == "assign" && req.value("policy", nlohmann::json()).is_string()
+                                             ? " " + ctl::quoted(printable(req["policy"].get<std::string>(), 200))
+                                             : "") +
+                    " from pid " + std::to_string(ctx.peer.pid) + " uid " + std::to_string(ctx.peer.uid) +
+                    (refusal ? " on the read-only socket: refused" : ""));
+        }
         return rt->handle(req, ctx);
     });
     server.on_error([](const std::string& what) { log("control request failed: " + what); });
@@ -542,7 +568,7 @@ int run_moatd(int argc, char** argv) {
     if (!a.control_readonly.empty()) {
         const mode_t mode = a.control_readonly_gid ? 0660 : 0666;
         if (const std::string err = server.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid,
-                                                   kReadOnlyRate, 2 * kReadOnlyRate});
+                                                   kReadOnlyRate, 2 * kReadOnlyRate, kReadOnlyReplying});
             err.empty())
             log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain; mode " +
                 (a.control_readonly_gid ? "0660, group " + a.control_readonly_group : std::string("0666")) + ")");

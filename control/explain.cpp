@@ -99,7 +99,7 @@ std::string format_entry(const dp::Rule& r) {
     return s;
 }
 
-Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet) {
+Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet, const hs_database_t* compiled) {
     Explanation e;
     if (!packet.ingress_given) {
         e.ingress_inferred = true;
@@ -113,9 +113,12 @@ Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec pack
     if (e.packet.payload && !cp.patterns.empty()) {
         // The dataplane's scan, done here: the policy's database, its flags, its byte limit.
         std::string error;
-        const dp::HsDatabasePtr db = compile_patterns(cp.patterns, error);
+        dp::HsDatabasePtr own;  // compiled here only when the caller has none (moatctl --config)
+        if (!compiled)
+            own = compile_patterns(cp.patterns, error);
+        const hs_database_t* db = compiled ? compiled : own.get();
         hs_scratch_t* raw = nullptr;
-        if (db && hs_alloc_scratch(db.get(), &raw) != HS_SUCCESS)
+        if (db && hs_alloc_scratch(db, &raw) != HS_SUCCESS)
             error = "no scratch space";
         const dp::HsScratchPtr scratch(raw);
         const std::string& bytes = *e.packet.payload;
@@ -127,7 +130,7 @@ Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec pack
             return 0;
         };
         if (error.empty() && len > 0 &&
-            hs_scan(db.get(), bytes.data(), static_cast<unsigned>(len), 0, scratch.get(), on_match, &e.pattern_matched) !=
+            hs_scan(db, bytes.data(), static_cast<unsigned>(len), 0, scratch.get(), on_match, &e.pattern_matched) !=
                 HS_SUCCESS)
             error = "the scan failed";
         e.payload_error = error;

@@ -7,6 +7,7 @@
 
 #include "control/compile.h"
 #include "control/model.h"
+#include "dataplane/payload.h"
 
 namespace moat::ctl {
 
@@ -31,8 +32,10 @@ struct Explanation {
 
 /// Classifies `packet` with the reference classifier and collects every matching entry. A
 /// payload filter can win only when the packet carries a payload that its pattern matches, as
-/// in the dataplane (the same database, flags and scan limit).
-Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet);
+/// in the dataplane (the same database, flags and scan limit). `compiled`: the policy's patterns
+/// as the running table set has them; without it they are compiled here (seconds for heavy
+/// patterns: moatd passes its own).
+Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet, const hs_database_t* compiled = nullptr);
 
 std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Explanation& e);
 nlohmann::json explain_json(const Config& cfg, const CompiledPolicy& cp, const Explanation& e);

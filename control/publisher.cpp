@@ -82,10 +82,12 @@ void Publisher::publish(std::unique_ptr<Generation> next) {
     current_ = std::move(next);
 }
 
-std::size_t Publisher::reclaim(const BeforeFree& before_free) {
+std::size_t Publisher::reclaim(const BeforeFree& before_free, std::vector<std::shared_ptr<Generation>>* out) {
     while (!retired_.empty() && rte_rcu_qsbr_check(qsv_, retired_.front().token, false) == 1) {
         if (before_free)
             before_free(*retired_.front().gen);
+        if (out)
+            out->push_back(std::move(retired_.front().gen));
         retired_.pop_front();
     }
     return retired_.size();

@@ -91,9 +91,10 @@ public:
     void publish(std::unique_ptr<Generation> next);
 
     using BeforeFree = std::function<void(Generation& retired)>;
-    /// Frees the retired generations whose grace period is over, oldest first, calling
-    /// `before_free` on each. Never blocks. Returns how many are still waiting. Control thread.
-    std::size_t reclaim(const BeforeFree& before_free);
+    /// Lets go of the retired generations whose grace period is over, oldest first, calling
+    /// `before_free` on each: they are freed here, or, with `out`, handed to the caller (whoever
+    /// holds the last reference frees them). Never blocks. Returns how many are still waiting.
+    std::size_t reclaim(const BeforeFree& before_free, std::vector<std::shared_ptr<Generation>>* out = nullptr);
     /// Waits for every grace period and frees all retired generations. Control thread.
     void drain(const BeforeFree& before_free);
 

@@ -4,6 +4,7 @@
 #include <array>
 #include <poll.h>
 #include <pthread.h>
+#include <malloc.h>
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -161,20 +162,22 @@ Runtime::Ticket Runtime::submit(ReloadJob job) {
             if (!last_.ok)
                 last_ = o;  // back to the file in force after a failed edit: say so
         }
-        outcomes_[t] = o;
-        finished_.push_back(std::move(o));
+        remember(t, std::move(o));
         const std::uint64_t one = 1;
         (void)!write(event_fd_, &one, sizeof one);
         return t;
     }
     if (reload) {
-        // The newest file wins: the reloads queued since the last assign, and one being built,
-        // are out of date; their askers get this one's outcome.
+        // The newest file wins: the reloads queued since the last assign are out of date, and so
+        // is one being built from other text than this one (a reload that reads the file, or one
+        // of the same bytes, lets it finish: cancelling it for them could starve the publish);
+        // their askers get this one's outcome.
         while (!jobs_.empty() && jobs_.back().job.kind != ReloadJob::Kind::assign) {
             followed_by_[jobs_.back().ticket] = t;
             jobs_.pop_back();
         }
-        if (building_ && building_reload_) {
+        if (building_ && building_reload_ && job.kind == ReloadJob::Kind::text && building_text_known_ &&
+            job.text != building_text_) {
             cancel_ = true;
             replaced_by_ = t;
         }
@@ -184,6 +187,15 @@ Runtime::Ticket Runtime::submit(ReloadJob job) {
     jobs_.push_back({t, std::move(job), std::chrono::steady_clock::now()});
     jobs_cv_.notify_all();
     return t;
+}
+
+void Runtime::remember(Ticket t, ReloadOutcome o) {
+    outcomes_[t] = o;
+    finished_.push_back(std::move(o));
+    while (outcomes_.size() > kKeptOutcomes)
+        outcomes_.erase(outcomes_.begin());
+    while (followed_by_.size() > kKeptOutcomes)
+        followed_by_.erase(followed_by_.begin());
 }
 
 std::optional<ReloadOutcome> Runtime::outcome(Ticket t) const {
@@ -198,45 +210,64 @@ std::optional<ReloadOutcome> Runtime::outcome(Ticket t) const {
 void Runtime::build_loop() {
     for (;;) {
         Queued q;
+        std::vector<std::shared_ptr<Generation>> dead;
         {
             std::unique_lock lock(jobs_mu_);
-            jobs_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+            jobs_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty() || !graveyard_.empty(); });
             if (stopping_)
                 return;
-            q = std::move(jobs_.front());
-            jobs_.pop_front();
-            building_ = q.ticket;
-            building_reload_ = q.job.kind != ReloadJob::Kind::assign;
-            replaced_by_ = 0;
-            cancel_ = false;
+            dead.swap(graveyard_);
+            if (!jobs_.empty()) {
+                q = std::move(jobs_.front());
+                jobs_.pop_front();
+                building_ = q.ticket;
+                building_trigger_ = q.job.trigger;
+                building_since_ = std::chrono::steady_clock::now();
+                building_reload_ = q.job.kind != ReloadJob::Kind::assign;
+                building_text_known_ = q.job.kind == ReloadJob::Kind::text;
+                building_text_ = building_text_known_ ? q.job.text : std::string();
+                replaced_by_ = 0;
+                cancel_ = false;
+            }
         }
+        if (!dead.empty()) {
+            // Freed here, not on the control thread (tens of ms for a 100K policy), and the
+            // memory handed back to the system.
+            dead.clear();
+            malloc_trim(0);
+        }
+        if (!q.ticket)
+            continue;
         bool cancelled = false;
         ReloadOutcome o;
         try {
-            o = run(q.job, cancelled);
+            o = run(q.job, q.at, cancelled);
         } catch (const std::exception& e) {  // bad_alloc, mostly: the running policy stays
             o = ReloadOutcome{};
             o.trigger = q.job.trigger;
             o.at = std::chrono::system_clock::now();
             o.errors = {path_ + ": error: the reload failed: " + e.what()};
             o.errors_total = 1;
+            o.ms = ms_since(q.at);
         }
-        o.ms = ms_since(q.at);
-        if (o.published != std::chrono::steady_clock::time_point{})
-            o.publish_ms = std::chrono::duration<double, std::milli>(o.published - q.at).count();
         {
             std::lock_guard lock(jobs_mu_);
             if (cancelled && replaced_by_) {
                 followed_by_[q.ticket] = replaced_by_;
             } else {
-                outcomes_[q.ticket] = o;
-                while (outcomes_.size() > kKeptOutcomes)
-                    outcomes_.erase(outcomes_.begin());
-                while (followed_by_.size() > kKeptOutcomes)
-                    followed_by_.erase(followed_by_.begin());
-                finished_.push_back(o);
+                remember(q.ticket, o);
+            }
+            if (q.job.kind == ReloadJob::Kind::assign) {
+                // The file was written after the reloads queued behind the assign read it: they
+                // read it again when their turn comes.
+                for (auto& later : jobs_)
+                    if (later.job.kind == ReloadJob::Kind::text) {
+                        later.job.kind = ReloadJob::Kind::file;
+                        later.job.text.clear();
+                    }
             }
             building_ = 0;
+            building_text_known_ = false;
         }
         const std::uint64_t one = 1;
         (void)!write(event_fd_, &one, sizeof one);
@@ -312,7 +343,7 @@ std::optional<ReloadOutcome> Runtime::edit_assign(const std::string& policy, std
     return refused_with(path_ + ": error: the config file changed three times while assign ran; try again");
 }
 
-ReloadOutcome Runtime::run(ReloadJob& job, bool& cancelled) {
+ReloadOutcome Runtime::run(ReloadJob& job, std::chrono::steady_clock::time_point asked, bool& cancelled) {
     ReloadOutcome o;
     o.trigger = job.trigger;
     o.at = std::chrono::system_clock::now();
@@ -324,6 +355,7 @@ ReloadOutcome Runtime::run(ReloadJob& job, bool& cancelled) {
     if (job.kind == ReloadJob::Kind::assign) {
         o.trigger = job.policy.empty() ? "unassign" : "assign";
         if (auto refusal = edit_assign(job.policy, text)) {
+            refusal->ms = ms_since(asked);
             std::lock_guard lock(mu_);
             ++reloads_failed_;
             last_ = *refusal;
@@ -336,12 +368,22 @@ ReloadOutcome Runtime::run(ReloadJob& job, bool& cancelled) {
             fail(path_ + ": error: " + *error);
         } else {
             std::lock_guard lock(jobs_mu_);
-            newest_text_ = text;
+            newest_text_ = building_text_ = text;
+            building_text_known_ = true;
+            if (job.if_changed && text == loaded_text_) {  // a watch reload read again: nothing new
+                o.ok = o.unchanged = true;
+                std::lock_guard g(mu_);
+                o.generation = publisher_->current()->number;
+                if (!last_.ok)
+                    last_ = o;
+                return o;
+            }
         }
     } else {
         text = std::move(job.text);
     }
     const auto finish = [&]() -> ReloadOutcome {  // a failure: the running generation stays
+        o.ms = ms_since(asked);
         std::lock_guard lock(mu_);
         last_ = o;
         ++reloads_failed_;
@@ -416,6 +458,7 @@ ReloadOutcome Runtime::run(ReloadJob& job, bool& cancelled) {
         restart_needed_ = std::move(restart);
         o.ok = true;
         o.published = std::chrono::steady_clock::now();
+        o.ms = o.publish_ms = ms_since(asked);
         last_ = o;
         ++reloads_ok_;
         lint_ = LintReport{};
@@ -542,19 +585,34 @@ nlohmann::json Runtime::assign(const std::string& policy) {
 }
 
 std::size_t Runtime::reclaim() {
-    std::lock_guard lock(mu_);
-    if (publisher_->retired() == 0)
-        return 0;  // the common case, every turn of the control loop
-    return publisher_->reclaim([&](Generation& old) {
-        // Its counters are final now: each surviving row's counts (and what it carried) move
-        // into its successor's row.
-        const std::vector<Counts> hits = row_hits(old, workers_count_);
-        for (std::size_t r = 0; r < old.next_row.size(); ++r)
-            if (const std::uint32_t to = old.next_row[r]; to != kNoRow) {
-                old.successor->carried[to] += hits[r];
-                old.successor->carried[to] += old.carried[r];
-            }
-    });
+    std::vector<std::shared_ptr<Generation>> freed;
+    std::size_t waiting = 0;
+    {
+        std::lock_guard lock(mu_);
+        if (publisher_->retired() == 0)
+            return 0;  // the common case, every turn of the control loop
+        waiting = publisher_->reclaim(
+            [&](Generation& old) {
+                // Its counters are final now: each surviving row's counts (and what it carried)
+                // move into its successor's row.
+                const std::vector<Counts> hits = row_hits(old, workers_count_);
+                for (std::size_t r = 0; r < old.next_row.size(); ++r)
+                    if (const std::uint32_t to = old.next_row[r]; to != kNoRow) {
+                        old.successor->carried[to] += hits[r];
+                        old.successor->carried[to] += old.carried[r];
+                    }
+            },
+            &freed);
+    }
+    if (!freed.empty()) {  // the builder frees them: not this thread, not under the lock
+        {
+            std::lock_guard lock(jobs_mu_);
+            graveyard_.insert(graveyard_.end(), std::make_move_iterator(freed.begin()),
+                              std::make_move_iterator(freed.end()));
+        }
+        jobs_cv_.notify_all();
+    }
+    return waiting;
 }
 
 void Runtime::set_ports(std::vector<PortInfo> ports) {
@@ -597,6 +655,12 @@ std::vector<std::string> Runtime::restart_needed() const {
 }
 
 nlohmann::json Runtime::status() const {
+    nlohmann::json building = nullptr;  // a reload being built: what asked for it, since when
+    {
+        std::lock_guard jobs(jobs_mu_);  // alone: it is taken before mu_ elsewhere
+        if (building_)
+            building = {{"trigger", building_trigger_}, {"for_ms", ms_since(building_since_)}, {"queued", jobs_.size()}};
+    }
     std::lock_guard lock(mu_);
     const Generation& g = *publisher_->current();
     nlohmann::json j;
@@ -613,6 +677,7 @@ nlohmann::json Runtime::status() const {
     j["retired_generations"] = publisher_->retired();
     j["restart_needed"] = restart_needed_;
     j["lint"] = lint_json(lint_);
+    j["building"] = building;
     const dp::TableSet& t = *g.tables;
     j["classifier"] = {{"kind", t.use_reference ? "reference" : "trie"},
                        {"bytes", t.v4.bytes() + t.v6.bytes()},
@@ -707,9 +772,14 @@ nlohmann::json Runtime::explain(const std::string& packet) const {
     const PacketParse pp = parse_packet(packet);
     if (!pp.ok())
         return {{"ok", false}, {"errors", pp.errors}};
-    std::lock_guard lock(mu_);
-    const Generation& g = *publisher_->current();
-    const Explanation e = ctl::explain(g.config, g.compiled, pp.packet);
+    std::shared_ptr<const Generation> gen;
+    {
+        std::lock_guard lock(mu_);
+        gen = publisher_->current_shared();
+    }
+    // Outside the lock, with the generation's own pattern database (never compiled here).
+    const Generation& g = *gen;
+    const Explanation e = ctl::explain(g.config, g.compiled, pp.packet, g.tables->payload.db.get());
     nlohmann::json j = explain_json(g.config, g.compiled, e);
     j["ok"] = true;
     j["generation"] = g.number;

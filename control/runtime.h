@@ -179,7 +179,9 @@ private:
     // The builder thread.
     void build_loop();
     /// Runs one job to its outcome; `cancelled` when a newer reload took its place.
-    ReloadOutcome run(ReloadJob& job, bool& cancelled);
+    ReloadOutcome run(ReloadJob& job, std::chrono::steady_clock::time_point asked, bool& cancelled);
+    /// Keeps `o` for `t` (the latest kKeptOutcomes) and queues it for collect(). Holds jobs_mu_.
+    void remember(Ticket t, ReloadOutcome o);
     /// The assign part of an assign job: the edited text (in `text`), or the refusal.
     std::optional<ReloadOutcome> edit_assign(const std::string& policy, std::string& text);
     // The lint thread, and what hands it a generation (cancelling the lint of an older one).
@@ -207,14 +209,19 @@ private:
     mutable std::mutex jobs_mu_;
     std::condition_variable jobs_cv_;
     struct Queued {
-        Ticket ticket;
+        Ticket ticket = 0;  ///< 0: nothing (the builder woke to free generations)
         ReloadJob job;
         std::chrono::steady_clock::time_point at;
     };
     std::deque<Queued> jobs_;
     Ticket next_ticket_ = 1;
     Ticket building_ = 0;          ///< the job being built, 0: none
+    std::string building_trigger_;
+    std::chrono::steady_clock::time_point building_since_;
     bool building_reload_ = false; ///< it is a reload (a newer one cancels it)
+    bool building_text_known_ = false;
+    std::string building_text_;    ///< what it builds, once known (a reload of other text cancels it)
+    std::vector<std::shared_ptr<Generation>> graveyard_;  ///< freed generations, for the builder to free
     Ticket replaced_by_ = 0;      ///< the reload that cancelled it
     std::map<Ticket, Ticket> followed_by_;   ///< replaced ticket -> the one whose outcome it takes
     std::map<Ticket, ReloadOutcome> outcomes_;  ///< the latest ones

@@ -322,6 +322,11 @@ int cmd_status(std::vector<std::string> args) {
     std::cout << "; reloads " << r.at("reloads").at("ok") << " ok, " << r.at("reloads").at("failed") << " failed\n";
     for (const auto& e : l.at("errors"))
         std::cout << "  " << e.get<std::string>() << "\n";
+    if (const auto b = r.value("building", nlohmann::json()); b.is_object())
+        std::cout << "building    " << b.at("trigger").get<std::string>() << ", for "
+                  << static_cast<long>(b.at("for_ms").get<double>()) << " ms"
+                  << (b.at("queued").get<std::size_t>() ? ", " + std::to_string(b.at("queued").get<std::size_t>()) + " more queued" : "")
+                  << "\n";
     for (const auto& w : r.value("restart_needed", nlohmann::json::array()))
         std::cout << "restart     " << w.get<std::string>() << "\n";
     if (const auto& l = r.value("lint", nlohmann::json::object()); l.contains("done")) {

@@ -17,6 +17,7 @@
 #include "control/config.h"
 #include "control/runtime.h"
 #include "dataplane/worker.h"
+#include "tests/common/command.h"
 #include "tests/common/packets.h"
 
 namespace moat::ctl {
@@ -449,6 +450,104 @@ TEST_F(Swap, BackToBackReloadsCoalesceAndTheNewestWins) {
     ASSERT_TRUE(o);
     EXPECT_TRUE(o->unchanged);
     EXPECT_EQ(o->generation, last->generation);
+}
+
+/// A policy `assign`ing `policy`, of `hosts` host filters (a few ms to build per thousand) and
+/// the policies P and Q.
+std::string busy_policy(const fs::path& dir, const std::string& policy, int hosts) {
+    std::string t = "[appliance]\ncontrol = " + (dir / "s").string() + "\nassign = " + policy + "\n[filterlist Hosts]\n";
+    for (int h = 0; h < hosts; ++h)
+        t += "filter = 198.19." + std::to_string(h / 200) + "." + std::to_string(h % 200) + "+198.18.0.10:" +
+             std::to_string(1 + h % 60000) + ":TCP\n";
+    return t + "[filterlist All]\nfilter = *+*\n[policy P]\nrule = Hosts -> permit\nrule = All -> block\n"
+               "[policy Q]\nrule = All -> block\n";
+}
+
+ReloadJob text_job(std::string text, bool if_changed = false) {
+    ReloadJob j;
+    j.kind = ReloadJob::Kind::text;
+    j.trigger = "test";
+    j.text = std::move(text);
+    j.if_changed = if_changed;
+    return j;
+}
+
+ReloadOutcome wait_for(Runtime& rt, Runtime::Ticket t) {
+    for (int i = 0; i < 30000; ++i) {
+        rt.collect();
+        if (auto o = rt.outcome(t))
+            return *o;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ADD_FAILURE() << "no outcome for ticket " << t;
+    return {};
+}
+
+// A reload queued behind an assign carries the file as it was read before the assign wrote it:
+// it must not publish that text (it would revert the assign in force while the file says
+// otherwise); it reads the file again.
+TEST_F(Swap, AReloadQueuedBeforeAnAssignWroteDoesNotRevertIt) {
+    write_text(busy_policy(dir_, "P", 200));
+    Runtime rt(path_, 1);
+    ASSERT_NO_FATAL_FAILURE(start(rt));
+    const std::string before = busy_policy(dir_, "P", 200);
+    rt.submit(text_job(busy_policy(dir_, "P", 20000)));  // keeps the builder busy
+    ReloadJob assign;
+    assign.kind = ReloadJob::Kind::assign;
+    assign.policy = "Q";
+    const auto a = rt.submit(std::move(assign));
+    const auto stale = rt.submit(text_job(before));  // read before the assign wrote the file
+    const ReloadOutcome oa = wait_for(rt, a);
+    ASSERT_TRUE(oa.ok) << (oa.errors.empty() ? "" : oa.errors.front());
+    const ReloadOutcome os = wait_for(rt, stale);
+    EXPECT_TRUE(os.ok);
+    EXPECT_NE(test::slurp(path_).find("assign = Q"), std::string::npos);
+    EXPECT_EQ(rt.status()["policy"], "Q") << "the file says Q";
+}
+
+// A reload of the text being built, or one that reads the file, lets the build finish: edits of
+// the same bytes cannot starve the publish.
+TEST_F(Swap, AReloadOfTheSameTextDoesNotCancelTheBuild) {
+    Runtime rt(path_, 1);
+    ASSERT_NO_FATAL_FAILURE(start(rt));
+    const std::string big = busy_policy(dir_, "P", 20000);
+    write_text(big);
+    const auto first = rt.submit(text_job(big));
+    // Once it builds (queued, it would be replaced like any queued reload).
+    for (int i = 0; i < 5000 && rt.status()["building"].is_null(); ++i)
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    ASSERT_FALSE(rt.status()["building"].is_null()) << "the build ended before the others came";
+    std::vector<Runtime::Ticket> more;
+    for (int i = 0; i < 5; ++i) {
+        more.push_back(rt.submit(text_job(big)));
+        ReloadJob file;
+        file.trigger = "test";
+        more.push_back(rt.submit(std::move(file)));
+    }
+    const ReloadOutcome o1 = wait_for(rt, first);
+    ASSERT_TRUE(o1.ok);
+    EXPECT_EQ(o1.generation, 2u) << "the first build was published, not cancelled";
+    for (const auto t : more)
+        EXPECT_TRUE(wait_for(rt, t).ok);
+    EXPECT_LT(o1.generation, wait_for(rt, more.back()).generation) << "the first one's outcome is its own";
+    EXPECT_LE(rt.generation(), 3u) << "the ten that came while it built were built once";
+    EXPECT_GT(o1.ms, 0);
+    EXPECT_GT(rt.status()["last_reload"]["ms"].get<double>(), 0);
+}
+
+// Outcomes nobody asks for are not kept for ever (file-watch noise: a save of the same bytes).
+TEST_F(Swap, OutcomesAreForgottenAfterAWhile) {
+    Runtime rt(path_, 1);
+    ASSERT_NO_FATAL_FAILURE(start(rt));
+    std::string text;
+    ASSERT_FALSE(read_config_file(path_, text));
+    const auto first = rt.submit(text_job(text, true));
+    ASSERT_TRUE(rt.outcome(first));
+    EXPECT_TRUE(rt.outcome(first)->unchanged);
+    for (int i = 0; i < 1000; ++i)
+        rt.submit(text_job(text, true));
+    rt.collect();
+    EXPECT_FALSE(rt.outcome(first)) << "a thousand later ones pushed it out";
 }
 
 // moatd's file watch asks, right after the file is read, whether it stayed untouched; if a write

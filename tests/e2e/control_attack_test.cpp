@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -543,6 +544,79 @@ TEST_F(Hostile, AListenerThatTricklesDoesNotHoldUpStartUp) {
         std::this_thread::sleep_for(20ms);
     trickle.reset();
     EXPECT_NE(moatd_->log().find("forwarding"), std::string::npos) << moatd_->log();
+    expect_clean_exit();
+}
+
+// Clients waiting for a reload's outcome are not counted among the replies going out, and one
+// that closed its writing side (socat, nc -N) still gets its answer.
+TEST_F(Hostile, EveryClientWaitingForAReloadGetsItsAnswer) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    std::vector<int> waiting;
+    for (int i = 0; i < 40; ++i) {
+        const int fd = dial(sock_);
+        ASSERT_GE(fd, 0);
+        send_bytes(fd, "{\"cmd\":\"reload\"}\n");
+        if (i % 2)
+            shutdown(fd, SHUT_WR);
+        waiting.push_back(fd);
+    }
+    // Meanwhile others come and go without reading.
+    for (int i = 0; i < 100; ++i) {
+        const int fd = dial(sock_);
+        send_bytes(fd, "{\"cmd\":\"rules\"}\n");
+        close(fd);
+    }
+    int answered = 0;
+    for (const int fd : waiting) {
+        const auto r = nlohmann::json::parse(read_reply(fd, 30s), nullptr, false);
+        answered += !r.is_discarded() && r.value("ok", false);
+        close(fd);
+    }
+    EXPECT_EQ(answered, 40);
+    expect_clean_exit();
+}
+
+// At start-up as at a reload, the log says the first 20 warnings and how many there are; refused
+// changes on the read-only socket are logged ten a minute.
+TEST_F(Hostile, TheLogStaysShortWhateverThePolicyAndTheClients) {
+    const std::string ro = (dir_ / "ro.sock").string();
+    std::string unused;
+    for (int i = 0; i < 5000; ++i)
+        unused += "[filterlist Unused " + std::to_string(i) + "]\nfilter = *+198.18.0.10:" + std::to_string(1 + i) + ":TCP\n";
+    write(config("Servers", "control_readonly = " + ro + "\n", unused));
+    ASSERT_NO_FATAL_FAILURE(start());
+    for (int i = 0; i < 200; ++i)
+        ask(ro, {{"cmd", "reload"}});
+    replace(config("Admin", "control_readonly = " + ro + "\n", unused));
+    wait_status([](const nlohmann::json& j) { return j["policy"] == "Admin"; });
+    expect_clean_exit();
+    const std::string log = moatd_->log();
+    const auto lines = std::count(log.begin(), log.end(), '\n');
+    EXPECT_LT(lines, 120) << log.substr(0, 4000);
+    EXPECT_NE(log.find("more warnings"), std::string::npos);
+}
+
+// explain with a payload scans with the generation's own pattern database: it compiles nothing,
+// so heavy patterns cost a request no more than a scan.
+TEST_F(Hostile, ExplainWithAPayloadCompilesNothing) {
+    std::string sigs = "[filterlist Signatures]\n";
+    for (int i = 0; i < 150; ++i)  // patterns Hyperscan takes a while to compile (caseless, bounded repeats)
+        sigs += "filter = *+198.18.0.10:80:TCP payload=/^GET \\/a" + std::to_string(i) + "[a-z]{20,60}x.*y" +
+                std::to_string(i) + "z/i\n";
+    write(config("Sig", "", sigs + "[policy Sig]\nrule = Signatures -> block\nrule = Web -> permit\n"
+                                   "rule = Everything -> block\n"));
+    ASSERT_NO_FATAL_FAILURE(start());
+    const auto t0 = Clock::now();
+    for (int i = 0; i < 10; ++i) {
+        const auto e = ask(sock_, {{"cmd", "explain"},
+                                   {"packet", "tcp 198.18.100.1:1 -> 198.18.0.10:80 payload \"GET /a5bbbbbbbbbbbbbbbbbbbbbbbbxqqy5z\""}});
+        ASSERT_FALSE(e.is_discarded());
+        EXPECT_TRUE(e.value("ok", false)) << e.dump();
+    }
+    // Compiling the 150 patterns takes about half a second; ten scans take milliseconds. The
+    // bound is far from both.
+    EXPECT_LT(Clock::now() - t0, 2s);
+    EXPECT_LE(status_time(sock_), kAnswerBound);
     expect_clean_exit();
 }
 
