@@ -89,9 +89,10 @@ public:
     /// Bounds the layout: entry copies in its leaves plus slot_weight per slot, over all its
     /// trees, at most `cap` (entries counted once each to start with). A cut that would pass
     /// it is not made: its node becomes a leaf, larger but correct.
-    void set_cap(std::size_t entries, double cap) {
+    void set_cap(std::size_t entries, double cap, bool give_up) {
         projected_ = static_cast<double>(entries);
         cap_ = cap;
+        give_up_ = give_up;
     }
 
     bool over_limit() const noexcept { return over_; }
@@ -363,6 +364,10 @@ private:
         // it is not made.
         const double extra = static_cast<double>(copies - rules.size()) + opt_.slot_weight * static_cast<double>(nslots);
         if (projected_ + extra > cap_) {
+            if (give_up_) {  // the caller has a better layout to try first
+                over_ = true;
+                return dp::kEmptyRef;
+            }
             ++stats_.capped;
             return leaf(rules, c);
         }
@@ -508,6 +513,7 @@ private:
     std::uint32_t tree_ = 0;
     TrieBuildStats stats_;
     double projected_ = 0, cap_ = 0;
+    bool give_up_ = false;
 };
 
 }  // namespace
@@ -523,12 +529,16 @@ struct Layout {
     bool over_limit = false;
 };
 
+/// The layout of `groups`. With `copies_per_entry` (not 0), the build gives up (over_limit) as
+/// soon as its leaves would hold more copies than that: a quick first try.
 Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const std::vector<std::uint32_t>& lo,
                     const std::vector<std::uint32_t>& hi, const std::vector<dp::Rank>& ranks,
-                    const std::vector<unsigned>& widths, const TrieBuildOptions& opt, CutMemo& memo) {
+                    const std::vector<unsigned>& widths, const TrieBuildOptions& opt, CutMemo& memo,
+                    double copies_per_entry = 0) {
     const unsigned dims = static_cast<unsigned>(widths.size());
     Builder b(lo, hi, ranks, dims, opt, memo);
-    b.set_cap(ranks.size(), opt.copies_per_entry * static_cast<double>(ranks.size()) + 4096);
+    const double per_entry = copies_per_entry ? copies_per_entry : opt.copies_per_entry;
+    b.set_cap(ranks.size(), per_entry * static_cast<double>(ranks.size()) + 4096, copies_per_entry != 0);
     Layout l;
     for (auto g : groups) {
         if (g.empty())
@@ -700,10 +710,11 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
     };
     std::vector<Candidate> cands;
     std::map<const void*, CutMemo> memos;  // per way of grouping: its depths share their upper levels
-    const auto consider = [&](const std::vector<std::vector<std::uint32_t>>& groups, const TrieBuildOptions& o) {
-        Layout l = build_layout(groups, lo, hi, ranks, widths, o, memos[&groups]);
+    const auto consider = [&](const std::vector<std::vector<std::uint32_t>>& groups, const TrieBuildOptions& o,
+                              double give_up_past = 0) {
+        Layout l = build_layout(groups, lo, hi, ranks, widths, o, memos[&groups], give_up_past);
         if (l.over_limit)
-            return;
+            return false;
         const Work w = lookup_cost(l, sample, ranks, lo, hi, dims);
         // Only the cheapest layout so far keeps its words (the others' costs and groups stay,
         // for the deeper tries): at most two layouts exist at any time.
@@ -714,13 +725,18 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
             for (auto& c : cands)
                 std::vector<std::uint32_t>().swap(c.layout.words);
         cands.push_back({&groups, std::move(l), w});
+        return true;
     };
-    consider(single, opt);
-    // One tree per group pays when the single tree copies its wide entries into many leaves,
-    // or did not fit at all.
-    if (ranks.size() > opt.leaf_size &&
-        (cands.empty() || cands.front().layout.stats.leaf_entries > kGroupWhenCopies * ranks.size()))
-        consider(grouped, opt);
+    // One tree per group pays when the single tree copies its wide entries into many leaves, or
+    // does not fit at all: the single tree is tried first only until it copies that much, then
+    // the groups; it is built whole only when they copy as much themselves.
+    const bool few = ranks.size() <= opt.leaf_size;
+    if (few || !consider(single, opt, kGroupWhenCopies)) {
+        if (!few && (!consider(grouped, opt) || cands.back().layout.stats.leaf_entries > kGroupWhenCopies * ranks.size()))
+            consider(single, opt);
+        else if (few)
+            consider(single, opt);
+    }
     const auto cheapest = [&] {
         const Candidate* b = nullptr;
         for (const auto& c : cands)
