@@ -34,6 +34,7 @@
 #include <thread>
 
 #include "control/config.h"
+#include "control/eal_args.h"
 #include "control/config_watch.h"
 #include "control/ini_edit.h"
 #include "control/runtime.h"
@@ -346,23 +347,21 @@ int main(int argc, char** argv) {
     }
     // Two lcores: the control thread on 0, the worker on 1. rte_acl's anchor needs the DPDK heap
     // and its AVX-512 algorithms the raised SIMD limit.
-    std::vector<std::string> eal{"reload_bench", "--no-pci", "-l", "0-1", "--in-memory",
-                                 "--force-max-simd-bitwidth=512", "--log-level", "*:error"};
-    const auto init = [&] {
-        std::vector<char*> v;
-        for (auto& s : eal)
-            v.push_back(s.data());
-        return rte_eal_init(static_cast<int>(v.size()), v.data()) >= 0;
-    };
-    if (!init()) {
-        eal.erase(std::find(eal.begin(), eal.end(), "--in-memory"));
-        for (const char* s : {"--no-huge", "-m", "6144"})
-            eal.emplace_back(s);
-        eal.push_back("--file-prefix=reload_bench_" + std::to_string(getpid()));
-        if (!init()) {
-            std::fprintf(stderr, "EAL: %s\n", rte_strerror(rte_errno));
-            return 1;
-        }
+    // EAL starts once: hugepages when a mounted hugetlbfs has 2 GB free, else plain memory.
+    std::vector<std::string> eal{"reload_bench", "--no-pci", "-l", "0-1", "--force-max-simd-bitwidth=512",
+                                 "--log-level", "*:error"};
+    if (ctl::probe_host().free_hugepage_bytes >= (std::uint64_t{2} << 30))
+        eal.push_back("--in-memory");
+    else
+        for (const std::string& s : {std::string("--no-huge"), std::string("-m"), std::string("6144"),
+                                     "--file-prefix=reload_bench_" + std::to_string(getpid())})
+            eal.push_back(s);
+    std::vector<char*> v;
+    for (auto& s : eal)
+        v.push_back(s.data());
+    if (rte_eal_init(static_cast<int>(v.size()), v.data()) < 0) {
+        std::fprintf(stderr, "EAL: %s\n", rte_strerror(rte_errno));
+        return 1;
     }
 
     std::vector<Result> results;
