@@ -3,13 +3,19 @@
 #include <rte_errno.h>
 #include <rte_malloc.h>
 
-#include <map>
 #include <stdexcept>
 #include <string_view>
-#include <tuple>
 #include <unordered_map>
 
 namespace moat::ctl {
+
+namespace {
+
+struct RowKeyHash {
+    std::size_t operator()(const RowKey& k) const noexcept { return k.hash ^ (k.occurrence * 0x9e3779b97f4a7c15ULL); }
+};
+
+}  // namespace
 
 void index_rows(Generation& g) {
     g.row_keys.clear();
@@ -18,24 +24,32 @@ void index_rows(Generation& g) {
     if (g.compiled.policy < 0)
         return;
     const Policy& pol = g.config.policies[static_cast<std::size_t>(g.compiled.policy)];
-    std::map<std::tuple<int, int, int>, std::uint32_t> row;
-    std::unordered_map<std::string, unsigned> seen;  // rows with the same key so far
+    // A row per (rule, list, filter); its entries (a mirrored filter has two, a filter of `me`
+    // one per address) may lie anywhere in rank order.
+    std::vector<std::size_t> list_base(g.config.lists.size() + 1, 0);
+    for (std::size_t l = 0; l < g.config.lists.size(); ++l)
+        list_base[l + 1] = list_base[l] + g.config.lists[l].filters.size();
+    std::unordered_map<std::uint64_t, std::uint32_t> row;
+    row.reserve(g.compiled.rules.size());
+    std::unordered_map<RowKey, std::uint32_t, RowKeyHash> occurrences;  // of each key so far
+    occurrences.reserve(g.compiled.rules.size());
+    const std::hash<std::string_view> h;
     for (std::size_t rank = 0; rank < g.compiled.rules.size(); ++rank) {
         const EntryOrigin& o = g.compiled.info[rank].origin;
-        const auto [it, fresh] = row.emplace(std::tuple(o.rule, o.list, o.filter), static_cast<std::uint32_t>(g.row_keys.size()));
+        const std::uint64_t id = static_cast<std::uint64_t>(o.rule) * list_base.back() +
+                                 list_base[static_cast<std::size_t>(o.list)] + static_cast<std::size_t>(o.filter);
+        const auto [it, fresh] = row.emplace(id, static_cast<std::uint32_t>(g.row_keys.size()));
         if (fresh) {
-            // A filter keeps its counters across a reload while its list, its text and its
-            // rule's action stay the same; its line number may move.
             const FilterList& l = g.config.lists[static_cast<std::size_t>(o.list)];
             const RuleDef& r = pol.rules[static_cast<std::size_t>(o.rule)];
-            const FilterAction& a = g.config.actions[static_cast<std::size_t>(r.action)];
-            std::string key = l.name + '\n' + l.filters[static_cast<std::size_t>(o.filter)].text + '\n' +
-                              (a.action == dp::Action::permit ? "permit" : "block");
-            // The same filter twice (in one list, or a list under two rules with one action):
-            // the first keeps the first one's counts, the second the second's.
-            if (const unsigned n = seen[key]++; n > 0)
-                key += '\n' + std::to_string(n);
-            g.row_keys.push_back(std::move(key));
+            RowKey k{.list = l.name,
+                     .text = l.filters[static_cast<std::size_t>(o.filter)].text,
+                     .action = g.config.actions[static_cast<std::size_t>(r.action)].action,
+                     .occurrence = 0,
+                     .hash = 0};
+            k.hash = h(k.list) * 31 + h(k.text) * 7 + static_cast<std::size_t>(k.action);
+            k.occurrence = occurrences[k]++;
+            g.row_keys.push_back(k);
         }
         g.row_of_rank[rank] = it->second;
     }
@@ -43,7 +57,7 @@ void index_rows(Generation& g) {
 }
 
 std::vector<std::uint32_t> link_rows(const Generation& from, const Generation& to) {
-    std::unordered_map<std::string_view, std::uint32_t> rows_of_to;
+    std::unordered_map<RowKey, std::uint32_t, RowKeyHash> rows_of_to;
     rows_of_to.reserve(to.row_keys.size());
     for (std::size_t r = 0; r < to.row_keys.size(); ++r)
         rows_of_to.emplace(to.row_keys[r], static_cast<std::uint32_t>(r));

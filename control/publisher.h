@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "control/compile.h"
@@ -40,6 +41,21 @@ struct Counts {
 /// No row: the filter does not survive into the next generation.
 constexpr std::uint32_t kNoRow = ~std::uint32_t{0};
 
+/// What identifies a filter's counters across reloads: its list's name, its text and its
+/// rule's action (its line number may move), and which occurrence of those it is (the same
+/// filter twice: the first keeps the first one's counts, the second the second's). The views
+/// point into the generation's own config.
+struct RowKey {
+    std::string_view list, text;
+    dp::Action action{};
+    std::uint32_t occurrence = 0;
+    std::size_t hash = 0;  ///< of list, text and action
+
+    bool operator==(const RowKey& o) const noexcept {
+        return hash == o.hash && action == o.action && occurrence == o.occurrence && list == o.list && text == o.text;
+    }
+};
+
 /// One published policy.
 struct Generation {
     std::uint64_t number = 0;
@@ -50,7 +66,7 @@ struct Generation {
     std::chrono::system_clock::time_point loaded_at;
     /// Per filter row (one per rule x filter of the policy, in rank order of first entry): an
     /// identity that survives reloads while the filter is unchanged, and each rank's row.
-    std::vector<std::string> row_keys;
+    std::vector<RowKey> row_keys;
     std::vector<std::uint32_t> row_of_rank;
     /// Counters carried across reloads, by row (control thread, under the Runtime's lock): what
     /// earlier generations handed over when they were freed, and, once the next generation is
@@ -61,6 +77,7 @@ struct Generation {
 };
 
 /// Fills `g.row_keys`, `g.row_of_rank` and (zeroed) `g.carried` from `g.config` and `g.compiled`.
+/// The keys point into `g.config`: `g` stays where it is from then on (generations live on the heap).
 void index_rows(Generation& g);
 
 /// Where each row of `from` goes in its successor `to`: the row with the same key, or kNoRow
