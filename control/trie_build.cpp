@@ -537,8 +537,10 @@ Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const
                     double copies_per_entry = 0) {
     const unsigned dims = static_cast<unsigned>(widths.size());
     Builder b(lo, hi, ranks, dims, opt, memo);
-    const double per_entry = copies_per_entry ? copies_per_entry : opt.copies_per_entry;
-    b.set_cap(ranks.size(), per_entry * static_cast<double>(ranks.size()) + 4096, copies_per_entry != 0);
+    // The quick try gives up at exactly its copies per entry (the test for trying the groups);
+    // the bound of a whole build leaves small policies some room.
+    const double n = static_cast<double>(ranks.size());
+    b.set_cap(ranks.size(), copies_per_entry ? copies_per_entry * n : opt.copies_per_entry * n + 4096, copies_per_entry != 0);
     Layout l;
     for (auto g : groups) {
         if (g.empty())
