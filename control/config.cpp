@@ -20,6 +20,7 @@
 #include "control/ini_reader.h"
 #include "control/lint.h"
 #include "control/patterns.h"
+#include "dataplane/parse.h"
 
 namespace moat::ctl {
 
@@ -50,6 +51,21 @@ std::string default_config_path() {
 }
 
 namespace {
+
+/// The name of an IPv6 extension header moatd reads past (dataplane/parse.cpp), or null.
+const char* ipv6_extension_header(std::uint8_t proto) noexcept {
+    switch (proto) {
+    case 0: return "Hop-by-Hop Options";
+    case 43: return "Routing";
+    case 44: return "Fragment";
+    case 60: return "Destination Options";
+    case 135: return "Mobility";
+    case 139: return "HIP";
+    case 140: return "Shim6";
+    default: return nullptr;
+    }
+}
+
 
 constexpr std::array<std::string_view, 19> kApplianceKeys{
     "outside", "inside", "me", "workers", "eal", "control", "control_readonly", "control_group",
@@ -267,6 +283,7 @@ private:
                     const auto addr = parse_addr(item);
                     if (!addr) {
                         error(e.line, "me: " + quoted(item) + " is not an IPv4 or IPv6 address");
+                        me_invalid_ = true;
                         continue;
                     }
                     const bool dup = std::any_of(a.me.begin(), a.me.end(), [&](const ParsedAddr& m) {
@@ -372,8 +389,8 @@ private:
                 error(e.line, "non_ip: " + quoted(item) + " is not an EtherType (arp, rarp, lldp, none or 0x0600-0xffff)");
                 continue;
             }
-            if (*type == 0x0800 || *type == 0x86dd || *type == 0x8100 || *type == 0x88a8) {
-                error(e.line, "non_ip: " + quoted(item) + " is IP or a VLAN tag, which is always filtered");
+            if (*type == 0x0800 || *type == 0x86dd || dp::is_vlan_tag(static_cast<std::uint16_t>(*type))) {
+                error(e.line, "non_ip: " + quoted(item) + " is IP or a VLAN tag (moatd looks inside VLAN tags and filters the IP there), so it cannot pass unfiltered");
                 continue;
             }
             out.push_back(static_cast<std::uint16_t>(*type));
@@ -396,8 +413,15 @@ private:
                 FilterParse p = parse_filter(e.value);
                 for (const auto& msg : p.errors)
                     error(e.line, "filter " + quoted(e.value) + ": " + msg);
-                if (p.ok())
+                if (p.ok()) {
+                    for (const PortSpec* port : {&p.spec.sport, &p.spec.dport})
+                        if (!port->any && port->range == dp::PortRange{0, 0}) {
+                            warning(e.line, "filter " + quoted(e.value) + ": port 0 is the value 0 here; leave the port empty for any port (" +
+                                                quoted(windows_port_zero_as_any(e.value)) + ")");
+                            break;
+                        }
                     l.filters.push_back({e.value, e.line, std::move(p.spec)});
+                }
             } else {
                 unknown_key(e, "[filterlist]", kFilterListKeys);
             }
@@ -406,17 +430,17 @@ private:
     }
 
     void filter_action(const IniSection& sec, const std::string& name) {
-        if (lower(name) == "permit" || lower(name) == "block") {
-            error(sec.line, quoted(name) + " is a built-in action and cannot be redefined");
-            return;
-        }
-        if (duplicate(action_names_, "filter action", name, sec.line))
+        // A definition of a built-in (the Windows walk-throughs create a "Block" action that
+        // blocks) is accepted when it says what the built-in does, and refers to the built-in.
+        const std::string builtin = lower(name) == "permit" || lower(name) == "block" ? lower(name) : "";
+        if (duplicate(action_names_, "filter action", builtin.empty() ? name : builtin, sec.line))
             return;
         FilterAction a;
         a.name = name;
         a.line = sec.line;
         std::map<std::string, int> seen;
         bool has_action = false;
+        int action_line = sec.line;
         for (const auto& e : sec.entries) {
             const std::string key = lower(e.key);
             if (key == "description") {
@@ -429,6 +453,7 @@ private:
                 if (v == "permit" || v == "block") {
                     a.action = v == "permit" ? dp::Action::permit : dp::Action::block;
                     has_action = true;
+                    action_line = e.line;
                 } else if (v == "negotiate") {
                     error(e.line, "action 'negotiate' (IPSec security negotiation) is out of scope: write permit or block");
                 } else {
@@ -438,8 +463,16 @@ private:
                 unknown_key(e, "[filteraction]", kFilterActionKeys);
             }
         }
-        if (!has_action && !seen.contains("action"))
+        if (!has_action && !seen.contains("action")) {
             error(sec.line, "filter action " + quoted(name) + " has no 'action = permit' or 'action = block'");
+        } else if (!builtin.empty() && has_action) {
+            const char* means = builtin == "permit" ? "permit" : "block";
+            if ((a.action == dp::Action::permit) != (builtin == "permit"))
+                error(action_line, "filter action " + quoted(name) + " says 'action = " + (builtin == "permit" ? "block" : "permit") +
+                                    "', but " + quoted(name) + " is the built-in action " + means +
+                                    ": give this action another name, or make it 'action = " + means + "'");
+            return;  // the built-in stays what rules naming it use
+        }
         cfg_.actions.push_back(std::move(a));
     }
 
@@ -547,14 +580,31 @@ private:
         for (const auto& l : cfg_.lists) {
             for (const auto& f : l.filters) {
                 const bool uses_me = f.spec.src.kind == HostKind::me || f.spec.dst.kind == HostKind::me;
+                if (uses_me && me_invalid_)
+                    continue;  // the error at `me` is the cause: not once more per filter
                 if (uses_me && me.empty()) {
                     error(f.line, "filter " + quoted(f.text) +
                                       " uses 'me' (or '0') but [appliance] me is empty: list the protected addresses in 'me = ...'");
                     continue;
                 }
-                if (expand_filter(f.spec, me, dp::Action::block, false).empty()) {
+                const std::vector<dp::Rule> entries = expand_filter(f.spec, me, dp::Action::block, false);
+                if (entries.empty()) {
                     error(f.line, "filter " + quoted(f.text) +
                                       ": no 'me' address has the address family this filter needs");
+                    continue;
+                }
+                const auto ipv6_given = [](const HostSpec& h) { return h.kind == HostKind::prefix && h.family == dp::Family::ipv6; };
+                // moatd walks IPv6 extension headers and judges the protocol after them: an
+                // IPv6 filter on one of them would never match (and explain would disagree).
+                if (f.spec.proto && ipv6_extension_header(*f.spec.proto) &&
+                    std::any_of(entries.begin(), entries.end(), [](const dp::Rule& r) { return r.family == dp::Family::ipv6; })) {
+                    error(f.line, "filter " + quoted(f.text) + ": protocol " + std::to_string(*f.spec.proto) + " (" +
+                                      ipv6_extension_header(*f.spec.proto) +
+                                      ") is an IPv6 extension header; moatd reads past it and judges the protocol that follows (TCP, UDP, ...), "
+                                      "so an IPv6 filter on it never matches: filter on that protocol" +
+                                      (!ipv6_given(f.spec.src) && !ipv6_given(f.spec.dst)
+                                           ? ", or give IPv4 addresses (0.0.0.0/0 for any) if IPv4 protocol " + std::to_string(*f.spec.proto) + " is meant"
+                                           : std::string()));
                     continue;
                 }
                 if (f.spec.payload)
@@ -569,6 +619,7 @@ private:
     Config cfg_;
     std::map<std::string, int> list_names_, action_names_, policy_names_;
     std::set<int> used_lists_, used_actions_;
+    bool me_invalid_ = false;  ///< an address of `me` did not parse (its error says so)
 };
 
 }  // namespace

@@ -336,6 +336,55 @@ std::optional<Family> host_family(const HostSpec& h) {
 
 }  // namespace
 
+std::string windows_port_zero_as_any(std::string_view filter, bool* changed) {
+    const std::string_view text = trim(filter);
+    const std::size_t core_end = std::min(text.size(), text.find_first_of(" \t"));
+    std::string core(text.substr(0, core_end));
+    std::size_t dir = std::string::npos;
+    for (std::size_t i = 0, depth = 0; i < core.size(); ++i) {
+        if (core[i] == '[')
+            ++depth;
+        else if (core[i] == ']' && depth > 0)
+            --depth;
+        else if (depth == 0 && (core[i] == '+' || core[i] == '=')) {
+            dir = i;
+            break;
+        }
+    }
+    if (dir == std::string::npos)
+        return std::string(filter);
+    // The port of a side is its first ':' field after the host (and mask); a port of 0, in
+    // any number of digits, becomes empty, and a ':' left with nothing after it goes too.
+    const auto side = [&](std::string s, bool& did) {
+        std::size_t host_end = 0;
+        if (!s.empty() && s[0] == '[') {
+            host_end = s.find(']');
+            if (host_end == std::string::npos)
+                return s;
+            ++host_end;
+        }
+        const std::size_t colon = s.find(':', host_end);
+        if (colon == std::string::npos)
+            return s;
+        const std::size_t end = std::min(s.size(), s.find(':', colon + 1));
+        const std::string_view port = std::string_view(s).substr(colon + 1, end - colon - 1);
+        if (port.empty() || port.find_first_not_of('0') != std::string_view::npos)
+            return s;
+        did = true;
+        s.erase(colon + 1, end - colon - 1);
+        if (colon + 1 == s.size())
+            s.erase(colon);
+        return s;
+    };
+    bool did = false;
+    std::string out = side(core.substr(0, dir), did) + core[dir] + side(core.substr(dir + 1), did);
+    if (changed)
+        *changed = did;
+    if (!did)
+        return std::string(filter);
+    return out + std::string(text.substr(core_end));
+}
+
 FilterParse parse_filter(std::string_view text) {
     FilterParse r;
     auto& errors = r.errors;
@@ -676,7 +725,7 @@ PacketParse parse_packet(std::string_view text) {
             norm.push_back(t.substr(arrow + 2));
     }
     const char* usage =
-        "write a packet as PROTO SRC[:PORT] -> DST[:PORT] [icmp TYPE/CODE] [on outside|inside] "
+        "write a packet as PROTO SRC[:PORT] -> DST[:PORT] [icmp|icmpv6 TYPE/CODE] [on outside|inside] "
         "[payload \"TEXT\" | payload-hex HEX]";
     if (norm.size() < 4 || norm[2] != "->") {
         errors.push_back(quoted(trim(text)) + ": " + usage);
@@ -705,13 +754,13 @@ PacketParse parse_packet(std::string_view text) {
             errors.push_back(quoted(norm[i]) + " needs a value; " + usage);
             return r;
         }
-        if (iequals(norm[i], "icmp")) {
+        if (iequals(norm[i], "icmp") || iequals(norm[i], "icmpv6") || iequals(norm[i], "icmp6")) {  // either word, either family
             const auto slash = norm[i + 1].find('/');
             itype = parse_uint(norm[i + 1].substr(0, slash), 255);
             icode = slash == std::string_view::npos ? std::optional<unsigned>(0u)
                                                     : parse_uint(norm[i + 1].substr(slash + 1), 255);
             if (!itype || !icode) {
-                errors.push_back("icmp " + quoted(norm[i + 1]) + " is not TYPE or TYPE/CODE (0-255)");
+                errors.push_back(std::string(norm[i]) + " " + quoted(norm[i + 1]) + " is not TYPE or TYPE/CODE (0-255)");
                 return r;
             }
         } else if (iequals(norm[i], "on")) {

@@ -68,6 +68,11 @@ FilterParse parse_filter(std::string_view text);
 /// every token that is not an option (`on=...`, `payload=/.../`). Used by `moatctl ipsecpol -f`.
 std::vector<std::string> split_filters(std::string_view text);
 
+/// `filter` with a port written as 0 made empty: in Windows filter specs port 0 means any port
+/// (`moatctl ipsecpol -f 10.0.11.0/255.255.255.0+131.107.1.1:0:TCP`), where Moat's own grammar
+/// reads it as the value 0. Sets `changed` when it rewrote one. Text it cannot read stays as is.
+std::string windows_port_zero_as_any(std::string_view filter, bool* changed = nullptr);
+
 /// An address alone: IPv4 dotted quad, or IPv6 with or without brackets.
 struct ParsedAddr {
     dp::Family family;

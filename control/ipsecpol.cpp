@@ -76,12 +76,12 @@ constexpr const char* kUsage =
 
 std::string new_config_text() {
     return "; Moat policy, created by moatctl ipsecpol.\n"
-           "; The README's \"Config file\" section explains every key. The ports are the test bed's.\n"
+           "; The README's \"Config file\" section explains every key. Set the three below (remove the\n"
+           "; '; ' before each) before moatd runs on this file: moatctl check warns until they are set.\n"
            "[appliance]\n"
-           "outside = net_af_packet0,iface=moat-out0\n"
-           "inside  = net_af_packet1,iface=moat-in0\n"
-           "; me: the protected servers' addresses, which 'me' and '0' stand for in filters\n"
-           "me =\n"
+           "; outside = DPDK port toward the untrusted network (a PCI address, or net_af_packet0,iface=eth0)\n"
+           "; inside  = DPDK port toward the protected servers\n"
+           "; me      = the protected servers' addresses, which 'me' and '0' stand for in filters\n"
            "assign =\n";
 }
 
@@ -186,6 +186,16 @@ int run_ipsecpol(std::vector<std::string> raw, std::ostream& out, std::ostream& 
     if (!cmd.rule && !cmd.assign && !cmd.unassign && !cmd.remove)
         return usage("nothing to do: give -r RULE -f SPEC... -n PASS|BLOCK, -x, -y or -o");
 
+    // Windows read port 0 in a filter spec as any port; the native grammar reads the value 0.
+    std::vector<std::string> notes;
+    for (auto& f : cmd.filters) {
+        bool changed = false;
+        std::string any = windows_port_zero_as_any(f, &changed);
+        if (changed) {
+            notes.push_back("filter " + f + ": port 0 means any port (as in Windows), written " + any);
+            f = std::move(any);
+        }
+    }
     // Every filter must parse before anything is touched.
     bool bad_filter = false;
     for (const auto& f : cmd.filters) {
@@ -286,8 +296,23 @@ int run_ipsecpol(std::vector<std::string> raw, std::ostream& out, std::ostream& 
                     arrow != std::string::npos && trim(std::string_view(e.value).substr(0, arrow)) == rule)
                     existing = e;
         if (existing && action) {
-            ini.replace_entry(existing->index, "rule", rule + " -> " + *action);
-            done.push_back("rule '" + rule + "' of policy '" + pol + "' now has action " + *action);
+            const auto arrow = existing->value.find("->");
+            const std::string was(trim(std::string_view(existing->value).substr(arrow + 2)));
+            if (lower(was) == lower(*action)) {
+                done.push_back("rule '" + rule + "' of policy '" + pol + "' already has action " + *action);
+            } else {
+                ini.replace_entry(existing->index, "rule", rule + " -> " + *action);
+                // The action belongs to the rule, so to every filter of its list: say so when
+                // that reaches filters this command did not name.
+                std::size_t others = 0;
+                for (const auto& h : have)
+                    others += std::find(cmd.filters.begin(), cmd.filters.end(), h) == cmd.filters.end();
+                done.push_back("rule '" + rule + "' of policy '" + pol + "' now has action " + *action + " (was " + was + ")" +
+                               (others ? "; it applies to the whole filter list '" + rule + "', so also to its " +
+                                             std::to_string(others) + " other filter" + (others == 1 ? "" : "s") +
+                                             " (give those a rule of their own to keep them " + was + ")"
+                                       : ""));
+            }
         } else if (!existing) {
             if (!action) {
                 err << "moatctl ipsecpol: policy '" << pol << "' has no rule '" << rule
@@ -339,9 +364,11 @@ int run_ipsecpol(std::vector<std::string> raw, std::ostream& out, std::ostream& 
             return 1;
         }
     }
+    for (const auto& n : notes)
+        out << n << "\n";
     for (const auto& d : done)
         out << d << "\n";
-    out << (exists ? "updated " : "created ") << cmd.config << "\n";
+    out << (!exists ? "created " : result != text ? "updated " : "nothing to change in ") << cmd.config << "\n";
     return 0;
 }
 

@@ -145,7 +145,20 @@ struct Entry {
     Rect ports;
     dp::OnPort on;
     dp::Action action;
+    bool src_me = false, dst_me = false;  ///< the address is one host, a `me` address
 };
+
+/// Whether a packet matched by both `x` and `y` (which overlap) can reach the classifier. Packets
+/// from one `me` address to another never cross the appliance, and with antispoof on a packet
+/// from a `me` address arriving on the outside port is dropped before it is classified. The
+/// packets of the overlap have the longer source prefix of the two, and the longer destination.
+bool can_arrive(const Entry& x, const Entry& y, const std::vector<dp::Rule>& rules, bool antispoof) {
+    const bool src_me = rules[x.rank].src_len >= rules[y.rank].src_len ? x.src_me : y.src_me;
+    const bool dst_me = rules[x.rank].dst_len >= rules[y.rank].dst_len ? x.dst_me : y.dst_me;
+    if (src_me && dst_me)
+        return false;
+    return !(antispoof && src_me && (x.on == dp::OnPort::outside || y.on == dp::OnPort::outside));
+}
 
 /// Pairs with different actions among `set` (entries whose addresses all overlap one another's
 /// in the way the caller arranged), counting only pairs with one from `a` and one from `b` when
@@ -218,9 +231,19 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                       "catch-all");
     }
 
+    std::set<std::pair<dp::Family, std::array<std::uint8_t, 16>>> me;
+    for (const auto& m : cfg.appliance.me)
+        me.emplace(m.family, m.addr.bytes);
+    const auto is_me = [&](dp::Family f, const dp::Addr& a, unsigned len) {
+        return len == dp::addr_bits(f) && me.contains({f, a.bytes});
+    };
+    const bool antispoof = cfg.appliance.antispoof;
     std::vector<Entry> entries(cp.rules.size());
-    for (std::size_t i = 0; i < cp.rules.size(); ++i)
-        entries[i] = {i, {sport_of(cp.rules[i]), dport_of(cp.rules[i])}, cp.rules[i].on, cp.rules[i].action};
+    for (std::size_t i = 0; i < cp.rules.size(); ++i) {
+        const dp::Rule& r = cp.rules[i];
+        entries[i] = {i, {sport_of(r), dport_of(r)}, r.on, r.action, is_me(r.family, r.src, r.src_len),
+                      is_me(r.family, r.dst, r.dst_len)};
+    }
     const auto same_origin = [&](std::size_t i, std::size_t j) {
         const auto& a = cp.info[i].origin;
         const auto& b = cp.info[j].origin;
@@ -253,7 +276,8 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                 const std::size_t i = std::min(a[x]->rank, other[y]->rank), j = std::max(a[x]->rank, other[y]->rank);
                 const auto& ri = cp.rules[i];
                 const auto& rj = cp.rules[j];
-                if (ri.action == rj.action || !entries_overlap(ri, rj))
+                if (ri.action == rj.action || !entries_overlap(ri, rj) ||
+                    !can_arrive(*a[x], *other[y], cp.rules, antispoof))
                     continue;
                 const int li = filter_of(i).line, lj = filter_of(j).line;
                 if (!reported_overlap.emplace(std::min(li, lj), std::max(li, lj)).second)
@@ -332,12 +356,38 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                 exact[{r.src_len, r.src.bytes, r.dst.bytes}].push_back(&entries[i]);
                 orient[r.src_len == first.src_len ? 0 : 1].push_back(&entries[i]);
             }
-            for (const auto& [ek, same] : exact) {
+            // Overlaps only packets that can arrive make (can_arrive): none between two `me`
+            // hosts, none from a `me` host on the outside port with antispoof on.
+            const auto without_outside = [&](const std::vector<const Entry*>& v) {
+                if (!antispoof)
+                    return v;
+                std::vector<const Entry*> out;
+                for (const Entry* e : v)
+                    if (e->on != dp::OnPort::outside)
+                        out.push_back(e);
+                return out;
+            };
+            for (const auto& [ek, all] : exact) {
+                if (all.front()->src_me && all.front()->dst_me)
+                    continue;
+                const std::vector<const Entry*> same = all.front()->src_me ? without_outside(all) : all;
                 overlaps += count_overlaps(same, same) / 2;  // each pair in both orders
                 list_overlaps(same, nullptr);
             }
             if (first.src_len != first.dst_len && !orient[1].empty()) {
-                overlaps += count_overlaps(orient[0], orient[1]);
+                // An overlap's source is that of the orientation with the longer source prefix,
+                // its destination that of the other.
+                const bool first_longer_src = first.src_len > first.dst_len;
+                const auto& by_src = orient[first_longer_src ? 0 : 1];
+                const auto& by_dst = orient[first_longer_src ? 1 : 0];
+                std::vector<const Entry*> src_me, src_other, dst_other;
+                for (const Entry* e : by_src)
+                    (e->src_me ? src_me : src_other).push_back(e);
+                for (const Entry* e : by_dst)
+                    if (!e->dst_me)
+                        dst_other.push_back(e);
+                overlaps += count_overlaps(src_other, by_dst);
+                overlaps += count_overlaps(without_outside(src_me), without_outside(dst_other));
                 list_overlaps(orient[0], &orient[1]);
             }
 

@@ -103,7 +103,7 @@ Stats collect_stats(std::span<const dp::WorkerContext* const> workers, std::shar
         const FilterDef& f = l.filters[static_cast<std::size_t>(o.filter)];
         const RuleDef& r = cfg.policies[static_cast<std::size_t>(cp.policy)].rules[static_cast<std::size_t>(o.rule)];
         FilterStats& fs = s.filters[row];
-        fs = {l.name, f.text, r.text, f.line, cp.rules[rank].action, static_cast<dp::Rank>(rank), hits[row].packets,
+        fs = {l.name, f.text, r.text, r.line, f.line, cp.rules[rank].action, static_cast<dp::Rank>(rank), hits[row].packets,
               hits[row].bytes};
         if (row < carried.size()) {
             fs.packets += carried[row].packets;
@@ -155,6 +155,7 @@ nlohmann::json filter_json(const FilterStats& f) {
     return {{"filterlist", f.filterlist},
             {"filter", f.filter},
             {"rule", f.rule},
+            {"rule_line", f.rule_line},
             {"line", f.line},
             {"action", f.action == dp::Action::permit ? "permit" : "block"},
             {"rank", f.best_rank},
@@ -323,8 +324,12 @@ void prometheus_filter_row(const Stats& s, std::size_t i, std::string& o) {
         o += std::string("# HELP ") + name + (bytes ? " Bytes of the packets decided by the filter.\n# TYPE "
                                                     : " Packets decided by the filter.\n# TYPE ") +
              name + " counter\n";
+    // A filter's row is one rule's use of one line of a list: the labels say which, so that a
+    // filter written twice, or a list under two rules, is a series of its own each time.
     o += std::string(name) + "{filterlist=\"" + label(f.filterlist) + "\",filter=\"" + label(f.filter) + "\",line=\"" +
-         std::to_string(f.line) + "\"} " + std::to_string(bytes ? f.bytes : f.packets) + "\n";
+         std::to_string(f.line) + "\",rule=\"" + label(f.rule) + "\",rule_line=\"" + std::to_string(f.rule_line) +
+         "\",action=\"" + (f.action == dp::Action::permit ? "permit" : "block") + "\"} " +
+         std::to_string(bytes ? f.bytes : f.packets) + "\n";
 }
 
 std::string stats_prometheus(const Stats& s) {

@@ -30,6 +30,7 @@ struct FilterStats {
     std::string_view filterlist;
     std::string_view filter;
     std::string_view rule;
+    int rule_line = 0;  ///< the rule's line: two rules may read alike
     int line = 0;
     dp::Action action = dp::Action::block;
     dp::Rank best_rank = 0;  ///< the filter's highest-ranked entry

@@ -9,8 +9,6 @@ namespace {
 
 constexpr std::uint16_t kEtherIpv4 = 0x0800;
 constexpr std::uint16_t kEtherIpv6 = 0x86dd;
-constexpr std::uint16_t kEtherVlan = 0x8100;
-constexpr std::uint16_t kEtherQinQ = 0x88a8;
 
 constexpr std::uint8_t kIpIcmp = 1, kIpTcp = 6, kIpUdp = 17, kIpIcmpv6 = 58, kIpSctp = 132;
 constexpr std::uint8_t kIp6HopByHop = 0, kIp6Routing = 43, kIp6Fragment = 44, kIp6DestOpts = 60,
@@ -252,7 +250,7 @@ void parse_frame(const std::uint8_t* p, std::uint32_t len, Ingress in, const Par
         return drop(m, DropReason::malformed);
     std::uint16_t type = be16(p + 12);
     std::uint32_t off = 14;
-    for (unsigned tags = 0; type == kEtherVlan || type == kEtherQinQ; ++tags) {
+    for (unsigned tags = 0; is_vlan_tag(type); ++tags) {
         if (tags == kMaxVlanTags || off + 4 > len)
             return drop(m, DropReason::malformed);
         type = be16(p + off + 2);

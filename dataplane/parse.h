@@ -1,4 +1,4 @@
-// Packet parsing (DESIGN section 5): Ethernet, up to two VLAN tags, IPv4 (IHL, total length,
+// Packet parsing (DESIGN section 5): Ethernet, up to two VLAN tags (is_vlan_tag), IPv4 (IHL, total length,
 // options), IPv6 (a bounded extension-header walk), TCP/UDP/SCTP ports, ICMP/ICMPv6 type and code.
 //
 // The parser never reads outside the frame it is given. A packet it cannot judge safely is marked
@@ -17,6 +17,13 @@
 namespace moat::dp {
 
 inline constexpr unsigned kMaxVlanTags = 2;
+
+/// EtherTypes of VLAN tags, which the parser looks through: 802.1Q, 802.1ad, and the 0x9100,
+/// 0x9200 and 0x9300 of Q-in-Q before 802.1ad (IP inside them is filtered like any other).
+constexpr bool is_vlan_tag(std::uint16_t ether_type) noexcept {
+    return ether_type == 0x8100 || ether_type == 0x88a8 || ether_type == 0x9100 || ether_type == 0x9200 ||
+           ether_type == 0x9300;
+}
 /// IPv6 extension headers walked before the transport header; a longer chain is dropped.
 inline constexpr unsigned kMaxExtHeaders = 8;
 

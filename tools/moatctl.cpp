@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "control/config.h"
@@ -122,7 +123,23 @@ int cmd_check(const std::vector<std::string>& args) {
         files.push_back(default_config_path());
     int status = 0;
     for (const auto& f : files) {
-        const LoadResult r = load_policy(f);
+        LoadResult r = load_policy(f);
+        // What moatd needs to run on the file, which a file written for later (moatctl ipsecpol
+        // makes one with these as comments) may still lack.
+        if (r.config) {
+            const Appliance& a = r.config->appliance;
+            for (const auto& [key, value, what] : {std::tuple("outside", &a.outside, "toward the untrusted network"),
+                                                   std::tuple("inside", &a.inside, "toward the protected servers")})
+                if (value->empty())
+                    r.diags.warning(f, a.line, std::string("[appliance] sets no ") + key + " port: moatd cannot run on this file "
+                                               "until it does (" + key + " = the DPDK port " + what +
+                                               ", a PCI address such as 0000:03:00.0 or a vdev such as net_af_packet0,iface=eth1)");
+            if (a.me.empty())
+                r.diags.warning(f, a.me_line ? a.me_line : a.line,
+                                "me is empty: list the protected servers' addresses (me = 198.51.100.10, 2001:db8::10); "
+                                "without them antispoof protects nothing");
+            r.diags.sort();
+        }
         print_diags(r.diags);
         const std::string counts = plural(static_cast<std::size_t>(r.diags.error_count()), "error") + ", " +
                                    plural(static_cast<std::size_t>(r.diags.warning_count()), "warning");
@@ -268,6 +285,7 @@ int cmd_explain(std::vector<std::string> args) {
         return 2;
     }
     // Without --config: the policy in force in the running moatd, when there is one.
+    std::string fallback;  // why the file answers instead
     if (!config) {
         std::string error;
         nlohmann::json reply = control_request(sock, {{"cmd", "explain"}, {"packet", packet}}, error, g_timeout_ms);
@@ -286,6 +304,10 @@ int cmd_explain(std::vector<std::string> args) {
             return 1;
         }
         config = default_config_path();
+        // Said on both streams: the answer is the file's, which may not be the policy in force.
+        fallback = "moatd did not answer at " + sock + " (" + (error.empty() ? "it refused the request" : error) +
+                   "); this is what the file " + *config + " says, which may differ from the policy in force";
+        std::cerr << "moatctl explain: " << fallback << "\n";
     }
     const LoadResult r = load_policy(*config);
     print_diags(r.diags);
@@ -294,10 +316,14 @@ int cmd_explain(std::vector<std::string> args) {
         return 1;
     }
     const Explanation e = explain(*r.config, *r.compiled, pp.packet);
-    if (json)
-        std::cout << json_text(explain_json(*r.config, *r.compiled, e), 2) << "\n";
-    else
-        std::cout << explain_text(*r.config, *r.compiled, e);
+    if (json) {
+        nlohmann::json j = explain_json(*r.config, *r.compiled, e);
+        j["source"] = {{"file", *config}, {"note", fallback.empty() ? nlohmann::json(nullptr) : nlohmann::json(fallback)}};
+        std::cout << json_text(j, 2) << "\n";
+    } else {
+        std::cout << "(the file " << *config << (fallback.empty() ? "" : ": moatd did not answer") << ")\n"
+                  << explain_text(*r.config, *r.compiled, e);
+    }
     return 0;
 }
 

@@ -7,14 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
-#include <tuple>
-
-#include <algorithm>
+#include <regex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace moat::ctl {
@@ -233,7 +233,13 @@ INSTANTIATE_TEST_SUITE_P(
         Mistake{"BadAntispoof", "[appliance]\nantispoof = yes\n",
                 "t.ini:2: error: antispoof 'yes': write on or off"},
         Mistake{"BadNonIp", "[appliance]\nnon_ip = arp, 0x0800\n",
-                "t.ini:2: error: non_ip: '0x0800' is IP or a VLAN tag, which is always filtered"},
+                "t.ini:2: error: non_ip: '0x0800' is IP or a VLAN tag (moatd looks inside VLAN tags and filters the IP there), so it cannot pass unfiltered"},
+        Mistake{"NonIpOldQinQ", "[appliance]\nnon_ip = arp, 0x9100\n",
+                "t.ini:2: error: non_ip: '0x9100' is IP or a VLAN tag (moatd looks inside VLAN tags and filters the IP there), so it cannot pass unfiltered"},
+        Mistake{"Ipv6ExtensionHeaderProtocol", "[appliance]\n[filterlist W]\nfilter = *+[2001:db8::1]::43\n",
+                "t.ini:3: error: filter '*+[2001:db8::1]::43': protocol 43 (Routing) is an IPv6 extension header; moatd reads past it and judges the protocol that follows (TCP, UDP, ...), so an IPv6 filter on it never matches: filter on that protocol"},
+        Mistake{"Ipv6HopByHopOnAny", "[appliance]\n[filterlist W]\nfilter = *+*::0\n",
+                "t.ini:3: error: filter '*+*::0': protocol 0 (Hop-by-Hop Options) is an IPv6 extension header; moatd reads past it and judges the protocol that follows (TCP, UDP, ...), so an IPv6 filter on it never matches: filter on that protocol, or give IPv4 addresses (0.0.0.0/0 for any) if IPv4 protocol 0 is meant"},
         Mistake{"BadNonIpName", "[appliance]\nnon_ip = ipx\n",
                 "t.ini:2: error: non_ip: 'ipx' is not an EtherType (arp, rarp, lldp, none or 0x0600-0xffff)"},
         Mistake{"BadClassifier", "[appliance]\nclassifier = tcam\n",
@@ -250,8 +256,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.ini:1: error: filter action 'Drop' has no 'action = permit' or 'action = block'"},
         Mistake{"ActionNegotiate", "[filteraction Secure]\naction = negotiate\n",
                 "t.ini:2: error: action 'negotiate' (IPSec security negotiation) is out of scope: write permit or block"},
-        Mistake{"BuiltinRedefined", "[filteraction permit]\naction = block\n",
-                "t.ini:1: error: 'permit' is a built-in action and cannot be redefined"},
+        Mistake{"BuiltinRedefined", "[filteraction Permit]\naction = block\n",
+                "t.ini:2: error: filter action 'Permit' says 'action = block', but 'Permit' is the built-in action permit: give this action another name, or make it 'action = permit'"},
+        Mistake{"BuiltinDefinedTwice", "[filteraction Block]\naction = block\n[filteraction block]\naction = block\n",
+                "t.ini:3: error: filter action 'block' is defined twice (first at line 1)"},
         Mistake{"BadPattern", "[filterlist W]\nfilter = *+198.18.0.1:80:TCP payload=/(abc/\n",
                 "t.ini:2: error: filter '*+198.18.0.1:80:TCP payload=/(abc/': payload pattern does not compile: Missing close parenthesis for group started at index 0."},
         Mistake{"FilterWithoutDirection", "[filterlist W]\nfilter = 198.18.0.1:80:TCP\n",
@@ -285,6 +293,42 @@ TEST(Config, EmptyOrCutFileIsAnError) {
         EXPECT_FALSE(r.usable()) << t;
         EXPECT_NE(first_error(r).find("no [appliance] section"), std::string::npos) << t;
     }
+}
+
+TEST(Config, LiteralPortZeroIsWarnedAbout) {
+    // Port 0 is the value 0 in Moat's grammar; in Windows filter specs it meant any port.
+    const auto d = diags("[appliance]\nassign = P\n[filterlist W]\nfilter = *+198.18.0.10:0:TCP\nfilter = *:0=198.18.0.10:80:TCP\n"
+                         "filter = *+198.18.0.10::TCP\n[policy P]\nrule = W -> permit\nrule = W -> block\n");
+    const std::vector<std::string> want{
+        "t.ini:4: warning: filter '*+198.18.0.10:0:TCP': port 0 is the value 0 here; leave the port empty for any port ('*+198.18.0.10::TCP')",
+        "t.ini:5: warning: filter '*:0=198.18.0.10:80:TCP': port 0 is the value 0 here; leave the port empty for any port ('*=198.18.0.10:80:TCP')"};
+    for (const auto& w : want)
+        EXPECT_NE(std::find(d.begin(), d.end(), w), d.end()) << w;
+    EXPECT_EQ(std::count_if(d.begin(), d.end(), [](const std::string& x) { return x.find("port 0") != std::string::npos; }), 2);
+}
+
+TEST(Config, AnInvalidMeAddressIsOneErrorNotOnePerFilter) {
+    std::vector<std::string> errors;
+    for (const auto& d : diags("[appliance]\nme = 198.18.0.300\n[filterlist W]\nfilter = *+me:80:TCP\nfilter = *+me:443:TCP\nfilter = 0+*\n"))
+        if (d.find(": error: ") != std::string::npos)
+            errors.push_back(d);
+    ASSERT_EQ(errors.size(), 1u) << ::testing::PrintToString(errors);
+    EXPECT_EQ(errors[0], "t.ini:2: error: me: '198.18.0.300' is not an IPv4 or IPv6 address");
+}
+
+TEST(Config, BuiltinActionDefinedWithItsOwnMeaning) {
+    // The Windows walk-through creates a filter action "Block" that blocks: its own policy loads,
+    // and a rule naming it (any case) blocks.
+    const LoadResult r = load_policy_text("[appliance]\nassign = P\n[filteraction Block]\ndescription = drop it\naction = block\n"
+                                          "[filteraction PERMIT]\naction = Permit\n[filterlist A]\nfilter = *+198.18.0.1:80:TCP\n"
+                                          "[filterlist B]\nfilter = *+198.18.0.1\n[policy P]\nrule = A -> PERMIT\nrule = B -> Block\n",
+                                          "t.ini");
+    ASSERT_TRUE(r.usable()) << first_error(r);
+    EXPECT_EQ(r.config->actions.size(), 2u);  // the built-ins only
+    ASSERT_FALSE(r.compiled->rules.empty());
+    for (std::size_t i = 0; i < r.compiled->rules.size(); ++i)
+        EXPECT_EQ(r.compiled->rules[i].action,
+                  r.compiled->info[i].origin.list == 0 ? moat::dp::Action::permit : moat::dp::Action::block);
 }
 
 TEST(Config, Utf8NamesAndCommentsInAnyEncoding) {
@@ -518,6 +562,18 @@ TEST(Lint, CountsMatchEveryPairOnRandomPolicies) {
             const auto& b = cp.info[j].origin;
             return a.rule == b.rule && a.list == b.list && a.filter == b.filter;
         };
+        // Packets both match that can reach the classifier: not from one `me` host to another,
+        // not from a `me` host on the outside port (antispoof is on).
+        const auto me_host = [](const dp::Addr& a, unsigned len) {
+            return len == 32 && (format_addr(dp::Family::ipv4, a) == "198.18.0.10" || format_addr(dp::Family::ipv4, a) == "198.18.0.11");
+        };
+        const auto can_arrive = [&](const dp::Rule& x, const dp::Rule& y) {
+            const dp::Rule& s = x.src_len >= y.src_len ? x : y;
+            const dp::Rule& d = x.dst_len >= y.dst_len ? x : y;
+            const bool from_me = me_host(s.src, s.src_len), to_me = me_host(d.dst, d.dst_len);
+            const bool outside = x.on == dp::OnPort::outside || y.on == dp::OnPort::outside;
+            return !(from_me && to_me) && !(from_me && outside);
+        };
         std::uint64_t overlaps = 0;
         std::map<std::tuple<int, int, int>, std::pair<int, int>> shadow;  // entries, shadowed
         for (std::size_t j = 0; j < cp.rules.size(); ++j) {
@@ -528,7 +584,8 @@ TEST(Lint, CountsMatchEveryPairOnRandomPolicies) {
             for (std::size_t i = 0; i < j; ++i) {
                 if (!same_group(i, j))
                     continue;
-                overlaps += cp.rules[i].action != cp.rules[j].action && entries_overlap(cp.rules[i], cp.rules[j]);
+                overlaps += cp.rules[i].action != cp.rules[j].action && entries_overlap(cp.rules[i], cp.rules[j]) &&
+                            can_arrive(cp.rules[i], cp.rules[j]);
                 covered = covered || (!same_origin(i, j) && entry_covers(cp.rules[i], cp.rules[j]));
             }
             sh.second += covered;
@@ -549,6 +606,33 @@ TEST(Lint, CountsMatchEveryPairOnRandomPolicies) {
     }
     EXPECT_GT(seen_overlaps, 2000u) << "the policies should be crowded enough to overlap a lot";
     EXPECT_GT(seen_shadowed, 500u);
+}
+
+TEST(Lint, OverlapsOnlyOfPacketsThatCanArrive) {
+    // Permit web, block SMB, block the rest, all to `me`: the mirror halves (from me:80, from
+    // me:445) overlap the other filters only in packets from `me` to `me`, which never cross the
+    // appliance; quiet. A real overlap next to them is still reported.
+    const std::string base = "[appliance]\nme = 198.18.0.10, 198.18.0.20\nassign = P\n[filterlist Web]\nfilter = *+me:80:TCP\n"
+                             "[filterlist SMB]\nfilter = *+me:445:TCP\n[filterlist All]\nfilter = *+me\n"
+                             "[policy P]\nrule = Web -> permit\nrule = SMB -> block\nrule = All -> block\n";
+    const auto overlaps = [](const std::string& t) {
+        std::vector<std::string> out;
+        for (const auto& d : diags(t))
+            if (d.find("overlap") != std::string::npos)
+                out.push_back(d);
+        return out;
+    };
+    EXPECT_EQ(overlaps(base), std::vector<std::string>{});
+    const auto more = overlaps(base + "rule = Admin -> block\n[filterlist Admin]\nfilter = *+me:80:TCP\n");
+    ASSERT_EQ(more.size(), 1u) << ::testing::PrintToString(more);
+    EXPECT_NE(more[0].find("filters at lines 5 and 16"), std::string::npos) << more[0];
+    // With antispoof on, a source of `me` cannot arrive on the outside port; with it off it can.
+    const std::string from_me = "[appliance]\nme = 198.18.0.10\nassign = P\nantispoof = %\n[filterlist A]\n"
+                                "filter = me=*:80:TCP on=outside\n[filterlist B]\nfilter = me=*:80:TCP\n"
+                                "[policy P]\nrule = A -> permit\nrule = B -> block\n";
+    const auto with = [&](const char* v) { return std::regex_replace(from_me, std::regex("%"), v); };
+    EXPECT_EQ(overlaps(with("on")).size(), 0u);
+    EXPECT_EQ(overlaps(with("off")).size(), 1u);
 }
 
 TEST(Lint, ListsTheFirstOfEachKindAndCountsTheRest) {

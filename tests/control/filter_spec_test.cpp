@@ -304,6 +304,11 @@ TEST(Packets, ParseForms) {
     EXPECT_EQ(p.packet.key.icmp_type, 128);
     EXPECT_EQ(p.packet.key.ingress, dp::Ingress::inside);
     EXPECT_TRUE(p.packet.ingress_given);
+    // The type may follow the word icmpv6 as well (the protocol's own name).
+    p = parse_packet("icmpv6 [2001:db8:99::1] -> [2001:db8::10] icmpv6 2/0");
+    ASSERT_TRUE(p.ok()) << p.errors.front();
+    EXPECT_EQ(p.packet.key.icmp_type, 2);
+    EXPECT_EQ(p.packet.key.icmp_code, 0);
 
     p = parse_packet("udp 198.18.0.1->198.18.0.2:53");
     ASSERT_TRUE(p.ok());
@@ -336,7 +341,7 @@ TEST(Packets, Rejects) {
     EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2").errors.at(0),
               "TCP needs a destination port: DST:PORT");
     EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 198.18.0.2:80").errors.at(0),
-              "'tcp 198.18.0.1:1 198.18.0.2:80': write a packet as PROTO SRC[:PORT] -> DST[:PORT] [icmp TYPE/CODE] "
+              "'tcp 198.18.0.1:1 198.18.0.2:80': write a packet as PROTO SRC[:PORT] -> DST[:PORT] [icmp|icmpv6 TYPE/CODE] "
               "[on outside|inside] [payload \"TEXT\" | payload-hex HEX]");
     EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 payload GET").errors.at(0),
               "payload 'GET': write the payload in double quotes, e.g. payload \"GET /admin HTTP/1.1\"");
@@ -361,6 +366,28 @@ TEST(Packets, Rejects) {
               "source '*' is not an IPv4 address or a bracketed IPv6 address");
     EXPECT_EQ(parse_packet("udp 198.18.0.1:1 -> 198.18.0.2:70000").errors.at(0),
               "destination port '70000' is not a number from 0 to 65535");
+}
+
+TEST(WindowsPortZero, MeansAnyPortOnEitherSide) {
+    const auto any = [](std::string_view f) {
+        bool changed = false;
+        std::string out = windows_port_zero_as_any(f, &changed);
+        EXPECT_EQ(changed, out != f) << f;
+        return out;
+    };
+    EXPECT_EQ(any("10.0.11.0/255.255.255.0+131.107.1.1:0:TCP"), "10.0.11.0/255.255.255.0+131.107.1.1::TCP");
+    EXPECT_EQ(any("*:0+131.107.1.1:0"), "*+131.107.1.1");
+    EXPECT_EQ(any("[2001:db8::1]:0=[2001:db8::2]:00:UDP"), "[2001:db8::1]=[2001:db8::2]::UDP");
+    EXPECT_EQ(any("*+198.18.0.10:0:TCP on=outside"), "*+198.18.0.10::TCP on=outside");
+    // Anything else stays as written.
+    for (const char* same : {"131.107.1.2+*:25:TCP", "*+131.107.1.1", "0+*::TCP", "*=0:1434:UDP", "*+198.18.0.10:0-10:TCP",
+                             "*+198.18.0.10:10:TCP", "no direction:0", "[2001:db8::1+*:0"})
+        EXPECT_EQ(any(same), same);
+    // The result is what the native grammar reads as any port.
+    const FilterParse p = parse_filter(any("10.0.11.0/255.255.255.0+131.107.1.1:0:TCP"));
+    ASSERT_TRUE(p.ok());
+    EXPECT_TRUE(p.spec.dport.any);
+    EXPECT_EQ(p.spec.proto, kProtoTcp);
 }
 
 }  // namespace

@@ -76,6 +76,43 @@ TEST_F(Ipsecpol, ChangingTheActionRewritesTheRule) {
     EXPECT_EQ(r.config->policies[0].rules[0].text, "Web -> block");
 }
 
+TEST_F(Ipsecpol, PortZeroMeansAnyPortAsInWindows) {
+    ASSERT_EQ(run({"-w", "REG", "-p", "P", "-r", "Net", "-f", "10.0.11.0/255.255.255.0+131.107.1.1:0:TCP", "-n", "PASS"}), 0)
+        << err_.str();
+    EXPECT_NE(file().find("filter = 10.0.11.0/255.255.255.0+131.107.1.1::TCP\n"), std::string::npos) << file();
+    EXPECT_NE(out_.str().find("port 0 means any port (as in Windows)"), std::string::npos) << out_.str();
+    const auto r = load_policy(path_);
+    ASSERT_TRUE(r.config);
+    EXPECT_TRUE(r.config->lists[0].filters[0].spec.dport.any);
+}
+
+TEST_F(Ipsecpol, SaysWhenNothingChangedAndWhatAnActionChangeReaches) {
+    const std::vector<std::string> both{"-w", "REG", "-p", "P", "-r", "Web", "-f", "*+198.18.0.10:80:TCP", "*+198.18.0.10:443:TCP", "-n", "PASS"};
+    ASSERT_EQ(run(both), 0);
+    EXPECT_NE(out_.str().find("created " + path_), std::string::npos) << out_.str();
+    ASSERT_EQ(run(both), 0);
+    EXPECT_NE(out_.str().find("nothing to change in " + path_), std::string::npos) << out_.str();
+    EXPECT_EQ(out_.str().find("updated"), std::string::npos) << out_.str();
+    // Blocking one filter of the rule blocks the whole list: said, with the count.
+    ASSERT_EQ(run({"-w", "REG", "-p", "P", "-r", "Web", "-f", "*+198.18.0.10:80:TCP", "-n", "BLOCK"}), 0);
+    EXPECT_NE(out_.str().find("now has action block (was permit); it applies to the whole filter list 'Web', so also to its 1 other filter"),
+              std::string::npos)
+        << out_.str();
+    EXPECT_NE(out_.str().find("updated " + path_), std::string::npos) << out_.str();
+}
+
+TEST_F(Ipsecpol, ANewFileLeavesPortsAndMeForTheOperatorToSet) {
+    ASSERT_EQ(run({"-w", "REG", "-p", "P", "-r", "Web", "-f", "*+198.18.0.10:80:TCP", "-n", "PASS", "-x"}), 0) << err_.str();
+    const std::string t = file();
+    EXPECT_NE(t.find("\n; outside = "), std::string::npos) << t;
+    EXPECT_NE(t.find("\n; inside  = "), std::string::npos) << t;
+    EXPECT_NE(t.find("\n; me      = "), std::string::npos) << t;
+    const auto r = load_policy(path_);
+    ASSERT_TRUE(r.config);
+    EXPECT_TRUE(r.config->appliance.outside.empty()) << "no test-bed port written silently";
+    EXPECT_TRUE(r.config->appliance.me.empty());
+}
+
 TEST_F(Ipsecpol, KeepsCommentsAndLayout) {
     write("; my firewall\n[appliance]\nme = 198.18.0.10   ; the web server\nassign =\n\n"
           "; web things\n[filterlist Web]\nfilter = *+0:80:TCP\n\n[policy P]\nrule = Web -> permit\n");

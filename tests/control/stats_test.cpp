@@ -2,8 +2,14 @@
 // between them. The clock is the test's, so no figure depends on timing.
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
 #include <vector>
 
+#include "control/config.h"
+#include "control/publisher.h"
 #include "control/stats.h"
 
 namespace moat::ctl {
@@ -74,6 +80,65 @@ TEST(StatsText, WorkerRowsShowRatesOnceMeasuredAndADashBefore) {
     EXPECT_NE(text.find("\n1          3         2000         1500          500        1.0         2000         1500 "),
               std::string::npos)
         << text;
+}
+
+// One filter written twice in a list that two rules use: four rows, each with counters of its own.
+constexpr const char* kDuplicates =
+    "[appliance]\nme = 198.18.0.10\nassign = P\n"
+    "[filterlist Web]\nfilter = *+198.18.0.10:80:TCP\nfilter = *+198.18.0.10:80:TCP\n"
+    "[filterlist All]\nfilter = *+*\n"
+    "[policy P]\nrule = Web -> permit\nrule = Web -> permit\nrule = All -> block\n";
+
+std::shared_ptr<Generation> generation_of(const std::string& text) {
+    LoadResult r = load_policy_text(text, "t.ini", {.lint = false});
+    EXPECT_TRUE(r.usable());
+    auto g = std::make_shared<Generation>();
+    g->config = std::move(*r.config);
+    g->compiled = std::move(*r.compiled);
+    g->tables = std::make_unique<dp::TableSet>();
+    index_rows(*g);
+    return g;
+}
+
+TEST(FilterRows, ADuplicateFilterIsARowOfItsOwnAcrossReloads) {
+    const auto a = generation_of(kDuplicates);
+    ASSERT_EQ(a->row_keys.size(), 5u) << "2 filters x 2 rules of Web, and All";
+    // An unrelated change: one more list and rule at the end.
+    const auto b = generation_of(std::string(kDuplicates) + "rule = Extra -> block\n[filterlist Extra]\nfilter = *+198.18.0.99\n");
+    const std::vector<std::uint32_t> next = link_rows(*a, *b);
+    ASSERT_EQ(next.size(), a->row_keys.size());
+    std::set<std::uint32_t> targets;
+    for (std::size_t r = 0; r < next.size(); ++r) {
+        ASSERT_NE(next[r], kNoRow) << "row " << r << " is unchanged and must survive";
+        EXPECT_TRUE(targets.insert(next[r]).second) << "two rows of the old generation became one";
+    }
+    // Each row went to the row of the same rule and the same line.
+    const auto origin = [](const Generation& g, std::uint32_t row) {
+        for (std::size_t rank = 0; rank < g.row_of_rank.size(); ++rank)
+            if (g.row_of_rank[rank] == row) {
+                const EntryOrigin& o = g.compiled.info[rank].origin;
+                return std::tuple(o.rule, o.list, o.filter);
+            }
+        return std::tuple(-1, -1, -1);
+    };
+    for (std::uint32_t r = 0; r < next.size(); ++r)
+        EXPECT_EQ(origin(*a, r), origin(*b, next[r])) << "row " << r;
+}
+
+TEST(FilterRows, EveryPrometheusSeriesHasLabelsOfItsOwn) {
+    const auto g = generation_of(kDuplicates);
+    const Stats s = collect_stats({}, g, {}, {});
+    ASSERT_EQ(s.filters.size(), 5u);
+    std::istringstream in(stats_prometheus(s));
+    std::set<std::string> series;
+    std::size_t rows = 0;
+    for (std::string line; std::getline(in, line);) {
+        if (!line.starts_with("moat_filter_"))
+            continue;
+        ++rows;
+        EXPECT_TRUE(series.insert(line.substr(0, line.rfind(' '))).second) << "a second series " << line;
+    }
+    EXPECT_EQ(rows, 10u) << "packets and bytes of five rows";
 }
 
 }  // namespace

@@ -116,6 +116,21 @@ TEST(Parse, VlanTags) {
     EXPECT_EQ(parse(test::frame(p)).drop, DropReason::malformed);
 }
 
+TEST(Parse, PreStandardQinQTagsAreLookedThrough) {
+    // 0x9100, 0x9200 and 0x9300 outer tags (Q-in-Q before 802.1ad): the IP inside is judged, even
+    // with the tag's EtherType listed in non_ip, never passed unfiltered.
+    ParsePolicy pol;
+    pol.non_ip = {0x9100, 0x9200, 0x9300};
+    for (const std::uint16_t outer : {0x9100, 0x9200, 0x9300}) {
+        Pkt p;
+        p.vlans = {outer, 0x8100};
+        const PacketMeta m = parse(test::frame(p), Ingress::outside, pol);
+        EXPECT_EQ(m.drop, DropReason::none) << std::hex << outer;
+        EXPECT_FALSE(m.bypass) << std::hex << outer;
+        EXPECT_EQ(m.key.dport, 80) << std::hex << outer;
+    }
+}
+
 TEST(Parse, Ipv6WithExtensionHeaders) {
     Pkt p;
     p.ip = 6;

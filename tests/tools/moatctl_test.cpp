@@ -86,6 +86,50 @@ TEST(MoatctlCheck, ShippedConfigsAreUsable) {
     }
 }
 
+TEST(MoatctlCheck, ShippedConfigsPassWhatPathMtuDiscoveryNeeds) {
+    // RFC 1191 (IPv4 fragmentation needed) and RFC 4890 (ICMPv6 Packet Too Big and the errors
+    // IPv6 needs) toward the servers; other ICMP errors stay blocked where the file says so.
+    for (const char* f : {"web-mail.ini", "testbed.ini", "web-ftp-admin.ini", "web-payload.ini"})
+        expect_verdicts(conf(f), {{"icmp 198.18.100.1 -> 198.18.0.10 icmp 3/4 on outside", "permit", "Path MTU discovery"}});
+    expect_verdicts(conf("ipv6-web.ini"),
+                    {{"icmp 198.18.100.1 -> 198.18.0.10 icmp 3/4 on outside", "permit", "ICMP errors that IPv4 and IPv6 need"},
+                     {"icmpv6 [2001:db8:99::1] -> [2001:db8:0:1::10] icmpv6 2/0 on outside", "permit", "ICMP errors that IPv4 and IPv6 need"},
+                     {"icmpv6 [2001:db8:99::1] -> [2001:db8:0:1::10] icmpv6 1/4 on outside", "permit", "ICMP errors that IPv4 and IPv6 need"},
+                     {"icmpv6 [2001:db8:99::1] -> [2001:db8:0:1::10] icmpv6 4/1 on outside", "permit", "ICMP errors that IPv4 and IPv6 need"},
+                     {"icmpv6 [2001:db8:99::1] -> [2001:db8:0:1::10] icmpv6 4/0 on outside", "block", "Everything else"},
+                     {"icmp 198.18.100.1 -> 198.18.0.10 icmp 3/3 on outside", "block", "Everything else"}});
+}
+
+TEST(MoatctlCheck, AFileWithoutPortsOrMeIsFlagged) {
+    const fs::path dir = fs::temp_directory_path() / ("moatctl_noports." + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const fs::path f = dir / "new.ini";
+    std::ofstream(f) << "[appliance]\nassign = P\n[filterlist W]\nfilter = *+198.18.0.10:80:TCP\n[filterlist All]\nfilter = *+*\n"
+                        "[policy P]\nrule = W -> permit\nrule = All -> block\n";
+    const Result r = run({"check", f.string()});
+    EXPECT_EQ(r.status, 0) << r.err;
+    for (const char* w : {":1: warning: [appliance] sets no outside port: moatd cannot run on this file",
+                          ":1: warning: [appliance] sets no inside port", ":1: warning: me is empty"})
+        EXPECT_NE(r.err.find(w), std::string::npos) << w << "\n" << r.err;
+    EXPECT_NE(r.out.find("3 warnings"), std::string::npos) << r.out;
+    fs::remove_all(dir);
+}
+
+TEST(MoatctlExplain, SaysWhenTheFileAnswersBecauseMoatdDidNot) {
+    const Result r = moat::test::run_command({"env", "MOAT_CONFIG=" + conf("web-mail.ini"), "MOAT_SOCKET=/nonexistent/moat.sock",
+                                              moatctl(), "explain", "tcp 198.18.100.1:40000 -> 198.18.0.10:80"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("moatd did not answer at /nonexistent/moat.sock"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("may differ from the policy in force"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.starts_with("(the file " + conf("web-mail.ini") + ": moatd did not answer)\n")) << r.out;
+    const Result j = moat::test::run_command({"env", "MOAT_CONFIG=" + conf("web-mail.ini"), "MOAT_SOCKET=/nonexistent/moat.sock",
+                                              moatctl(), "explain", "--json", "tcp 198.18.100.1:40000 -> 198.18.0.10:80"});
+    const auto reply = nlohmann::json::parse(j.out, nullptr, false);
+    ASSERT_FALSE(reply.is_discarded()) << j.out;
+    EXPECT_EQ(reply["source"]["file"], conf("web-mail.ini"));
+    EXPECT_TRUE(reply["source"]["note"].is_string());
+}
+
 TEST(MoatctlCheck, FiveMistakesFiveDiagnostics) {
     const fs::path dir = fs::temp_directory_path() / ("moatctl_five." + std::to_string(getpid()));
     fs::create_directories(dir);
