@@ -14,7 +14,7 @@ each applied --edits times (half of them the edit back), it reports, from the re
 generation in `status`: the median, p99 and worst time; the longest a `status` request took to
 answer during the edits (the timing client asks every millisecond, through the reloads and the
 lint runs); and the lines moatd wrote to its log per edit. The timing client is a separate
-process from moatd, so what it measures includes the file watch's 10 ms settle time, the build,
+process from moatd, so what it measures includes the file watch's 2 ms settle time, the build,
 the publish and a round trip on the socket.
 """
 import argparse
