@@ -334,23 +334,26 @@ std::optional<Family> host_family(const HostSpec& h) {
     return h.kind == HostKind::prefix ? std::optional(h.family) : std::nullopt;
 }
 
+/// Where a filter's direction is: the first '+' or '=' outside brackets, or npos.
+std::size_t direction_at(std::string_view core) {
+    for (std::size_t i = 0, depth = 0; i < core.size(); ++i) {
+        if (core[i] == '[')
+            ++depth;
+        else if (core[i] == ']' && depth > 0)
+            --depth;
+        else if (depth == 0 && (core[i] == '+' || core[i] == '='))
+            return i;
+    }
+    return std::string_view::npos;
+}
+
 }  // namespace
 
 std::string windows_port_zero_as_any(std::string_view filter, bool* changed) {
     const std::string_view text = trim(filter);
     const std::size_t core_end = std::min(text.size(), text.find_first_of(" \t"));
     std::string core(text.substr(0, core_end));
-    std::size_t dir = std::string::npos;
-    for (std::size_t i = 0, depth = 0; i < core.size(); ++i) {
-        if (core[i] == '[')
-            ++depth;
-        else if (core[i] == ']' && depth > 0)
-            --depth;
-        else if (depth == 0 && (core[i] == '+' || core[i] == '=')) {
-            dir = i;
-            break;
-        }
-    }
+    const std::size_t dir = direction_at(core);
     if (dir == std::string::npos)
         return std::string(filter);
     // The port of a side is its first ':' field after the host (and mask); a port of 0, in
@@ -403,18 +406,7 @@ FilterParse parse_filter(std::string_view text) {
     for (std::size_t i = 1; i < toks.size(); ++i)
         parse_option(toks[i], f, errors, seen_on, seen_payload);
 
-    // The direction is the first '+' or '=' outside brackets.
-    std::size_t dir = std::string_view::npos;
-    for (std::size_t i = 0, depth = 0; i < core.size(); ++i) {
-        if (core[i] == '[')
-            ++depth;
-        else if (core[i] == ']' && depth > 0)
-            --depth;
-        else if (depth == 0 && (core[i] == '+' || core[i] == '=')) {
-            dir = i;
-            break;
-        }
-    }
+    std::size_t dir = direction_at(core);
     if (dir == std::string_view::npos)  // an unclosed '[' hides the direction: take the first one
         dir = core.find_first_of("+=");
     if (dir == std::string_view::npos) {

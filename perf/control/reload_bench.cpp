@@ -42,6 +42,7 @@
 #include "dataplane/worker.h"
 #include "perf/acl_anchor.h"
 #include "perf/classbench.h"
+#include "perf/start_eal.h"
 #include "tests/common/packets.h"
 
 namespace moat {
@@ -347,22 +348,9 @@ int main(int argc, char** argv) {
     }
     // Two lcores: the control thread on 0, the worker on 1. rte_acl's anchor needs the DPDK heap
     // and its AVX-512 algorithms the raised SIMD limit.
-    // EAL starts once: hugepages when a mounted hugetlbfs has 2 GB free, else plain memory.
-    std::vector<std::string> eal{"reload_bench", "--no-pci", "-l", "0-1", "--force-max-simd-bitwidth=512",
-                                 "--log-level", "*:error"};
-    if (ctl::probe_host().free_hugepage_bytes >= (std::uint64_t{2} << 30))
-        eal.push_back("--in-memory");
-    else
-        for (const std::string& s : {std::string("--no-huge"), std::string("-m"), std::string("6144"),
-                                     "--file-prefix=reload_bench_" + std::to_string(getpid())})
-            eal.push_back(s);
-    std::vector<char*> v;
-    for (auto& s : eal)
-        v.push_back(s.data());
-    if (rte_eal_init(static_cast<int>(v.size()), v.data()) < 0) {
-        std::fprintf(stderr, "EAL: %s\n", rte_strerror(rte_errno));
+    if (!perf::start_eal({"reload_bench", "--no-pci", "-l", "0-1", "--force-max-simd-bitwidth=512", "--log-level", "*:error"},
+                         2048, 6144))
         return 1;
-    }
 
     std::vector<Result> results;
     for (const auto& s : sets) {

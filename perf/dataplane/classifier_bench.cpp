@@ -30,6 +30,7 @@
 #include "dataplane/trie.h"
 #include "perf/acl_anchor.h"
 #include "perf/classbench.h"
+#include "perf/start_eal.h"
 
 namespace {
 
@@ -178,24 +179,10 @@ int main(int argc, char** argv) {
         else
             rest.push_back(argv[i]);
     }
-    // rte_acl's AVX-512 algorithms need the EAL's SIMD limit raised; memory comes from the heap:
-    // hugepages when a mounted hugetlbfs has 2 GB free, else plain memory (EAL starts once, so
-    // this is decided before).
-    std::vector<std::string> eal{"classifier_bench", "--no-pci", "-l", "0", "--force-max-simd-bitwidth=512",
-                                 "--log-level", "*:error"};
-    if (ctl::probe_host().free_hugepage_bytes >= (std::uint64_t{2} << 30))
-        eal.push_back("--in-memory");
-    else
-        for (const std::string& s : {std::string("--no-huge"), std::string("-m"), std::string("6144"),
-                                     "--file-prefix=classifier_bench_" + std::to_string(getpid())})
-            eal.push_back(s);
-    std::vector<char*> eal_argv;
-    for (auto& s : eal)
-        eal_argv.push_back(s.data());
-    if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-        std::fprintf(stderr, "EAL: %s\n", rte_strerror(rte_errno));
+    // rte_acl's AVX-512 algorithms need the EAL's SIMD limit raised; memory comes from the heap.
+    if (!perf::start_eal({"classifier_bench", "--no-pci", "-l", "0", "--force-max-simd-bitwidth=512", "--log-level", "*:error"},
+                         2048, 6144))
         return 1;
-    }
     for (const auto& name : sets) {
         auto s = std::make_unique<Set>();
         s->name = name;

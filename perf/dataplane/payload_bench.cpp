@@ -28,6 +28,7 @@
 #include "dataplane/classify.h"
 #include "dataplane/worker.h"
 #include "perf/classbench.h"
+#include "perf/start_eal.h"
 #include "tests/common/packets.h"
 
 namespace moat {
@@ -166,15 +167,8 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    std::vector<std::string> eal{"payload_bench", "--no-pci", "--no-huge", "-m", "512", "-l", "0",
-                                 "--file-prefix", "payload_bench_" + std::to_string(getpid()), "--log-level", "*:error"};
-    std::vector<char*> argv_eal;
-    for (auto& s : eal)
-        argv_eal.push_back(s.data());
-    if (rte_eal_init(static_cast<int>(argv_eal.size()), argv_eal.data()) < 0) {
-        std::fprintf(stderr, "EAL: %s\n", rte_strerror(rte_errno));
+    if (!perf::start_eal({"payload_bench", "--no-pci", "-l", "0", "--log-level", "*:error"}, 512, 512))
         return 1;
-    }
     rte_mempool* pool = rte_pktmbuf_pool_create("payload_bench", 8191, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     if (!pool) {
         std::fprintf(stderr, "mempool: %s\n", rte_strerror(rte_errno));
