@@ -433,8 +433,14 @@ private:
         // A definition of a built-in (the Windows walk-throughs create a "Block" action that
         // blocks) is accepted when it says what the built-in does, and refers to the built-in.
         const std::string builtin = lower(name) == "permit" || lower(name) == "block" ? lower(name) : "";
-        if (duplicate(action_names_, "filter action", builtin.empty() ? name : builtin, sec.line))
+        if (!builtin.empty()) {
+            if (const auto [it, fresh] = action_names_.emplace(builtin, sec.line); !fresh) {
+                error(sec.line, "filter action " + quoted(name) + " is defined twice (first at line " + std::to_string(it->second) + ")");
+                return;
+            }
+        } else if (duplicate(action_names_, "filter action", name, sec.line)) {
             return;
+        }
         FilterAction a;
         a.name = name;
         a.line = sec.line;
@@ -463,11 +469,11 @@ private:
                 unknown_key(e, "[filteraction]", kFilterActionKeys);
             }
         }
-        if (!has_action && !seen.contains("action")) {
+        if (!has_action && !seen.contains("action"))
             error(sec.line, "filter action " + quoted(name) + " has no 'action = permit' or 'action = block'");
-        } else if (!builtin.empty() && has_action) {
+        if (!builtin.empty()) {
             const char* means = builtin == "permit" ? "permit" : "block";
-            if ((a.action == dp::Action::permit) != (builtin == "permit"))
+            if (has_action && (a.action == dp::Action::permit) != (builtin == "permit"))
                 error(action_line, "filter action " + quoted(name) + " says 'action = " + (builtin == "permit" ? "block" : "permit") +
                                     "', but " + quoted(name) + " is the built-in action " + means +
                                     ": give this action another name, or make it 'action = " + means + "'");
@@ -577,14 +583,16 @@ private:
     /// Checks that need the appliance settings or are costly: `me`, expansion, payload patterns.
     void check_filters() {
         const auto& me = cfg_.appliance.me;
+        std::size_t no_me = 0;  // filters that use `me` while it is empty
+        const FilterDef* first_no_me = nullptr;
         for (const auto& l : cfg_.lists) {
             for (const auto& f : l.filters) {
                 const bool uses_me = f.spec.src.kind == HostKind::me || f.spec.dst.kind == HostKind::me;
                 if (uses_me && me_invalid_)
                     continue;  // the error at `me` is the cause: not once more per filter
-                if (uses_me && me.empty()) {
-                    error(f.line, "filter " + quoted(f.text) +
-                                      " uses 'me' (or '0') but [appliance] me is empty: list the protected addresses in 'me = ...'");
+                if (uses_me && me.empty()) {  // said once, at the first such filter
+                    if (no_me++ == 0)
+                        first_no_me = &f;
                     continue;
                 }
                 const std::vector<dp::Rule> entries = expand_filter(f.spec, me, dp::Action::block, false);
@@ -612,6 +620,10 @@ private:
                         error(f.line, "filter " + quoted(f.text) + ": payload pattern does not compile: " + *err);
             }
         }
+        if (no_me > 0)
+            error(first_no_me->line, "filter " + quoted(first_no_me->text) +
+                                         " uses 'me' (or '0') but [appliance] me is empty: list the protected addresses in 'me = ...'" +
+                                         (no_me > 1 ? " (" + std::to_string(no_me - 1) + " more filters use 'me' too)" : std::string()));
     }
 
     const std::string& file_;

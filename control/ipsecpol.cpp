@@ -191,7 +191,8 @@ int run_ipsecpol(std::vector<std::string> raw, std::ostream& out, std::ostream& 
     for (auto& f : cmd.filters) {
         bool changed = false;
         std::string any = windows_port_zero_as_any(f, &changed);
-        if (changed) {
+        // Only a rewrite that reads as a filter is taken: errors quote what was typed.
+        if (changed && parse_filter(any).ok()) {
             notes.push_back("filter " + f + ": port 0 means any port (as in Windows), written " + any);
             f = std::move(any);
         }
@@ -298,8 +299,19 @@ int run_ipsecpol(std::vector<std::string> raw, std::ostream& out, std::ostream& 
         if (existing && action) {
             const auto arrow = existing->value.find("->");
             const std::string was(trim(std::string_view(existing->value).substr(arrow + 2)));
-            if (lower(was) == lower(*action)) {
-                done.push_back("rule '" + rule + "' of policy '" + pol + "' already has action " + *action);
+            // What the rule's action does, built-in or a [filteraction] of the file.
+            std::optional<dp::Action> was_meaning;
+            if (lower(was) == "permit" || lower(was) == "block") {
+                was_meaning = lower(was) == "permit" ? dp::Action::permit : dp::Action::block;
+            } else if (const LoadResult cur = load_policy_text(text, cmd.config, {.lint = false, .compile_unassigned = false});
+                       cur.config) {
+                if (const int a = cur.config->find_action(was); a >= 0)
+                    was_meaning = cur.config->actions[static_cast<std::size_t>(a)].action;
+            }
+            const dp::Action meant = *action == "permit" ? dp::Action::permit : dp::Action::block;
+            if (was_meaning == meant) {
+                done.push_back("rule '" + rule + "' of policy '" + pol + "' already has action " + *action +
+                               (lower(was) == *action ? "" : " (through '" + was + "')"));
             } else {
                 ini.replace_entry(existing->index, "rule", rule + " -> " + *action);
                 // The action belongs to the rule, so to every filter of its list: say so when

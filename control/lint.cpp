@@ -148,16 +148,20 @@ struct Entry {
     bool src_me = false, dst_me = false;  ///< the address is one host, a `me` address
 };
 
-/// Whether a packet matched by both `x` and `y` (which overlap) can reach the classifier. Packets
-/// from one `me` address to another never cross the appliance, and with antispoof on a packet
-/// from a `me` address arriving on the outside port is dropped before it is classified. The
-/// packets of the overlap have the longer source prefix of the two, and the longer destination.
+/// Whether a packet matched by both `x` and `y` (which overlap) can reach the classifier. With
+/// antispoof on, a packet from a `me` address arriving on the outside port is dropped before it
+/// is classified; packets from one `me` address to another do not cross the appliance, so they
+/// come only from the outside, forged, and only when antispoof is off. The packets of the overlap
+/// have the longer source prefix of the two, the longer destination, and arrive on the port
+/// either names (on=inside and on=outside never overlap).
 bool can_arrive(const Entry& x, const Entry& y, const std::vector<dp::Rule>& rules, bool antispoof) {
     const bool src_me = rules[x.rank].src_len >= rules[y.rank].src_len ? x.src_me : y.src_me;
     const bool dst_me = rules[x.rank].dst_len >= rules[y.rank].dst_len ? x.dst_me : y.dst_me;
-    if (src_me && dst_me)
+    const bool outside = x.on == dp::OnPort::outside || y.on == dp::OnPort::outside;
+    const bool inside = x.on == dp::OnPort::inside || y.on == dp::OnPort::inside;
+    if (src_me && antispoof && outside)
         return false;
-    return !(antispoof && src_me && (x.on == dp::OnPort::outside || y.on == dp::OnPort::outside));
+    return !(src_me && dst_me && (antispoof || inside));
 }
 
 /// Pairs with different actions among `set` (entries whose addresses all overlap one another's
@@ -287,10 +291,12 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                     const auto rule_line = [&](std::size_t r) {
                         return pol.rules[static_cast<std::size_t>(cp.info[r].origin.rule)].line;
                     };
+                    const bool in_order = rule_line(i) <= rule_line(j);  // the earlier rule first
+                    const std::size_t first = in_order ? i : j, second = in_order ? j : i;
                     diags.warning(cfg.file, li,
                                   in_policy + "filter at line " + std::to_string(li) + " is used by the rules at lines " +
-                                      std::to_string(rule_line(i)) + " and " + std::to_string(rule_line(j)) +
-                                      " with different actions (" + action_name(i) + " / " + action_name(j) +
+                                      std::to_string(rule_line(first)) + " and " + std::to_string(rule_line(second)) +
+                                      " with different actions (" + action_name(first) + " / " + action_name(second) +
                                       "): block wins",
                                   "overlap");
                 } else {
@@ -358,19 +364,24 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
             }
             // Overlaps only packets that can arrive make (can_arrive): none between two `me`
             // hosts, none from a `me` host on the outside port with antispoof on.
-            const auto without_outside = [&](const std::vector<const Entry*>& v) {
-                if (!antispoof)
-                    return v;
+            // Entries without those on `port`: a pair with one of them overlaps only there.
+            const auto without = [&](const std::vector<const Entry*>& v, dp::OnPort port) {
                 std::vector<const Entry*> out;
                 for (const Entry* e : v)
-                    if (e->on != dp::OnPort::outside)
+                    if (e->on != port)
                         out.push_back(e);
                 return out;
             };
+            // Pairs from a `me` source: with antispoof on, none on the outside port; to a `me`
+            // destination as well, none at all with antispoof on, and with it off only on the
+            // outside port (forged).
+            const auto from_me = [&](const std::vector<const Entry*>& v, bool to_me) {
+                if (antispoof)
+                    return to_me ? std::vector<const Entry*>{} : without(v, dp::OnPort::outside);
+                return to_me ? without(v, dp::OnPort::inside) : v;
+            };
             for (const auto& [ek, all] : exact) {
-                if (all.front()->src_me && all.front()->dst_me)
-                    continue;
-                const std::vector<const Entry*> same = all.front()->src_me ? without_outside(all) : all;
+                const std::vector<const Entry*> same = all.front()->src_me ? from_me(all, all.front()->dst_me) : all;
                 overlaps += count_overlaps(same, same) / 2;  // each pair in both orders
                 list_overlaps(same, nullptr);
             }
@@ -380,14 +391,18 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                 const bool first_longer_src = first.src_len > first.dst_len;
                 const auto& by_src = orient[first_longer_src ? 0 : 1];
                 const auto& by_dst = orient[first_longer_src ? 1 : 0];
-                std::vector<const Entry*> src_me, src_other, dst_other;
+                std::vector<const Entry*> src_me, src_other, dst_me, dst_other;
                 for (const Entry* e : by_src)
                     (e->src_me ? src_me : src_other).push_back(e);
                 for (const Entry* e : by_dst)
-                    if (!e->dst_me)
-                        dst_other.push_back(e);
+                    (e->dst_me ? dst_me : dst_other).push_back(e);
                 overlaps += count_overlaps(src_other, by_dst);
-                overlaps += count_overlaps(without_outside(src_me), without_outside(dst_other));
+                if (antispoof) {
+                    overlaps += count_overlaps(without(src_me, dp::OnPort::outside), without(dst_other, dp::OnPort::outside));
+                } else {
+                    overlaps += count_overlaps(src_me, dst_other);
+                    overlaps += count_overlaps(without(src_me, dp::OnPort::inside), without(dst_me, dp::OnPort::inside));
+                }
                 list_overlaps(orient[0], &orient[1]);
             }
 

@@ -68,6 +68,8 @@ void keep_first(const std::string& d, std::vector<std::string>& out, std::size_t
 
 /// Outcomes kept for tickets nobody has asked about yet.
 constexpr std::size_t kKeptOutcomes = 256;
+/// Builds cancelled in a row by newer files before the next one is let finish.
+constexpr unsigned kCancelsInARow = 2;
 /// How long reloads must have been quiet before the builder returns freed memory to the system.
 constexpr std::chrono::seconds kTrimAfterQuiet{3};
 /// The builder thread's nice value: above the control thread's, so that requests preempt a build.
@@ -181,8 +183,10 @@ Runtime::Ticket Runtime::submit(ReloadJob job) {
             followed_by_[jobs_.back().ticket] = t;
             jobs_.pop_back();
         }
+        // Edits that come faster than a build would cancel every build: after kCancelsInARow
+        // the one being built runs to the end (and publishes), then the newest is built.
         if (building_ && building_reload_ && job.kind == ReloadJob::Kind::text && building_text_known_ &&
-            job.text != building_text_) {
+            job.text != building_text_ && cancelled_in_a_row_ < kCancelsInARow) {
             cancel_ = true;
             replaced_by_ = t;
         }
@@ -273,8 +277,10 @@ void Runtime::build_loop() {
             std::lock_guard lock(jobs_mu_);
             if (cancelled && replaced_by_) {
                 followed_by_[q.ticket] = replaced_by_;
+                ++cancelled_in_a_row_;
             } else {
                 remember(q.ticket, o);
+                cancelled_in_a_row_ = 0;
             }
             if (q.job.kind == ReloadJob::Kind::assign) {
                 // The file was written after the reloads queued behind the assign read it: they

@@ -223,6 +223,7 @@ private:
     std::string building_text_;    ///< what it builds, once known (a reload of other text cancels it)
     std::vector<std::shared_ptr<Generation>> graveyard_;  ///< freed generations, for the builder to free
     Ticket replaced_by_ = 0;      ///< the reload that cancelled it
+    unsigned cancelled_in_a_row_ = 0;  ///< builds cancelled since the last that finished
     std::map<Ticket, Ticket> followed_by_;   ///< replaced ticket -> the one whose outcome it takes
     std::map<Ticket, ReloadOutcome> outcomes_;  ///< the latest ones
     std::deque<ReloadOutcome> finished_;     ///< not yet delivered by collect()

@@ -293,20 +293,27 @@ int cmd_explain(std::vector<std::string> args) {
             if (json) {
                 reply.erase("text");
                 reply.erase("ok");
+                reply["source"] = {{"socket", sock}, {"generation", reply.value("generation", nlohmann::json(nullptr))}};
                 std::cout << json_text(reply, 2) << "\n";
             } else {
                 std::cout << "(the running moatd, generation " << reply.at("generation") << ")\n" << reply.at("text").get<std::string>();
             }
             return 0;
         }
-        if (socket_given) {
-            std::cerr << "moatctl explain: " << (error.empty() ? "moatd refused the request" : error) << "\n";
+        if (error.empty() || socket_given) {  // moatd answered, with an error: that is the answer
+            if (!error.empty())
+                std::cerr << "moatctl explain: " << error << "\n";
+            else if (reply.is_object() && reply.contains("errors") && reply["errors"].is_array())
+                for (const auto& e : reply["errors"])
+                    std::cerr << "moatctl explain: moatd: " << (e.is_string() ? e.get<std::string>() : e.dump()) << "\n";
+            else
+                std::cerr << "moatctl explain: moatd refused the request\n";
             return 1;
         }
         config = default_config_path();
         // Said on both streams: the answer is the file's, which may not be the policy in force.
-        fallback = "moatd did not answer at " + sock + " (" + (error.empty() ? "it refused the request" : error) +
-                   "); this is what the file " + *config + " says, which may differ from the policy in force";
+        fallback = "moatd did not answer at " + sock + " (" + error + "); this is what the file " + *config +
+                   " says, which may differ from the policy in force";
         std::cerr << "moatctl explain: " << fallback << "\n";
     }
     const LoadResult r = load_policy(*config);
@@ -319,6 +326,7 @@ int cmd_explain(std::vector<std::string> args) {
     if (json) {
         nlohmann::json j = explain_json(*r.config, *r.compiled, e);
         j["source"] = {{"file", *config}, {"note", fallback.empty() ? nlohmann::json(nullptr) : nlohmann::json(fallback)}};
+        j["generation"] = nullptr;  // the same shape as moatd's answer: no generation is in force here
         std::cout << json_text(j, 2) << "\n";
     } else {
         std::cout << "(the file " << *config << (fallback.empty() ? "" : ": moatd did not answer") << ")\n"

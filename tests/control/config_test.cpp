@@ -260,6 +260,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.ini:2: error: filter action 'Permit' says 'action = block', but 'Permit' is the built-in action permit: give this action another name, or make it 'action = permit'"},
         Mistake{"BuiltinDefinedTwice", "[filteraction Block]\naction = block\n[filteraction block]\naction = block\n",
                 "t.ini:3: error: filter action 'block' is defined twice (first at line 1)"},
+        Mistake{"BuiltinDefinedTwiceAsWritten", "[filteraction Block]\naction = block\n[filteraction BLOCK]\naction = block\n",
+                "t.ini:3: error: filter action 'BLOCK' is defined twice (first at line 1)"},
         Mistake{"BadPattern", "[filterlist W]\nfilter = *+198.18.0.1:80:TCP payload=/(abc/\n",
                 "t.ini:2: error: filter '*+198.18.0.1:80:TCP payload=/(abc/': payload pattern does not compile: Missing close parenthesis for group started at index 0."},
         Mistake{"FilterWithoutDirection", "[filterlist W]\nfilter = 198.18.0.1:80:TCP\n",
@@ -293,6 +295,25 @@ TEST(Config, EmptyOrCutFileIsAnError) {
         EXPECT_FALSE(r.usable()) << t;
         EXPECT_NE(first_error(r).find("no [appliance] section"), std::string::npos) << t;
     }
+}
+
+TEST(Config, ABuiltinDefinitionWithoutAnActionIsOneError) {
+    const auto d = diags("[appliance]\nassign = P\n[filteraction Block]\ndescription = x\n[filterlist A]\nfilter = *+*\n"
+                         "[policy P]\nrule = A -> Block\n");
+    EXPECT_NE(std::find(d.begin(), d.end(), "t.ini:3: error: filter action 'Block' has no 'action = permit' or 'action = block'"), d.end())
+        << ::testing::PrintToString(d);
+    for (const auto& x : d)
+        EXPECT_EQ(x.find("not used"), std::string::npos) << x;
+}
+
+TEST(Config, AnEmptyMeIsOneErrorNotOnePerFilter) {
+    std::vector<std::string> errors;
+    for (const auto& d : diags("[appliance]\n[filterlist W]\nfilter = *+me:80:TCP\nfilter = *+me:443:TCP\nfilter = 0+*\n"))
+        if (d.find(": error: ") != std::string::npos)
+            errors.push_back(d);
+    ASSERT_EQ(errors.size(), 1u) << ::testing::PrintToString(errors);
+    EXPECT_EQ(errors[0], "t.ini:3: error: filter '*+me:80:TCP' uses 'me' (or '0') but [appliance] me is empty: list the protected "
+                         "addresses in 'me = ...' (2 more filters use 'me' too)");
 }
 
 TEST(Config, LiteralPortZeroIsWarnedAbout) {
@@ -522,7 +543,8 @@ TEST(Lint, CountsMatchEveryPairOnRandomPolicies) {
     const auto pick = [&](std::initializer_list<const char*> xs) { return std::string(xs.begin()[rng() % xs.size()]); };
     std::uint64_t seen_overlaps = 0, seen_shadowed = 0;
     for (int round = 0; round < 200; ++round) {
-        std::string t = "[appliance]\nme = 198.18.0.10, 198.18.0.11\nassign = P\n";
+        std::string t = std::string("[appliance]\nme = 198.18.0.10, 198.18.0.11\nassign = P\n") +
+                        (round % 3 == 0 ? "antispoof = off\n" : "");
         std::string rules;
         // Some rounds large enough for the counting sweeps (small sets are counted pair by pair).
         const int n = 2 + static_cast<int>(rng() % (round % 10 == 0 ? 400 : 40));
@@ -562,8 +584,9 @@ TEST(Lint, CountsMatchEveryPairOnRandomPolicies) {
             const auto& b = cp.info[j].origin;
             return a.rule == b.rule && a.list == b.list && a.filter == b.filter;
         };
-        // Packets both match that can reach the classifier: not from one `me` host to another,
-        // not from a `me` host on the outside port (antispoof is on).
+        // Packets both match that can reach the classifier: with antispoof on (the random
+        // policies' default), none from a `me` host on the outside port, none from one `me` host
+        // to another; with it off, those only on the outside port (forged).
         const auto me_host = [](const dp::Addr& a, unsigned len) {
             return len == 32 && (format_addr(dp::Family::ipv4, a) == "198.18.0.10" || format_addr(dp::Family::ipv4, a) == "198.18.0.11");
         };
@@ -572,6 +595,9 @@ TEST(Lint, CountsMatchEveryPairOnRandomPolicies) {
             const dp::Rule& d = x.dst_len >= y.dst_len ? x : y;
             const bool from_me = me_host(s.src, s.src_len), to_me = me_host(d.dst, d.dst_len);
             const bool outside = x.on == dp::OnPort::outside || y.on == dp::OnPort::outside;
+            const bool inside = x.on == dp::OnPort::inside || y.on == dp::OnPort::inside;
+            if (!r.config->appliance.antispoof)
+                return !(from_me && to_me && inside);
             return !(from_me && to_me) && !(from_me && outside);
         };
         std::uint64_t overlaps = 0;
@@ -633,6 +659,18 @@ TEST(Lint, OverlapsOnlyOfPacketsThatCanArrive) {
     const auto with = [&](const char* v) { return std::regex_replace(from_me, std::regex("%"), v); };
     EXPECT_EQ(overlaps(with("on")).size(), 0u);
     EXPECT_EQ(overlaps(with("off")).size(), 1u);
+    // From one `me` host to another: forged on the outside port when antispoof is off, so an
+    // overlap there is real; with antispoof on, or scoped to the inside port, it is not.
+    const std::string me_to_me = "[appliance]\nme = 198.18.0.10, 198.18.0.20\nassign = P\nantispoof = %\n[filterlist A]\n"
+                                 "filter = 198.18.0.10=198.18.0.20:80:TCP #\n[filterlist B]\nfilter = 198.18.0.10:80=198.18.0.20::TCP\n"
+                                 "[policy P]\nrule = A -> permit\nrule = B -> block\n";
+    const auto case_ = [&](const char* antispoof, const char* on) {
+        return overlaps(std::regex_replace(std::regex_replace(me_to_me, std::regex("%"), antispoof), std::regex(" #"), on));
+    };
+    EXPECT_EQ(case_("off", "").size(), 1u);
+    EXPECT_EQ(case_("off", " on=outside").size(), 1u);
+    EXPECT_EQ(case_("off", " on=inside").size(), 0u);
+    EXPECT_EQ(case_("on", "").size(), 0u);
 }
 
 TEST(Lint, ListsTheFirstOfEachKindAndCountsTheRest) {

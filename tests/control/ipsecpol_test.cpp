@@ -101,6 +101,23 @@ TEST_F(Ipsecpol, SaysWhenNothingChangedAndWhatAnActionChangeReaches) {
     EXPECT_NE(out_.str().find("updated " + path_), std::string::npos) << out_.str();
 }
 
+TEST_F(Ipsecpol, ErrorsQuoteTheSpecAsTyped) {
+    // Port 0 is rewritten only where the result is a filter; an error quotes what was typed.
+    EXPECT_NE(run({"-w", "REG", "-p", "P", "-r", "Web", "-f", "2001:0::1+*", "-n", "PASS"}), 0);
+    EXPECT_NE(err_.str().find("filter '2001:0::1+*'"), std::string::npos) << err_.str();
+    EXPECT_FALSE(fs::exists(path_)) << "nothing written";
+}
+
+TEST_F(Ipsecpol, AnActionOfTheSameMeaningIsNoChange) {
+    write("[appliance]\nassign = P\n[filteraction Allow]\naction = permit\n[filterlist Web]\nfilter = *+198.18.0.10:80:TCP\n"
+          "[policy P]\nrule = Web -> Allow\n");
+    const std::string before = file();
+    ASSERT_EQ(run({"-w", "REG", "-p", "P", "-r", "Web", "-f", "*+198.18.0.10:80:TCP", "-n", "PASS"}), 0) << err_.str();
+    EXPECT_NE(out_.str().find("rule 'Web' of policy 'P' already has action permit (through 'Allow')"), std::string::npos) << out_.str();
+    EXPECT_NE(out_.str().find("nothing to change in"), std::string::npos) << out_.str();
+    EXPECT_EQ(file(), before);
+}
+
 TEST_F(Ipsecpol, ANewFileLeavesPortsAndMeForTheOperatorToSet) {
     ASSERT_EQ(run({"-w", "REG", "-p", "P", "-r", "Web", "-f", "*+198.18.0.10:80:TCP", "-n", "PASS", "-x"}), 0) << err_.str();
     const std::string t = file();

@@ -505,6 +505,39 @@ TEST_F(Swap, AReloadQueuedBeforeAnAssignWroteDoesNotRevertIt) {
     EXPECT_EQ(rt.status()["policy"], "Q") << "the file says Q";
 }
 
+// Distinct edits that keep coming while each build runs cannot keep the policy stale for ever:
+// after two builds cancelled in a row, the third runs to the end and is published.
+TEST_F(Swap, EditsFasterThanABuildStillPublish) {
+    Runtime rt(path_, 1);
+    ASSERT_NO_FATAL_FAILURE(start(rt));
+    std::vector<Runtime::Ticket> tickets;
+    for (int i = 0; i < 4; ++i) {
+        ReloadJob job = text_job(busy_policy(dir_, "P", 20000 + i));  // each a different file
+        job.trigger = "edit " + std::to_string(i);
+        tickets.push_back(rt.submit(std::move(job)));
+        if (i == 3)
+            break;
+        // The next edit comes while this one builds.
+        bool building = false;
+        for (int w = 0; w < 50000 && !building; ++w) {
+            const auto b = rt.status()["building"];
+            building = !b.is_null() && b["trigger"] == "edit " + std::to_string(i);
+            if (!building)
+                std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+        ASSERT_TRUE(building) << "edit " << i << " was not built";
+    }
+    const ReloadOutcome third = wait_for(rt, tickets[2]);
+    ASSERT_TRUE(third.ok);
+    EXPECT_EQ(third.trigger, "edit 2") << "the third build ran to the end: its outcome is its own";
+    const ReloadOutcome last = wait_for(rt, tickets[3]);
+    ASSERT_TRUE(last.ok);
+    EXPECT_EQ(last.generation, third.generation + 1) << "then the newest was built and published";
+    for (const int cancelled : {0, 1})
+        EXPECT_EQ(wait_for(rt, tickets[static_cast<std::size_t>(cancelled)]).generation, third.generation)
+            << "a cancelled build's asker gets the outcome of the one that replaced it";
+}
+
 // A reload of the text being built, or one that reads the file, lets the build finish: edits of
 // the same bytes cannot starve the publish.
 TEST_F(Swap, AReloadOfTheSameTextDoesNotCancelTheBuild) {

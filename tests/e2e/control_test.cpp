@@ -192,6 +192,19 @@ TEST_F(Control, EveryCommandAgainstTheRunningMoatd) {
     EXPECT_EQ(ex.status, 0) << ex.err;
     EXPECT_NE(ex.out.find("block"), std::string::npos) << ex.out;
     EXPECT_NE(ex.out.find("Everything"), std::string::npos) << ex.out;
+    // moatd refusing the request is its answer: said, and not replaced by the file's, also when
+    // the socket comes from the environment (where an unreachable moatd falls back to the file).
+    const std::string huge = "tcp 198.18.100.1:1 -> 198.18.0.10:80 payload-hex " + std::string(80000, 'a');
+    for (const bool from_env : {false, true}) {
+        const char* bin = std::getenv("MOATCTL");
+        ex = from_env ? run_command({"env", "MOAT_SOCKET=" + (dir_ / "moat.sock").string(), "MOAT_CONFIG=" + cfg_,
+                                     bin ? bin : "moatctl", "explain", huge})
+                      : moatctl({"explain", huge});
+        EXPECT_EQ(ex.status, 1) << ex.out << ex.err;
+        EXPECT_NE(ex.err.find("moatctl explain: moatd: "), std::string::npos) << ex.err;
+        EXPECT_EQ(ex.err.find("did not answer"), std::string::npos) << ex.err;
+        EXPECT_EQ(ex.out, "");
+    }
 
     // reload: a new generation; the unchanged filters keep their counts.
     Result r = moatctl({"reload"});
