@@ -362,9 +362,8 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                 exact[{r.src_len, r.src.bytes, r.dst.bytes}].push_back(&entries[i]);
                 orient[r.src_len == first.src_len ? 0 : 1].push_back(&entries[i]);
             }
-            // Overlaps only packets that can arrive make (can_arrive): none between two `me`
-            // hosts, none from a `me` host on the outside port with antispoof on.
-            // Entries without those on `port`: a pair with one of them overlaps only there.
+            // Only overlaps of packets that can arrive count (can_arrive). Entries without those
+            // on `port`: a pair with one of them overlaps only there.
             const auto without = [&](const std::vector<const Entry*>& v, dp::OnPort port) {
                 std::vector<const Entry*> out;
                 for (const Entry* e : v)
