@@ -66,7 +66,6 @@ const char* ipv6_extension_header(std::uint8_t proto) noexcept {
     }
 }
 
-
 constexpr std::array<std::string_view, 19> kApplianceKeys{
     "outside", "inside", "me", "workers", "eal", "control", "control_readonly", "control_group",
     "control_readonly_group", "non_ip", "fragments", "ip_options", "antispoof", "assign", "strict",
