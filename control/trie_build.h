@@ -31,7 +31,7 @@ struct TrieBuildOptions {
     unsigned max_depth = 3;
     std::size_t memory_limit = std::size_t{2} << 30;  ///< bytes
     /// A layout's leaves hold at most this many entry copies per entry (slots counted at
-    /// slot_weight each), plus 4096: a cut past it is not made and its node stays a leaf. This
+    /// slot_weight each), plus 4096 (65536 while that bound is below 65536): a cut past it is not made and its node stays a leaf. This
     /// is what bounds the build's time and memory for any shape of policy (some shapes, such as
     /// wide port ranges overlapping at random, copy every entry into most cuts); ordinary
     /// policies stay far below it.
