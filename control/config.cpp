@@ -52,20 +52,6 @@ std::string default_config_path() {
 
 namespace {
 
-/// The name of an IPv6 extension header moatd reads past (dataplane/parse.cpp), or null.
-const char* ipv6_extension_header(std::uint8_t proto) noexcept {
-    switch (proto) {
-    case 0: return "Hop-by-Hop Options";
-    case 43: return "Routing";
-    case 44: return "Fragment";
-    case 60: return "Destination Options";
-    case 135: return "Mobility";
-    case 139: return "HIP";
-    case 140: return "Shim6";
-    default: return nullptr;
-    }
-}
-
 constexpr std::array<std::string_view, 19> kApplianceKeys{
     "outside", "inside", "me", "workers", "eal", "control", "control_readonly", "control_group",
     "control_readonly_group", "non_ip", "fragments", "ip_options", "antispoof", "assign", "strict",
@@ -603,10 +589,10 @@ private:
                 const auto ipv6_given = [](const HostSpec& h) { return h.kind == HostKind::prefix && h.family == dp::Family::ipv6; };
                 // moatd walks IPv6 extension headers and judges the protocol after them: an
                 // IPv6 filter on one of them would never match (and explain would disagree).
-                if (f.spec.proto && ipv6_extension_header(*f.spec.proto) &&
+                if (f.spec.proto && dp::ipv6_extension_header(*f.spec.proto) &&
                     std::any_of(entries.begin(), entries.end(), [](const dp::Rule& r) { return r.family == dp::Family::ipv6; })) {
                     error(f.line, "filter " + quoted(f.text) + ": protocol " + std::to_string(*f.spec.proto) + " (" +
-                                      ipv6_extension_header(*f.spec.proto) +
+                                      dp::ipv6_extension_header(*f.spec.proto) +
                                       ") is an IPv6 extension header; moatd reads past it and judges the protocol that follows (TCP, UDP, ...), "
                                       "so an IPv6 filter on it never matches: filter on that protocol" +
                                       (!ipv6_given(f.spec.src) && !ipv6_given(f.spec.dst)

@@ -379,8 +379,9 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                     return to_me ? std::vector<const Entry*>{} : without(v, dp::OnPort::outside);
                 return to_me ? without(v, dp::OnPort::inside) : v;
             };
+            std::vector<const Entry*> kept;  // a group's entries that can arrive, when some cannot
             for (const auto& [ek, all] : exact) {
-                const std::vector<const Entry*> same = all.front()->src_me ? from_me(all, all.front()->dst_me) : all;
+                const auto& same = all.front()->src_me ? (kept = from_me(all, all.front()->dst_me)) : all;
                 overlaps += count_overlaps(same, same) / 2;  // each pair in both orders
                 list_overlaps(same, nullptr);
             }

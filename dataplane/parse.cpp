@@ -11,8 +11,6 @@ constexpr std::uint16_t kEtherIpv4 = 0x0800;
 constexpr std::uint16_t kEtherIpv6 = 0x86dd;
 
 constexpr std::uint8_t kIpIcmp = 1, kIpTcp = 6, kIpUdp = 17, kIpIcmpv6 = 58, kIpSctp = 132;
-constexpr std::uint8_t kIp6HopByHop = 0, kIp6Routing = 43, kIp6Fragment = 44, kIp6DestOpts = 60,
-                       kIp6Mobility = 135, kIp6Hip = 139, kIp6Shim6 = 140;
 
 std::uint16_t be16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
 

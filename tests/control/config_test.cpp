@@ -31,6 +31,15 @@ std::vector<std::string> diags(std::string_view t) {
     return out;
 }
 
+/// The errors among diags(t).
+std::vector<std::string> errors_of(std::string_view t) {
+    std::vector<std::string> out;
+    for (auto& d : diags(t))
+        if (d.find(": error: ") != std::string::npos)
+            out.push_back(std::move(d));
+    return out;
+}
+
 /// The first error of a load, formatted ("" when there is none).
 std::string first_error(const LoadResult& r) {
     for (const auto& d : r.diags.all())
@@ -307,10 +316,7 @@ TEST(Config, ABuiltinDefinitionWithoutAnActionIsOneError) {
 }
 
 TEST(Config, AnEmptyMeIsOneErrorNotOnePerFilter) {
-    std::vector<std::string> errors;
-    for (const auto& d : diags("[appliance]\n[filterlist W]\nfilter = *+me:80:TCP\nfilter = *+me:443:TCP\nfilter = 0+*\n"))
-        if (d.find(": error: ") != std::string::npos)
-            errors.push_back(d);
+    const std::vector<std::string> errors = errors_of("[appliance]\n[filterlist W]\nfilter = *+me:80:TCP\nfilter = *+me:443:TCP\nfilter = 0+*\n");
     ASSERT_EQ(errors.size(), 1u) << ::testing::PrintToString(errors);
     EXPECT_EQ(errors[0], "t.ini:3: error: filter '*+me:80:TCP' uses 'me' (or '0') but [appliance] me is empty: list the protected "
                          "addresses in 'me = ...' (2 more filters use 'me' too)");
@@ -329,10 +335,7 @@ TEST(Config, LiteralPortZeroIsWarnedAbout) {
 }
 
 TEST(Config, AnInvalidMeAddressIsOneErrorNotOnePerFilter) {
-    std::vector<std::string> errors;
-    for (const auto& d : diags("[appliance]\nme = 198.18.0.300\n[filterlist W]\nfilter = *+me:80:TCP\nfilter = *+me:443:TCP\nfilter = 0+*\n"))
-        if (d.find(": error: ") != std::string::npos)
-            errors.push_back(d);
+    const std::vector<std::string> errors = errors_of("[appliance]\nme = 198.18.0.300\n[filterlist W]\nfilter = *+me:80:TCP\nfilter = *+me:443:TCP\nfilter = 0+*\n");
     ASSERT_EQ(errors.size(), 1u) << ::testing::PrintToString(errors);
     EXPECT_EQ(errors[0], "t.ini:2: error: me: '198.18.0.300' is not an IPv4 or IPv6 address");
 }
