@@ -1,6 +1,6 @@
 // Runtime format of an expanded, ranked filter entry and of a packet's classification key.
 //
-// control/ is the only producer of Rule arrays (see control/compile.h); the dataplane only reads
+// control/ is the only producer of Rule arrays (see control/compile/policy.h); the dataplane only reads
 // them. A Rule array is ordered by rank: index 0 is the most specific entry (DESIGN section 4),
 // so the first entry that matches a packet is its winner.
 #pragma once

@@ -2,7 +2,7 @@
 // packet under one published policy. control/ builds it off the data path and publishes a
 // pointer to it; workers load that pointer once per loop iteration and hold no reference past it.
 //
-// Encoding: `rules` is the ranked expanded filter array of control/compile.h (index = rank); the
+// Encoding: `rules` is the ranked expanded filter array of control/compile/policy.h (index = rank); the
 // reference classifier scans it in order. `v4` and `v6` are the tries of each family (trie.h),
 // which return the same ranks; `v4_payload` and `v6_payload` hold the payload entries as well. `counters[w]` is worker w's hit counters, one EntryCounter per
 // rank, written only by worker w.

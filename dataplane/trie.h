@@ -81,7 +81,7 @@ struct AlignedFree {
 /// and ask for transparent huge pages (fewer TLB misses). nullptr when out of memory.
 std::unique_ptr<std::uint32_t[], AlignedFree> allocate_trie_words(std::size_t bytes);
 
-/// The classifier of one address family. Built by control (control/trie_build.h), immutable.
+/// The classifier of one address family. Built by control (control/compile/trie_build.h), immutable.
 struct Trie {
     unsigned dims = kDimsV4;
     std::vector<std::uint32_t> roots;                  ///< one ref per tree

@@ -6,9 +6,10 @@
 #include <algorithm>
 #include <string_view>
 
-#include "control/config.h"
-#include "control/tables.h"
-#include "control/text.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
+#include "control/compile/tables.h"
+#include "control/config/text.h"
 #include "dataplane/classifier_ref.h"
 #include "fuzz/check.h"
 #include "tests/common/keys.h"

@@ -17,9 +17,10 @@
 #include <string>
 #include <vector>
 
-#include "control/config.h"
-#include "control/control_socket.h"
-#include "control/runtime.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
+#include "control/runtime/control_socket.h"
+#include "control/runtime/runtime.h"
 #include "fuzz/check.h"
 
 namespace {

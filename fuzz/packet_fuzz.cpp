@@ -13,8 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "control/config.h"
-#include "control/tables.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
+#include "control/compile/tables.h"
 #include "dataplane/classifier_ref.h"
 #include "dataplane/classify.h"
 #include "dataplane/fragments.h"

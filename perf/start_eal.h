@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "control/eal_args.h"
+#include "control/runtime/eal_args.h"
 
 namespace moat::perf {
 

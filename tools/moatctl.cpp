@@ -15,12 +15,13 @@
 #include <tuple>
 #include <vector>
 
-#include "control/config.h"
-#include "control/explain.h"
-#include "control/control_socket.h"
-#include "control/ipsecpol.h"
-#include "control/json_text.h"
-#include "control/trie_build.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
+#include "control/compile/explain.h"
+#include "control/runtime/control_socket.h"
+#include "control/compile/ipsecpol.h"
+#include "control/config/json_text.h"
+#include "control/compile/trie_build.h"
 
 namespace {
 

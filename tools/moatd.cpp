@@ -1,4 +1,4 @@
-// moatd: the appliance (see control/daemon.h).
-#include "control/daemon.h"
+// moatd: the appliance (see control/runtime/daemon.h).
+#include "control/runtime/daemon.h"
 
 int main(int argc, char** argv) { return moat::ctl::run_moatd(argc, argv); }

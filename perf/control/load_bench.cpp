@@ -3,7 +3,8 @@
 
 #include <string>
 
-#include "control/config.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
 #include "perf/policies.h"
 
 namespace {

@@ -33,11 +33,12 @@
 #include <sstream>
 #include <thread>
 
-#include "control/config.h"
-#include "control/eal_args.h"
-#include "control/config_watch.h"
-#include "control/ini_edit.h"
-#include "control/runtime.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
+#include "control/runtime/eal_args.h"
+#include "control/runtime/config_watch.h"
+#include "control/config/ini_edit.h"
+#include "control/runtime/runtime.h"
 #include "dataplane/classify.h"
 #include "dataplane/worker.h"
 #include "perf/acl_anchor.h"

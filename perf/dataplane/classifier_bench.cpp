@@ -23,9 +23,10 @@
 #include <string>
 #include <vector>
 
-#include "control/config.h"
-#include "control/eal_args.h"
-#include "control/trie_build.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
+#include "control/runtime/eal_args.h"
+#include "control/compile/trie_build.h"
 #include "dataplane/classifier_ref.h"
 #include "dataplane/trie.h"
 #include "perf/acl_anchor.h"

@@ -5,7 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "control/config.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
 #include "perf/policies.h"
 #include "dataplane/classifier_ref.h"
 

@@ -23,8 +23,9 @@
 #include <string>
 #include <vector>
 
-#include "control/config.h"
-#include "control/tables.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
+#include "control/compile/tables.h"
 #include "dataplane/classify.h"
 #include "dataplane/worker.h"
 #include "perf/classbench.h"

@@ -6,9 +6,10 @@
 
 #include <vector>
 
-#include "control/config.h"
-#include "control/explain.h"
-#include "control/tables.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
+#include "control/compile/explain.h"
+#include "control/compile/tables.h"
 #include "dataplane/classify.h"
 #include "tests/common/eal_env.h"
 

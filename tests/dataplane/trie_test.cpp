@@ -8,9 +8,10 @@
 #include <random>
 #include <sstream>
 
-#include "control/config.h"
-#include "control/tables.h"
-#include "control/trie_build.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
+#include "control/compile/tables.h"
+#include "control/compile/trie_build.h"
 #include "dataplane/classifier_ref.h"
 #include "dataplane/classify.h"
 #include "perf/acl_anchor.h"

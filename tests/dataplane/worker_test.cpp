@@ -8,8 +8,9 @@
 #include <rte_ethdev.h>
 #include <rte_ring.h>
 
-#include "control/config.h"
-#include "control/tables.h"
+#include "control/compile/load.h"
+#include "control/config/config.h"
+#include "control/compile/tables.h"
 #include "tests/common/eal_env.h"
 
 namespace moat::dp {

@@ -1,0 +1,244 @@
+#include "control/compile/explain.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "control/compile/patterns.h"
+#include "dataplane/classifier_ref.h"
+
+namespace moat::ctl {
+
+namespace {
+
+const char* action_name(dp::Action a) { return a == dp::Action::permit ? "permit" : "block"; }
+
+bool is_me(const Config& cfg, const dp::PacketKey& k) {
+    return std::any_of(cfg.appliance.me.begin(), cfg.appliance.me.end(),
+                       [&](const ParsedAddr& m) { return m.family == k.family && m.addr == k.src; });
+}
+
+struct EntryView {
+    const Policy& policy;
+    const RuleDef& rule;
+    const FilterList& list;
+    const FilterDef& filter;
+    const RankedEntry& info;
+};
+
+EntryView view(const Config& cfg, const CompiledPolicy& cp, dp::Rank rank) {
+    const RankedEntry& info = cp.info[rank];
+    const Policy& pol = cfg.policies[static_cast<std::size_t>(cp.policy)];
+    const FilterList& list = cfg.lists[static_cast<std::size_t>(info.origin.list)];
+    return {pol, pol.rules[static_cast<std::size_t>(info.origin.rule)], list,
+            list.filters[static_cast<std::size_t>(info.origin.filter)], info};
+}
+
+std::string ports_text(bool any, dp::PortRange r) {
+    if (any)
+        return "";
+    return ":" + std::to_string(r.lo) + (r.lo == r.hi ? "" : "-" + std::to_string(r.hi));
+}
+
+nlohmann::json key_json(const SpecKey& k) {
+    return {{"A", k.a}, {"B", k.b}, {"C", k.c}, {"D", k.d}, {"E", k.e}, {"F", k.f}, {"P", k.p}, {"G", k.g}};
+}
+
+/// What became of an entry's payload pattern.
+std::string payload_status(const Explanation& e, const dp::Rule& r) {
+    if (!e.packet.payload)
+        return "not evaluated (no payload given)";
+    if (!e.payload_error.empty())
+        return "not evaluated (" + e.payload_error + ")";
+    return e.pattern_matched[r.payload] ? "matched" : "did not match";
+}
+
+nlohmann::json entry_json(const Config& cfg, const CompiledPolicy& cp, const Explanation& e, dp::Rank rank) {
+    const auto v = view(cfg, cp, rank);
+    const auto& r = cp.rules[rank];
+    nlohmann::json j{{"rank", rank},
+                     {"action", action_name(r.action)},
+                     {"rule", v.rule.text},
+                     {"rule_line", v.rule.line},
+                     {"filterlist", v.list.name},
+                     {"filter", v.filter.text},
+                     {"line", v.filter.line},
+                     {"mirror", v.info.origin.mirror},
+                     {"entry", format_entry(r)},
+                     {"key", key_json(v.info.key)}};
+    if (r.payload != dp::kNoPayload) {
+        const PayloadSpec& p = cp.patterns[r.payload];
+        j["pattern"] = "/" + p.regex + "/" + p.flags;
+        j["payload"] = payload_status(e, r);
+    }
+    return j;
+}
+
+const char* reason_name(VerdictReason r) {
+    switch (r) {
+    case VerdictReason::filter: return "filter";
+    case VerdictReason::no_match: return "no match";
+    case VerdictReason::antispoof: return "antispoof";
+    }
+    return "";
+}
+
+}  // namespace
+
+std::string format_entry(const dp::Rule& r) {
+    std::string s = format_prefix(r.family, r.src, r.src_len) + ports_text(r.sport_any, r.sport) + " -> " +
+                    format_prefix(r.family, r.dst, r.dst_len) + ports_text(r.dport_any, r.dport);
+    s += r.family == dp::Family::ipv4 ? " IPv4" : " IPv6";
+    if (r.proto != dp::kAnyProto)
+        s += " " + proto_name(static_cast<std::uint8_t>(r.proto));
+    if (r.icmp_type != dp::kAnyIcmp)
+        s += " icmp " + std::to_string(r.icmp_type) + (r.icmp_code != dp::kAnyIcmp ? "/" + std::to_string(r.icmp_code) : "");
+    if (r.on != dp::OnPort::any)
+        s += r.on == dp::OnPort::outside ? " on outside" : " on inside";
+    if (r.payload != dp::kNoPayload)
+        s += " payload";
+    return s;
+}
+
+Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet, const hs_database_t* compiled) {
+    Explanation e;
+    if (!packet.ingress_given) {
+        e.ingress_inferred = true;
+        packet.key.ingress = is_me(cfg, packet.key) ? dp::Ingress::inside : dp::Ingress::outside;
+    }
+    e.packet = std::move(packet);
+    const auto& k = e.packet.key;
+    for (std::size_t i = 0; i < cp.rules.size(); ++i)
+        if (dp::header_matches(cp.rules[i], k))
+            e.matches.push_back(static_cast<dp::Rank>(i));
+    if (e.packet.payload && !cp.patterns.empty()) {
+        // The dataplane's scan, done here: the policy's database, its flags, its byte limit.
+        std::string error;
+        dp::HsDatabasePtr own;  // compiled here only when the caller has none (moatctl --config)
+        if (!compiled)
+            own = compile_patterns(cp.patterns, error);
+        const hs_database_t* db = compiled ? compiled : own.get();
+        hs_scratch_t* raw = nullptr;
+        if (db && hs_alloc_scratch(db, &raw) != HS_SUCCESS)
+            error = "no scratch space";
+        const dp::HsScratchPtr scratch(raw);
+        const std::string& bytes = *e.packet.payload;
+        const std::size_t len = std::min<std::size_t>(bytes.size(), cfg.appliance.payload_scan_bytes);
+        e.payload_cut = len < bytes.size();
+        e.pattern_matched.assign(cp.patterns.size(), false);
+        const auto on_match = [](unsigned id, unsigned long long, unsigned long long, unsigned, void* ctx) -> int {
+            (*static_cast<std::vector<bool>*>(ctx))[id] = true;
+            return 0;
+        };
+        if (error.empty() && len > 0 &&
+            hs_scan(db, bytes.data(), static_cast<unsigned>(len), 0, scratch.get(), on_match, &e.pattern_matched) !=
+                HS_SUCCESS)
+            error = "the scan failed";
+        e.payload_error = error;
+    }
+    e.winner = dp::kNoMatch;
+    for (const dp::Rank r : e.matches) {
+        const dp::Rule& rule = cp.rules[r];
+        if (rule.payload == dp::kNoPayload ||
+            (e.packet.payload && e.payload_error.empty() && e.pattern_matched[rule.payload])) {
+            e.winner = r;
+            break;
+        }
+    }
+    if (cfg.appliance.antispoof && k.ingress == dp::Ingress::outside && is_me(cfg, k)) {
+        e.reason = VerdictReason::antispoof;
+        e.action = dp::Action::block;
+    } else if (e.winner != dp::kNoMatch) {
+        e.reason = VerdictReason::filter;
+        e.action = cp.rules[e.winner].action;
+    }
+    return e;
+}
+
+std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Explanation& e) {
+    std::ostringstream o;
+    o << "packet    " << format_packet(e.packet.key);
+    if (e.ingress_inferred)
+        o << " (arrival port assumed: write 'on outside' or 'on inside' to choose)";
+    o << "\n";
+    for (const auto& n : e.packet.notes)
+        o << "note      " << n << "\n";
+    if (e.packet.payload)
+        o << "payload   " << e.packet.payload->size() << " bytes"
+          << (e.payload_cut ? " (only the first " + std::to_string(cfg.appliance.payload_scan_bytes) +
+                                  " are scanned: payload_scan_bytes)"
+                            : std::string())
+          << "\n";
+    o << "policy    " << (cp.policy >= 0 ? "'" + cfg.policies[static_cast<std::size_t>(cp.policy)].name + "'"
+                                          : std::string("none assigned: every packet is blocked"))
+      << "\n";
+    o << "verdict   " << (e.action == dp::Action::permit ? "PERMIT" : "BLOCK");
+    switch (e.reason) {
+    case VerdictReason::no_match: o << " (no filter matches: default deny)\n"; break;
+    case VerdictReason::antispoof:
+        o << " (antispoof: a 'me' source address arriving on the outside port)\n";
+        break;
+    case VerdictReason::filter: o << "\n"; break;
+    }
+    if (e.winner != dp::kNoMatch) {
+        const auto v = view(cfg, cp, e.winner);
+        o << (e.reason == VerdictReason::filter ? "decided by\n" : "best matching filter\n");
+        o << "  rule        " << v.rule.text << "  (line " << v.rule.line << ")\n";
+        o << "  filter list " << v.list.name << "\n";
+        o << "  filter      " << v.filter.text << "  (line " << v.filter.line << ")"
+          << (v.info.origin.mirror ? "  [mirrored half]" : "") << "\n";
+        o << "  entry       " << format_entry(cp.rules[e.winner]) << "\n";
+        o << "  key         " << format_key(v.info.key) << "  (rank " << e.winner << " of " << cp.rules.size() << ")\n";
+        if (cp.rules[e.winner].payload != dp::kNoPayload)
+            o << "  payload     pattern " << payload_status(e, cp.rules[e.winner]) << "\n";
+    }
+    std::vector<dp::Rank> others;
+    for (const auto r : e.matches)
+        if (r != e.winner)
+            others.push_back(r);
+    if (others.empty()) {
+        o << "no other filter matches\n";
+        return o.str();
+    }
+    o << "other matching filters, in rank order:\n";
+    for (const auto r : others) {
+        const auto v = view(cfg, cp, r);
+        o << "  rank " << r << "  " << action_name(cp.rules[r].action) << "  line " << v.filter.line << "  "
+          << v.filter.text << (v.info.origin.mirror ? " [mirrored half]" : "") << "  (" << v.list.name << ")  "
+          << format_key(v.info.key);
+        if (cp.rules[r].payload != dp::kNoPayload)
+            o << "  [payload pattern " << payload_status(e, cp.rules[r]) << "]";
+        o << "\n";
+    }
+    return o.str();
+}
+
+nlohmann::json explain_json(const Config& cfg, const CompiledPolicy& cp, const Explanation& e) {
+    nlohmann::json j;
+    j["packet"] = format_packet(e.packet.key);
+    j["ingress"] = e.packet.key.ingress == dp::Ingress::outside ? "outside" : "inside";
+    j["ingress_inferred"] = e.ingress_inferred;
+    j["notes"] = e.packet.notes;
+    if (e.packet.payload) {
+        j["payload_bytes"] = e.packet.payload->size();
+        j["payload_cut"] = e.payload_cut;
+    }
+    j["policy"] = cp.policy >= 0 ? nlohmann::json(cfg.policies[static_cast<std::size_t>(cp.policy)].name)
+                                 : nlohmann::json(nullptr);
+    j["action"] = action_name(e.action);
+    j["reason"] = reason_name(e.reason);
+    j["entries"] = cp.rules.size();
+    if (e.winner != dp::kNoMatch) {
+        const auto w = entry_json(cfg, cp, e, e.winner);
+        for (const char* f : {"rule", "rule_line", "filterlist", "filter", "line", "mirror", "entry", "key", "rank"})
+            j[f] = w[f];
+    } else {
+        for (const char* f : {"rule", "rule_line", "filterlist", "filter", "line", "mirror", "entry", "key", "rank"})
+            j[f] = nullptr;
+    }
+    j["matches"] = nlohmann::json::array();
+    for (const auto r : e.matches)
+        j["matches"].push_back(entry_json(cfg, cp, e, r));
+    return j;
+}
+
+}  // namespace moat::ctl

@@ -1,0 +1,101 @@
+#include "control/compile/tables.h"
+
+#include "control/compile/patterns.h"
+
+namespace moat::ctl {
+
+namespace {
+
+/// The payload database of `cp`, a scratch and a match bitmap per worker, the ranks of the
+/// payload entries. False with `error` when Hyperscan refuses.
+bool build_payload(const CompiledPolicy& cp, unsigned workers, unsigned scan_bytes, dp::PayloadTables& p,
+                   std::string& error) {
+    p.db = compile_patterns(cp.patterns, error);
+    if (!p.db) {
+        error = "payload patterns: " + error;
+        return false;
+    }
+    hs_scratch_t* proto = nullptr;
+    if (hs_alloc_scratch(p.db.get(), &proto) != HS_SUCCESS) {
+        error = "payload patterns: Hyperscan cannot allocate scratch space";
+        return false;
+    }
+    p.scratch.emplace_back(proto);
+    for (unsigned w = 1; w < workers; ++w) {
+        hs_scratch_t* clone = nullptr;
+        if (hs_clone_scratch(proto, &clone) != HS_SUCCESS) {
+            error = "payload patterns: Hyperscan cannot allocate scratch space";
+            return false;
+        }
+        p.scratch.emplace_back(clone);
+    }
+    p.patterns = static_cast<std::uint32_t>(cp.patterns.size());
+    p.scan_bytes = scan_bytes;
+    for (unsigned w = 0; w < workers; ++w)
+        p.matched.emplace_back(new std::uint32_t[p.patterns]());
+    std::vector<std::vector<dp::Rank>> of_pattern(p.patterns);
+    for (std::size_t r = 0; r < cp.rules.size(); ++r)
+        if (cp.rules[r].payload != dp::kNoPayload)
+            of_pattern[cp.rules[r].payload].push_back(static_cast<dp::Rank>(r));
+    for (const auto& ranks : of_pattern) {
+        p.first.push_back(static_cast<std::uint32_t>(p.entries.size()));
+        p.entries.insert(p.entries.end(), ranks.begin(), ranks.end());
+    }
+    p.first.push_back(static_cast<std::uint32_t>(p.entries.size()));
+    return true;
+}
+
+}  // namespace
+
+TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation,
+                             const std::atomic<bool>* cancel) {
+    TablesResult res;
+    auto t = std::make_unique<dp::TableSet>();
+    t->generation = generation;
+    const Appliance& a = cfg.appliance;
+    t->parse.non_ip = a.non_ip;
+    t->parse.ip_options_allow = a.ip_options_allow;
+    t->parse.antispoof = a.antispoof;
+    t->parse.fragments_track = a.fragments == FragmentMode::track;
+    for (const auto& m : a.me)
+        (m.family == dp::Family::ipv4 ? t->parse.me_v4 : t->parse.me_v6).push_back(m.addr);
+    t->rules = cp.rules;
+    t->use_reference = a.classifier == ClassifierKind::reference;
+    t->scan = dp::best_leaf_scan();
+    TrieBuildOptions opt;
+    opt.memory_limit = std::size_t{a.classifier_memory_mb} << 20;
+    opt.cancel = cancel;
+    for (const dp::Family f : {dp::Family::ipv4, dp::Family::ipv6}) {
+        TrieBuildResult b = build_trie(t->rules, f, opt);
+        (f == dp::Family::ipv4 ? res.v4 : res.v6) = b.stats;
+        if (!b.trie) {
+            res.error = b.error;
+            return res;
+        }
+        (f == dp::Family::ipv4 ? t->v4 : t->v6) = std::move(*b.trie);
+    }
+    if (!cp.patterns.empty()) {
+        if (!build_payload(cp, workers, a.payload_scan_bytes, t->payload, res.error))
+            return res;
+        TrieBuildOptions all = opt;
+        all.with_payload = true;
+        for (const dp::Family f : {dp::Family::ipv4, dp::Family::ipv6}) {
+            const std::size_t fi = f == dp::Family::ipv4 ? 0 : 1;
+            for (const dp::Rank r : t->payload.entries)
+                t->has_payload[fi] = t->has_payload[fi] || t->rules[r].family == f;
+            if (!t->has_payload[fi])
+                continue;
+            TrieBuildResult b = build_trie(t->rules, f, all);
+            if (!b.trie) {
+                res.error = b.error;
+                return res;
+            }
+            (f == dp::Family::ipv4 ? t->v4_payload : t->v6_payload) = std::move(*b.trie);
+        }
+    }
+    t->allocate_counters(workers);
+    res.tables = std::move(t);
+    return res;
+}
+
+}  // namespace moat::ctl

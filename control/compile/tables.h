@@ -1,0 +1,27 @@
+// Building the dataplane's table set from a loaded policy (control is its only builder).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "control/compile/policy.h"
+#include "control/config/model.h"
+#include "control/compile/trie_build.h"
+#include "dataplane/table_set.h"
+
+namespace moat::ctl {
+
+struct TablesResult {
+    std::unique_ptr<dp::TableSet> tables;  ///< unset on error
+    std::string error;
+    TrieBuildStats v4, v6;
+};
+
+/// The table set for `cp` (the assigned policy of `cfg`, or block-all) with hit counters for
+/// `workers` workers: the classifier tries of both families, or the reference classifier when
+/// `classifier = reference`. Stops with an error once `*cancel` is set. Any thread.
+TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation,
+                             const std::atomic<bool>* cancel = nullptr);
+
+}  // namespace moat::ctl

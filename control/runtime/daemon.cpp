@@ -1,0 +1,711 @@
+#include "control/runtime/daemon.h"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_cycles.h>
+#include <rte_telemetry.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/compile/load.h"
+#include "control/config/config.h"
+#include "control/runtime/config_watch.h"
+#include "control/runtime/control_socket.h"
+#include "control/runtime/eal_args.h"
+#include "control/runtime/runtime.h"
+#include "control/runtime/stats.h"
+#include "control/compile/tables.h"
+#include "control/config/json_text.h"
+#include "control/config/text.h"
+#include "dataplane/port.h"
+#include "dataplane/worker.h"
+
+namespace moat::ctl {
+
+namespace {
+
+/// One line of moatd's log. Whatever a message quotes (a path, a client's request, a config
+/// name) is printable(): no line break, escape sequence or bad byte gets through to forge a line.
+void log(const std::string& msg) {
+    std::fprintf(stderr, "moatd: %s\n", printable(msg).c_str());
+    std::fflush(stderr);
+}
+
+/// A diagnostic as it is, one line (file:line: ...).
+void log_plain(const std::string& line) {
+    std::fprintf(stderr, "%s\n", printable(line).c_str());
+    std::fflush(stderr);
+}
+
+constexpr const char* kUsage =
+    "usage: moatd [--config FILE] [--stats-period SECONDS] [--counters-json FILE]\n"
+    "       moatd EAL-ARGS -- [--config FILE] ...\n"
+    "  --config FILE          the policy and the ports (default: $MOAT_CONFIG or /etc/moat/moat.ini)\n"
+    "  --stats-period SECONDS print a line 'stats {json}' with the counters this often\n"
+    "  --counters-json FILE   write the final counters as JSON to FILE when stopping\n"
+    "EAL arguments come from the config's eal key, then from EAL-ARGS.\n";
+
+struct Options {
+    std::string config = default_config_path();
+    std::vector<std::string> eal;
+    double stats_period = 0;
+    std::string counters_json;
+};
+
+/// nullopt and `status` set when moatd should exit at once (help or a usage error).
+std::optional<Options> parse_options(int argc, char** argv, int& status) {
+    Options o;
+    std::vector<std::string> args(argv + 1, argv + argc);
+    const auto dashdash = std::find(args.begin(), args.end(), "--");
+    if (dashdash != args.end()) {
+        o.eal.assign(args.begin(), dashdash);
+        args.erase(args.begin(), dashdash + 1);
+    }
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        const bool has_value = i + 1 < args.size();
+        if (a == "--help" || a == "-h") {
+            std::fputs(kUsage, stdout);
+            status = 0;
+            return std::nullopt;
+        }
+        if (a == "--config" && has_value) {
+            o.config = args[++i];
+        } else if (a == "--stats-period" && has_value) {
+            char* end = nullptr;
+            o.stats_period = std::strtod(args[i + 1].c_str(), &end);
+            if (*end != '\0' || !(o.stats_period > 0) || !std::isfinite(o.stats_period)) {
+                std::fprintf(stderr, "moatd: --stats-period needs a positive number of seconds\n%s", kUsage);
+                status = 2;
+                return std::nullopt;
+            }
+            ++i;
+        } else if (a == "--counters-json" && has_value) {
+            o.counters_json = args[++i];
+        } else {
+            std::fprintf(stderr, "moatd: unexpected argument '%s'%s\n%s", a.c_str(),
+                         a.starts_with("-") && dashdash == args.end() ? " (EAL arguments go before '--')" : "",
+                         kUsage);
+            status = 2;
+            return std::nullopt;
+        }
+    }
+    return o;
+}
+
+template <auto Fn>
+struct CDeleter {
+    void operator()(auto* p) const noexcept { Fn(p); }
+};
+using MempoolPtr = std::unique_ptr<rte_mempool, CDeleter<rte_mempool_free>>;
+
+/// EAL for the lifetime of the object (STYLE 15: start-up stages unwind in reverse order).
+class Eal {
+public:
+    explicit Eal(const std::vector<std::string>& args) {
+        std::vector<std::string> argv_s{"moatd"};
+        argv_s.insert(argv_s.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (auto& s : argv_s)
+            argv.push_back(s.data());
+        up_ = rte_eal_init(static_cast<int>(argv.size()), argv.data()) >= 0;
+    }
+    ~Eal() {
+        if (up_)
+            rte_eal_cleanup();
+    }
+    Eal(const Eal&) = delete;
+    Eal& operator=(const Eal&) = delete;
+    bool up() const noexcept { return up_; }
+
+private:
+    bool up_ = false;
+};
+
+class StartedPort {
+public:
+    explicit StartedPort(std::uint16_t id) : id_(id) {}
+    ~StartedPort() { dp::stop_port(id_); }
+    StartedPort(const StartedPort&) = delete;
+    StartedPort& operator=(const StartedPort&) = delete;
+
+private:
+    std::uint16_t id_;
+};
+
+/// The launched workers; stops them and waits for their lcores when destroyed.
+class Workers {
+public:
+    Workers() = default;
+    ~Workers() { stop(); }
+    Workers(const Workers&) = delete;
+    Workers& operator=(const Workers&) = delete;
+
+    void launch(std::vector<std::unique_ptr<dp::WorkerContext>> ctx) {
+        ctx_ = std::move(ctx);
+        for (auto& w : ctx_)
+            if (rte_eal_remote_launch(&dp::worker_main, w.get(), w->lcore) == 0)
+                launched_ = true;
+    }
+    void stop() {
+        stop_.store(true, std::memory_order_relaxed);
+        if (launched_)
+            rte_eal_mp_wait_lcore();
+        launched_ = false;
+    }
+    const std::atomic<bool>* stop_flag() const noexcept { return &stop_; }
+    std::vector<const dp::WorkerContext*> contexts() const {
+        std::vector<const dp::WorkerContext*> out;
+        for (const auto& w : ctx_)
+            out.push_back(w.get());
+        return out;
+    }
+
+private:
+    std::vector<std::unique_ptr<dp::WorkerContext>> ctx_;
+    std::atomic<bool> stop_{false};
+    bool launched_ = false;
+};
+
+/// Writes to stdout from a thread of its own, so that a reader of moatd's stdout that is slow or
+/// stuck (a full pipe) delays nothing on the control thread. While the reader lags, a newer line
+/// replaces the one waiting: periodic counters are only worth their latest value.
+class StdoutWriter {
+public:
+    StdoutWriter() : state_(std::make_shared<State>()) {
+        std::thread([s = state_] { run(*s); }).detach();
+    }
+    ~StdoutWriter() { finish(std::chrono::seconds(2)); }
+    StdoutWriter(const StdoutWriter&) = delete;
+    StdoutWriter& operator=(const StdoutWriter&) = delete;
+
+    void offer(std::string text) {
+        std::lock_guard lock(state_->mu);
+        state_->pending = std::move(text);
+        state_->cv.notify_all();
+    }
+    /// Waits up to `limit` for what is waiting to be written, then lets the thread go (it ends
+    /// with the process when stdout never drains).
+    void finish(std::chrono::milliseconds limit) {
+        std::unique_lock lock(state_->mu);
+        state_->stop = true;
+        state_->cv.notify_all();
+        state_->cv.wait_for(lock, limit, [&] { return !state_->pending && !state_->busy; });
+    }
+
+private:
+    struct State {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::optional<std::string> pending;
+        bool busy = false, stop = false;
+    };
+    static void run(State& s) {
+        std::unique_lock lock(s.mu);
+        for (;;) {
+            s.cv.wait(lock, [&] { return s.pending || s.stop; });
+            if (!s.pending)
+                return;
+            const std::string text = std::move(*s.pending);
+            s.pending.reset();
+            s.busy = true;
+            lock.unlock();
+            std::fwrite(text.data(), 1, text.size(), stdout);
+            std::fflush(stdout);
+            lock.lock();
+            s.busy = false;
+            s.cv.notify_all();
+        }
+    }
+    std::shared_ptr<State> state_;
+};
+
+/// Requests a second each user may make on the read-only socket (bursts of twice that): plenty
+/// for monitoring, and one user's flood leaves the others their share of the control thread.
+constexpr double kReadOnlyRate = 100;
+/// Large replies going out at once on the read-only socket: each holds a snapshot of its
+/// generation (tens of MB for a 100K policy) until its reader has it.
+constexpr std::size_t kReadOnlyReplying = 4;
+/// Refused changing requests logged a minute.
+constexpr std::size_t kRefusedLogged = 10;
+
+const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
+
+// DPDK telemetry (dpdk-telemetry.py -f moat): /moat/stats, /moat/status, /moat/rules. The
+// callbacks run on DPDK's telemetry thread; the Runtime's queries are safe there. DPDK 22.11
+// writes telemetry strings into its JSON as they are, so names go through tel_string first, and
+// no exception may leave a callback (it would end the process).
+std::atomic<Runtime*> g_runtime{nullptr};
+
+/// `s` as telemetry can carry it: valid UTF-8 without quotes, backslashes or control characters,
+/// cut to DPDK's string limit.
+std::string tel_string(const std::string& s) {
+    std::string out = valid_utf8(s);
+    for (char& c : out)
+        if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20)
+            c = '?';
+    if (out.size() >= RTE_TEL_MAX_STRING_LEN) {
+        out.resize(RTE_TEL_MAX_STRING_LEN - 1);
+        while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80)
+            out.pop_back();  // no half of a character at the cut
+        if (!out.empty() && static_cast<unsigned char>(out.back()) >= 0xC0)
+            out.pop_back();
+    }
+    return out;
+}
+
+template <typename F>
+int tel_guard(F&& f) noexcept {
+    try {
+        Runtime* rt = g_runtime.load();
+        return rt ? f(*rt) : -1;
+    } catch (...) {
+        return -1;
+    }
+}
+
+int tel_stats(const char*, const char*, rte_tel_data* d) {
+    return tel_guard([&](Runtime& rt) {
+        const Stats s = rt.stats();
+        rte_tel_data_start_dict(d);
+        rte_tel_data_add_dict_u64(d, "generation", s.generation);
+        for (const auto& p : s.ports) {
+            const auto put = [&](const char* what, std::uint64_t v) {
+                rte_tel_data_add_dict_u64(d, (p.name + "_" + what).c_str(), v);
+            };
+            put("rx_packets", p.rx_packets);
+            put("rx_bytes", p.rx_bytes);
+            put("tx_packets", p.tx_packets);
+            put("tx_bytes", p.tx_bytes);
+            put("dropped", p.dropped);
+            put("tx_failed", p.tx_failed);
+        }
+        for (std::size_t r = 1; r < dp::kDropReasons; ++r)
+            rte_tel_data_add_dict_u64(d, ("drop_" + std::string(dp::kDropReasonNames[r])).c_str(), s.drops[r]);
+        rte_tel_data_add_dict_u64(d, "non_ip_passed", s.non_ip_passed);
+        for (std::size_t r = 1; r < dp::kFragDrops; ++r)
+            rte_tel_data_add_dict_u64(d, ("fragment_drop_" + std::string(dp::kFragDropNames[r])).c_str(), s.fragment_drops[r]);
+        rte_tel_data_add_dict_u64(d, "fragments_passed", s.fragments_passed);
+        return 0;
+    });
+}
+
+int tel_status(const char*, const char*, rte_tel_data* d) {
+    return tel_guard([&](Runtime& rt) {
+        const nlohmann::json j = rt.status();
+        rte_tel_data_start_dict(d);
+        rte_tel_data_add_dict_string(d, "policy", tel_string(j["policy"].is_null() ? "" : j["policy"].get<std::string>()).c_str());
+        rte_tel_data_add_dict_u64(d, "generation", j["generation"].get<std::uint64_t>());
+        rte_tel_data_add_dict_string(d, "loaded_at", j["loaded_at"].get<std::string>().c_str());
+        rte_tel_data_add_dict_string(d, "config", tel_string(j["config"].get<std::string>()).c_str());
+        rte_tel_data_add_dict_int(d, "last_reload_ok", j["last_reload"]["ok"].get<bool>() ? 1 : 0);
+        const auto& errors = j["last_reload"]["errors"];
+        rte_tel_data_add_dict_string(d, "last_error", tel_string(errors.empty() ? "" : errors[0].get<std::string>()).c_str());
+        rte_tel_data_add_dict_u64(d, "workers", j["workers"].size());
+        rte_tel_data_add_dict_u64(d, "uptime_s", j["uptime_s"].get<std::uint64_t>());
+        return 0;
+    });
+}
+
+int tel_rules(const char*, const char*, rte_tel_data* d) {
+    return tel_guard([&](Runtime& rt) {
+        const nlohmann::json j = rt.rules(RTE_TEL_MAX_ARRAY_ENTRIES);
+        rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
+        for (const auto& r : j["rules"]) {
+            const std::string line = std::to_string(r["rank"].get<std::size_t>()) + " " + r["action"].get<std::string>() +
+                                     " " + std::to_string(r["packets"].get<std::uint64_t>()) + " pkts line " +
+                                     std::to_string(r["line"].get<int>()) + ": " + r["filter"].get<std::string>();
+            rte_tel_data_add_array_string(d, tel_string(line).c_str());
+        }
+        return 0;
+    });
+}
+
+void register_telemetry() {
+    rte_telemetry_register_cmd("/moat/stats", tel_stats, "Moat counters: ports, drop reasons. Takes no parameters.");
+    rte_telemetry_register_cmd("/moat/status", tel_status, "Moat status: policy, generation, last reload. No parameters.");
+    rte_telemetry_register_cmd("/moat/rules", tel_rules, "Moat's ranked entries with hits (first 512). No parameters.");
+}
+
+}  // namespace
+
+int run_moatd(int argc, char** argv) {
+    int status = 0;
+    const auto opt = parse_options(argc, argv, status);
+    if (!opt)
+        return status;
+
+    // A control client that goes away mid-reply must not end the process that carries the
+    // traffic: writes to closed sockets and pipes fail with EPIPE instead.
+    signal(SIGPIPE, SIG_IGN);
+
+    // The watch starts before the file is read, so an edit made at any moment after the read
+    // (during EAL and port start-up too) is seen and reloads; what is published first is
+    // exactly the text read here.
+    ConfigWatch watch(opt->config);
+    std::string text;
+    if (const auto error = read_config_file(opt->config, text)) {
+        log("not starting: " + opt->config + ": " + *error);
+        return 1;
+    }
+    // Parse -> validate -> compile before anything starts: a broken config forwards nothing.
+    const LoadResult loaded = load_policy_text(text, opt->config);
+    // Every error (nothing starts until they are fixed); of the warnings the first 20 and how
+    // many there are, whatever the policy.
+    std::size_t warnings = 0;
+    for (const auto& d : loaded.diags.all())
+        if (d.severity == Severity::error || ++warnings <= kListedDiagnostics)
+            log_plain(format(d));
+    if (warnings > kListedDiagnostics)
+        log("... and " + std::to_string(warnings - kListedDiagnostics) + " more warnings (moatctl check lists them)");
+    if (!loaded.usable()) {
+        log("not starting: " + opt->config + " is not usable (fix the errors above)");
+        return 1;
+    }
+    const Config& cfg = *loaded.config;
+    const CompiledPolicy& cp = *loaded.compiled;
+    const Appliance& a = cfg.appliance;
+    if (a.outside.empty() || a.inside.empty()) {
+        log("not starting: " + opt->config + ": [appliance] must name both ports (outside = ..., inside = ...)");
+        return 1;
+    }
+
+    const EalPlan plan = plan_eal(a, opt->eal, probe_host());
+    if (!plan.error.empty()) {
+        log("not starting: " + plan.error);
+        return 1;
+    }
+    for (const auto& n : plan.notes)
+        log(n);
+    std::string eal_line;
+    for (const auto& s : plan.args)
+        eal_line += " " + s;
+    log("EAL arguments:" + eal_line);
+
+    // SIGINT, SIGTERM (stop) and SIGHUP (reload) are read from a signalfd by the control loop;
+    // every thread EAL creates inherits the mask, so no worker is interrupted.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    Eal eal(plan.args);
+    if (!eal.up()) {
+        log(std::string("not starting: EAL initialisation failed: ") + rte_strerror(rte_errno));
+        return 1;
+    }
+
+    std::array<std::uint16_t, 2> port_id{};
+    const std::array<std::string, 2> specs{a.outside, a.inside};
+    for (std::size_t i = 0; i < 2; ++i) {
+        const PortName n = port_name(specs[i]);
+        if (rte_eth_dev_get_port_by_name(n.name.c_str(), &port_id[i]) != 0) {
+            log("not starting: no DPDK port named '" + n.name + "' (" + (i == 0 ? "outside" : "inside") + " = " +
+                specs[i] + ")");
+            return 1;
+        }
+    }
+
+    // Workers need a queue pair each on both ports, and RSS to share the traffic out; a port
+    // without them (most vdevs) gets one worker, which sees everything.
+    unsigned workers = a.workers;
+    for (std::size_t i = 0; i < 2 && workers > 1; ++i)
+        if (const std::string why = dp::multi_queue_limit(port_id[i], static_cast<std::uint16_t>(workers));
+            !why.empty()) {
+            log(std::string(i == 0 ? "outside" : "inside") + " port " + specs[i] + ": " + why + "; running 1 worker, not " +
+                std::to_string(workers) + " (workers = " + std::to_string(a.workers) + ")");
+            workers = 1;
+        }
+    if (rte_lcore_count() < workers + 1) {
+        log("not starting: workers = " + std::to_string(workers) + " needs " + std::to_string(workers + 1) +
+            " lcores and EAL has " + std::to_string(rte_lcore_count()));
+        return 1;
+    }
+
+    const dp::PortConfig pc0{};
+    const unsigned mbufs = std::max(8191u, 2 * workers * (pc0.rx_desc + pc0.tx_desc) + workers * 4 * dp::kBurstMax + 2048);
+    MempoolPtr pool(rte_pktmbuf_pool_create("moat_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                            static_cast<int>(rte_socket_id())));
+    if (!pool) {
+        log(std::string("not starting: cannot create the mbuf pool: ") + rte_strerror(rte_errno));
+        return 1;
+    }
+
+    std::vector<std::unique_ptr<StartedPort>> started;
+    for (std::size_t i = 0; i < 2; ++i) {
+        dp::PortConfig pc;
+        pc.queues = static_cast<std::uint16_t>(workers);
+        pc.pool = pool.get();
+        if (const std::string err = dp::start_port(port_id[i], pc); !err.empty()) {
+            log(std::string("not starting: ") + (i == 0 ? "outside" : "inside") + " port " + specs[i] + ": " + err);
+            return 1;
+        }
+        started.push_back(std::make_unique<StartedPort>(port_id[i]));
+        log(std::string(i == 0 ? "outside" : "inside") + " = " + specs[i] + " (port " + std::to_string(port_id[i]) +
+            ", link " + dp::link_text(port_id[i]) + ")");
+    }
+
+    // The running policy: generation 1 now, later ones from reloads.
+    std::unique_ptr<Runtime> rt;
+    try {
+        rt = std::make_unique<Runtime>(opt->config, workers);
+    } catch (const std::exception& e) {
+        log(std::string("not starting: ") + e.what());
+        return 1;
+    }
+    if (const std::string err = rt->start(cfg, cp, std::move(text)); !err.empty()) {
+        log("not starting: " + err);
+        return 1;
+    }
+    const dp::TableSet& first = *rt->publisher().current()->tables;
+    log(std::string("classifier: ") +
+        (first.use_reference ? "reference (linear scan; classifier = reference)"
+                             : "trie, " + std::to_string((first.v4.bytes() + first.v6.bytes() + 1023) / 1024) +
+                                   " KB, leaf scan " + (first.scan == dp::LeafScan::avx512 ? "AVX-512" : "scalar")));
+    if (!first.payload.empty()) {
+        std::size_t db_bytes = 0;
+        hs_database_size(first.payload.db.get(), &db_bytes);
+        log("payload filters: " + std::to_string(first.payload.patterns) + " patterns in one Hyperscan database (" +
+            std::to_string((db_bytes + 1023) / 1024) + " KB), the first " + std::to_string(first.payload.scan_bytes) +
+            " payload bytes of a packet scanned when a payload filter outranks its header-only match");
+    }
+    if (cp.policy < 0)
+        log("no policy is assigned: every IP packet is dropped (non-IP EtherTypes listed in non_ip still pass)");
+    else
+        log("policy '" + cfg.policies[static_cast<std::size_t>(cp.policy)].name + "' from " + opt->config + ": " +
+            std::to_string(cp.rules.size()) + " ranked entries, generation 1");
+    rt->set_ports({{"outside", specs[0], port_id[0]}, {"inside", specs[1], port_id[1]}});
+    g_runtime = rt.get();
+    register_telemetry();
+
+    Workers running;
+    std::vector<std::unique_ptr<dp::WorkerContext>> ctx;
+    unsigned lcore = 0;
+    RTE_LCORE_FOREACH_WORKER(lcore) {
+        if (ctx.size() == workers)
+            break;
+        auto w = std::make_unique<dp::WorkerContext>();
+        w->index = static_cast<unsigned>(ctx.size());
+        w->lcore = lcore;
+        w->port = port_id;
+        w->queue = static_cast<std::uint16_t>(w->index);
+        w->tables = rt->publisher().tables();
+        w->qsbr = rt->publisher().qsbr();
+        w->stop = running.stop_flag();
+        std::string frag_error;
+        w->fragments =
+            dp::FragmentTable::create(a.fragment_table, static_cast<int>(rte_lcore_to_socket_id(lcore)), frag_error);
+        if (!w->fragments) {
+            log("not starting: " + frag_error + " (lower fragment_table)");
+            return 1;
+        }
+        log("worker " + std::to_string(w->index) + " on lcore " + std::to_string(lcore) + ": rx/tx queue " +
+            std::to_string(w->queue) + " of both ports" +
+            (a.fragments == FragmentMode::track
+                 ? ", fragments tracked (" + std::to_string(a.fragment_table) + " datagrams, " +
+                       std::to_string(dp::kFragmentTimeoutMs / 1000) + " s)"
+                 : ", fragments dropped"));
+        ctx.push_back(std::move(w));
+    }
+    running.launch(std::move(ctx));
+    rt->set_workers(running.contexts());
+
+    // Control: signals, the config file's directory and the control sockets, in one poll loop.
+    const int sfd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (!watch.ok())
+        log("not watching the config file (" + watch.error() + "): reload with SIGHUP or moatctl reload");
+    // Changing requests are logged; refused ones (anyone can send them to the read-only socket)
+    // at most kRefusedLogged a minute, then how many more there were.
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point refused_since = Clock::now();
+    std::size_t refused = 0;
+    ControlServer server([&](const nlohmann::json& req, const RequestContext& ctx) {
+        const std::string cmd = req.value("cmd", nlohmann::json()).is_string() ? req["cmd"].get<std::string>() : "";
+        if (Runtime::changes_policy(cmd)) {
+            const bool refusal = ctx.access != Access::full;
+            if (refusal && Clock::now() - refused_since > std::chrono::minutes(1)) {
+                if (refused > kRefusedLogged)
+                    log("control: " + std::to_string(refused - kRefusedLogged) +
+                        " more refused requests on the read-only socket in the last minute");
+                refused_since = Clock::now();
+                refused = 0;
+            }
+            if (!refusal || ++refused <= kRefusedLogged)
+                log("control: " + cmd + (cmd == "assign" && req.value("policy", nlohmann::json()).is_string()
+                                             ? " " + ctl::quoted(printable(req["policy"].get<std::string>(), 200))
+                                             : "") +
+                    " from pid " + std::to_string(ctx.peer.pid) + " uid " + std::to_string(ctx.peer.uid) +
+                    (refusal ? " on the read-only socket: refused" : ""));
+        }
+        return rt->handle(req, ctx);
+    });
+    server.on_error([](const std::string& what) { log("control request failed: " + what); });
+    if (const std::string err = server.listen({a.control, Access::full, 0660, a.control_gid}); err.empty())
+        log("control socket " + a.control + " (every command; mode 0660" +
+            (a.control_group.empty() ? "" : ", group " + a.control_group) + ")");
+    else
+        log("no control socket: " + err);
+    if (!a.control_readonly.empty()) {
+        const mode_t mode = a.control_readonly_gid ? 0660 : 0666;
+        if (const std::string err = server.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid,
+                                                   kReadOnlyRate, 2 * kReadOnlyRate, kReadOnlyReplying});
+            err.empty())
+            log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain; mode " +
+                (a.control_readonly_gid ? "0660, group " + a.control_readonly_group : std::string("0666")) + ")");
+        else
+            log("no read-only control socket: " + err);
+    }
+    log("forwarding");
+
+    // Every reload is logged, whatever triggered it (signal, file change, control socket), and
+    // every lint: a few dozen lines at most, whatever the policy (the first diagnostics of each
+    // list and how many there are; moatctl check or lint lists them all).
+    const auto more = [](std::size_t shown, std::size_t total, const char* what) {
+        if (total > shown)
+            log("... and " + std::to_string(total - shown) + " more " + what + " (moatctl check " + "lists them all)");
+    };
+    rt->on_reload([&](const ReloadOutcome& o) {
+        for (const auto& w : o.warnings)
+            log_plain(w);
+        more(o.warnings.size(), o.warnings_total, "warnings");
+        if (o.ok) {
+            char ms[96];
+            std::snprintf(ms, sizeof ms, "%.1f ms (load %.1f, build %.1f)", o.publish_ms, o.load_ms, o.build_ms);
+            log("reload (" + o.trigger + "): generation " + std::to_string(o.generation) + " in force after " + ms);
+            return;
+        }
+        for (const auto& e : o.errors)
+            log_plain(e);
+        more(o.errors.size(), o.errors_total, "errors");
+        log("reload (" + o.trigger + ") failed: the running generation stays in force");
+    });
+    rt->on_lint([](const LintReport& l) {
+        if (l.total == 0) {
+            log("lint of generation " + std::to_string(l.generation) + ": no warnings");
+            return;
+        }
+        std::string kinds;
+        for (const auto& [kind, n] : l.counts)
+            kinds += (kinds.empty() ? "" : ", ") + std::to_string(n) + " " + kind;
+        log("lint of generation " + std::to_string(l.generation) + ": " + kinds +
+            (l.total > l.first.size() ? "; the first " + std::to_string(l.first.size()) + " (moatctl lint --all lists them all):"
+                                      : ":"));
+        for (const auto& w : l.first)
+            log_plain(w);
+    });
+
+    using Clock = std::chrono::steady_clock;
+    // File events become one reload once the file has been quiet for a moment (ConfigWatch).
+    const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt->stats_period));
+    auto next_stats = Clock::now() + period;
+    auto next_rates = Clock::now();  // per-worker rates (moatctl stats): sampled once a second
+    std::optional<Clock::time_point> reload_at;  // when the pending file change is due
+    // A change pushes the pending reload back by its settle time. Just before the file is read
+    // and again right after, the events are checked once more: a write that began in between (a
+    // truncation, a first write) postpones the reload instead of publishing the half-written file.
+    const auto settled = [&] {
+        const auto c = watch.changed();
+        if (c != ConfigWatch::Change::none)
+            reload_at = Clock::now() + (c == ConfigWatch::Change::complete ? ConfigWatch::kSettleComplete : ConfigWatch::kSettlePartial);
+        return c == ConfigWatch::Change::none;
+    };
+    StdoutWriter out;
+    int sig = 0;
+    while (sig == 0) {
+        const auto now = Clock::now();
+        const auto until = [&](Clock::time_point t) {
+            return std::chrono::duration_cast<std::chrono::milliseconds>(t - now) + std::chrono::milliseconds(1);
+        };
+        auto timeout = std::chrono::milliseconds(rt->publisher().retired() ? 10 : 1000);
+        if (reload_at)
+            timeout = std::min(timeout, until(*reload_at));
+        if (opt->stats_period > 0)
+            timeout = std::min(timeout, until(next_stats));
+        timeout = std::min(timeout, until(next_rates));
+        if (const auto d = server.next_deadline())
+            timeout = std::min(timeout, until(*d));
+        pollfd fds[4] = {{sfd, POLLIN, 0}, {watch.fd(), POLLIN, 0}, {server.fd(), POLLIN, 0}, {rt->events_fd(), POLLIN, 0}};
+        poll(fds, 4, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout.count())));
+        // Nothing that goes wrong in one turn (an exception from a query, a reload, a write) ends
+        // the loop: it is logged, and the workers go on forwarding under the policy in force.
+        try {
+            if (fds[0].revents & POLLIN) {
+                signalfd_siginfo si{};
+                while (read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+                    if (si.ssi_signo == SIGHUP)
+                        rt->submit({.kind = ReloadJob::Kind::file, .trigger = "SIGHUP", .text = {}, .if_changed = false, .policy = {}});
+                    else
+                        sig = static_cast<int>(si.ssi_signo);
+                }
+            }
+            if (fds[1].revents & POLLIN)
+                settled();
+            if (fds[3].revents & POLLIN) {  // reloads or lints finished: log them, answer who waits
+                rt->collect();
+                server.wake();
+            }
+            server.serve();  // events, and deadlines even without them
+            if (reload_at && Clock::now() >= *reload_at) {
+                reload_at.reset();
+                // The file is read here, between two looks at the watch (the builder gets the
+                // text): what a write that began meanwhile left may be half of it.
+                ReloadJob job{.kind = ReloadJob::Kind::text, .trigger = "config file changed", .text = {}, .if_changed = true, .policy = {}};
+                if (settled()) {
+                    if (read_config_file(opt->config, job.text))
+                        job.kind = ReloadJob::Kind::file;  // the builder reads it again and says why it cannot
+                    if (settled())
+                        rt->submit(std::move(job));
+                }
+            }
+            rt->reclaim();
+            if (Clock::now() >= next_rates) {
+                rt->sample_rates();
+                next_rates = Clock::now() + std::chrono::seconds(1);
+            }
+            if (opt->stats_period > 0 && Clock::now() >= next_stats) {
+                out.offer("stats " + json_text(stats_json(rt->stats())) + "\n");
+                next_stats += period;
+            }
+        } catch (const std::exception& e) {
+            log(std::string("control loop: ") + valid_utf8(e.what()) + " (the policy in force stays; going on)");
+        }
+    }
+    close(sfd);
+    log(std::string("stopping on ") + signal_name(sig));
+    running.stop();
+    g_runtime = nullptr;  // telemetry answers "not ready" from here on
+
+    const Stats final_stats = rt->stats();
+    out.offer(stats_text(final_stats));
+    out.finish(std::chrono::seconds(2));
+    if (!opt->counters_json.empty()) {
+        std::ofstream out(opt->counters_json);
+        out << json_text(stats_json(final_stats), 2) << "\n";
+        if (!out)
+            log("cannot write " + opt->counters_json);
+    }
+    return 0;
+}
+
+}  // namespace moat::ctl

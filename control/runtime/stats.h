@@ -1,0 +1,118 @@
+// Reading the workers' counters: summed over workers with relaxed loads, grouped per port, per
+// drop reason and per filter, and printed for people (a table) or machines (JSON).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "control/compile/policy.h"
+#include "control/config/model.h"
+#include "control/runtime/publisher.h"
+#include "dataplane/counters.h"
+#include "dataplane/table_set.h"
+#include "dataplane/worker.h"
+
+namespace moat::ctl {
+
+struct PortStats {
+    std::string name;  ///< outside / inside
+    std::uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0, dropped = 0, tx_failed = 0;
+};
+
+/// One filter row. The names point into the generation the Stats holds.
+struct FilterStats {
+    std::string_view filterlist;
+    std::string_view filter;
+    std::string_view rule;
+    int rule_line = 0;  ///< the rule's line: two rules may read alike
+    int line = 0;
+    dp::Action action = dp::Action::block;
+    dp::Rank best_rank = 0;  ///< the filter's highest-ranked entry
+    std::uint64_t packets = 0, bytes = 0;
+};
+
+/// One worker's counters at one moment, over both ports: what its rates are computed from.
+struct WorkerSample {
+    std::uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, dropped = 0;
+};
+
+WorkerSample sample_worker(const dp::WorkerContext& w) noexcept;
+
+/// A worker's rates over the last sampling interval.
+struct WorkerRates {
+    double seconds = 0;  ///< the interval they are over; 0: not measured yet (moatd's first second)
+    double rx_pps = 0, rx_bps = 0, tx_pps = 0, dropped_pps = 0;  ///< packets, bits per second
+};
+
+/// Per-worker rates between the last two samples; moatd's control thread samples once a second.
+/// Not thread-safe: the caller serialises (Runtime's lock).
+class RateMeter {
+public:
+    /// Takes a sample at `seconds` (a monotonic clock); the rates become those since the
+    /// previous sample. A sample with a different worker count, or not later than the previous
+    /// one, starts over.
+    void sample(std::span<const WorkerSample> now, double seconds);
+    /// Rates by worker index; empty before the second sample.
+    const std::vector<WorkerRates>& rates() const noexcept { return rates_; }
+
+private:
+    std::vector<WorkerSample> last_;
+    double last_seconds_ = 0;
+    std::vector<WorkerRates> rates_;
+};
+
+struct WorkerStats {
+    unsigned index = 0, lcore = 0;
+    std::uint64_t rx_packets = 0, rx_bytes = 0;  ///< over both ports
+    std::uint64_t tx_packets = 0;                ///< over both ports
+    std::uint64_t dropped = 0;                   ///< received and dropped, any reason
+    std::uint64_t payload_scanned = 0;           ///< packets whose payload it scanned
+    std::uint64_t payload_bytes = 0;             ///< bytes it scanned
+    WorkerRates rates;
+};
+
+struct Stats {
+    std::uint64_t generation = 0;
+    std::string policy;  ///< empty: nothing assigned
+    std::array<PortStats, 2> ports;
+    std::array<std::uint64_t, dp::kDropReasons> drops{};
+    std::uint64_t non_ip_passed = 0;
+    std::array<std::uint64_t, dp::kFragDrops> fragment_drops{};  ///< detail of drops[fragment]
+    std::uint64_t fragments_passed = 0;
+    std::vector<WorkerStats> workers;  ///< by worker index
+    std::vector<FilterStats> filters;  ///< one per (rule, filter), in rank order
+    std::shared_ptr<const Generation> source;  ///< what `filters` point into
+};
+
+/// Hits of each row of `g` in its own table set, summed over `workers` (live: relaxed loads).
+std::vector<Counts> row_hits(const Generation& g, std::size_t workers);
+
+/// The counters of `workers` and of generation `g`, each filter row's plus `carried[row]` (what
+/// earlier generations handed over; empty: nothing), with the rates `rates` measured (by worker
+/// index; missing ones are left at zero). O(entries x workers), no strings copied: a snapshot a
+/// control-socket reply can stream from while the policy changes.
+Stats collect_stats(std::span<const dp::WorkerContext* const> workers, std::shared_ptr<const Generation> g,
+                    std::span<const Counts> carried, std::span<const WorkerRates> rates = {});
+
+nlohmann::json stats_json(const Stats& s);
+std::string stats_text(const Stats& s);
+/// Prometheus text exposition format (counters with `_total`).
+std::string stats_prometheus(const Stats& s);
+
+// The same three, a part at a time (the control socket streams a large policy's rows): the head
+// is everything but the per-filter rows, which follow in order.
+nlohmann::json stats_json_head(const Stats& s);  ///< without "filters"
+nlohmann::json filter_json(const FilterStats& f);  ///< one element of "filters"
+std::string stats_text_head(const Stats& s);
+void filter_text(const FilterStats& f, std::string& out);  ///< appends one filter's line
+std::string stats_prometheus_head(const Stats& s);
+/// Appends row `i` of 2 * filters.size(): the filters' packets, then their bytes.
+void prometheus_filter_row(const Stats& s, std::size_t i, std::string& out);
+
+}  // namespace moat::ctl
