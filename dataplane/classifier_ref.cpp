@@ -17,7 +17,7 @@ bool in_range(PortRange r, std::uint16_t p) noexcept { return r.lo <= p && p <= 
 
 }  // namespace
 
-bool header_matches(const Rule& r, const PacketKey& k) noexcept {
+bool header_matches(const Entry& r, const PacketKey& k) noexcept {
     if (r.family != k.family || !on_matches(r.on, k.ingress))
         return false;
     if (!prefix_contains(r.src, r.src_len, k.src) || !prefix_contains(r.dst, r.dst_len, k.dst))
@@ -36,14 +36,14 @@ bool header_matches(const Rule& r, const PacketKey& k) noexcept {
     return true;
 }
 
-Rank classify_ref(std::span<const Rule> ranked, const PacketKey& k) noexcept {
+Rank classify_ref(std::span<const Entry> ranked, const PacketKey& k) noexcept {
     for (std::size_t i = 0; i < ranked.size(); ++i)
         if (ranked[i].payload == kNoPayload && header_matches(ranked[i], k))
             return static_cast<Rank>(i);
     return kNoMatch;
 }
 
-Rank classify_ref_any(std::span<const Rule> ranked, const PacketKey& k) noexcept {
+Rank classify_ref_any(std::span<const Entry> ranked, const PacketKey& k) noexcept {
     for (std::size_t i = 0; i < ranked.size(); ++i)
         if (header_matches(ranked[i], k))
             return static_cast<Rank>(i);

@@ -24,7 +24,6 @@
 
 namespace moat::dp {
 
-inline constexpr unsigned kFragmentTableDefault = 8192;  ///< datagrams in flight per worker
 inline constexpr unsigned kFragmentTimeoutMs = 5000;    ///< how long a first fragment's verdict lasts
 /// Disjoint pieces remembered per datagram; in-order fragments merge into one, so only
 /// reordering uses more. A datagram scattered further is dropped (FragDrop::scattered).

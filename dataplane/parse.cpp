@@ -7,11 +7,6 @@ namespace moat::dp {
 
 namespace {
 
-constexpr std::uint16_t kEtherIpv4 = 0x0800;
-constexpr std::uint16_t kEtherIpv6 = 0x86dd;
-
-constexpr std::uint8_t kIpIcmp = 1, kIpTcp = 6, kIpUdp = 17, kIpIcmpv6 = 58, kIpSctp = 132;
-
 std::uint16_t be16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
 
 std::uint32_t be32(const std::uint8_t* p) noexcept {
@@ -51,7 +46,7 @@ bool note_fragment(PacketMeta& m, const ParsePolicy& pol, std::uint8_t proto, st
     }
     m.frag = {true, more, proto, id, offset, offset + len, FragDrop::none};
     m.key.proto = proto;
-    if (proto == kIpTcp && offset == 8) {  // could rewrite the TCP flags (RFC 3128)
+    if (proto == kProtoTcp && offset == 8) {  // could rewrite the TCP flags (RFC 3128)
         drop_fragment(m, FragDrop::tcp_offset1);
         return false;
     }
@@ -80,7 +75,7 @@ void parse_l4(const std::uint8_t* l4, std::uint32_t n, std::uint32_t base, std::
     k.proto = proto;
     std::uint32_t hdr = 0;
     switch (proto) {
-    case kIpTcp: {
+    case kProtoTcp: {
         if (n < 20)
             return truncated(m);
         hdr = (l4[12] >> 4) * 4u;
@@ -90,7 +85,7 @@ void parse_l4(const std::uint8_t* l4, std::uint32_t n, std::uint32_t base, std::
             return truncated(m);
         break;
     }
-    case kIpUdp: {
+    case kProtoUdp: {
         if (n < 8)
             return truncated(m);
         const std::uint16_t ulen = be16(l4 + 4);
@@ -101,15 +96,15 @@ void parse_l4(const std::uint8_t* l4, std::uint32_t n, std::uint32_t base, std::
         n = std::min<std::uint32_t>(ulen, n);
         break;
     }
-    case kIpSctp:
+    case kProtoSctp:
         if (n < 12)
             return truncated(m);
         hdr = 12;
         break;
-    case kIpIcmp:
-    case kIpIcmpv6:
+    case kProtoIcmp:
+    case kProtoIcmpv6:
         // ICMP is only ICMP in its own family; elsewhere it is an opaque protocol number.
-        if ((proto == kIpIcmp) != (fam == Family::ipv4))
+        if ((proto == kProtoIcmp) != (fam == Family::ipv4))
             break;
         if (n < 8)
             return truncated(m);
@@ -120,7 +115,7 @@ void parse_l4(const std::uint8_t* l4, std::uint32_t n, std::uint32_t base, std::
         break;
     default: break;
     }
-    if (proto == kIpTcp || proto == kIpUdp || proto == kIpSctp) {
+    if (proto_has_ports(proto)) {
         k.has_ports = true;
         k.sport = be16(l4);
         k.dport = be16(l4 + 2);

@@ -12,36 +12,13 @@
 #include <vector>
 
 #include "dataplane/counters.h"
-#include "dataplane/rule.h"
+#include "dataplane/entry.h"
+#include "dataplane/wire.h"
 
 namespace moat::dp {
 
 inline constexpr unsigned kMaxVlanTags = 2;
 
-/// IPv6 extension headers the parser reads past (the protocol after them is what filters see).
-inline constexpr std::uint8_t kIp6HopByHop = 0, kIp6Routing = 43, kIp6Fragment = 44, kIp6DestOpts = 60,
-                              kIp6Mobility = 135, kIp6Hip = 139, kIp6Shim6 = 140;
-
-/// The name of an IPv6 extension header the parser reads past, or null for any other protocol.
-constexpr const char* ipv6_extension_header(std::uint8_t proto) noexcept {
-    switch (proto) {
-    case kIp6HopByHop: return "Hop-by-Hop Options";
-    case kIp6Routing: return "Routing";
-    case kIp6Fragment: return "Fragment";
-    case kIp6DestOpts: return "Destination Options";
-    case kIp6Mobility: return "Mobility";
-    case kIp6Hip: return "HIP";
-    case kIp6Shim6: return "Shim6";
-    default: return nullptr;
-    }
-}
-
-/// EtherTypes of VLAN tags, which the parser looks through: 802.1Q, 802.1ad, and the 0x9100,
-/// 0x9200 and 0x9300 of Q-in-Q before 802.1ad (IP inside them is filtered like any other).
-constexpr bool is_vlan_tag(std::uint16_t ether_type) noexcept {
-    return ether_type == 0x8100 || ether_type == 0x88a8 || ether_type == 0x9100 || ether_type == 0x9200 ||
-           ether_type == 0x9300;
-}
 /// IPv6 extension headers walked before the transport header; a longer chain is dropped.
 inline constexpr unsigned kMaxExtHeaders = 8;
 

@@ -19,7 +19,8 @@
 #include <span>
 #include <vector>
 
-#include "dataplane/rule.h"
+#include "dataplane/entry.h"
+#include "dataplane/wire.h"
 
 namespace moat::dp {
 
@@ -34,8 +35,8 @@ using HsScratchPtr = std::unique_ptr<hs_scratch_t, HsDeleter<hs_free_scratch>>;
 struct PayloadTables {
     HsDatabasePtr db;
     std::vector<HsScratchPtr> scratch;  ///< [worker]: written only by that worker, during a scan
-    std::uint32_t patterns = 0;         ///< pattern ids are 0 .. patterns-1 (Rule::payload)
-    std::uint32_t scan_bytes = 1500;    ///< `payload_scan_bytes`
+    std::uint32_t patterns = 0;         ///< pattern ids are 0 .. patterns-1 (Entry::payload)
+    std::uint32_t scan_bytes = kPayloadScanBytesDefault;    ///< `payload_scan_bytes`
     /// The ranks of the entries of pattern i (a filter's expansion), ascending:
     /// entries[first[i] .. first[i + 1]).
     std::vector<std::uint32_t> first;

@@ -15,7 +15,7 @@
 #include "dataplane/counters.h"
 #include "dataplane/parse.h"
 #include "dataplane/payload.h"
-#include "dataplane/rule.h"
+#include "dataplane/entry.h"
 #include "dataplane/trie.h"
 
 namespace moat::dp {
@@ -23,7 +23,7 @@ namespace moat::dp {
 struct TableSet {
     std::uint64_t generation = 0;
     ParsePolicy parse;
-    std::vector<Rule> rules;
+    std::vector<Entry> rules;
     bool use_reference = false;  ///< `classifier = reference`: the linear oracle decides
     LeafScan scan = LeafScan::scalar;
     Trie v4;  ///< header-only entries

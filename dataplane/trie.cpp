@@ -69,7 +69,7 @@ struct MatchScalar {
 
 }  // namespace
 
-void rule_ranges(const Rule& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kMaxDims]) noexcept {
+void rule_ranges(const Entry& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kMaxDims]) noexcept {
     unsigned d = 0;
     const unsigned words = r.family == Family::ipv4 ? 1 : 4;
     for (unsigned w = 0; w < words; ++w, ++d)

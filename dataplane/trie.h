@@ -52,7 +52,7 @@
 #include <span>
 #include <vector>
 
-#include "dataplane/rule.h"
+#include "dataplane/entry.h"
 
 namespace moat::dp {
 
@@ -127,7 +127,7 @@ inline TrieKey trie_key(const PacketKey& k) noexcept {
 }
 
 /// The range form of a ranked entry, dimension by dimension (the builder's and the tests' view).
-void rule_ranges(const Rule& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kMaxDims]) noexcept;
+void rule_ranges(const Entry& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kMaxDims]) noexcept;
 
 /// How a leaf is scanned; chosen once at start-up (STYLE 6), never per packet.
 enum class LeafScan : std::uint8_t { scalar, avx512 };

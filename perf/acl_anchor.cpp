@@ -52,12 +52,12 @@ AclKey acl_key(const dp::PacketKey& k) noexcept {
     return a;
 }
 
-std::unique_ptr<AclAnchor> AclAnchor::build(std::span<const dp::Rule> ranked, std::string& error) {
+std::unique_ptr<AclAnchor> AclAnchor::build(std::span<const dp::Entry> ranked, std::string& error) {
     static std::atomic<unsigned> serial{0};
     std::unique_ptr<AclAnchor> a(new AclAnchor);
     std::vector<AclRule> rules;
     for (std::size_t r = 0; r < ranked.size(); ++r) {
-        const dp::Rule& e = ranked[r];
+        const dp::Entry& e = ranked[r];
         if (e.family != dp::Family::ipv4 || e.payload != dp::kNoPayload)
             continue;
         std::uint32_t lo[dp::kMaxDims], hi[dp::kMaxDims];

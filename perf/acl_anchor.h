@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "dataplane/rule.h"
+#include "dataplane/entry.h"
 
 namespace moat::perf {
 
@@ -35,7 +35,7 @@ class AclAnchor {
 public:
     /// Builds a context from the IPv4 header-only entries of `ranked` with the best classify
     /// algorithm this process may use. Needs EAL. On failure returns nullptr and sets `error`.
-    static std::unique_ptr<AclAnchor> build(std::span<const dp::Rule> ranked, std::string& error);
+    static std::unique_ptr<AclAnchor> build(std::span<const dp::Entry> ranked, std::string& error);
     ~AclAnchor();
 
     /// results[i] = rank of data[i]'s winner, or dp::kNoMatch.

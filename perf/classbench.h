@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "dataplane/rule.h"
+#include "dataplane/entry.h"
 
 namespace moat::perf {
 

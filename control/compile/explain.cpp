@@ -44,7 +44,7 @@ nlohmann::json key_json(const SpecKey& k) {
 }
 
 /// What became of an entry's payload pattern.
-std::string payload_status(const Explanation& e, const dp::Rule& r) {
+std::string payload_status(const Explanation& e, const dp::Entry& r) {
     if (!e.packet.payload)
         return "not evaluated (no payload given)";
     if (!e.payload_error.empty())
@@ -84,7 +84,7 @@ const char* reason_name(VerdictReason r) {
 
 }  // namespace
 
-std::string format_entry(const dp::Rule& r) {
+std::string format_entry(const dp::Entry& r) {
     std::string s = format_prefix(r.family, r.src, r.src_len) + ports_text(r.sport_any, r.sport) + " -> " +
                     format_prefix(r.family, r.dst, r.dst_len) + ports_text(r.dport_any, r.dport);
     s += r.family == dp::Family::ipv4 ? " IPv4" : " IPv6";
@@ -137,7 +137,7 @@ Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec pack
     }
     e.winner = dp::kNoMatch;
     for (const dp::Rank r : e.matches) {
-        const dp::Rule& rule = cp.rules[r];
+        const dp::Entry& rule = cp.rules[r];
         if (rule.payload == dp::kNoPayload ||
             (e.packet.payload && e.payload_error.empty() && e.pattern_matched[rule.payload])) {
             e.winner = r;

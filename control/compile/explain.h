@@ -41,6 +41,6 @@ std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Expl
 nlohmann::json explain_json(const Config& cfg, const CompiledPolicy& cp, const Explanation& e);
 
 /// One entry in the filter grammar's direction form: `* -> 198.18.0.10:80 TCP on outside`.
-std::string format_entry(const dp::Rule& r);
+std::string format_entry(const dp::Entry& r);
 
 }  // namespace moat::ctl

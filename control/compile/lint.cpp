@@ -54,8 +54,8 @@ struct Span {
 };
 
 /// An entry's source and destination ports as ranges (any: the whole range).
-Span sport_of(const dp::Rule& r) { return r.sport_any ? Span{} : Span{r.sport.lo, r.sport.hi}; }
-Span dport_of(const dp::Rule& r) { return r.dport_any ? Span{} : Span{r.dport.lo, r.dport.hi}; }
+Span sport_of(const dp::Entry& r) { return r.sport_any ? Span{} : Span{r.sport.lo, r.sport.hi}; }
+Span dport_of(const dp::Entry& r) { return r.dport_any ? Span{} : Span{r.dport.lo, r.dport.hi}; }
 
 /// Counts of values below a bound, over the 65536 port values.
 class Fenwick {
@@ -140,7 +140,7 @@ std::uint64_t intersecting_pairs(const std::vector<Rect>& A, const std::vector<R
 }
 
 /// Entries of one policy, as the lint needs them.
-struct Entry {
+struct LintEntry {
     std::size_t rank;
     Rect ports;
     dp::OnPort on;
@@ -154,7 +154,7 @@ struct Entry {
 /// come only from the outside, forged, and only when antispoof is off. The packets of the overlap
 /// have the longer source prefix of the two, the longer destination, and arrive on the port
 /// either names (on=inside and on=outside never overlap).
-bool can_arrive(const Entry& x, const Entry& y, const std::vector<dp::Rule>& rules, bool antispoof) {
+bool can_arrive(const LintEntry& x, const LintEntry& y, const std::vector<dp::Entry>& rules, bool antispoof) {
     const bool src_me = rules[x.rank].src_len >= rules[y.rank].src_len ? x.src_me : y.src_me;
     const bool dst_me = rules[x.rank].dst_len >= rules[y.rank].dst_len ? x.dst_me : y.dst_me;
     const bool outside = x.on == dp::OnPort::outside || y.on == dp::OnPort::outside;
@@ -167,12 +167,12 @@ bool can_arrive(const Entry& x, const Entry& y, const std::vector<dp::Rule>& rul
 /// Pairs with different actions among `set` (entries whose addresses all overlap one another's
 /// in the way the caller arranged), counting only pairs with one from `a` and one from `b` when
 /// both are given (two orientations of one bucket).
-std::uint64_t count_overlaps(const std::vector<const Entry*>& a, const std::vector<const Entry*>& b) {
+std::uint64_t count_overlaps(const std::vector<const LintEntry*>& a, const std::vector<const LintEntry*>& b) {
     // By action and arrival port: `on=any` meets every port, the others only their own.
     std::array<std::array<std::vector<Rect>, 3>, 2> sa, sb;
-    for (const Entry* e : a)
+    for (const LintEntry* e : a)
         sa[e->action == dp::Action::permit][static_cast<unsigned>(e->on)].push_back(e->ports);
-    for (const Entry* e : b)
+    for (const LintEntry* e : b)
         sb[e->action == dp::Action::permit][static_cast<unsigned>(e->on)].push_back(e->ports);
     std::uint64_t n = 0;
     for (unsigned pa = 0; pa < 2; ++pa)
@@ -185,7 +185,7 @@ std::uint64_t count_overlaps(const std::vector<const Entry*>& a, const std::vect
 
 }  // namespace
 
-bool entries_overlap(const dp::Rule& x, const dp::Rule& y) noexcept {
+bool entries_overlap(const dp::Entry& x, const dp::Entry& y) noexcept {
     return x.family == y.family &&
            (x.on == dp::OnPort::any || y.on == dp::OnPort::any || x.on == y.on) &&
            prefixes_overlap(x.src, x.src_len, y.src, y.src_len) &&
@@ -196,7 +196,7 @@ bool entries_overlap(const dp::Rule& x, const dp::Rule& y) noexcept {
            field_overlaps(x.icmp_type, y.icmp_type) && field_overlaps(x.icmp_code, y.icmp_code);
 }
 
-bool entry_covers(const dp::Rule& o, const dp::Rule& i) noexcept {
+bool entry_covers(const dp::Entry& o, const dp::Entry& i) noexcept {
     return o.family == i.family && field_covers(o.on, i.on, dp::OnPort::any) &&
            o.src_len <= i.src_len && dp::prefix_contains(o.src, o.src_len, i.src) &&
            o.dst_len <= i.dst_len && dp::prefix_contains(o.dst, o.dst_len, i.dst) &&
@@ -222,7 +222,7 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
     const auto cancelled = [&] { return opt.cancel && opt.cancel->load(std::memory_order_relaxed); };
 
     // A catch-all: a block entry that admits any source and any protocol, port and type.
-    const bool catch_all = std::any_of(cp.rules.begin(), cp.rules.end(), [](const dp::Rule& r) {
+    const bool catch_all = std::any_of(cp.rules.begin(), cp.rules.end(), [](const dp::Entry& r) {
         return r.action == dp::Action::block && r.src_len == 0 && r.proto == dp::kAnyProto &&
                r.on == dp::OnPort::any && r.payload == dp::kNoPayload;
     });
@@ -242,9 +242,9 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
         return len == dp::addr_bits(f) && me.contains({f, a.bytes});
     };
     const bool antispoof = cfg.appliance.antispoof;
-    std::vector<Entry> entries(cp.rules.size());
+    std::vector<LintEntry> entries(cp.rules.size());
     for (std::size_t i = 0; i < cp.rules.size(); ++i) {
-        const dp::Rule& r = cp.rules[i];
+        const dp::Entry& r = cp.rules[i];
         entries[i] = {i, {sport_of(r), dport_of(r)}, r.on, r.action, is_me(r.family, r.src, r.src_len),
                       is_me(r.family, r.dst, r.dst_len)};
     }
@@ -267,7 +267,7 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
     std::set<std::pair<int, int>> reported_overlap;
     // Lists the overlapping pairs of a and b (or within a when b is null) with different actions,
     // as line pairs, while the listing is open.
-    const auto list_overlaps = [&](const std::vector<const Entry*>& a, const std::vector<const Entry*>* b) {
+    const auto list_overlaps = [&](const std::vector<const LintEntry*>& a, const std::vector<const LintEntry*>* b) {
         for (std::size_t x = 0; x < a.size(); ++x) {
             const std::size_t from = b ? 0 : x + 1;
             const auto& other = b ? *b : a;
@@ -332,14 +332,14 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
     for (const auto& [key, members] : groups) {
         if (cancelled())
             break;
-        const dp::Rule& first = cp.rules[members.front()];
+        const dp::Entry& first = cp.rules[members.front()];
         const unsigned m = std::min(first.src_len, first.dst_len);  // the shorter prefix of every member
         // Buckets: entries that can overlap share their addresses cut to m bits (and their given
         // protocol and ICMP fields, equal keys giving the same ones); within a bucket, entries of
         // one orientation with other exact addresses cannot overlap.
         std::unordered_map<std::string, std::vector<std::size_t>> buckets;
         for (const std::size_t i : members) {
-            const dp::Rule& r = cp.rules[i];
+            const dp::Entry& r = cp.rules[i];
             const dp::Addr s = dp::mask_addr(r.src, m), d = dp::mask_addr(r.dst, m);
             std::string k(reinterpret_cast<const char*>(s.bytes.data()), 16);
             k.append(reinterpret_cast<const char*>(d.bytes.data()), 16);
@@ -354,19 +354,19 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                 break;
             // Sub-buckets: exact addresses (their orientation with them).
             std::map<std::tuple<unsigned, std::array<std::uint8_t, 16>, std::array<std::uint8_t, 16>>,
-                     std::vector<const Entry*>>
+                     std::vector<const LintEntry*>>
                 exact;
-            std::vector<const Entry*> orient[2];
+            std::vector<const LintEntry*> orient[2];
             for (const std::size_t i : bucket) {
-                const dp::Rule& r = cp.rules[i];
+                const dp::Entry& r = cp.rules[i];
                 exact[{r.src_len, r.src.bytes, r.dst.bytes}].push_back(&entries[i]);
                 orient[r.src_len == first.src_len ? 0 : 1].push_back(&entries[i]);
             }
             // Only overlaps of packets that can arrive count (can_arrive). Entries without those
             // on `port`: a pair with one of them overlaps only there.
-            const auto without = [&](const std::vector<const Entry*>& v, dp::OnPort port) {
-                std::vector<const Entry*> out;
-                for (const Entry* e : v)
+            const auto without = [&](const std::vector<const LintEntry*>& v, dp::OnPort port) {
+                std::vector<const LintEntry*> out;
+                for (const LintEntry* e : v)
                     if (e->on != port)
                         out.push_back(e);
                 return out;
@@ -374,12 +374,12 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
             // Pairs from a `me` source: with antispoof on, none on the outside port; to a `me`
             // destination as well, none at all with antispoof on, and with it off only on the
             // outside port (forged).
-            const auto from_me = [&](const std::vector<const Entry*>& v, bool to_me) {
+            const auto from_me = [&](const std::vector<const LintEntry*>& v, bool to_me) {
                 if (antispoof)
-                    return to_me ? std::vector<const Entry*>{} : without(v, dp::OnPort::outside);
+                    return to_me ? std::vector<const LintEntry*>{} : without(v, dp::OnPort::outside);
                 return to_me ? without(v, dp::OnPort::inside) : v;
             };
-            std::vector<const Entry*> kept;  // a group's entries that can arrive, when some cannot
+            std::vector<const LintEntry*> kept;  // a group's entries that can arrive, when some cannot
             for (const auto& [ek, all] : exact) {
                 const auto& same = all.front()->src_me ? (kept = from_me(all, all.front()->dst_me)) : all;
                 overlaps += count_overlaps(same, same) / 2;  // each pair in both orders
@@ -391,10 +391,10 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                 const bool first_longer_src = first.src_len > first.dst_len;
                 const auto& by_src = orient[first_longer_src ? 0 : 1];
                 const auto& by_dst = orient[first_longer_src ? 1 : 0];
-                std::vector<const Entry*> src_me, src_other, dst_me, dst_other;
-                for (const Entry* e : by_src)
+                std::vector<const LintEntry*> src_me, src_other, dst_me, dst_other;
+                for (const LintEntry* e : by_src)
                     (e->src_me ? src_me : src_other).push_back(e);
-                for (const Entry* e : by_dst)
+                for (const LintEntry* e : by_dst)
                     (e->dst_me ? dst_me : dst_other).push_back(e);
                 overlaps += count_overlaps(src_other, by_dst);
                 if (antispoof) {
@@ -412,15 +412,15 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
             for (const auto& [ek, same] : exact) {
                 // By where the ranges start, the better-ranked first among equal starts (a copy of
                 // a filter is covered by the first of them).
-                std::vector<const Entry*> by_sport = same, by_dport = same;
-                std::sort(by_sport.begin(), by_sport.end(), [](const Entry* a, const Entry* b) {
+                std::vector<const LintEntry*> by_sport = same, by_dport = same;
+                std::sort(by_sport.begin(), by_sport.end(), [](const LintEntry* a, const LintEntry* b) {
                     return std::pair(a->ports.x.lo, a->rank) < std::pair(b->ports.x.lo, b->rank);
                 });
-                std::sort(by_dport.begin(), by_dport.end(), [](const Entry* a, const Entry* b) {
+                std::sort(by_dport.begin(), by_dport.end(), [](const LintEntry* a, const LintEntry* b) {
                     return std::pair(a->ports.y.lo, a->rank) < std::pair(b->ports.y.lo, b->rank);
                 });
-                for (const Entry* j : same) {
-                    const dp::Rule& rj = cp.rules[j->rank];
+                for (const LintEntry* j : same) {
+                    const dp::Entry& rj = cp.rules[j->rank];
                     // The dimension to search along: one that j narrows (else every candidate
                     // covers it in ports, and the first of another filter will do).
                     const bool along_x = !rj.sport_any, along_y = !along_x && !rj.dport_any;
@@ -429,13 +429,13 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                     const unsigned width = span.hi - span.lo + 1u;
                     const unsigned reach = along_x || along_y ? std::bit_ceil(width) : 65536u;
                     const unsigned from = span.hi + 1u >= reach ? span.hi + 1u - reach : 0u;
-                    auto it = std::lower_bound(sorted.begin(), sorted.end(), from, [&](const Entry* e, unsigned v) {
+                    auto it = std::lower_bound(sorted.begin(), sorted.end(), from, [&](const LintEntry* e, unsigned v) {
                         return (along_x ? e->ports.x.lo : e->ports.y.lo) < v;
                     });
                     std::size_t checked = 0;
                     bool found = false, gave_up = false;
                     for (; it != sorted.end() && (along_x ? (*it)->ports.x.lo : (*it)->ports.y.lo) <= span.lo; ++it) {
-                        const Entry* i = *it;
+                        const LintEntry* i = *it;
                         if (++checked > kShadowCandidates) {
                             gave_up = true;
                             break;

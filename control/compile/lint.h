@@ -45,9 +45,9 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                  const LintOptions& opt = {});
 
 /// True when some packet matches both entries' header fields (payloads are assumed to overlap).
-bool entries_overlap(const dp::Rule& x, const dp::Rule& y) noexcept;
+bool entries_overlap(const dp::Entry& x, const dp::Entry& y) noexcept;
 
 /// True when every packet that matches `inner` also matches `outer`.
-bool entry_covers(const dp::Rule& outer, const dp::Rule& inner) noexcept;
+bool entry_covers(const dp::Entry& outer, const dp::Entry& inner) noexcept;
 
 }  // namespace moat::ctl

@@ -35,7 +35,7 @@ void check_filters(const Config& cfg, Diagnostics& diags) {
                     first_no_me = &f;
                 continue;
             }
-            const std::vector<dp::Rule> entries = expand_filter(f.spec, me, dp::Action::block, false);
+            const std::vector<dp::Entry> entries = expand_filter(f.spec, me, dp::Action::block, false);
             if (entries.empty()) {
                 diags.error(cfg.file, f.line, "filter " + quoted(f.text) +
                                   ": no 'me' address has the address family this filter needs");
@@ -45,7 +45,7 @@ void check_filters(const Config& cfg, Diagnostics& diags) {
             // moatd walks IPv6 extension headers and judges the protocol after them: an
             // IPv6 filter on one of them would never match (and explain would disagree).
             if (f.spec.proto && dp::ipv6_extension_header(*f.spec.proto) &&
-                std::any_of(entries.begin(), entries.end(), [](const dp::Rule& r) { return r.family == dp::Family::ipv6; })) {
+                std::any_of(entries.begin(), entries.end(), [](const dp::Entry& r) { return r.family == dp::Family::ipv6; })) {
                 diags.error(cfg.file, f.line, "filter " + quoted(f.text) + ": protocol " + std::to_string(*f.spec.proto) + " (" +
                                   dp::ipv6_extension_header(*f.spec.proto) +
                                   ") is an IPv6 extension header; moatd reads past it and judges the protocol that follows (TCP, UDP, ...), "

@@ -38,7 +38,7 @@ dp::OnPort flip(dp::OnPort on) noexcept {
     return dp::OnPort::any;
 }
 
-bool same_rule(const dp::Rule& x, const dp::Rule& y) {
+bool same_rule(const dp::Entry& x, const dp::Entry& y) {
     return x.src == y.src && x.dst == y.dst && x.src_len == y.src_len && x.dst_len == y.dst_len &&
            x.family == y.family && x.on == y.on && x.action == y.action &&
            x.sport_any == y.sport_any && x.dport_any == y.dport_any && x.proto == y.proto &&
@@ -55,7 +55,7 @@ unsigned port_specificity(bool any, dp::PortRange r) noexcept {
     return 17 - static_cast<unsigned>(std::bit_width(n - 1));   // bit_width(n-1) = ceil(log2 n)
 }
 
-SpecKey spec_key(const dp::Rule& r) noexcept {
+SpecKey spec_key(const dp::Entry& r) noexcept {
     SpecKey k;
     k.a = static_cast<std::uint16_t>(r.src_len + r.dst_len);
     k.b = std::max(r.src_len, r.dst_len);
@@ -76,20 +76,20 @@ std::string format_key(const SpecKey& k) {
            " P=" + std::to_string(k.p) + " G=" + std::to_string(k.g);
 }
 
-std::vector<dp::Rule> expand_filter(const FilterSpec& f, const std::vector<ParsedAddr>& me,
+std::vector<dp::Entry> expand_filter(const FilterSpec& f, const std::vector<ParsedAddr>& me,
                                     dp::Action action, bool mirror) {
-    std::vector<dp::Rule> out;
+    std::vector<dp::Entry> out;
     const auto srcs = endpoints(f.src, me);
     const auto dsts = endpoints(f.dst, me);
     for (const auto& s : srcs) {
         for (const auto& d : dsts) {
             if (s.family != d.family)
                 continue;
-            if (f.proto == kProtoIcmp && s.family != dp::Family::ipv4)
+            if (f.proto == dp::kProtoIcmp && s.family != dp::Family::ipv4)
                 continue;
-            if (f.proto == kProtoIcmpv6 && s.family != dp::Family::ipv6)
+            if (f.proto == dp::kProtoIcmpv6 && s.family != dp::Family::ipv6)
                 continue;
-            dp::Rule r;
+            dp::Entry r;
             r.family = s.family;
             r.src = s.addr;
             r.src_len = s.len;
@@ -122,7 +122,7 @@ CompiledPolicy compile_policy(const Config& cfg, int policy) {
     CompiledPolicy cp;
     cp.policy = policy;
     struct Pending {
-        dp::Rule rule;
+        dp::Entry rule;
         RankedEntry info;
         int line;
     };
@@ -143,10 +143,10 @@ CompiledPolicy compile_policy(const Config& cfg, int policy) {
             for (int half = 0; half < (fd.spec.mirrored ? 2 : 1); ++half) {
                 const auto entries = half == 0 ? originals : expand_filter(fd.spec, cfg.appliance.me, action, true);
                 for (std::size_t x = 0; x < entries.size(); ++x) {
-                    dp::Rule r = entries[x];
+                    dp::Entry r = entries[x];
                     // A mirror identical to its original (e.g. `*+*`) adds nothing; keep one.
                     if (half == 1 && std::any_of(originals.begin(), originals.end(),
-                                                 [&](const dp::Rule& o) { return same_rule(o, r); }))
+                                                 [&](const dp::Entry& o) { return same_rule(o, r); }))
                         continue;
                     r.payload = pattern;
                     all.push_back({r,

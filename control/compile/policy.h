@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "control/config/model.h"
-#include "dataplane/rule.h"
+#include "dataplane/entry.h"
 
 namespace moat::ctl {
 
@@ -32,7 +32,7 @@ struct SpecKey {
 /// ps(): 0 for any port, 17 - ceil(log2(hi - lo + 1)) for a range (17 for one port).
 unsigned port_specificity(bool any, dp::PortRange r) noexcept;
 
-SpecKey spec_key(const dp::Rule& r) noexcept;
+SpecKey spec_key(const dp::Entry& r) noexcept;
 
 /// `A=32 B=32 C=1 D=17 E=17 F=0 P=0 G=0`
 std::string format_key(const SpecKey& k);
@@ -53,14 +53,14 @@ struct RankedEntry {
 
 struct CompiledPolicy {
     int policy = -1;                  ///< index into Config::policies; -1: block everything
-    std::vector<dp::Rule> rules;      ///< ranked: rules[rank]
+    std::vector<dp::Entry> rules;      ///< ranked: rules[rank]
     std::vector<RankedEntry> info;    ///< parallel to rules
-    std::vector<PayloadSpec> patterns;  ///< indexed by dp::Rule::payload
+    std::vector<PayloadSpec> patterns;  ///< indexed by dp::Entry::payload
 };
 
 /// The entries one filter half expands to, in expansion order, without ranks. Empty when no
 /// address combination is possible (e.g. an IPv4 destination and only IPv6 `me` addresses).
-std::vector<dp::Rule> expand_filter(const FilterSpec& f, const std::vector<ParsedAddr>& me,
+std::vector<dp::Entry> expand_filter(const FilterSpec& f, const std::vector<ParsedAddr>& me,
                                     dp::Action action, bool mirror);
 
 /// Expands and ranks every filter of policy `policy` of a validated config (no errors left).

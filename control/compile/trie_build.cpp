@@ -58,9 +58,9 @@ struct VecHash {
     }
 };
 
-class Builder {
+class TrieBuilder {
 public:
-    Builder(const std::vector<std::uint32_t>& lo, const std::vector<std::uint32_t>& hi,
+    TrieBuilder(const std::vector<std::uint32_t>& lo, const std::vector<std::uint32_t>& hi,
             const std::vector<dp::Rank>& ranks, unsigned dims, const TrieBuildOptions& opt, CutMemo& memo)
         : lo_(lo), hi_(hi), ranks_(ranks), dims_(dims), opt_(opt), memo_(memo) {
         // The empty leaf at offset 0 (see trie.h): it steps to itself and holds no entries.
@@ -548,7 +548,7 @@ Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const
                     const std::vector<unsigned>& widths, const TrieBuildOptions& opt, CutMemo& memo,
                     double copies_per_entry = 0) {
     const unsigned dims = static_cast<unsigned>(widths.size());
-    Builder b(lo, hi, ranks, dims, opt, memo);
+    TrieBuilder b(lo, hi, ranks, dims, opt, memo);
     // The quick try gives up at exactly its copies per entry (the test for trying the groups);
     // the bound of a whole build leaves small policies some room.
     const double n = static_cast<double>(ranks.size());
@@ -666,7 +666,7 @@ Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const 
 
 }  // namespace
 
-TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, const TrieBuildOptions& opt) {
+TrieBuildResult build_trie(std::span<const dp::Entry> ranked, dp::Family family, const TrieBuildOptions& opt) {
     TrieBuildResult res;
     const std::vector<unsigned> widths = dim_widths(family);
     const unsigned dims = static_cast<unsigned>(widths.size());
@@ -681,7 +681,7 @@ TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, 
     // kept: a thousand signatures on one port cost the trie one entry.
     std::set<std::vector<std::uint32_t>> payload_headers;
     for (std::size_t r = 0; r < ranked.size(); ++r) {
-        const dp::Rule& e = ranked[r];
+        const dp::Entry& e = ranked[r];
         if (e.family != family || (e.payload != dp::kNoPayload && !opt.with_payload))
             continue;
         std::uint32_t l[kMaxDims], h[kMaxDims];

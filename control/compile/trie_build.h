@@ -13,7 +13,7 @@
 #include <span>
 #include <string>
 
-#include "dataplane/rule.h"
+#include "dataplane/entry.h"
 #include "dataplane/trie.h"
 
 namespace moat::ctl {
@@ -60,6 +60,6 @@ struct TrieBuildResult {
 
 /// The trie of the `family` entries of `ranked` (entries with a payload pattern are left out
 /// unless `opt.with_payload`: they can only win after a payload scan). `ranked[i]` has rank i.
-TrieBuildResult build_trie(std::span<const dp::Rule> ranked, dp::Family family, const TrieBuildOptions& opt = {});
+TrieBuildResult build_trie(std::span<const dp::Entry> ranked, dp::Family family, const TrieBuildOptions& opt = {});
 
 }  // namespace moat::ctl

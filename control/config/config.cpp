@@ -353,7 +353,7 @@ private:
             }
             std::optional<unsigned> type;
             if (l == "arp")
-                type = 0x0806;
+                type = dp::kEtherArp;
             else if (l == "rarp")
                 type = 0x8035;
             else if (l == "lldp")
@@ -365,7 +365,7 @@ private:
                 error(e.line, "non_ip: " + quoted(item) + " is not an EtherType (arp, rarp, lldp, none or 0x0600-0xffff)");
                 continue;
             }
-            if (*type == 0x0800 || *type == 0x86dd || dp::is_vlan_tag(static_cast<std::uint16_t>(*type))) {
+            if (*type == dp::kEtherIpv4 || *type == dp::kEtherIpv6 || dp::is_vlan_tag(static_cast<std::uint16_t>(*type))) {
                 error(e.line, "non_ip: " + quoted(item) + " is IP or a VLAN tag (moatd looks inside VLAN tags and filters the IP there), so it cannot pass unfiltered");
                 continue;
             }

@@ -239,8 +239,8 @@ struct NamedProto {
     std::uint8_t number;
 };
 constexpr std::array<NamedProto, 9> kProtos{{
-    {"TCP", kProtoTcp}, {"UDP", kProtoUdp}, {"ICMP", kProtoIcmp}, {"ICMPV6", kProtoIcmpv6},
-    {"ICMP6", kProtoIcmpv6}, {"SCTP", kProtoSctp}, {"GRE", 47}, {"ESP", 50}, {"AH", 51},
+    {"TCP", dp::kProtoTcp}, {"UDP", dp::kProtoUdp}, {"ICMP", dp::kProtoIcmp}, {"ICMPV6", dp::kProtoIcmpv6},
+    {"ICMP6", dp::kProtoIcmpv6}, {"SCTP", dp::kProtoSctp}, {"GRE", dp::kProtoGre}, {"ESP", dp::kProtoEsp}, {"AH", dp::kProtoAh},
 }};
 
 /// Tokens of a filter text: the core spec, then options. `payload=/.../flags` may hold spaces.
@@ -467,17 +467,17 @@ FilterParse parse_filter(std::string_view text) {
     const bool ports = !f.sport.any || !f.dport.any;
     if (ports && !f.proto)
         errors.push_back("ports need a protocol: add :TCP, :UDP or :SCTP after the destination port");
-    else if (ports && !proto_has_ports(*f.proto))
+    else if (ports && !dp::proto_has_ports(*f.proto))
         errors.push_back("protocol " + proto_name(*f.proto) + " has no ports (ports go with TCP, UDP or SCTP)");
-    if (f.icmp_type && !(f.proto && proto_is_icmp(*f.proto)))
+    if (f.icmp_type && !(f.proto && dp::proto_is_icmp(*f.proto)))
         errors.push_back("ICMP type/code needs protocol ICMP or ICMPV6");
     const auto sf = host_family(f.src), df_ = host_family(f.dst);
     if (sf && df_ && *sf != *df_)
         errors.push_back("source and destination mix IPv4 and IPv6");
     const auto fam = sf ? sf : df_;
-    if (fam && f.proto == kProtoIcmp && *fam == Family::ipv6)
+    if (fam && f.proto == dp::kProtoIcmp && *fam == Family::ipv6)
         errors.push_back("ICMP is IPv4's: use ICMPV6 with IPv6 addresses");
-    if (fam && f.proto == kProtoIcmpv6 && *fam == Family::ipv4)
+    if (fam && f.proto == dp::kProtoIcmpv6 && *fam == Family::ipv4)
         errors.push_back("ICMPV6 is IPv6's: use ICMP with IPv4 addresses");
     if (f.payload && !f.proto)
         errors.push_back("a payload pattern needs a protocol (e.g. :TCP): the payload starts after the transport header");
@@ -770,7 +770,7 @@ PacketParse parse_packet(std::string_view text) {
             return r;
         }
     }
-    if (proto_has_ports(k.proto)) {
+    if (dp::proto_has_ports(k.proto)) {
         if (!dport) {
             errors.push_back(proto_name(k.proto) + " needs a destination port: DST:PORT");
             return r;
@@ -786,15 +786,15 @@ PacketParse parse_packet(std::string_view text) {
         errors.push_back("protocol " + proto_name(k.proto) + " has no ports");
         return r;
     }
-    if (proto_is_icmp(k.proto)) {
-        if ((k.proto == kProtoIcmp) != (k.family == Family::ipv4)) {
-            errors.push_back(k.proto == kProtoIcmp ? "ICMP is IPv4's: use icmpv6 with IPv6 addresses"
+    if (dp::proto_is_icmp(k.proto)) {
+        if ((k.proto == dp::kProtoIcmp) != (k.family == Family::ipv4)) {
+            errors.push_back(k.proto == dp::kProtoIcmp ? "ICMP is IPv4's: use icmpv6 with IPv6 addresses"
                                                    : "ICMPV6 is IPv6's: use icmp with IPv4 addresses");
             return r;
         }
         if (!itype) {
             // Echo request is what an operator usually means by "ping".
-            itype = k.proto == kProtoIcmp ? 8u : 128u;
+            itype = k.proto == dp::kProtoIcmp ? 8u : 128u;
             icode = 0u;
             r.packet.notes.push_back("no icmp type given: using echo request " + std::to_string(*itype) + "/0");
         }

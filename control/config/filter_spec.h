@@ -15,7 +15,8 @@
 #include <vector>
 
 #include "control/config/text.h"
-#include "dataplane/rule.h"
+#include "dataplane/wire.h"
+#include "dataplane/entry.h"
 
 namespace moat::ctl {
 
@@ -88,19 +89,6 @@ std::string format_prefix(dp::Family f, const dp::Addr& a, unsigned len);
 std::optional<std::uint8_t> parse_proto(std::string_view text);
 /// Upper-case name for the named protocols, the decimal number otherwise.
 std::string proto_name(std::uint8_t p);
-
-inline constexpr std::uint8_t kProtoIcmp = 1;
-inline constexpr std::uint8_t kProtoTcp = 6;
-inline constexpr std::uint8_t kProtoUdp = 17;
-inline constexpr std::uint8_t kProtoIcmpv6 = 58;
-inline constexpr std::uint8_t kProtoSctp = 132;
-
-constexpr bool proto_has_ports(std::uint8_t p) noexcept {
-    return p == kProtoTcp || p == kProtoUdp || p == kProtoSctp;
-}
-constexpr bool proto_is_icmp(std::uint8_t p) noexcept {
-    return p == kProtoIcmp || p == kProtoIcmpv6;
-}
 
 /// A packet as every command writes one (DESIGN section 3):
 ///   PROTO SRC[:PORT] -> DST[:PORT] [icmp TYPE[/CODE]] [on outside|inside]

@@ -9,7 +9,8 @@
 #include <vector>
 
 #include "control/config/filter_spec.h"
-#include "dataplane/rule.h"
+#include "dataplane/entry.h"
+#include "dataplane/wire.h"
 
 namespace moat::ctl {
 
@@ -35,15 +36,15 @@ struct Appliance {
     /// and a read-only socket anyone may use (0666).
     std::optional<unsigned> control_gid, control_readonly_gid;
     std::string control_group, control_readonly_group;  ///< as written
-    std::vector<std::uint16_t> non_ip{0x0806};  ///< EtherTypes that pass unfiltered
+    std::vector<std::uint16_t> non_ip{dp::kEtherArp};  ///< EtherTypes that pass unfiltered
     FragmentMode fragments = FragmentMode::track;
-    unsigned fragment_table = 8192;  ///< datagrams in flight remembered per worker (dp::kFragmentTableDefault)
+    unsigned fragment_table = dp::kFragmentTableDefault;  ///< datagrams in flight remembered per worker
     bool ip_options_allow = false;
     bool antispoof = true;
     std::string assign;  ///< empty: nothing assigned, block everything
     int assign_line = 0;
     bool strict = false;  ///< warnings block a load
-    unsigned payload_scan_bytes = 1500;
+    unsigned payload_scan_bytes = dp::kPayloadScanBytesDefault;
     ClassifierKind classifier = ClassifierKind::trie;
     unsigned classifier_memory_mb = 2048;  ///< the trie builder's peak memory; it stops with an error beyond it
 };

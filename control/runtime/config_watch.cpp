@@ -16,7 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Entry {
+struct PathStep {
     fs::path dir;
     std::string name;
     bool on_the_way = false;  ///< a directory or a link the path passes through, not the file
@@ -25,8 +25,8 @@ struct Entry {
 /// The entries whose change can change what `path` reads: every directory and symbolic link met
 /// while resolving it, component by component (a link's target may itself hold links), and the
 /// file it ends at. At most 40 links are followed, as the kernel does.
-std::vector<Entry> chain_of(const std::string& path) {
-    std::vector<Entry> out;
+std::vector<PathStep> chain_of(const std::string& path) {
+    std::vector<PathStep> out;
     const fs::path start = fs::absolute(path).lexically_normal();
     std::deque<fs::path> todo(std::next(start.begin()), start.end());  // after the root
     fs::path at = start.root_path();
@@ -83,7 +83,7 @@ ConfigWatch::~ConfigWatch() {
 void ConfigWatch::resolve() {
     std::map<int, Dir> next;
     error_.clear();
-    for (const Entry& e : chain_of(path_)) {
+    for (const PathStep& e : chain_of(path_)) {
         // In-place writes end with CLOSE_WRITE (MODIFY on the way); write-then-rename and link
         // swaps end with MOVED_TO; a new file or link with CREATE; `ln -sf` deletes first.
         const int wd = inotify_add_watch(fd_, e.dir.c_str(),

@@ -289,15 +289,8 @@ int tel_stats(const char*, const char*, rte_tel_data* d) {
         rte_tel_data_start_dict(d);
         rte_tel_data_add_dict_u64(d, "generation", s.generation);
         for (const auto& p : s.ports) {
-            const auto put = [&](const char* what, std::uint64_t v) {
-                rte_tel_data_add_dict_u64(d, (p.name + "_" + what).c_str(), v);
-            };
-            put("rx_packets", p.rx_packets);
-            put("rx_bytes", p.rx_bytes);
-            put("tx_packets", p.tx_packets);
-            put("tx_bytes", p.tx_bytes);
-            put("dropped", p.dropped);
-            put("tx_failed", p.tx_failed);
+            for (const auto& k : kPortCounters)
+                rte_tel_data_add_dict_u64(d, (p.name + "_" + std::string(k.name)).c_str(), p.*k.stat);
         }
         for (std::size_t r = 1; r < dp::kDropReasons; ++r)
             rte_tel_data_add_dict_u64(d, ("drop_" + std::string(dp::kDropReasonNames[r])).c_str(), s.drops[r]);

@@ -63,13 +63,8 @@ Stats collect_stats(std::span<const dp::WorkerContext* const> workers, std::shar
     s.ports[1].name = "inside";
     for (const auto* w : workers) {
         for (std::size_t p = 0; p < 2; ++p) {
-            const auto& c = w->counters.port[p];
-            s.ports[p].rx_packets += c.rx_packets.get();
-            s.ports[p].rx_bytes += c.rx_bytes.get();
-            s.ports[p].tx_packets += c.tx_packets.get();
-            s.ports[p].tx_bytes += c.tx_bytes.get();
-            s.ports[p].dropped += c.dropped.get();
-            s.ports[p].tx_failed += c.tx_failed.get();
+            for (const auto& k : kPortCounters)
+                s.ports[p].*k.stat += (w->counters.port[p].*k.counter).get();
         }
         for (std::size_t r = 0; r < dp::kDropReasons; ++r)
             s.drops[r] += w->counters.drops[r].get();
@@ -119,8 +114,8 @@ nlohmann::json stats_json_head(const Stats& s) {
     j["generation"] = s.generation;
     j["policy"] = s.policy.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.policy);
     for (const auto& p : s.ports)
-        j["ports"][p.name] = {{"rx_packets", p.rx_packets}, {"rx_bytes", p.rx_bytes},     {"tx_packets", p.tx_packets},
-                              {"tx_bytes", p.tx_bytes},     {"dropped", p.dropped},       {"tx_failed", p.tx_failed}};
+        for (const auto& k : kPortCounters)
+            j["ports"][p.name][std::string(k.name)] = p.*k.stat;
     for (std::size_t r = 1; r < dp::kDropReasons; ++r)
         j["drops"][std::string(dp::kDropReasonNames[r])] = s.drops[r];
     j["non_ip_passed"] = s.non_ip_passed;
@@ -178,15 +173,21 @@ std::string stats_text_head(const Stats& s) {
                   s.policy.empty() ? "(none assigned: blocking every IP packet)" : ("'" + s.policy + "'").c_str(),
                   static_cast<unsigned long long>(s.generation));
     out += line;
-    std::snprintf(line, sizeof line, "%-8s %12s %14s %12s %14s %10s %10s\n", "port", "rx packets", "rx bytes",
-                  "tx packets", "tx bytes", "dropped", "tx failed");
+    std::snprintf(line, sizeof line, "%-8s", "port");
     out += line;
-    for (const auto& p : s.ports) {
-        std::snprintf(line, sizeof line, "%-8s %12llu %14llu %12llu %14llu %10llu %10llu\n", p.name.c_str(),
-                      static_cast<unsigned long long>(p.rx_packets), static_cast<unsigned long long>(p.rx_bytes),
-                      static_cast<unsigned long long>(p.tx_packets), static_cast<unsigned long long>(p.tx_bytes),
-                      static_cast<unsigned long long>(p.dropped), static_cast<unsigned long long>(p.tx_failed));
+    for (const auto& k : kPortCounters) {
+        std::snprintf(line, sizeof line, " %*.*s", k.width, static_cast<int>(k.column.size()), k.column.data());
         out += line;
+    }
+    out += "\n";
+    for (const auto& p : s.ports) {
+        std::snprintf(line, sizeof line, "%-8s", p.name.c_str());
+        out += line;
+        for (const auto& k : kPortCounters) {
+            std::snprintf(line, sizeof line, " %*llu", k.width, static_cast<unsigned long long>(p.*k.stat));
+            out += line;
+        }
+        out += "\n";
     }
     out += "drops:";
     for (std::size_t r = 1; r < dp::kDropReasons; ++r)
@@ -269,20 +270,11 @@ std::string stats_prometheus_head(const Stats& s) {
     };
     o += "# HELP moat_generation Generation of the policy in force.\n# TYPE moat_generation gauge\nmoat_generation " +
          std::to_string(s.generation) + "\n";
-    struct Port {
-        const char* name;
-        const char* help;
-        std::uint64_t PortStats::*field;
-    };
-    for (const Port& p : {Port{"moat_port_rx_packets_total", "Packets received on the port.", &PortStats::rx_packets},
-                          Port{"moat_port_rx_bytes_total", "Bytes received on the port.", &PortStats::rx_bytes},
-                          Port{"moat_port_tx_packets_total", "Packets sent on the port.", &PortStats::tx_packets},
-                          Port{"moat_port_tx_bytes_total", "Bytes sent on the port.", &PortStats::tx_bytes},
-                          Port{"moat_port_dropped_total", "Packets received on the port and dropped.", &PortStats::dropped},
-                          Port{"moat_port_tx_failed_total", "Permitted packets the port's tx queue refused.", &PortStats::tx_failed}}) {
-        metric(p.name, p.help);
+    for (const auto& k : kPortCounters) {
+        const std::string name = "moat_port_" + std::string(k.name) + "_total";
+        metric(name.c_str(), std::string(k.help).c_str());
         for (const auto& ps : s.ports)
-            line(p.name, "port=\"" + ps.name + "\"", ps.*p.field);
+            line(name.c_str(), "port=\"" + ps.name + "\"", ps.*k.stat);
     }
     metric("moat_drops_total", "Dropped packets by reason.");
     for (std::size_t r = 1; r < dp::kDropReasons; ++r)

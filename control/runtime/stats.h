@@ -25,6 +25,26 @@ struct PortStats {
     std::uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0, dropped = 0, tx_failed = 0;
 };
 
+/// The port counters, named once: the sums, the JSON keys, the telemetry keys (`PORT_NAME`), the
+/// Prometheus metrics (`moat_port_NAME_total`) and the columns of the text table follow it.
+struct PortCounterName {
+    std::string_view name;    ///< JSON key
+    std::string_view column;  ///< text table heading
+    int width;                ///< text table column width
+    std::string_view help;    ///< Prometheus HELP
+    dp::Counter dp::PortCounters::*counter;
+    std::uint64_t PortStats::*stat;
+};
+
+inline constexpr std::array<PortCounterName, 6> kPortCounters{{
+    {"rx_packets", "rx packets", 12, "Packets received on the port.", &dp::PortCounters::rx_packets, &PortStats::rx_packets},
+    {"rx_bytes", "rx bytes", 14, "Bytes received on the port.", &dp::PortCounters::rx_bytes, &PortStats::rx_bytes},
+    {"tx_packets", "tx packets", 12, "Packets sent on the port.", &dp::PortCounters::tx_packets, &PortStats::tx_packets},
+    {"tx_bytes", "tx bytes", 14, "Bytes sent on the port.", &dp::PortCounters::tx_bytes, &PortStats::tx_bytes},
+    {"dropped", "dropped", 10, "Packets received on the port and dropped.", &dp::PortCounters::dropped, &PortStats::dropped},
+    {"tx_failed", "tx failed", 10, "Permitted packets the port's tx queue refused.", &dp::PortCounters::tx_failed, &PortStats::tx_failed},
+}};
+
 /// One filter row. The names point into the generation the Stats holds.
 struct FilterStats {
     std::string_view filterlist;

@@ -41,7 +41,7 @@ constexpr std::size_t kBurst = 32;
 
 struct Set {
     std::string name;
-    std::vector<dp::Rule> rules;
+    std::vector<dp::Entry> rules;
     std::vector<dp::PacketKey> packets;
     std::vector<dp::TrieKey> keys;
     std::vector<perf::AclKey> acl_keys;
@@ -102,7 +102,7 @@ void bm_reference(benchmark::State& state, const Set* s) {
             benchmark::DoNotOptimize(dp::classify_ref(s->rules, s->packets[at + i]));
         at = at + kBurst == n ? 0 : at + kBurst;
     }
-    add_counters(state, __rdtsc() - t0, 0, s->rules.size() * sizeof(dp::Rule));
+    add_counters(state, __rdtsc() - t0, 0, s->rules.size() * sizeof(dp::Entry));
 }
 
 bool load(Set& s, bool nolocal, bool with_acl) {

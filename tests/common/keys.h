@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "dataplane/rule.h"
+#include "dataplane/entry.h"
 
 namespace moat::test {
 

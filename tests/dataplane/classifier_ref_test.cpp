@@ -28,8 +28,8 @@ PacketKey tcp(Addr s, std::uint16_t sp, Addr d, std::uint16_t dp) {
     return k;
 }
 
-Rule any_v4() {
-    Rule r;
+Entry any_v4() {
+    Entry r;
     r.family = Family::ipv4;
     r.action = Action::permit;
     return r;
@@ -46,7 +46,7 @@ TEST(MaskAddr, KeepsLeadingBits) {
 
 TEST(HeaderMatches, EachField) {
     const PacketKey k = tcp(v4(198, 18, 0, 1), 40000, v4(198, 18, 0, 10), 80);
-    Rule r = any_v4();
+    Entry r = any_v4();
     EXPECT_TRUE(header_matches(r, k));
 
     r.family = Family::ipv6;
@@ -96,7 +96,7 @@ TEST(HeaderMatches, EachField) {
 TEST(HeaderMatches, PortFilterNeedsPorts) {
     PacketKey k = tcp(v4(1, 1, 1, 1), 1, v4(2, 2, 2, 2), 80);
     k.has_ports = false;  // e.g. a packet whose transport header is absent
-    Rule r = any_v4();
+    Entry r = any_v4();
     r.proto = 6;
     r.dport_any = false;
     r.dport = {0, 65535};
@@ -111,7 +111,7 @@ TEST(HeaderMatches, IcmpTypeAndCode) {
     k.has_icmp = true;
     k.icmp_type = 3;
     k.icmp_code = 4;
-    Rule r = any_v4();
+    Entry r = any_v4();
     r.proto = 1;
     r.icmp_type = 3;
     EXPECT_TRUE(header_matches(r, k));
@@ -126,12 +126,12 @@ TEST(HeaderMatches, IcmpTypeAndCode) {
 
 TEST(ClassifyRef, FirstMatchSkippingPayloadEntries) {
     const PacketKey k = tcp(v4(198, 18, 0, 1), 40000, v4(198, 18, 0, 10), 80);
-    std::vector<Rule> rules(4, any_v4());
+    std::vector<Entry> rules(4, any_v4());
     rules[0].payload = 0;  // needs a scan: never decides by headers alone
     rules[1].proto = 17;   // does not match
     rules[2].action = Action::block;
     EXPECT_EQ(classify_ref(rules, k), 2u);
-    EXPECT_EQ(classify_ref(std::span<const Rule>(rules).first(2), k), kNoMatch);
+    EXPECT_EQ(classify_ref(std::span<const Entry>(rules).first(2), k), kNoMatch);
     EXPECT_EQ(classify_ref({}, k), kNoMatch);
 }
 

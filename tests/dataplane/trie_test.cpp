@@ -129,14 +129,14 @@ ctl::LoadResult random_policy(std::mt19937& rng, int n) {
 }
 
 /// Packets aimed at the policy: inside an entry's ranges, on its edges, and anywhere at all.
-std::vector<PacketKey> random_packets(std::mt19937& rng, const std::vector<Rule>& rules, int n) {
+std::vector<PacketKey> random_packets(std::mt19937& rng, const std::vector<Entry>& rules, int n) {
     std::vector<PacketKey> out;
     static const std::uint32_t kProtos[] = {6, 17, 132, 1, 58, 47, 0, 255};
     for (int i = 0; i < n; ++i) {
         const Family f = rng() % 3 ? Family::ipv4 : Family::ipv6;
         const unsigned dims = f == Family::ipv4 ? kDimsV4 : kDimsV6;
         std::uint32_t d[kMaxDims];
-        std::vector<const Rule*> same;
+        std::vector<const Entry*> same;
         for (const auto& r : rules)
             if (r.family == f)
                 same.push_back(&r);
@@ -384,11 +384,11 @@ TEST(TrieBuild, OneTreePerGroupWhenTheSingleTreeWouldPassTheMemoryLimit) {
 }
 
 TEST(TrieBuild, EmptyAndTiny) {
-    std::vector<Rule> none;
+    std::vector<Entry> none;
     auto r = ctl::build_trie(none, Family::ipv4);
     ASSERT_TRUE(r.trie);
     EXPECT_EQ(trie_lookup(*r.trie, TrieKey{}, LeafScan::scalar), kNoMatch);
-    std::vector<Rule> one(1);
+    std::vector<Entry> one(1);
     one[0].family = Family::ipv4;
     r = ctl::build_trie(one, Family::ipv4);
     ASSERT_TRUE(r.trie);

@@ -594,9 +594,9 @@ TEST(Lint, CountsMatchEveryPairOnRandomPolicies) {
         const auto me_host = [](const dp::Addr& a, unsigned len) {
             return len == 32 && (format_addr(dp::Family::ipv4, a) == "198.18.0.10" || format_addr(dp::Family::ipv4, a) == "198.18.0.11");
         };
-        const auto can_arrive = [&](const dp::Rule& x, const dp::Rule& y) {
-            const dp::Rule& s = x.src_len >= y.src_len ? x : y;
-            const dp::Rule& d = x.dst_len >= y.dst_len ? x : y;
+        const auto can_arrive = [&](const dp::Entry& x, const dp::Entry& y) {
+            const dp::Entry& s = x.src_len >= y.src_len ? x : y;
+            const dp::Entry& d = x.dst_len >= y.dst_len ? x : y;
             const bool from_me = me_host(s.src, s.src_len), to_me = me_host(d.dst, d.dst_len);
             const bool outside = x.on == dp::OnPort::outside || y.on == dp::OnPort::outside;
             const bool inside = x.on == dp::OnPort::inside || y.on == dp::OnPort::inside;

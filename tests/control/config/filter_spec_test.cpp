@@ -32,7 +32,7 @@ TEST(FilterGrammar, SeedMirroredHostPortProto) {
     EXPECT_TRUE(f.sport.any);
     EXPECT_FALSE(f.dport.any);
     EXPECT_EQ(f.dport.range, (dp::PortRange{80, 80}));
-    EXPECT_EQ(f.proto, kProtoTcp);
+    EXPECT_EQ(f.proto, dp::kProtoTcp);
     EXPECT_FALSE(f.icmp_type);
     EXPECT_EQ(f.on, dp::OnPort::any);
     EXPECT_FALSE(f.payload);
@@ -44,7 +44,7 @@ TEST(FilterGrammar, SeedSourceHostToAnyPort) {
     EXPECT_EQ(f.src.addr, v4("131.107.1.2"));
     EXPECT_EQ(f.dst.kind, HostKind::any);
     EXPECT_EQ(f.dport.range, (dp::PortRange{25, 25}));
-    EXPECT_EQ(f.proto, kProtoTcp);
+    EXPECT_EQ(f.proto, dp::kProtoTcp);
 }
 
 TEST(FilterGrammar, SeedAddressOnly) {
@@ -59,7 +59,7 @@ TEST(FilterGrammar, SeedMeWithEmptyPortSlot) {
     EXPECT_EQ(f.src.kind, HostKind::me);
     EXPECT_EQ(f.dst.kind, HostKind::any);
     EXPECT_TRUE(f.dport.any);
-    EXPECT_EQ(f.proto, kProtoTcp);
+    EXPECT_EQ(f.proto, dp::kProtoTcp);
 }
 
 TEST(FilterGrammar, SeedOneWayToMe) {
@@ -67,7 +67,7 @@ TEST(FilterGrammar, SeedOneWayToMe) {
     EXPECT_FALSE(f.mirrored);
     EXPECT_EQ(f.dst.kind, HostKind::me);
     EXPECT_EQ(f.dport.range, (dp::PortRange{1434, 1434}));
-    EXPECT_EQ(f.proto, kProtoUdp);
+    EXPECT_EQ(f.proto, dp::kProtoUdp);
 }
 
 // --- hosts ---------------------------------------------------------------------------------
@@ -138,21 +138,21 @@ TEST(FilterGrammar, PortsAndRanges) {
     EXPECT_EQ(f.sport.range, (dp::PortRange{53, 53}));
     EXPECT_TRUE(f.dport.any);
     f = ok("*+0:9-9:SCTP");
-    EXPECT_EQ(f.proto, kProtoSctp);
+    EXPECT_EQ(f.proto, dp::kProtoSctp);
 }
 
 TEST(FilterGrammar, ProtocolNamesAndNumbers) {
-    EXPECT_EQ(ok("*+0::tcp").proto, kProtoTcp);
-    EXPECT_EQ(ok("*+0::Udp").proto, kProtoUdp);
-    EXPECT_EQ(ok("*+0::ICMP").proto, kProtoIcmp);
-    EXPECT_EQ(ok("*+*::ICMPV6").proto, kProtoIcmpv6);
+    EXPECT_EQ(ok("*+0::tcp").proto, dp::kProtoTcp);
+    EXPECT_EQ(ok("*+0::Udp").proto, dp::kProtoUdp);
+    EXPECT_EQ(ok("*+0::ICMP").proto, dp::kProtoIcmp);
+    EXPECT_EQ(ok("*+*::ICMPV6").proto, dp::kProtoIcmpv6);
     EXPECT_EQ(ok("*+0::GRE").proto, 47);
     EXPECT_EQ(ok("*+0::ESP").proto, 50);
     EXPECT_EQ(ok("*+0::AH").proto, 51);
-    EXPECT_EQ(ok("*+0::SCTP").proto, kProtoSctp);
+    EXPECT_EQ(ok("*+0::SCTP").proto, dp::kProtoSctp);
     EXPECT_EQ(ok("*+0::0").proto, 0);  // protocol 0 is a value (HOPOPT), never "any"
     EXPECT_EQ(ok("*+0::255").proto, 255);
-    EXPECT_EQ(ok("*+0::6").proto, kProtoTcp);
+    EXPECT_EQ(ok("*+0::6").proto, dp::kProtoTcp);
 }
 
 TEST(FilterGrammar, IcmpTypeAndCode) {
@@ -290,7 +290,7 @@ TEST(Addresses, ParseAndFormat) {
 TEST(Packets, ParseForms) {
     auto p = parse_packet("tcp 198.18.0.100:40000 -> 198.18.0.10:80");
     ASSERT_TRUE(p.ok());
-    EXPECT_EQ(p.packet.key.proto, kProtoTcp);
+    EXPECT_EQ(p.packet.key.proto, dp::kProtoTcp);
     EXPECT_EQ(p.packet.key.sport, 40000);
     EXPECT_EQ(p.packet.key.dport, 80);
     EXPECT_TRUE(p.packet.key.has_ports);
@@ -387,7 +387,7 @@ TEST(WindowsPortZero, MeansAnyPortOnEitherSide) {
     const FilterParse p = parse_filter(any("10.0.11.0/255.255.255.0+131.107.1.1:0:TCP"));
     ASSERT_TRUE(p.ok());
     EXPECT_TRUE(p.spec.dport.any);
-    EXPECT_EQ(p.spec.proto, kProtoTcp);
+    EXPECT_EQ(p.spec.proto, dp::kProtoTcp);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // Runtime format of an expanded, ranked filter entry and of a packet's classification key.
 //
-// control/ is the only producer of Rule arrays (see control/compile/policy.h); the dataplane only reads
-// them. A Rule array is ordered by rank: index 0 is the most specific entry (DESIGN section 4),
+// control/ is the only producer of Entry arrays (see control/compile/policy.h); the dataplane only reads
+// them. An Entry array is ordered by rank: index 0 is the most specific entry (DESIGN section 4),
 // so the first entry that matches a packet is its winner.
 #pragma once
 
@@ -62,8 +62,8 @@ struct PortRange {
     friend constexpr bool operator==(const PortRange&, const PortRange&) = default;
 };
 
-inline constexpr std::uint16_t kAnyProto = 0x100;  ///< Rule::proto when no protocol is given.
-inline constexpr std::int16_t kAnyIcmp = -1;       ///< Rule::icmp_type/code when not given.
+inline constexpr std::uint16_t kAnyProto = 0x100;  ///< Entry::proto when no protocol is given.
+inline constexpr std::int16_t kAnyIcmp = -1;       ///< Entry::icmp_type/code when not given.
 inline constexpr std::uint32_t kNoPayload = std::numeric_limits<std::uint32_t>::max();
 
 /// Rank of the winning entry (its index in the ranked array), or kNoMatch.
@@ -71,7 +71,7 @@ using Rank = std::uint32_t;
 inline constexpr Rank kNoMatch = std::numeric_limits<Rank>::max();
 
 /// One expanded filter entry (one direction, one address family, one `me` address).
-struct Rule {
+struct Entry {
     Addr src;                       ///< masked to src_len bits
     Addr dst;                       ///< masked to dst_len bits
     std::uint8_t src_len = 0;       ///< prefix length in bits
