@@ -18,6 +18,7 @@
 #include "control/compile/load.h"
 #include "control/config/config.h"
 #include "control/compile/explain.h"
+#include "control/config/packet_spec.h"
 #include "control/runtime/control_socket.h"
 #include "control/compile/ipsecpol.h"
 #include "control/config/json_text.h"

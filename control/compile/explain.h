@@ -7,6 +7,7 @@
 
 #include "control/compile/policy.h"
 #include "control/config/model.h"
+#include "control/config/packet_spec.h"
 #include "dataplane/payload.h"
 
 namespace moat::ctl {

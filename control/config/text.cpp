@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdio>
 
 namespace moat::ctl {
@@ -119,6 +120,28 @@ std::string printable(std::string_view s, std::size_t max) {
 
 std::string json_text(const nlohmann::json& j, int indent) {
     return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+/// Decimal number without sign or leading zeros (so "010" is not read as octal or as ten).
+std::optional<unsigned> parse_uint(std::string_view s, unsigned max) {
+    if (s.empty() || s.size() > 6 || (s.size() > 1 && s[0] == '0'))
+        return std::nullopt;
+    unsigned v = 0;
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || v > max)
+        return std::nullopt;
+    return v;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+    std::vector<std::string_view> out;
+    for (;;) {
+        const auto i = s.find(sep);
+        out.push_back(s.substr(0, i));
+        if (i == std::string_view::npos)
+            return out;
+        s.remove_prefix(i + 1);
+    }
 }
 
 }  // namespace moat::ctl

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace moat::ctl {
 
@@ -35,5 +36,12 @@ std::string printable(std::string_view s, std::size_t max = 0);
 
 /// The first byte of `s` that is an ASCII control character other than TAB (C0 or DEL).
 std::optional<std::size_t> control_char_at(std::string_view s) noexcept;
+
+/// Decimal number without sign or leading zeros (so "010" is not read as octal or as ten), at
+/// most `max`.
+std::optional<unsigned> parse_uint(std::string_view s, unsigned max);
+
+/// `s` cut at every `sep` (empty pieces kept).
+std::vector<std::string_view> split(std::string_view s, char sep);
 
 }  // namespace moat::ctl

@@ -1,3 +1,4 @@
+#include "control/config/packet_spec.h"
 #include "control/runtime/runtime.h"
 
 #include <algorithm>

@@ -7,6 +7,7 @@
 
 #include "control/compile/load.h"
 #include "control/config/config.h"
+#include "control/config/packet_spec.h"
 #include "perf/policies.h"
 #include "dataplane/classifier_ref.h"
 

@@ -10,6 +10,7 @@
 #include "control/config/config.h"
 #include "control/compile/explain.h"
 #include "control/compile/tables.h"
+#include "control/config/packet_spec.h"
 #include "dataplane/classify.h"
 #include "tests/common/eal_env.h"
 

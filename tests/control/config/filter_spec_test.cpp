@@ -1,5 +1,6 @@
 // The filter grammar (DESIGN section 3): every form accepted and rejected, with exact messages.
 #include "control/config/filter_spec.h"
+#include "control/config/packet_spec.h"
 
 #include <gtest/gtest.h>
 

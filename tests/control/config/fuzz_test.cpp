@@ -10,6 +10,7 @@
 #include "control/compile/load.h"
 #include "control/config/config.h"
 #include "control/compile/explain.h"
+#include "control/config/packet_spec.h"
 
 namespace moat::ctl {
 namespace {
