@@ -15,6 +15,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <chrono>
 #include <cmath>
@@ -35,6 +36,7 @@
 #include "control/runtime/stats.h"
 #include "control/compile/tables.h"
 #include "control/config/json_text.h"
+#include "control/config/result.h"
 #include "control/config/text.h"
 #include "dataplane/port.h"
 #include "dataplane/worker.h"
@@ -160,11 +162,19 @@ public:
     Workers(const Workers&) = delete;
     Workers& operator=(const Workers&) = delete;
 
-    void launch(std::vector<std::unique_ptr<dp::WorkerContext>> ctx) {
+    /// Launches every worker, or none: when one lcore refuses, those launched are stopped again
+    /// (a queue nobody polls would hold its packets while the port looks up).
+    Status launch(std::vector<std::unique_ptr<dp::WorkerContext>> ctx) {
         ctx_ = std::move(ctx);
-        for (auto& w : ctx_)
-            if (rte_eal_remote_launch(&dp::worker_main, w.get(), w->lcore) == 0)
-                launched_ = true;
+        for (auto& w : ctx_) {
+            if (const int rc = rte_eal_remote_launch(&dp::worker_main, w.get(), w->lcore); rc != 0) {
+                stop();
+                return fail("cannot launch worker " + std::to_string(w->index) + " on lcore " +
+                            std::to_string(w->lcore) + ": " + rte_strerror(-rc));
+            }
+            launched_ = true;
+        }
+        return {};
     }
     void stop() {
         stop_.store(true, std::memory_order_relaxed);
@@ -254,7 +264,10 @@ const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGT
 // callbacks run on DPDK's telemetry thread; the Runtime's queries are safe there. DPDK 22.11
 // writes telemetry strings into its JSON as they are, so names go through tel_string first, and
 // no exception may leave a callback (it would end the process).
-std::atomic<Runtime*> g_runtime{nullptr};
+// The callbacks hold g_tel_mu shared while they use the runtime; unbinding takes it exclusive,
+// so no callback is inside a runtime that is being destroyed.
+std::shared_mutex g_tel_mu;
+Runtime* g_runtime = nullptr;
 
 /// `s` as telemetry can carry it: valid UTF-8 without quotes, backslashes or control characters,
 /// cut to DPDK's string limit.
@@ -276,8 +289,8 @@ std::string tel_string(const std::string& s) {
 template <typename F>
 int tel_guard(F&& f) noexcept {
     try {
-        Runtime* rt = g_runtime.load();
-        return rt ? f(*rt) : -1;
+        std::shared_lock lock(g_tel_mu);
+        return g_runtime ? f(*g_runtime) : -1;
     } catch (...) {
         return -1;
     }
@@ -333,10 +346,449 @@ int tel_rules(const char*, const char*, rte_tel_data* d) {
     });
 }
 
-void register_telemetry() {
-    rte_telemetry_register_cmd("/moat/stats", tel_stats, "Moat counters: ports, drop reasons. Takes no parameters.");
-    rte_telemetry_register_cmd("/moat/status", tel_status, "Moat status: policy, generation, last reload. No parameters.");
-    rte_telemetry_register_cmd("/moat/rules", tel_rules, "Moat's ranked entries with hits (first 512). No parameters.");
+/// The telemetry commands answer from `rt` while this lives, and "not ready" before and after.
+class TelemetryBinding {
+public:
+    explicit TelemetryBinding(Runtime& rt) {
+        {
+            std::unique_lock lock(g_tel_mu);
+            g_runtime = &rt;
+        }
+        static const bool registered = [] {
+            rte_telemetry_register_cmd("/moat/stats", tel_stats, "Moat counters: ports, drop reasons. Takes no parameters.");
+            rte_telemetry_register_cmd("/moat/status", tel_status, "Moat status: policy, generation, last reload. No parameters.");
+            rte_telemetry_register_cmd("/moat/rules", tel_rules, "Moat's ranked entries with hits (first 512). No parameters.");
+            return true;
+        }();
+        (void)registered;
+    }
+    ~TelemetryBinding() { unbind(); }
+    TelemetryBinding(const TelemetryBinding&) = delete;
+    TelemetryBinding& operator=(const TelemetryBinding&) = delete;
+
+    /// Waits for the callbacks running now; later ones answer "not ready".
+    void unbind() {
+        std::unique_lock lock(g_tel_mu);
+        g_runtime = nullptr;
+    }
+};
+
+
+// ---- Start-up stages (STYLE 15): each returns what the next needs, or why moatd cannot start;
+// each owner below unwinds in reverse order on any early return.
+
+/// The config as read at start-up, loaded and usable.
+struct FirstPolicy {
+    std::string text;  ///< exactly what was read (the first generation publishes it)
+    LoadResult loaded;
+    const Config& config() const { return *loaded.config; }
+    const CompiledPolicy& compiled() const { return *loaded.compiled; }
+};
+
+/// Parse -> validate -> compile before anything starts: a broken config forwards nothing.
+Result<FirstPolicy> load_first_policy(const std::string& path) {
+    FirstPolicy first;
+    if (const auto error = read_config_file(path, first.text))
+        return fail(path + ": " + *error);
+    first.loaded = load_policy_text(first.text, path);
+    // Every error (nothing starts until they are fixed); of the warnings the first 20 and how
+    // many there are, whatever the policy.
+    std::size_t warnings = 0;
+    for (const auto& d : first.loaded.diags.all())
+        if (d.severity == Severity::error || ++warnings <= kListedDiagnostics)
+            log_plain(format(d));
+    if (warnings > kListedDiagnostics)
+        log("... and " + std::to_string(warnings - kListedDiagnostics) + " more warnings (moatctl check lists them)");
+    if (!first.loaded.usable())
+        return fail(path + " is not usable (fix the errors above)");
+    const Appliance& a = first.config().appliance;
+    if (a.outside.empty() || a.inside.empty())
+        return fail(path + ": [appliance] must name both ports (outside = ..., inside = ...)");
+    return first;
+}
+
+Result<EalPlan> eal_plan(const Appliance& a, const std::vector<std::string>& cli_eal) {
+    EalPlan plan = plan_eal(a, cli_eal, probe_host());
+    if (!plan.error.empty())
+        return fail(plan.error);
+    for (const auto& n : plan.notes)
+        log(n);
+    std::string line;
+    for (const auto& arg : plan.args)
+        line += " " + arg;
+    log("EAL arguments:" + line);
+    return plan;
+}
+
+/// The two ports, started with a queue pair per worker, and their mbuf pool; stopped (before the
+/// pool is freed) when destroyed.
+class Ports {
+public:
+    static Result<std::unique_ptr<Ports>> open(const Appliance& a) {
+        std::unique_ptr<Ports> p(new Ports);
+        p->spec = {a.outside, a.inside};
+        for (std::size_t i = 0; i < 2; ++i) {
+            const PortName n = port_name(p->spec[i]);
+            if (rte_eth_dev_get_port_by_name(n.name.c_str(), &p->id[i]) != 0)
+                return fail("no DPDK port named '" + n.name + "' (" + kRole[i] + " = " + p->spec[i] + ")");
+        }
+        p->workers = p->choose_workers(a.workers);
+        if (rte_lcore_count() < p->workers + 1)
+            return fail("workers = " + std::to_string(p->workers) + " needs " + std::to_string(p->workers + 1) +
+                        " lcores and EAL has " + std::to_string(rte_lcore_count()));
+        const dp::PortConfig defaults{};
+        const unsigned mbufs = std::max(8191u, 2 * p->workers * (defaults.rx_desc + defaults.tx_desc) +
+                                                   p->workers * 4 * dp::kBurstMax + 2048);
+        p->pool_.reset(rte_pktmbuf_pool_create("moat_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                               static_cast<int>(rte_socket_id())));
+        if (!p->pool_)
+            return fail(std::string("cannot create the mbuf pool: ") + rte_strerror(rte_errno));
+        for (std::size_t i = 0; i < 2; ++i) {
+            dp::PortConfig pc;
+            pc.queues = static_cast<std::uint16_t>(p->workers);
+            pc.pool = p->pool_.get();
+            if (const std::string err = dp::start_port(p->id[i], pc); !err.empty())
+                return fail(std::string(kRole[i]) + " port " + p->spec[i] + ": " + err);
+            p->started_[i] = true;
+            log(std::string(kRole[i]) + " = " + p->spec[i] + " (port " + std::to_string(p->id[i]) + ", link " +
+                dp::link_text(p->id[i]) + ")");
+        }
+        return p;
+    }
+    ~Ports() {
+        for (std::size_t i = 0; i < 2; ++i)
+            if (started_[i])
+                dp::stop_port(id[i]);
+    }
+    Ports(const Ports&) = delete;
+    Ports& operator=(const Ports&) = delete;
+
+    static constexpr std::array<const char*, 2> kRole{"outside", "inside"};
+    std::array<std::uint16_t, 2> id{};
+    std::array<std::string, 2> spec;
+    unsigned workers = 1;  ///< queue pairs per port, one per worker
+
+private:
+    Ports() = default;
+
+    /// Workers need a queue pair each on both ports, and RSS to share the traffic out; a port
+    /// without them (most vdevs) gets one worker, which sees everything.
+    unsigned choose_workers(unsigned wanted) const {
+        for (std::size_t i = 0; i < 2 && wanted > 1; ++i)
+            if (const std::string why = dp::multi_queue_limit(id[i], static_cast<std::uint16_t>(wanted)); !why.empty()) {
+                log(std::string(kRole[i]) + " port " + spec[i] + ": " + why + "; running 1 worker, not " +
+                    std::to_string(wanted) + " (workers = " + std::to_string(wanted) + ")");
+                return 1;
+            }
+        return wanted;
+    }
+
+    MempoolPtr pool_;
+    std::array<bool, 2> started_{};
+};
+
+/// The running policy: generation 1 now, later ones from reloads.
+Result<std::unique_ptr<Runtime>> start_runtime(const std::string& path, FirstPolicy first, const Ports& ports) {
+    std::unique_ptr<Runtime> rt;
+    try {
+        rt = std::make_unique<Runtime>(path, ports.workers);
+    } catch (const std::exception& e) {
+        return fail(e.what());
+    }
+    const Config& cfg = first.config();
+    const CompiledPolicy& cp = first.compiled();
+    if (const std::string err = rt->start(cfg, cp, std::move(first.text)); !err.empty())
+        return fail(err);
+    const dp::TableSet& tables = *rt->publisher().current()->tables;
+    log(std::string("classifier: ") +
+        (tables.use_reference ? "reference (linear scan; classifier = reference)"
+                              : "trie, " + std::to_string((tables.v4.bytes() + tables.v6.bytes() + 1023) / 1024) +
+                                    " KB, leaf scan " + (tables.scan == dp::LeafScan::avx512 ? "AVX-512" : "scalar")));
+    if (!tables.payload.empty()) {
+        std::size_t db_bytes = 0;
+        hs_database_size(tables.payload.db.get(), &db_bytes);
+        log("payload filters: " + std::to_string(tables.payload.patterns) + " patterns in one Hyperscan database (" +
+            std::to_string((db_bytes + 1023) / 1024) + " KB), the first " + std::to_string(tables.payload.scan_bytes) +
+            " payload bytes of a packet scanned when a payload filter outranks its header-only match");
+    }
+    if (cp.policy < 0)
+        log("no policy is assigned: every IP packet is dropped (non-IP EtherTypes listed in non_ip still pass)");
+    else
+        log("policy '" + cfg.policies[static_cast<std::size_t>(cp.policy)].name + "' from " + path + ": " +
+            std::to_string(cp.rules.size()) + " ranked entries, generation 1");
+    rt->set_ports({{"outside", ports.spec[0], ports.id[0]}, {"inside", ports.spec[1], ports.id[1]}});
+    return rt;
+}
+
+/// One worker per worker lcore, each with its fragment table, polling its queue of both ports.
+Status start_workers(Workers& running, Runtime& rt, const Appliance& a, const Ports& ports) {
+    std::vector<std::unique_ptr<dp::WorkerContext>> ctx;
+    unsigned lcore = 0;
+    RTE_LCORE_FOREACH_WORKER(lcore) {
+        if (ctx.size() == ports.workers)
+            break;
+        auto w = std::make_unique<dp::WorkerContext>();
+        w->index = static_cast<unsigned>(ctx.size());
+        w->lcore = lcore;
+        w->port = ports.id;
+        w->queue = static_cast<std::uint16_t>(w->index);
+        w->tables = rt.publisher().tables();
+        w->qsbr = rt.publisher().qsbr();
+        w->stop = running.stop_flag();
+        std::string frag_error;
+        w->fragments =
+            dp::FragmentTable::create(a.fragment_table, static_cast<int>(rte_lcore_to_socket_id(lcore)), frag_error);
+        if (!w->fragments)
+            return fail(frag_error + " (lower fragment_table)");
+        log("worker " + std::to_string(w->index) + " on lcore " + std::to_string(lcore) + ": rx/tx queue " +
+            std::to_string(w->queue) + " of both ports" +
+            (a.fragments == FragmentMode::track
+                 ? ", fragments tracked (" + std::to_string(a.fragment_table) + " datagrams, " +
+                       std::to_string(dp::kFragmentTimeoutMs / 1000) + " s)"
+                 : ", fragments dropped"));
+        ctx.push_back(std::move(w));
+    }
+    if (const Status launched = running.launch(std::move(ctx)); !launched)
+        return launched;
+    rt.set_workers(running.contexts());
+    return {};
+}
+
+/// The control sockets: every changing request is logged; refused ones (anyone can send them
+/// to the read-only socket) at most kRefusedLogged a minute, then how many more there were.
+class ControlSockets {
+public:
+    explicit ControlSockets(Runtime& rt)
+        : server_([this, &rt](const nlohmann::json& req, const RequestContext& ctx) {
+              log_request(req, ctx);
+              return rt.handle(req, ctx);
+          }) {
+        server_.on_error([](const std::string& what) { log("control request failed: " + what); });
+    }
+
+    void listen(const Appliance& a) {
+        if (const std::string err = server_.listen({a.control, Access::full, 0660, a.control_gid}); err.empty())
+            log("control socket " + a.control + " (every command; mode 0660" +
+                (a.control_group.empty() ? "" : ", group " + a.control_group) + ")");
+        else
+            log("no control socket: " + err);
+        if (a.control_readonly.empty())
+            return;
+        const mode_t mode = a.control_readonly_gid ? 0660 : 0666;
+        if (const std::string err = server_.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid,
+                                                    kReadOnlyRate, 2 * kReadOnlyRate, kReadOnlyReplying});
+            err.empty())
+            log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain; mode " +
+                (a.control_readonly_gid ? "0660, group " + a.control_readonly_group : std::string("0666")) + ")");
+        else
+            log("no read-only control socket: " + err);
+    }
+
+    ControlServer& server() { return server_; }
+
+private:
+    using Clock = std::chrono::steady_clock;
+
+    void log_request(const nlohmann::json& req, const RequestContext& ctx) {
+        const std::string cmd = req.value("cmd", nlohmann::json()).is_string() ? req["cmd"].get<std::string>() : "";
+        if (!Runtime::changes_policy(cmd))
+            return;
+        const bool refusal = ctx.access != Access::full;
+        if (refusal && Clock::now() - refused_since_ > std::chrono::minutes(1)) {
+            if (refused_ > kRefusedLogged)
+                log("control: " + std::to_string(refused_ - kRefusedLogged) +
+                    " more refused requests on the read-only socket in the last minute");
+            refused_since_ = Clock::now();
+            refused_ = 0;
+        }
+        if (!refusal || ++refused_ <= kRefusedLogged)
+            log("control: " + cmd + (cmd == "assign" && req.value("policy", nlohmann::json()).is_string()
+                                         ? " " + ctl::quoted(printable(req["policy"].get<std::string>(), 200))
+                                         : "") +
+                " from pid " + std::to_string(ctx.peer.pid) + " uid " + std::to_string(ctx.peer.uid) +
+                (refusal ? " on the read-only socket: refused" : ""));
+    }
+
+    ControlServer server_;
+    Clock::time_point refused_since_ = Clock::now();
+    std::size_t refused_ = 0;
+};
+
+/// Every reload is logged, whatever triggered it (signal, file change, control socket), and
+/// every lint: a few dozen lines at most, whatever the policy (the first diagnostics of each
+/// list and how many there are; moatctl check or lint lists them all).
+void log_reloads(Runtime& rt) {
+    const auto more = [](std::size_t shown, std::size_t total, const char* what) {
+        if (total > shown)
+            log("... and " + std::to_string(total - shown) + " more " + what + " (moatctl check " + "lists them all)");
+    };
+    rt.on_reload([more](const ReloadOutcome& o) {
+        for (const auto& w : o.warnings)
+            log_plain(w);
+        more(o.warnings.size(), o.warnings_total, "warnings");
+        if (o.ok) {
+            char ms[96];
+            std::snprintf(ms, sizeof ms, "%.1f ms (load %.1f, build %.1f)", o.publish_ms, o.load_ms, o.build_ms);
+            log("reload (" + o.trigger + "): generation " + std::to_string(o.generation) + " in force after " + ms);
+            return;
+        }
+        for (const auto& e : o.errors)
+            log_plain(e);
+        more(o.errors.size(), o.errors_total, "errors");
+        log("reload (" + o.trigger + ") failed: the running generation stays in force");
+    });
+    rt.on_lint([](const LintReport& l) {
+        if (l.total == 0) {
+            log("lint of generation " + std::to_string(l.generation) + ": no warnings");
+            return;
+        }
+        std::string kinds;
+        for (const auto& [kind, n] : l.counts)
+            kinds += (kinds.empty() ? "" : ", ") + std::to_string(n) + " " + kind;
+        log("lint of generation " + std::to_string(l.generation) + ": " + kinds +
+            (l.total > l.first.size() ? "; the first " + std::to_string(l.first.size()) + " (moatctl lint --all lists them all):"
+                                      : ":"));
+        for (const auto& w : l.first)
+            log_plain(w);
+    });
+}
+
+/// The control thread's loop: signals, the config file's directory, the control sockets and the
+/// runtime's events in one poll, until SIGINT or SIGTERM; returns that signal.
+class ControlLoop {
+public:
+    ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, StdoutWriter& out,
+                const sigset_t& signals)
+        : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out),
+          sfd_(signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC)),
+          period_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.stats_period))),
+          next_stats_(Clock::now() + period_) {}
+    ~ControlLoop() {
+        if (sfd_ >= 0)
+            close(sfd_);
+    }
+    ControlLoop(const ControlLoop&) = delete;
+    ControlLoop& operator=(const ControlLoop&) = delete;
+
+    int run() {
+        while (sig_ == 0) {
+            pollfd fds[4] = {{sfd_, POLLIN, 0}, {watch_.fd(), POLLIN, 0}, {server_.fd(), POLLIN, 0}, {rt_.events_fd(), POLLIN, 0}};
+            poll(fds, 4, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout().count())));
+            // Nothing that goes wrong in one turn (an exception from a query, a reload, a write)
+            // ends the loop: it is logged, and the workers go on forwarding under the policy in force.
+            try {
+                turn(fds);
+            } catch (const std::exception& e) {
+                log(std::string("control loop: ") + valid_utf8(e.what()) + " (the policy in force stays; going on)");
+            }
+        }
+        return sig_;
+    }
+
+private:
+    using Clock = std::chrono::steady_clock;
+
+    std::chrono::milliseconds timeout() const {
+        const auto now = Clock::now();
+        const auto until = [&](Clock::time_point t) {
+            return std::chrono::duration_cast<std::chrono::milliseconds>(t - now) + std::chrono::milliseconds(1);
+        };
+        auto t = std::chrono::milliseconds(rt_.publisher().retired() ? 10 : 1000);
+        if (reload_at_)
+            t = std::min(t, until(*reload_at_));
+        if (opt_.stats_period > 0)
+            t = std::min(t, until(next_stats_));
+        t = std::min(t, until(next_rates_));
+        if (const auto d = server_.next_deadline())
+            t = std::min(t, until(*d));
+        return t;
+    }
+
+    void turn(const pollfd (&fds)[4]) {
+        if (fds[0].revents & POLLIN)
+            read_signals();
+        if (fds[1].revents & POLLIN)
+            settled();
+        if (fds[3].revents & POLLIN) {  // reloads or lints finished: log them, answer who waits
+            rt_.collect();
+            server_.wake();
+        }
+        server_.serve();  // events, and deadlines even without them
+        if (reload_at_ && Clock::now() >= *reload_at_)
+            reload_changed_file();
+        rt_.reclaim();
+        if (Clock::now() >= next_rates_) {
+            rt_.sample_rates();
+            next_rates_ = Clock::now() + std::chrono::seconds(1);
+        }
+        if (opt_.stats_period > 0 && Clock::now() >= next_stats_) {
+            out_.offer("stats " + json_text(stats_json(rt_.stats())) + "\n");
+            next_stats_ += period_;
+        }
+    }
+
+    /// SIGINT, SIGTERM (stop) and SIGHUP (reload).
+    void read_signals() {
+        signalfd_siginfo si{};
+        while (read(sfd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+            if (si.ssi_signo == SIGHUP)
+                rt_.submit({.kind = ReloadJob::Kind::file, .trigger = "SIGHUP", .text = {}, .if_changed = false, .policy = {}});
+            else
+                sig_ = static_cast<int>(si.ssi_signo);
+        }
+    }
+
+    /// File events become one reload once the file has been quiet for a moment (ConfigWatch): a
+    /// change pushes the pending reload back by its settle time. True when nothing changed.
+    bool settled() {
+        const auto c = watch_.changed();
+        if (c != ConfigWatch::Change::none)
+            reload_at_ = Clock::now() + (c == ConfigWatch::Change::complete ? ConfigWatch::kSettleComplete : ConfigWatch::kSettlePartial);
+        return c == ConfigWatch::Change::none;
+    }
+
+    /// The file is read here, between two looks at the watch (the builder gets the text): a
+    /// write that began in between (a truncation, a first write) postpones the reload instead of
+    /// publishing the half-written file.
+    void reload_changed_file() {
+        reload_at_.reset();
+        ReloadJob job{.kind = ReloadJob::Kind::text, .trigger = "config file changed", .text = {}, .if_changed = true, .policy = {}};
+        if (!settled())
+            return;
+        if (read_config_file(opt_.config, job.text))
+            job.kind = ReloadJob::Kind::file;  // the builder reads it again and says why it cannot
+        if (settled())
+            rt_.submit(std::move(job));
+    }
+
+    const Options& opt_;
+    Runtime& rt_;
+    ConfigWatch& watch_;
+    ControlServer& server_;
+    StdoutWriter& out_;
+    int sfd_;
+    int sig_ = 0;
+    Clock::duration period_;
+    Clock::time_point next_stats_;
+    Clock::time_point next_rates_ = Clock::now();  ///< per-worker rates (moatctl stats): once a second
+    std::optional<Clock::time_point> reload_at_;  ///< when the pending file change is due
+};
+
+/// The final counters, on stdout and in --counters-json.
+void report_final(const Options& opt, const Stats& final_stats, StdoutWriter& out) {
+    out.offer(stats_text(final_stats));
+    out.finish(std::chrono::seconds(2));
+    if (opt.counters_json.empty())
+        return;
+    std::ofstream file(opt.counters_json);
+    file << json_text(stats_json(final_stats), 2) << "\n";
+    if (!file)
+        log("cannot write " + opt.counters_json);
+}
+
+int not_starting(const std::string& why) {
+    log("not starting: " + why);
+    return 1;
 }
 
 }  // namespace
@@ -355,44 +807,13 @@ int run_moatd(int argc, char** argv) {
     // (during EAL and port start-up too) is seen and reloads; what is published first is
     // exactly the text read here.
     ConfigWatch watch(opt->config);
-    std::string text;
-    if (const auto error = read_config_file(opt->config, text)) {
-        log("not starting: " + opt->config + ": " + *error);
-        return 1;
-    }
-    // Parse -> validate -> compile before anything starts: a broken config forwards nothing.
-    const LoadResult loaded = load_policy_text(text, opt->config);
-    // Every error (nothing starts until they are fixed); of the warnings the first 20 and how
-    // many there are, whatever the policy.
-    std::size_t warnings = 0;
-    for (const auto& d : loaded.diags.all())
-        if (d.severity == Severity::error || ++warnings <= kListedDiagnostics)
-            log_plain(format(d));
-    if (warnings > kListedDiagnostics)
-        log("... and " + std::to_string(warnings - kListedDiagnostics) + " more warnings (moatctl check lists them)");
-    if (!loaded.usable()) {
-        log("not starting: " + opt->config + " is not usable (fix the errors above)");
-        return 1;
-    }
-    const Config& cfg = *loaded.config;
-    const CompiledPolicy& cp = *loaded.compiled;
-    const Appliance& a = cfg.appliance;
-    if (a.outside.empty() || a.inside.empty()) {
-        log("not starting: " + opt->config + ": [appliance] must name both ports (outside = ..., inside = ...)");
-        return 1;
-    }
-
-    const EalPlan plan = plan_eal(a, opt->eal, probe_host());
-    if (!plan.error.empty()) {
-        log("not starting: " + plan.error);
-        return 1;
-    }
-    for (const auto& n : plan.notes)
-        log(n);
-    std::string eal_line;
-    for (const auto& s : plan.args)
-        eal_line += " " + s;
-    log("EAL arguments:" + eal_line);
+    Result<FirstPolicy> first = load_first_policy(opt->config);
+    if (!first)
+        return not_starting(first.error());
+    const Appliance appliance = first->config().appliance;  // runs until a restart
+    const Result<EalPlan> plan = eal_plan(appliance, opt->eal);
+    if (!plan)
+        return not_starting(plan.error());
 
     // SIGINT, SIGTERM (stop) and SIGHUP (reload) are read from a signalfd by the control loop;
     // every thread EAL creates inherits the mask, so no worker is interrupted.
@@ -403,301 +824,36 @@ int run_moatd(int argc, char** argv) {
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    Eal eal(plan.args);
-    if (!eal.up()) {
-        log(std::string("not starting: EAL initialisation failed: ") + rte_strerror(rte_errno));
-        return 1;
-    }
-
-    std::array<std::uint16_t, 2> port_id{};
-    const std::array<std::string, 2> specs{a.outside, a.inside};
-    for (std::size_t i = 0; i < 2; ++i) {
-        const PortName n = port_name(specs[i]);
-        if (rte_eth_dev_get_port_by_name(n.name.c_str(), &port_id[i]) != 0) {
-            log("not starting: no DPDK port named '" + n.name + "' (" + (i == 0 ? "outside" : "inside") + " = " +
-                specs[i] + ")");
-            return 1;
-        }
-    }
-
-    // Workers need a queue pair each on both ports, and RSS to share the traffic out; a port
-    // without them (most vdevs) gets one worker, which sees everything.
-    unsigned workers = a.workers;
-    for (std::size_t i = 0; i < 2 && workers > 1; ++i)
-        if (const std::string why = dp::multi_queue_limit(port_id[i], static_cast<std::uint16_t>(workers));
-            !why.empty()) {
-            log(std::string(i == 0 ? "outside" : "inside") + " port " + specs[i] + ": " + why + "; running 1 worker, not " +
-                std::to_string(workers) + " (workers = " + std::to_string(a.workers) + ")");
-            workers = 1;
-        }
-    if (rte_lcore_count() < workers + 1) {
-        log("not starting: workers = " + std::to_string(workers) + " needs " + std::to_string(workers + 1) +
-            " lcores and EAL has " + std::to_string(rte_lcore_count()));
-        return 1;
-    }
-
-    const dp::PortConfig pc0{};
-    const unsigned mbufs = std::max(8191u, 2 * workers * (pc0.rx_desc + pc0.tx_desc) + workers * 4 * dp::kBurstMax + 2048);
-    MempoolPtr pool(rte_pktmbuf_pool_create("moat_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                            static_cast<int>(rte_socket_id())));
-    if (!pool) {
-        log(std::string("not starting: cannot create the mbuf pool: ") + rte_strerror(rte_errno));
-        return 1;
-    }
-
-    std::vector<std::unique_ptr<StartedPort>> started;
-    for (std::size_t i = 0; i < 2; ++i) {
-        dp::PortConfig pc;
-        pc.queues = static_cast<std::uint16_t>(workers);
-        pc.pool = pool.get();
-        if (const std::string err = dp::start_port(port_id[i], pc); !err.empty()) {
-            log(std::string("not starting: ") + (i == 0 ? "outside" : "inside") + " port " + specs[i] + ": " + err);
-            return 1;
-        }
-        started.push_back(std::make_unique<StartedPort>(port_id[i]));
-        log(std::string(i == 0 ? "outside" : "inside") + " = " + specs[i] + " (port " + std::to_string(port_id[i]) +
-            ", link " + dp::link_text(port_id[i]) + ")");
-    }
-
-    // The running policy: generation 1 now, later ones from reloads.
-    std::unique_ptr<Runtime> rt;
-    try {
-        rt = std::make_unique<Runtime>(opt->config, workers);
-    } catch (const std::exception& e) {
-        log(std::string("not starting: ") + e.what());
-        return 1;
-    }
-    if (const std::string err = rt->start(cfg, cp, std::move(text)); !err.empty()) {
-        log("not starting: " + err);
-        return 1;
-    }
-    const dp::TableSet& first = *rt->publisher().current()->tables;
-    log(std::string("classifier: ") +
-        (first.use_reference ? "reference (linear scan; classifier = reference)"
-                             : "trie, " + std::to_string((first.v4.bytes() + first.v6.bytes() + 1023) / 1024) +
-                                   " KB, leaf scan " + (first.scan == dp::LeafScan::avx512 ? "AVX-512" : "scalar")));
-    if (!first.payload.empty()) {
-        std::size_t db_bytes = 0;
-        hs_database_size(first.payload.db.get(), &db_bytes);
-        log("payload filters: " + std::to_string(first.payload.patterns) + " patterns in one Hyperscan database (" +
-            std::to_string((db_bytes + 1023) / 1024) + " KB), the first " + std::to_string(first.payload.scan_bytes) +
-            " payload bytes of a packet scanned when a payload filter outranks its header-only match");
-    }
-    if (cp.policy < 0)
-        log("no policy is assigned: every IP packet is dropped (non-IP EtherTypes listed in non_ip still pass)");
-    else
-        log("policy '" + cfg.policies[static_cast<std::size_t>(cp.policy)].name + "' from " + opt->config + ": " +
-            std::to_string(cp.rules.size()) + " ranked entries, generation 1");
-    rt->set_ports({{"outside", specs[0], port_id[0]}, {"inside", specs[1], port_id[1]}});
-    g_runtime = rt.get();
-    register_telemetry();
-
+    // The owners, in start-up order; they unwind in reverse: workers stop before telemetry lets
+    // go of the runtime, the runtime goes before the ports stop, the ports before EAL.
+    Eal eal(plan->args);
+    if (!eal.up())
+        return not_starting(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno));
+    Result<std::unique_ptr<Ports>> ports = Ports::open(appliance);
+    if (!ports)
+        return not_starting(ports.error());
+    Result<std::unique_ptr<Runtime>> rt = start_runtime(opt->config, std::move(*first), **ports);
+    if (!rt)
+        return not_starting(rt.error());
+    Runtime& runtime = **rt;
+    TelemetryBinding telemetry(runtime);
     Workers running;
-    std::vector<std::unique_ptr<dp::WorkerContext>> ctx;
-    unsigned lcore = 0;
-    RTE_LCORE_FOREACH_WORKER(lcore) {
-        if (ctx.size() == workers)
-            break;
-        auto w = std::make_unique<dp::WorkerContext>();
-        w->index = static_cast<unsigned>(ctx.size());
-        w->lcore = lcore;
-        w->port = port_id;
-        w->queue = static_cast<std::uint16_t>(w->index);
-        w->tables = rt->publisher().tables();
-        w->qsbr = rt->publisher().qsbr();
-        w->stop = running.stop_flag();
-        std::string frag_error;
-        w->fragments =
-            dp::FragmentTable::create(a.fragment_table, static_cast<int>(rte_lcore_to_socket_id(lcore)), frag_error);
-        if (!w->fragments) {
-            log("not starting: " + frag_error + " (lower fragment_table)");
-            return 1;
-        }
-        log("worker " + std::to_string(w->index) + " on lcore " + std::to_string(lcore) + ": rx/tx queue " +
-            std::to_string(w->queue) + " of both ports" +
-            (a.fragments == FragmentMode::track
-                 ? ", fragments tracked (" + std::to_string(a.fragment_table) + " datagrams, " +
-                       std::to_string(dp::kFragmentTimeoutMs / 1000) + " s)"
-                 : ", fragments dropped"));
-        ctx.push_back(std::move(w));
-    }
-    running.launch(std::move(ctx));
-    rt->set_workers(running.contexts());
+    if (const Status started = start_workers(running, runtime, appliance, **ports); !started)
+        return not_starting(started.error());
 
-    // Control: signals, the config file's directory and the control sockets, in one poll loop.
-    const int sfd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
     if (!watch.ok())
         log("not watching the config file (" + watch.error() + "): reload with SIGHUP or moatctl reload");
-    // Changing requests are logged; refused ones (anyone can send them to the read-only socket)
-    // at most kRefusedLogged a minute, then how many more there were.
-    using Clock = std::chrono::steady_clock;
-    Clock::time_point refused_since = Clock::now();
-    std::size_t refused = 0;
-    ControlServer server([&](const nlohmann::json& req, const RequestContext& ctx) {
-        const std::string cmd = req.value("cmd", nlohmann::json()).is_string() ? req["cmd"].get<std::string>() : "";
-        if (Runtime::changes_policy(cmd)) {
-            const bool refusal = ctx.access != Access::full;
-            if (refusal && Clock::now() - refused_since > std::chrono::minutes(1)) {
-                if (refused > kRefusedLogged)
-                    log("control: " + std::to_string(refused - kRefusedLogged) +
-                        " more refused requests on the read-only socket in the last minute");
-                refused_since = Clock::now();
-                refused = 0;
-            }
-            if (!refusal || ++refused <= kRefusedLogged)
-                log("control: " + cmd + (cmd == "assign" && req.value("policy", nlohmann::json()).is_string()
-                                             ? " " + ctl::quoted(printable(req["policy"].get<std::string>(), 200))
-                                             : "") +
-                    " from pid " + std::to_string(ctx.peer.pid) + " uid " + std::to_string(ctx.peer.uid) +
-                    (refusal ? " on the read-only socket: refused" : ""));
-        }
-        return rt->handle(req, ctx);
-    });
-    server.on_error([](const std::string& what) { log("control request failed: " + what); });
-    if (const std::string err = server.listen({a.control, Access::full, 0660, a.control_gid}); err.empty())
-        log("control socket " + a.control + " (every command; mode 0660" +
-            (a.control_group.empty() ? "" : ", group " + a.control_group) + ")");
-    else
-        log("no control socket: " + err);
-    if (!a.control_readonly.empty()) {
-        const mode_t mode = a.control_readonly_gid ? 0660 : 0666;
-        if (const std::string err = server.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid,
-                                                   kReadOnlyRate, 2 * kReadOnlyRate, kReadOnlyReplying});
-            err.empty())
-            log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain; mode " +
-                (a.control_readonly_gid ? "0660, group " + a.control_readonly_group : std::string("0666")) + ")");
-        else
-            log("no read-only control socket: " + err);
-    }
+    ControlSockets sockets(runtime);
+    sockets.listen(appliance);
+    log_reloads(runtime);
     log("forwarding");
-
-    // Every reload is logged, whatever triggered it (signal, file change, control socket), and
-    // every lint: a few dozen lines at most, whatever the policy (the first diagnostics of each
-    // list and how many there are; moatctl check or lint lists them all).
-    const auto more = [](std::size_t shown, std::size_t total, const char* what) {
-        if (total > shown)
-            log("... and " + std::to_string(total - shown) + " more " + what + " (moatctl check " + "lists them all)");
-    };
-    rt->on_reload([&](const ReloadOutcome& o) {
-        for (const auto& w : o.warnings)
-            log_plain(w);
-        more(o.warnings.size(), o.warnings_total, "warnings");
-        if (o.ok) {
-            char ms[96];
-            std::snprintf(ms, sizeof ms, "%.1f ms (load %.1f, build %.1f)", o.publish_ms, o.load_ms, o.build_ms);
-            log("reload (" + o.trigger + "): generation " + std::to_string(o.generation) + " in force after " + ms);
-            return;
-        }
-        for (const auto& e : o.errors)
-            log_plain(e);
-        more(o.errors.size(), o.errors_total, "errors");
-        log("reload (" + o.trigger + ") failed: the running generation stays in force");
-    });
-    rt->on_lint([](const LintReport& l) {
-        if (l.total == 0) {
-            log("lint of generation " + std::to_string(l.generation) + ": no warnings");
-            return;
-        }
-        std::string kinds;
-        for (const auto& [kind, n] : l.counts)
-            kinds += (kinds.empty() ? "" : ", ") + std::to_string(n) + " " + kind;
-        log("lint of generation " + std::to_string(l.generation) + ": " + kinds +
-            (l.total > l.first.size() ? "; the first " + std::to_string(l.first.size()) + " (moatctl lint --all lists them all):"
-                                      : ":"));
-        for (const auto& w : l.first)
-            log_plain(w);
-    });
-
-    using Clock = std::chrono::steady_clock;
-    // File events become one reload once the file has been quiet for a moment (ConfigWatch).
-    const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt->stats_period));
-    auto next_stats = Clock::now() + period;
-    auto next_rates = Clock::now();  // per-worker rates (moatctl stats): sampled once a second
-    std::optional<Clock::time_point> reload_at;  // when the pending file change is due
-    // A change pushes the pending reload back by its settle time. Just before the file is read
-    // and again right after, the events are checked once more: a write that began in between (a
-    // truncation, a first write) postpones the reload instead of publishing the half-written file.
-    const auto settled = [&] {
-        const auto c = watch.changed();
-        if (c != ConfigWatch::Change::none)
-            reload_at = Clock::now() + (c == ConfigWatch::Change::complete ? ConfigWatch::kSettleComplete : ConfigWatch::kSettlePartial);
-        return c == ConfigWatch::Change::none;
-    };
     StdoutWriter out;
-    int sig = 0;
-    while (sig == 0) {
-        const auto now = Clock::now();
-        const auto until = [&](Clock::time_point t) {
-            return std::chrono::duration_cast<std::chrono::milliseconds>(t - now) + std::chrono::milliseconds(1);
-        };
-        auto timeout = std::chrono::milliseconds(rt->publisher().retired() ? 10 : 1000);
-        if (reload_at)
-            timeout = std::min(timeout, until(*reload_at));
-        if (opt->stats_period > 0)
-            timeout = std::min(timeout, until(next_stats));
-        timeout = std::min(timeout, until(next_rates));
-        if (const auto d = server.next_deadline())
-            timeout = std::min(timeout, until(*d));
-        pollfd fds[4] = {{sfd, POLLIN, 0}, {watch.fd(), POLLIN, 0}, {server.fd(), POLLIN, 0}, {rt->events_fd(), POLLIN, 0}};
-        poll(fds, 4, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout.count())));
-        // Nothing that goes wrong in one turn (an exception from a query, a reload, a write) ends
-        // the loop: it is logged, and the workers go on forwarding under the policy in force.
-        try {
-            if (fds[0].revents & POLLIN) {
-                signalfd_siginfo si{};
-                while (read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-                    if (si.ssi_signo == SIGHUP)
-                        rt->submit({.kind = ReloadJob::Kind::file, .trigger = "SIGHUP", .text = {}, .if_changed = false, .policy = {}});
-                    else
-                        sig = static_cast<int>(si.ssi_signo);
-                }
-            }
-            if (fds[1].revents & POLLIN)
-                settled();
-            if (fds[3].revents & POLLIN) {  // reloads or lints finished: log them, answer who waits
-                rt->collect();
-                server.wake();
-            }
-            server.serve();  // events, and deadlines even without them
-            if (reload_at && Clock::now() >= *reload_at) {
-                reload_at.reset();
-                // The file is read here, between two looks at the watch (the builder gets the
-                // text): what a write that began meanwhile left may be half of it.
-                ReloadJob job{.kind = ReloadJob::Kind::text, .trigger = "config file changed", .text = {}, .if_changed = true, .policy = {}};
-                if (settled()) {
-                    if (read_config_file(opt->config, job.text))
-                        job.kind = ReloadJob::Kind::file;  // the builder reads it again and says why it cannot
-                    if (settled())
-                        rt->submit(std::move(job));
-                }
-            }
-            rt->reclaim();
-            if (Clock::now() >= next_rates) {
-                rt->sample_rates();
-                next_rates = Clock::now() + std::chrono::seconds(1);
-            }
-            if (opt->stats_period > 0 && Clock::now() >= next_stats) {
-                out.offer("stats " + json_text(stats_json(rt->stats())) + "\n");
-                next_stats += period;
-            }
-        } catch (const std::exception& e) {
-            log(std::string("control loop: ") + valid_utf8(e.what()) + " (the policy in force stays; going on)");
-        }
-    }
-    close(sfd);
+    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), out, signals).run();
+
     log(std::string("stopping on ") + signal_name(sig));
     running.stop();
-    g_runtime = nullptr;  // telemetry answers "not ready" from here on
-
-    const Stats final_stats = rt->stats();
-    out.offer(stats_text(final_stats));
-    out.finish(std::chrono::seconds(2));
-    if (!opt->counters_json.empty()) {
-        std::ofstream out(opt->counters_json);
-        out << json_text(stats_json(final_stats), 2) << "\n";
-        if (!out)
-            log("cannot write " + opt->counters_json);
-    }
+    telemetry.unbind();  // telemetry answers "not ready" from here on
+    report_final(*opt, runtime.stats(), out);
     return 0;
 }
 
