@@ -11,6 +11,7 @@
 #include "control/config/config.h"
 #include "control/config/filter_spec.h"
 #include "control/config/ini_edit.h"
+#include "control/config/result.h"
 
 namespace moat::ctl {
 
@@ -70,6 +71,8 @@ struct Command {
     std::optional<std::string> store, policy, rule, action;
     std::vector<std::string> filters;
     bool assign = false, unassign = false, remove = false;
+    std::optional<std::string> verdict;  ///< -n as the config writes it: permit or block
+    std::vector<std::string> notes;      ///< how the command was read (port 0 as any)
 };
 
 constexpr const char* kUsage =
@@ -86,18 +89,11 @@ std::string new_config_text() {
            "assign =\n";
 }
 
-}  // namespace
+// ---- Parse: the arguments into a Command, or a usage error ------------------------------------
 
-int run_ipsecpol(std::vector<std::string> raw, std::ostream& out, std::ostream& err) {
-    for (auto& a : raw)
-        a = ascii_punctuation(a);
-    const auto args = rejoin_quoted(raw);
+Result<Command> read_flags(const std::vector<std::string>& args) {
     Command cmd;
     cmd.config = default_config_path();
-    const auto usage = [&](const std::string& msg) {
-        err << "moatctl ipsecpol: " << msg << "\n" << kUsage << "\n";
-        return 2;
-    };
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
         const auto value = [&](std::optional<std::string>& slot) -> bool {
@@ -108,32 +104,32 @@ int run_ipsecpol(std::vector<std::string> raw, std::ostream& out, std::ostream& 
         };
         if (a == "--config") {
             if (i + 1 >= args.size())
-                return usage("--config needs a file");
+                return fail("--config needs a file");
             cmd.config = args[++i];
             continue;
         }
         if (!is_flag(a))
-            return usage("unexpected argument '" + a + "'");
+            return fail("unexpected argument '" + a + "'");
         const std::string f = lower(a);
         if (f == "-w") {
             if (!value(cmd.store))
-                return usage("-w needs a storage type: -w REG");
+                return fail("-w needs a storage type: -w REG");
         } else if (f == "-p") {
             if (!value(cmd.policy))
-                return usage("-p needs a policy name");
+                return fail("-p needs a policy name");
         } else if (f == "-r") {
             if (!value(cmd.rule))
-                return usage("-r needs a rule name");
+                return fail("-r needs a rule name");
         } else if (f == "-n") {
             if (!value(cmd.action))
-                return usage("-n needs PASS or BLOCK");
+                return fail("-n needs PASS or BLOCK");
         } else if (f == "-f") {
             const std::size_t before = cmd.filters.size();
             while (i + 1 < args.size() && !is_flag(args[i + 1]))
-                for (auto& s : split_filters(args[++i]))
-                    cmd.filters.push_back(std::move(s));
+                for (auto& spec : split_filters(args[++i]))
+                    cmd.filters.push_back(std::move(spec));
             if (cmd.filters.size() == before)
-                return usage("-f needs one or more filter specs");
+                return fail("-f needs one or more filter specs");
         } else if (f == "-x") {
             cmd.assign = true;
         } else if (f == "-y") {
@@ -142,227 +138,271 @@ int run_ipsecpol(std::vector<std::string> raw, std::ostream& out, std::ostream& 
             cmd.remove = true;
         } else if (f == "-t" || f == "-a" || f == "-1s" || f == "-1k" || f == "-1p" || f == "-soft" ||
                    f == "-lan" || f == "-dialup" || f == "-confirm" || f == "-u") {
-            return usage(a + " is not supported: IKE negotiation, tunnels and dynamic mode are out of scope");
+            return fail(a + " is not supported: IKE negotiation, tunnels and dynamic mode are out of scope");
         } else {
-            return usage("unknown flag " + a);
+            return fail("unknown flag " + a);
         }
     }
+    return cmd;
+}
 
+/// The flags that must, or must not, go together; the names the config can hold.
+Status check_command(Command& cmd) {
     if (!cmd.store)
-        return usage("-w REG is required (static mode, as in Windows); the config file is the store");
+        return fail("-w REG is required (static mode, as in Windows); the config file is the store");
     if (lower(*cmd.store) != "reg")
-        return usage("-w " + *cmd.store + ": only -w REG is supported (the config file is the local store)");
+        return fail("-w " + *cmd.store + ": only -w REG is supported (the config file is the local store)");
     if (!cmd.policy)
-        return usage("-p POLICY is required");
+        return fail("-p POLICY is required");
     // "-p Name:PollInterval": the interval means nothing here.
     if (const auto colon = cmd.policy->rfind(':'); colon != std::string::npos && colon + 1 < cmd.policy->size() &&
         std::all_of(cmd.policy->begin() + static_cast<std::ptrdiff_t>(colon) + 1, cmd.policy->end(),
                     [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
         cmd.policy->resize(colon);
     if (const auto bad = bad_name("policy", *cmd.policy))
-        return usage(*bad);
+        return fail(*bad);
     if (cmd.rule)
         if (const auto bad = bad_name("rule", *cmd.rule))
-            return usage(*bad);
+            return fail(*bad);
     if (cmd.assign && cmd.unassign)
-        return usage("-x and -y contradict each other");
+        return fail("-x and -y contradict each other");
     if (cmd.remove && (cmd.rule || !cmd.filters.empty() || cmd.action || cmd.assign))
-        return usage("-o deletes the policy; it takes no -r, -f, -n or -x");
+        return fail("-o deletes the policy; it takes no -r, -f, -n or -x");
     if (!cmd.filters.empty() && !cmd.rule)
-        return usage("-f needs -r RULE: the rule name names its filter list");
-    std::optional<std::string> action;
+        return fail("-f needs -r RULE: the rule name names its filter list");
     if (cmd.action) {
         const auto n = lower(*cmd.action);
         if (n == "pass")
-            action = "permit";
+            cmd.verdict = "permit";
         else if (n == "block")
-            action = "block";
+            cmd.verdict = "block";
         else if (n == "inpass")
-            return usage("-n INPASS needs IPSec negotiation, which is out of scope: use PASS or BLOCK");
+            return fail("-n INPASS needs IPSec negotiation, which is out of scope: use PASS or BLOCK");
         else
-            return usage("-n " + *cmd.action + ": use PASS or BLOCK (negotiation policies are out of scope)");
+            return fail("-n " + *cmd.action + ": use PASS or BLOCK (negotiation policies are out of scope)");
     }
-    if (cmd.rule && !action && cmd.filters.empty())
-        return usage("-r " + *cmd.rule + " needs -f SPEC... or -n PASS|BLOCK");
+    if (cmd.rule && !cmd.verdict && cmd.filters.empty())
+        return fail("-r " + *cmd.rule + " needs -f SPEC... or -n PASS|BLOCK");
     if (!cmd.rule && !cmd.assign && !cmd.unassign && !cmd.remove)
-        return usage("nothing to do: give -r RULE -f SPEC... -n PASS|BLOCK, -x, -y or -o");
-
+        return fail("nothing to do: give -r RULE -f SPEC... -n PASS|BLOCK, -x, -y or -o");
     // Windows read port 0 in a filter spec as any port; the native grammar reads the value 0.
-    std::vector<std::string> notes;
     for (auto& f : cmd.filters) {
         bool changed = false;
         std::string any = windows_port_zero_as_any(f, &changed);
         // Only a rewrite that reads as a filter is taken: errors quote what was typed.
         if (changed && parse_filter(any).ok()) {
-            notes.push_back("filter " + f + ": port 0 means any port (as in Windows), written " + any);
+            cmd.notes.push_back("filter " + f + ": port 0 means any port (as in Windows), written " + any);
             f = std::move(any);
         }
     }
-    // Every filter must parse before anything is touched.
-    bool bad_filter = false;
-    for (const auto& f : cmd.filters) {
-        const auto p = parse_filter(f);
-        for (const auto& e : p.errors) {
-            err << "moatctl ipsecpol: filter '" << f << "': " << e << "\n";
-            bad_filter = true;
-        }
-    }
-    if (bad_filter)
-        return 1;
+    return {};
+}
 
-    std::string text;
-    const bool exists = std::filesystem::exists(cmd.config);
-    if (exists) {
-        if (const auto error = read_config_file(cmd.config, text)) {
-            err << "moatctl ipsecpol: " << cmd.config << ": " << *error << "\n";
-            return 1;
-        }
-    } else {
-        text = new_config_text();
-    }
+Result<Command> parse_command(std::vector<std::string> raw) {
+    for (auto& a : raw)
+        a = ascii_punctuation(a);
+    Result<Command> cmd = read_flags(rejoin_quoted(raw));
+    if (!cmd)
+        return cmd;
+    if (const Status checked = check_command(*cmd); !checked)
+        return fail(checked.error());
+    return cmd;
+}
 
-    IniText ini(text);
+// ---- Plan: the edited text, in memory --------------------------------------------------------
+
+struct Plan {
+    std::string before;  ///< the file as read (or the text of a new file)
+    bool exists = false;
+    IniText ini{""};                ///< the edited config
+    std::vector<std::string> done;  ///< what changed, for the operator
+};
+
+/// The filter list a rule names, from `rule = LIST -> ACTION`.
+std::string_view rule_list(const IniText::Entry& e) {
+    const auto arrow = e.value.find("->");
+    return arrow == std::string::npos ? std::string_view{} : trim(std::string_view(e.value).substr(0, arrow));
+}
+
+/// -o: the policy, the filter lists only it uses, and its assignment.
+Status remove_policy(const Command& cmd, Plan& plan) {
+    IniText& ini = plan.ini;
     const std::string& pol = *cmd.policy;
-    std::vector<std::string> done;
-    auto appliance = ini.find_section("appliance", "");
-
-    if (cmd.remove) {
-        const auto header = ini.find_section("policy", pol);
-        if (!header) {
-            err << "moatctl ipsecpol: policy '" << pol << "' does not exist in " << cmd.config << "\n";
-            return 1;
-        }
-        std::vector<std::string> lists;
-        for (const auto& e : ini.entries(*header))
-            if (e.key == "rule")
-                if (const auto arrow = e.value.find("->"); arrow != std::string::npos)
-                    lists.emplace_back(trim(std::string_view(e.value).substr(0, arrow)));
-        ini.remove_section(*header);
-        done.push_back("deleted policy '" + pol + "'");
-        // Lists that another policy still uses stay.
-        for (const auto& l : lists) {
-            bool used = false;
-            for (const auto other : ini.sections("policy"))
-                for (const auto& e : ini.entries(other))
-                    if (const auto arrow = e.value.find("->"); e.key == "rule" && arrow != std::string::npos &&
-                                                              trim(std::string_view(e.value).substr(0, arrow)) == l)
-                        used = true;
-            if (used)
-                continue;
-            if (const auto lh = ini.find_section("filterlist", l)) {
-                ini.remove_section(*lh);
-                done.push_back("deleted filter list '" + l + "'");
-            }
-        }
-        appliance = ini.find_section("appliance", "");
-        if (appliance)
-            for (const auto& e : ini.entries(*appliance))
-                if (e.key == "assign" && e.value == pol) {
-                    ini.replace_entry(e.index, "assign", "");
-                    done.push_back("unassigned policy '" + pol + "': moatd blocks everything until another is assigned");
-                }
-    }
-
-    if (cmd.rule) {
-        const std::string& rule = *cmd.rule;
-        auto lh = ini.find_section("filterlist", rule);
-        if (!lh) {
-            // Filter lists go above the policies, as an operator would write them.
-            const auto policies = ini.sections("policy");
-            lh = ini.add_section("filterlist", rule, {},
-                                 policies.empty() ? std::nullopt : std::optional(policies.front()));
-            done.push_back("created filter list '" + rule + "'");
-        }
-        std::vector<std::string> have;
-        for (const auto& e : ini.entries(*lh))
-            if (e.key == "filter")
-                have.push_back(e.value);
-        for (const auto& f : cmd.filters) {
-            if (std::find(have.begin(), have.end(), f) != have.end()) {
-                done.push_back("filter " + f + " is already in '" + rule + "'");
-                continue;
-            }
-            ini.append_entry(*lh, "filter", f);
-            have.push_back(f);
-            done.push_back("added filter " + f + " to '" + rule + "'");
-        }
-        auto ph = ini.find_section("policy", pol);
-        if (!ph) {
-            ph = ini.add_section("policy", pol, {});
-            done.push_back("created policy '" + pol + "'");
-        }
-        std::optional<IniText::Entry> existing;
-        for (const auto& e : ini.entries(*ph))
-            if (e.key == "rule")
-                if (const auto arrow = e.value.find("->");
-                    arrow != std::string::npos && trim(std::string_view(e.value).substr(0, arrow)) == rule)
-                    existing = e;
-        if (existing && action) {
-            const auto arrow = existing->value.find("->");
-            const std::string was(trim(std::string_view(existing->value).substr(arrow + 2)));
-            // What the rule's action does, built-in or a [filteraction] of the file.
-            std::optional<dp::Action> was_meaning;
-            if (lower(was) == "permit" || lower(was) == "block") {
-                was_meaning = lower(was) == "permit" ? dp::Action::permit : dp::Action::block;
-            } else if (const LoadResult cur = load_policy_text(text, cmd.config, {.lint = false, .compile_unassigned = false});
-                       cur.config) {
-                if (const int a = cur.config->find_action(was); a >= 0)
-                    was_meaning = cur.config->actions[static_cast<std::size_t>(a)].action;
-            }
-            const dp::Action meant = *action == "permit" ? dp::Action::permit : dp::Action::block;
-            if (was_meaning == meant) {
-                done.push_back("rule '" + rule + "' of policy '" + pol + "' already has action " + *action +
-                               (lower(was) == *action ? "" : " (through '" + was + "')"));
-            } else {
-                ini.replace_entry(existing->index, "rule", rule + " -> " + *action);
-                // The action belongs to the rule, so to every filter of its list: say so when
-                // that reaches filters this command did not name.
-                std::size_t others = 0;
-                for (const auto& h : have)
-                    others += std::find(cmd.filters.begin(), cmd.filters.end(), h) == cmd.filters.end();
-                done.push_back("rule '" + rule + "' of policy '" + pol + "' now has action " + *action + " (was " + was + ")" +
-                               (others ? "; it applies to the whole filter list '" + rule + "', so also to its " +
-                                             std::to_string(others) + " other filter" + (others == 1 ? "" : "s") +
-                                             " (give those a rule of their own to keep them " + was + ")"
-                                       : ""));
-            }
-        } else if (!existing) {
-            if (!action) {
-                err << "moatctl ipsecpol: policy '" << pol << "' has no rule '" << rule
-                    << "' yet: give its action with -n PASS|BLOCK\n";
-                return 1;
-            }
-            ini.append_entry(*ph, "rule", rule + " -> " + *action);
-            done.push_back("added rule '" + rule + " -> " + *action + "' to policy '" + pol + "'");
+    const auto header = ini.find_section("policy", pol);
+    if (!header)
+        return fail("policy '" + pol + "' does not exist in " + cmd.config);
+    std::vector<std::string> lists;
+    for (const auto& e : ini.entries(*header))
+        if (e.key == "rule" && e.value.find("->") != std::string::npos)
+            lists.emplace_back(rule_list(e));
+    ini.remove_section(*header);
+    plan.done.push_back("deleted policy '" + pol + "'");
+    // Lists that another policy still uses stay.
+    for (const auto& l : lists) {
+        bool used = false;
+        for (const auto other : ini.sections("policy"))
+            for (const auto& e : ini.entries(other))
+                used = used || (e.key == "rule" && e.value.find("->") != std::string::npos && rule_list(e) == l);
+        if (used)
+            continue;
+        if (const auto lh = ini.find_section("filterlist", l)) {
+            ini.remove_section(*lh);
+            plan.done.push_back("deleted filter list '" + l + "'");
         }
     }
-
-    if (cmd.assign || cmd.unassign) {
-        if (!ini.find_section("policy", pol)) {
-            err << "moatctl ipsecpol: policy '" << pol << "' does not exist in " << cmd.config << "\n";
-            return 1;
-        }
-        appliance = ini.find_section("appliance", "");
-        if (!appliance)
-            appliance = ini.add_section("appliance", "", {});
-        std::string current;
+    if (const auto appliance = ini.find_section("appliance", ""))
         for (const auto& e : ini.entries(*appliance))
-            if (e.key == "assign")
-                current = e.value;
-        if (cmd.assign) {
-            ini.set_key(*appliance, "assign", pol);
-            done.push_back("assigned policy '" + pol + "'" +
-                           (current.empty() || current == pol ? "" : " (was '" + current + "')"));
-        } else if (current == pol) {
-            ini.set_key(*appliance, "assign", "");
-            done.push_back("unassigned policy '" + pol + "': moatd blocks everything until another is assigned");
-        } else {
-            done.push_back("policy '" + pol + "' was not assigned; nothing changed" +
-                           (current.empty() ? std::string() : " (assigned: '" + current + "')"));
-        }
-    }
+            if (e.key == "assign" && e.value == pol) {
+                ini.replace_entry(e.index, "assign", "");
+                plan.done.push_back("unassigned policy '" + pol + "': moatd blocks everything until another is assigned");
+            }
+    return {};
+}
 
-    const std::string result = ini.str();
+/// -r -f: the rule's filter list gets the filters it does not have yet. Returns the list's
+/// filters afterwards.
+std::vector<std::string> add_filters(const Command& cmd, Plan& plan) {
+    IniText& ini = plan.ini;
+    const std::string& rule = *cmd.rule;
+    auto lh = ini.find_section("filterlist", rule);
+    if (!lh) {
+        // Filter lists go above the policies, as an operator would write them.
+        const auto policies = ini.sections("policy");
+        lh = ini.add_section("filterlist", rule, {}, policies.empty() ? std::nullopt : std::optional(policies.front()));
+        plan.done.push_back("created filter list '" + rule + "'");
+    }
+    std::vector<std::string> have;
+    for (const auto& e : ini.entries(*lh))
+        if (e.key == "filter")
+            have.push_back(e.value);
+    for (const auto& f : cmd.filters) {
+        if (std::find(have.begin(), have.end(), f) != have.end()) {
+            plan.done.push_back("filter " + f + " is already in '" + rule + "'");
+            continue;
+        }
+        ini.append_entry(*lh, "filter", f);
+        have.push_back(f);
+        plan.done.push_back("added filter " + f + " to '" + rule + "'");
+    }
+    return have;
+}
+
+/// -n on an existing rule: its action changes unless it already means the same (a built-in, or
+/// a [filteraction] of the file with that action).
+void change_action(const Command& cmd, const IniText::Entry& existing, const std::vector<std::string>& have, Plan& plan) {
+    const std::string& rule = *cmd.rule;
+    const std::string& pol = *cmd.policy;
+    const std::string& verdict = *cmd.verdict;
+    const std::string was(trim(std::string_view(existing.value).substr(existing.value.find("->") + 2)));
+    std::optional<dp::Action> was_meaning;
+    if (lower(was) == "permit" || lower(was) == "block") {
+        was_meaning = lower(was) == "permit" ? dp::Action::permit : dp::Action::block;
+    } else if (const LoadResult cur = load_policy_text(plan.before, cmd.config, {.lint = false, .compile_unassigned = false});
+               cur.config) {
+        if (const int a = cur.config->find_action(was); a >= 0)
+            was_meaning = cur.config->actions[static_cast<std::size_t>(a)].action;
+    }
+    const dp::Action meant = verdict == "permit" ? dp::Action::permit : dp::Action::block;
+    if (was_meaning == meant) {
+        plan.done.push_back("rule '" + rule + "' of policy '" + pol + "' already has action " + verdict +
+                            (lower(was) == verdict ? "" : " (through '" + was + "')"));
+        return;
+    }
+    plan.ini.replace_entry(existing.index, "rule", rule + " -> " + verdict);
+    // The action belongs to the rule, so to every filter of its list: say so when that reaches
+    // filters this command did not name.
+    std::size_t others = 0;
+    for (const auto& h : have)
+        others += std::find(cmd.filters.begin(), cmd.filters.end(), h) == cmd.filters.end();
+    plan.done.push_back("rule '" + rule + "' of policy '" + pol + "' now has action " + verdict + " (was " + was + ")" +
+                        (others ? "; it applies to the whole filter list '" + rule + "', so also to its " +
+                                      std::to_string(others) + " other filter" + (others == 1 ? "" : "s") +
+                                      " (give those a rule of their own to keep them " + was + ")"
+                                : ""));
+}
+
+/// -r [-f] [-n]: the filter list, the policy, and the rule that joins them.
+Status set_rule(const Command& cmd, Plan& plan) {
+    IniText& ini = plan.ini;
+    const std::string& rule = *cmd.rule;
+    const std::string& pol = *cmd.policy;
+    const std::vector<std::string> have = add_filters(cmd, plan);
+    auto ph = ini.find_section("policy", pol);
+    if (!ph) {
+        ph = ini.add_section("policy", pol, {});
+        plan.done.push_back("created policy '" + pol + "'");
+    }
+    std::optional<IniText::Entry> existing;
+    for (const auto& e : ini.entries(*ph))
+        if (e.key == "rule" && e.value.find("->") != std::string::npos && rule_list(e) == rule)
+            existing = e;
+    if (existing) {
+        if (cmd.verdict)
+            change_action(cmd, *existing, have, plan);
+        return {};
+    }
+    if (!cmd.verdict)
+        return fail("policy '" + pol + "' has no rule '" + rule + "' yet: give its action with -n PASS|BLOCK");
+    ini.append_entry(*ph, "rule", rule + " -> " + *cmd.verdict);
+    plan.done.push_back("added rule '" + rule + " -> " + *cmd.verdict + "' to policy '" + pol + "'");
+    return {};
+}
+
+/// -x / -y.
+Status set_assignment(const Command& cmd, Plan& plan) {
+    IniText& ini = plan.ini;
+    const std::string& pol = *cmd.policy;
+    if (!ini.find_section("policy", pol))
+        return fail("policy '" + pol + "' does not exist in " + cmd.config);
+    auto appliance = ini.find_section("appliance", "");
+    if (!appliance)
+        appliance = ini.add_section("appliance", "", {});
+    std::string current;
+    for (const auto& e : ini.entries(*appliance))
+        if (e.key == "assign")
+            current = e.value;
+    if (cmd.assign) {
+        ini.set_key(*appliance, "assign", pol);
+        plan.done.push_back("assigned policy '" + pol + "'" + (current.empty() || current == pol ? "" : " (was '" + current + "')"));
+    } else if (current == pol) {
+        ini.set_key(*appliance, "assign", "");
+        plan.done.push_back("unassigned policy '" + pol + "': moatd blocks everything until another is assigned");
+    } else {
+        plan.done.push_back("policy '" + pol + "' was not assigned; nothing changed" +
+                            (current.empty() ? std::string() : " (assigned: '" + current + "')"));
+    }
+    return {};
+}
+
+/// Reads the config (or starts a new one) and makes the command's edits in memory. Every filter
+/// must parse before anything is touched.
+Result<Plan> plan_edit(const Command& cmd) {
+    std::string errors;
+    for (const auto& f : cmd.filters)
+        for (const auto& e : parse_filter(f).errors)
+            errors += (errors.empty() ? "" : "\n") + ("filter '" + f + "': " + e);
+    if (!errors.empty())
+        return fail(errors);
+    Plan plan;
+    plan.exists = std::filesystem::exists(cmd.config);
+    if (!plan.exists)
+        plan.before = new_config_text();
+    else if (const auto error = read_config_file(cmd.config, plan.before))
+        return fail(cmd.config + ": " + *error);
+    plan.ini = IniText(plan.before);
+    if (Status s = cmd.remove ? remove_policy(cmd, plan) : Status{}; !s)
+        return fail(s.error());
+    if (Status s = cmd.rule ? set_rule(cmd, plan) : Status{}; !s)
+        return fail(s.error());
+    if (Status s = cmd.assign || cmd.unassign ? set_assignment(cmd, plan) : Status{}; !s)
+        return fail(s.error());
+    return plan;
+}
+
+// ---- Apply: validate the result as moatd would load it, then write it atomically ------------
+
+int apply(const Command& cmd, const Plan& plan, std::ostream& out, std::ostream& err) {
+    const std::string result = plan.ini.str();
     const LoadResult check = load_policy_text(result, cmd.config);
     for (const auto& d : check.diags.all())
         err << format(d) << "\n";
@@ -371,18 +411,36 @@ int run_ipsecpol(std::vector<std::string> raw, std::ostream& out, std::ostream& 
             << " is unchanged)\n";
         return 1;
     }
-    if (result != text || !exists) {
+    const bool changed = result != plan.before;
+    if (changed || !plan.exists) {
         if (const auto e = write_file_atomic(cmd.config, result)) {
             err << "moatctl ipsecpol: " << *e << "\n";
             return 1;
         }
     }
-    for (const auto& n : notes)
+    for (const auto& n : cmd.notes)
         out << n << "\n";
-    for (const auto& d : done)
+    for (const auto& d : plan.done)
         out << d << "\n";
-    out << (!exists ? "created " : result != text ? "updated " : "nothing to change in ") << cmd.config << "\n";
+    out << (!plan.exists ? "created " : changed ? "updated " : "nothing to change in ") << cmd.config << "\n";
     return 0;
+}
+
+}  // namespace
+
+int run_ipsecpol(std::vector<std::string> args, std::ostream& out, std::ostream& err) {
+    const Result<Command> cmd = parse_command(std::move(args));
+    if (!cmd) {
+        err << "moatctl ipsecpol: " << cmd.error() << "\n" << kUsage << "\n";
+        return 2;
+    }
+    const Result<Plan> plan = plan_edit(*cmd);
+    if (!plan) {
+        for (const auto line : split(plan.error(), '\n'))
+            err << "moatctl ipsecpol: " << line << "\n";
+        return 1;
+    }
+    return apply(*cmd, *plan, out, err);
 }
 
 }  // namespace moat::ctl
