@@ -2,14 +2,17 @@
 // packet under one published policy. control/ builds it off the data path and publishes a
 // pointer to it; workers load that pointer once per loop iteration and hold no reference past it.
 //
-// Encoding: `rules` is the ranked expanded filter array of control/compile/policy.h (index = rank); the
-// reference classifier scans it in order. `v4` and `v6` are the tries of each family (trie.h),
+// Encoding: `rules` is the ranked expanded filter array of control/compile/policy.h (index = rank),
+// viewed where it lives: the compiled policy owns it and outlives the table set (in moatd both
+// belong to one generation), so a generation holds its entries once. The reference classifier
+// scans it in order. `v4` and `v6` are the tries of each family (trie.h),
 // which return the same ranks; `v4_payload` and `v6_payload` hold the payload entries as well. `counters[w]` is worker w's hit counters, one EntryCounter per
 // rank, written only by worker w.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "dataplane/counters.h"
@@ -23,7 +26,7 @@ namespace moat::dp {
 struct TableSet {
     std::uint64_t generation = 0;
     ParsePolicy parse;
-    std::vector<Entry> rules;
+    std::span<const Entry> rules;  ///< owned by the compiled policy the set was built from
     bool use_reference = false;  ///< `classifier = reference`: the linear oracle decides
     LeafScan scan = LeafScan::scalar;
     Trie v4;  ///< header-only entries

@@ -51,6 +51,7 @@ rule = Rest -> block
 )";
 
 struct State {
+    moat::ctl::LoadResult loaded;  ///< owns the entries the table set views
     moat::ctl::TablesResult tables;
     std::unique_ptr<moat::dp::FragmentTable> fragments;
     std::uint64_t now = 0;
@@ -71,9 +72,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
         std::abort();
     }
     state = new State;
-    const auto loaded = moat::ctl::load_policy_text(kPolicy, "packet_fuzz.ini");
-    MOAT_FUZZ_CHECK(loaded.usable());
-    state->tables = moat::ctl::build_table_set(*loaded.config, *loaded.compiled, 1, 1);
+    state->loaded = moat::ctl::load_policy_text(kPolicy, "packet_fuzz.ini");
+    MOAT_FUZZ_CHECK(state->loaded.usable());
+    state->tables = moat::ctl::build_table_set(*state->loaded.config, *state->loaded.compiled, 1, 1);
     MOAT_FUZZ_CHECK(state->tables.tables);
     std::string error;
     state->fragments = moat::dp::FragmentTable::create(64, SOCKET_ID_ANY, error);

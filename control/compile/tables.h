@@ -21,6 +21,7 @@ struct TablesResult {
 /// The table set for `cp` (the assigned policy of `cfg`, or block-all) with hit counters for
 /// `workers` workers: the classifier tries of both families, or the reference classifier when
 /// `classifier = reference`. Stops with an error once `*cancel` is set. Any thread.
+/// The table set views `cp.rules` where they are (no copy): `cp` must outlive it and not change.
 TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation,
                              const std::atomic<bool>* cancel = nullptr);
 

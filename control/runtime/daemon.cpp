@@ -495,10 +495,12 @@ Result<std::unique_ptr<Runtime>> start_runtime(const std::string& path, FirstPol
     } catch (const std::exception& e) {
         return fail(e.what());
     }
-    const Config& cfg = first.config();
-    const CompiledPolicy& cp = first.compiled();
-    if (const std::string err = rt->start(cfg, cp, std::move(first.text)); !err.empty())
-        return fail(err);
+    if (const Status started = rt->start(std::move(*first.loaded.config), std::move(*first.loaded.compiled),
+                                         std::move(first.text));
+        !started)
+        return fail(started.error());
+    const Config& cfg = rt->publisher().current()->config;
+    const CompiledPolicy& cp = rt->publisher().current()->compiled;
     const dp::TableSet& tables = *rt->publisher().current()->tables;
     log(std::string("classifier: ") +
         (tables.use_reference ? "reference (linear scan; classifier = reference)"

@@ -109,14 +109,15 @@ Runtime::~Runtime() {
     publisher_.reset();
 }
 
-std::string Runtime::start(const Config& cfg, const CompiledPolicy& cp, std::string text) {
-    TablesResult b = build_table_set(cfg, cp, workers_count_, next_generation_);
-    if (!b.tables)
-        return b.error;
+Status Runtime::start(Config cfg, CompiledPolicy cp, std::string text) {
+    // The generation owns the policy; the table set views its entries (no copy).
     auto g = std::make_unique<Generation>();
+    g->config = std::move(cfg);
+    g->compiled = std::move(cp);
+    TablesResult b = build_table_set(g->config, g->compiled, workers_count_, next_generation_);
+    if (!b.tables)
+        return fail(b.error);
     g->number = next_generation_++;
-    g->config = cfg;
-    g->compiled = cp;
     g->tables = std::move(b.tables);
     g->v4 = b.v4;
     g->v6 = b.v6;
@@ -129,7 +130,7 @@ std::string Runtime::start(const Config& cfg, const CompiledPolicy& cp, std::str
     std::shared_ptr<const Generation> first;
     {
         std::lock_guard lock(mu_);
-        running_ = cfg.appliance;
+        running_ = g->config.appliance;
         publisher_->publish(std::move(g));
         last_ = ReloadOutcome{};
         last_.ok = true;
@@ -451,8 +452,12 @@ ReloadOutcome Runtime::run(ReloadJob& job, std::chrono::steady_clock::time_point
     for (const auto& w : restart)
         keep_first(w, o.warnings, o.warnings_total);
 
+    // The generation owns the policy; the table set views its entries (no copy).
+    auto g = std::make_unique<Generation>();
+    g->config = std::move(*r.config);
+    g->compiled = std::move(*r.compiled);
     const auto t_build = std::chrono::steady_clock::now();
-    TablesResult b = build_table_set(*r.config, *r.compiled, workers_count_, next_generation_, &cancel_);
+    TablesResult b = build_table_set(g->config, g->compiled, workers_count_, next_generation_, &cancel_);
     o.build_ms = ms_since(t_build);
     if (cancel_) {
         cancelled = true;
@@ -462,9 +467,6 @@ ReloadOutcome Runtime::run(ReloadJob& job, std::chrono::steady_clock::time_point
         fail(path_ + ": error: " + b.error);
         return finish();
     }
-    auto g = std::make_unique<Generation>();
-    g->config = std::move(*r.config);
-    g->compiled = std::move(*r.compiled);
     g->tables = std::move(b.tables);
     g->v4 = b.v4;
     g->v6 = b.v6;

@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "control/config/result.h"
 #include "control/runtime/control_socket.h"
 #include "control/runtime/publisher.h"
 #include "control/runtime/stats.h"
@@ -98,7 +99,7 @@ public:
     /// `text` is exactly what was read and loaded (a later reload that reads something else
     /// publishes it). Its [appliance] is what runs until a restart. Returns an error message
     /// when the table set cannot be built. Control thread, before workers launch.
-    std::string start(const Config& cfg, const CompiledPolicy& cp, std::string text);
+    Status start(Config cfg, CompiledPolicy cp, std::string text);
 
     // ---- Reloads -----------------------------------------------------------------------------
     using Ticket = std::uint64_t;

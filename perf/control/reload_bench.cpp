@@ -172,8 +172,8 @@ std::optional<Result> run_set(const std::string& name, const Options& opt) {
     res.entries = first.compiled->rules.size();
 
     ctl::Runtime rt(path, 1);
-    if (const auto e = rt.start(*first.config, *first.compiled, a); !e.empty()) {
-        std::fprintf(stderr, "%s: %s\n", name.c_str(), e.c_str());
+    if (const auto e = rt.start(*first.config, *first.compiled, a); !e) {
+        std::fprintf(stderr, "%s: %s\n", name.c_str(), e.error().c_str());
         return std::nullopt;
     }
 

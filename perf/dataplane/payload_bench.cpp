@@ -68,17 +68,24 @@ std::string policy(unsigned patterns) {
     return s;
 }
 
-std::unique_ptr<dp::TableSet> tables_for(unsigned patterns) {
-    const auto r = ctl::load_policy_text(policy(patterns), "payload_bench.ini");
-    if (!r.usable()) {
-        for (const auto& d : r.diags.all())
+/// A table set with the policy that owns its entries, which lives as long as it does.
+std::shared_ptr<const dp::TableSet> tables_for(unsigned patterns) {
+    struct Owned {
+        ctl::LoadResult policy;
+        std::unique_ptr<dp::TableSet> tables;
+    };
+    auto o = std::make_shared<Owned>();
+    o->policy = ctl::load_policy_text(policy(patterns), "payload_bench.ini");
+    if (!o->policy.usable()) {
+        for (const auto& d : o->policy.diags.all())
             std::fprintf(stderr, "%s\n", d.message.c_str());
         return nullptr;
     }
-    auto built = ctl::build_table_set(*r.config, *r.compiled, 1, 1);
+    auto built = ctl::build_table_set(*o->policy.config, *o->policy.compiled, 1, 1);
     if (!built.tables)
         std::fprintf(stderr, "payload_bench: %s\n", built.error.c_str());
-    return std::move(built.tables);
+    o->tables = std::move(built.tables);
+    return std::shared_ptr<const dp::TableSet>(o, o->tables.get());
 }
 
 /// `n` requests from varied clients, `percent` of them (spread evenly) to port 80.

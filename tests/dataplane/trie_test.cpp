@@ -129,7 +129,7 @@ ctl::LoadResult random_policy(std::mt19937& rng, int n) {
 }
 
 /// Packets aimed at the policy: inside an entry's ranges, on its edges, and anywhere at all.
-std::vector<PacketKey> random_packets(std::mt19937& rng, const std::vector<Entry>& rules, int n) {
+std::vector<PacketKey> random_packets(std::mt19937& rng, std::span<const Entry> rules, int n) {
     std::vector<PacketKey> out;
     static const std::uint32_t kProtos[] = {6, 17, 132, 1, 58, 47, 0, 255};
     for (int i = 0; i < n; ++i) {

@@ -151,7 +151,8 @@ protected:
         ASSERT_FALSE(read_config_file(path_, text));
         const LoadResult first = load_policy_text(text, path_);
         ASSERT_TRUE(first.usable());
-        ASSERT_EQ(rt.start(*first.config, *first.compiled, text), "");
+        const Status started = rt.start(*first.config, *first.compiled, text);
+        ASSERT_TRUE(started) << started.error();
     }
 
     /// Starts one worker on lcore 1 reading the runtime's generations.
