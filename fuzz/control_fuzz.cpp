@@ -53,9 +53,8 @@ struct State {
 State* state = nullptr;
 
 std::string read_all(const std::string& path) {
-    std::string text;
-    moat::ctl::read_config_file(path, text);
-    return text;
+    const auto read = moat::ctl::read_config_file(path);
+    return read ? *read : std::string();
 }
 
 /// The lines of `a` and `b` that differ, ignoring `assign = ...` lines.

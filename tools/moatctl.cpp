@@ -217,14 +217,14 @@ std::string socket_path(std::vector<std::string>& args, bool config_option = tru
 /// Sends one request; false (with the reasons printed) when moatd cannot be reached or refuses.
 /// `reached` tells the two apart.
 bool ask(const std::string& sock, const nlohmann::json& req, nlohmann::json& reply, bool* reached = nullptr) {
-    std::string error;
-    reply = control_request(sock, req, error, g_timeout_ms);
+    Result<nlohmann::json> got = control_request(sock, req, g_timeout_ms);
     if (reached)
-        *reached = error.empty();
-    if (!error.empty()) {
-        std::cerr << "moatctl: " << error << "\n";
+        *reached = got.ok();
+    if (!got) {
+        std::cerr << "moatctl: " << got.error() << "\n";
         return false;
     }
+    reply = std::move(*got);
     if (!reply.value("ok", false)) {
         for (const auto& e : reply.value("errors", nlohmann::json::array()))
             std::cerr << e.get<std::string>() << "\n";
@@ -289,8 +289,9 @@ int cmd_explain(std::vector<std::string> args) {
     // Without --config: the policy in force in the running moatd, when there is one.
     std::string fallback;  // why the file answers instead
     if (!config) {
-        std::string error;
-        nlohmann::json reply = control_request(sock, {{"cmd", "explain"}, {"packet", packet}}, error, g_timeout_ms);
+        Result<nlohmann::json> got = control_request(sock, {{"cmd", "explain"}, {"packet", packet}}, g_timeout_ms);
+        const std::string error = got ? std::string() : got.error();
+        nlohmann::json reply = got ? std::move(*got) : nlohmann::json();
         if (error.empty() && reply.value("ok", false)) {
             if (json) {
                 reply.erase("text");

@@ -55,15 +55,15 @@ std::vector<std::string> rejoin_quoted(const std::vector<std::string>& args) {
 bool is_flag(std::string_view a) { return a.size() >= 2 && a[0] == '-' && std::isalpha(static_cast<unsigned char>(a[1])); }
 
 /// A policy, rule or list name that the config format can hold.
-std::optional<std::string> bad_name(std::string_view what, std::string_view name) {
+Status check_name(std::string_view what, std::string_view name) {
     if (trim(name).empty())
-        return std::string(what) + " name is empty";
+        return fail(std::string(what) + " name is empty");
     if (name.find("->") != std::string_view::npos)
-        return std::string(what) + " name '" + std::string(name) + "' must not contain '->'";
+        return fail(std::string(what) + " name '" + std::string(name) + "' must not contain '->'");
     for (char c : name)
         if (c == '[' || c == ']' || c == ';' || c == '#' || c == '\n' || c == '\r' || c == '=')
-            return std::string(what) + " name '" + std::string(name) + "' must not contain [ ] ; # = or line breaks";
-    return std::nullopt;
+            return fail(std::string(what) + " name '" + std::string(name) + "' must not contain [ ] ; # = or line breaks");
+    return {};
 }
 
 struct Command {
@@ -159,11 +159,11 @@ Status check_command(Command& cmd) {
         std::all_of(cmd.policy->begin() + static_cast<std::ptrdiff_t>(colon) + 1, cmd.policy->end(),
                     [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
         cmd.policy->resize(colon);
-    if (const auto bad = bad_name("policy", *cmd.policy))
-        return fail(*bad);
+    if (Status named = check_name("policy", *cmd.policy); !named)
+        return named;
     if (cmd.rule)
-        if (const auto bad = bad_name("rule", *cmd.rule))
-            return fail(*bad);
+        if (Status named = check_name("rule", *cmd.rule); !named)
+            return named;
     if (cmd.assign && cmd.unassign)
         return fail("-x and -y contradict each other");
     if (cmd.remove && (cmd.rule || !cmd.filters.empty() || cmd.action || cmd.assign))
@@ -387,8 +387,10 @@ Result<Plan> plan_edit(const Command& cmd) {
     plan.exists = std::filesystem::exists(cmd.config);
     if (!plan.exists)
         plan.before = new_config_text();
-    else if (const auto error = read_config_file(cmd.config, plan.before))
-        return fail(cmd.config + ": " + *error);
+    else if (Result<std::string> read = read_config_file(cmd.config))
+        plan.before = std::move(*read);
+    else
+        return fail(cmd.config + ": " + read.error());
     plan.ini = IniText(plan.before);
     if (Status s = cmd.remove ? remove_policy(cmd, plan) : Status{}; !s)
         return fail(s.error());
@@ -413,8 +415,8 @@ int apply(const Command& cmd, const Plan& plan, std::ostream& out, std::ostream&
     }
     const bool changed = result != plan.before;
     if (changed || !plan.exists) {
-        if (const auto e = write_file_atomic(cmd.config, result)) {
-            err << "moatctl ipsecpol: " << *e << "\n";
+        if (const Status written = write_file_atomic(cmd.config, result); !written) {
+            err << "moatctl ipsecpol: " << written.error() << "\n";
             return 1;
         }
     }

@@ -112,13 +112,13 @@ void lint_policies(const Config& cfg, Diagnostics& diags, LintCounts& counts, co
 }
 
 LoadResult load_policy(const std::string& path, const LoadOptions& opt) {
-    std::string text;
-    if (const auto error = read_config_file(path, text)) {
+    const Result<std::string> text = read_config_file(path);
+    if (!text) {
         LoadResult r;
-        r.diags.error(path, 0, *error);
+        r.diags.error(path, 0, text.error());
         return r;
     }
-    return load_policy_text(text, path, opt);
+    return load_policy_text(*text, path, opt);
 }
 
 }  // namespace moat::ctl

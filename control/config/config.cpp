@@ -569,14 +569,14 @@ Config parse_config(std::string_view text, const std::string& file, Diagnostics&
     return ConfigParser(file, diags).build(read_ini(text, file, diags));
 }
 
-std::optional<std::string> read_config_file(const std::string& path, std::string& text) {
-    const auto failed = [](const std::string& why) { return "cannot read the config file: " + why; };
+Result<std::string> read_config_file(const std::string& path) {
+    const auto failed = [](const std::string& why) { return fail("cannot read the config file: " + why); };
     // Non-blocking: opening a FIFO for reading would wait for a writer.
     const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return failed(std::strerror(errno));
     struct stat st {};
-    std::optional<std::string> error;
+    std::optional<Error> error;
     if (::fstat(fd, &st) != 0)
         error = failed(std::strerror(errno));
     else if (!S_ISREG(st.st_mode))
@@ -599,9 +599,9 @@ std::optional<std::string> read_config_file(const std::string& path, std::string
             out.append(buf, static_cast<std::size_t>(n));
     }
     ::close(fd);
-    if (!error)
-        text = std::move(out);
-    return error;
+    if (error)
+        return std::move(*error);
+    return out;
 }
 
 }  // namespace moat::ctl

@@ -10,6 +10,7 @@
 
 #include "control/config/diag.h"
 #include "control/config/model.h"
+#include "control/config/result.h"
 
 namespace moat::ctl {
 
@@ -20,11 +21,10 @@ Config parse_config(std::string_view text, const std::string& file, Diagnostics&
 /// The largest config file read (a million filters fit in about 40 MB).
 constexpr std::size_t kMaxConfigBytes = std::size_t{64} << 20;
 
-/// Reads the file at `path` (through symbolic links) into `text`. Only a regular file of at most
+/// The text of the file at `path` (through symbolic links). Only a regular file of at most
 /// kMaxConfigBytes is read: a FIFO, a device such as /dev/zero or a directory would hang or
-/// exhaust the control thread. Returns why it cannot be read ("cannot read the config file:
-/// ..."), or nullopt.
-std::optional<std::string> read_config_file(const std::string& path, std::string& text);
+/// exhaust the control thread. Fails with "cannot read the config file: ...".
+Result<std::string> read_config_file(const std::string& path);
 
 /// The default config path: $MOAT_CONFIG, else /etc/moat/moat.ini.
 std::string default_config_path();

@@ -205,8 +205,8 @@ void IniText::set_key(std::size_t header, std::string_view key, std::string_view
     append_entry(header, key, value);
 }
 
-std::optional<std::string> write_file_atomic(const std::string& path, const std::string& text,
-                                             const std::function<bool()>& unchanged, bool* changed) {
+Status write_file_atomic(const std::string& path, const std::string& text, const std::function<bool()>& unchanged,
+                         bool* changed) {
     namespace fs = std::filesystem;
     // Through symbolic links: the file a link names is replaced, the link stays (a config kept in
     // another directory, a Kubernetes-style ..data link).
@@ -216,17 +216,17 @@ std::optional<std::string> write_file_atomic(const std::string& path, const std:
         if (!fs::is_symlink(fs::symlink_status(target, ec)))
             break;
         if (hops == 40)
-            return "cannot write " + path + ": too many levels of symbolic links";
+            return fail("cannot write " + path + ": too many levels of symbolic links");
         const fs::path next = fs::read_symlink(target, ec);
         if (ec)
-            return "cannot write " + path + ": " + ec.message();
+            return fail("cannot write " + path + ": " + ec.message());
         target = next.is_absolute() ? next : target.parent_path() / next;
     }
     const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
     std::string tmp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
     const int fd = mkstemp(tmp.data());
     if (fd < 0)
-        return "cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno);
+        return fail("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
     // The new file keeps the old one's owner, group and mode (chown first: it may clear set-id
     // bits). Only root can give a file away; anyone else writes a file they own anyway.
     struct stat st {};
@@ -252,14 +252,14 @@ std::optional<std::string> write_file_atomic(const std::string& path, const std:
         ::unlink(tmp.c_str());
         if (changed)
             *changed = true;
-        return "cannot write " + target.string() + ": it changed while the edit was made";
+        return fail("cannot write " + target.string() + ": it changed while the edit was made");
     }
     if (!ok || ::rename(tmp.c_str(), target.c_str()) != 0) {
         const std::string msg = std::strerror(ok ? errno : saved);
         ::unlink(tmp.c_str());
-        return "cannot write " + target.string() + ": " + msg;
+        return fail("cannot write " + target.string() + ": " + msg);
     }
-    return std::nullopt;
+    return {};
 }
 
 }  // namespace moat::ctl

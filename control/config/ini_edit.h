@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "control/config/result.h"
+
 namespace moat::ctl {
 
 class IniText {
@@ -60,9 +62,8 @@ private:
 /// A symbolic link is written through (the file it names is replaced; the link stays), and the
 /// new file keeps the old one's owner, group and mode. `unchanged`, when given, is asked right
 /// before the rename whether the file still is what the caller's edit was made to (someone may
-/// have saved it meanwhile); if not, nothing is written and `*changed` is set. Returns an error
-/// message, or nullopt.
-std::optional<std::string> write_file_atomic(const std::string& path, const std::string& text,
-                                             const std::function<bool()>& unchanged = {}, bool* changed = nullptr);
+/// have saved it meanwhile); if not, nothing is written and `*changed` is set.
+Status write_file_atomic(const std::string& path, const std::string& text, const std::function<bool()>& unchanged = {},
+                         bool* changed = nullptr);
 
 }  // namespace moat::ctl

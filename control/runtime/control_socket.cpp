@@ -36,15 +36,13 @@ constexpr std::size_t kPartBytes = 32 * 1024;
 /// tens of MB).
 constexpr std::size_t kMaxReply = std::size_t{512} << 20;
 
-bool fill_addr(const std::string& path, sockaddr_un& a, std::string& error) {
+Status fill_addr(const std::string& path, sockaddr_un& a) {
     a = {};
     a.sun_family = AF_UNIX;
-    if (path.size() >= sizeof a.sun_path) {
-        error = "socket path " + path + " is longer than " + std::to_string(sizeof a.sun_path - 1) + " bytes";
-        return false;
-    }
+    if (path.size() >= sizeof a.sun_path)
+        return fail("socket path " + path + " is longer than " + std::to_string(sizeof a.sun_path - 1) + " bytes");
     std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-    return true;
+    return {};
 }
 
 }  // namespace
@@ -173,11 +171,10 @@ ControlServer::~ControlServer() {
     close(epoll_);
 }
 
-std::string ControlServer::listen(const ListenSpec& spec) {
+Status ControlServer::listen(const ListenSpec& spec) {
     sockaddr_un a;
-    std::string error;
-    if (!fill_addr(spec.path, a, error))
-        return error;
+    if (Status filled = fill_addr(spec.path, a); !filled)
+        return filled;
     std::error_code ec;
     const auto dir = std::filesystem::path(spec.path).parent_path();
     if (!dir.empty())
@@ -185,27 +182,25 @@ std::string ControlServer::listen(const ListenSpec& spec) {
     // A socket file left by a moatd that died: nobody answers on it, so it is replaced. One that
     // answers belongs to a running moatd: refuse rather than steal it.
     if (std::filesystem::is_socket(spec.path, ec)) {
-        std::string e;
-        control_request(spec.path, {{"cmd", "status"}}, e, 500);
-        if (e.empty())
-            return "another moatd answers on " + spec.path + "; give this one its own socket path";
+        if (control_request(spec.path, {{"cmd", "status"}}, 500))
+            return fail("another moatd answers on " + spec.path + "; give this one its own socket path");
         unlink(spec.path.c_str());
     }
     const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
-        return std::string("socket: ") + std::strerror(errno);
+        return fail(std::string("socket: ") + std::strerror(errno));
     // Bound with a restrictive umask, so the socket never exists with a wider mode than asked.
     const mode_t old = umask(0177);
     const int rc = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
     umask(old);
     if (rc != 0) {
-        error = "cannot listen on " + spec.path + ": " + std::strerror(errno);
+        const Error error = fail("cannot listen on " + spec.path + ": " + std::strerror(errno));
         close(fd);
         return error;
     }
     if ((spec.group && chown(spec.path.c_str(), static_cast<uid_t>(-1), *spec.group) != 0) ||
         chmod(spec.path.c_str(), spec.mode) != 0 || ::listen(fd, SOMAXCONN) != 0) {
-        error = "cannot listen on " + spec.path + ": " + std::strerror(errno);
+        const Error error = fail("cannot listen on " + spec.path + ": " + std::strerror(errno));
         close(fd);
         unlink(spec.path.c_str());
         return error;
@@ -214,7 +209,7 @@ std::string ControlServer::listen(const ListenSpec& spec) {
     ev.events = EPOLLIN;
     ev.data.u64 = kListenerTag | listeners_.size();
     if (epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        error = std::string("epoll_ctl: ") + std::strerror(errno);
+        const Error error = fail(std::string("epoll_ctl: ") + std::strerror(errno));
         close(fd);
         unlink(spec.path.c_str());
         return error;
@@ -481,11 +476,10 @@ std::optional<std::chrono::steady_clock::time_point> ControlServer::next_deadlin
     return next;
 }
 
-nlohmann::json control_request(const std::string& path, const nlohmann::json& request, std::string& error,
-                               int timeout_ms) {
+Result<nlohmann::json> control_request(const std::string& path, const nlohmann::json& request, int timeout_ms) {
     sockaddr_un a;
-    if (!fill_addr(path, a, error))
-        return {};
+    if (Status filled = fill_addr(path, a); !filled)
+        return fail(filled.error());
     // One deadline for the whole exchange: a server that trickles its reply a byte at a time, or
     // whose listen queue is full, cannot hold the client past it.
     using Clock = std::chrono::steady_clock;
@@ -497,18 +491,14 @@ nlohmann::json control_request(const std::string& path, const nlohmann::json& re
     int fd = -1;
     for (;;) {
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0) {
-            error = std::string("socket: ") + std::strerror(errno);
-            return {};
-        }
+        if (fd < 0)
+            return fail(std::string("socket: ") + std::strerror(errno));
         if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0)
             break;
         const int e = errno;
         close(fd);
-        if (e != EAGAIN || left_ms() == 0) {  // EAGAIN: the listen queue is full for now
-            error = "cannot reach moatd on " + path + ": " + std::strerror(e);
-            return {};
-        }
+        if (e != EAGAIN || left_ms() == 0)  // EAGAIN: the listen queue is full for now
+            return fail("cannot reach moatd on " + path + ": " + std::strerror(e));
         poll(nullptr, 0, 5);
     }
     const std::string line = json_text(request) + "\n";
@@ -543,15 +533,11 @@ nlohmann::json control_request(const std::string& path, const nlohmann::json& re
         }
     }
     close(fd);
-    if (!whole) {
-        error = "no reply from moatd on " + path + (reply.size() > kMaxReply ? " (a reply over 512 MB)" : "");
-        return {};
-    }
+    if (!whole)
+        return fail("no reply from moatd on " + path + (reply.size() > kMaxReply ? " (a reply over 512 MB)" : ""));
     nlohmann::json j = nlohmann::json::parse(reply, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("ok") || !j["ok"].is_boolean()) {
-        error = "moatd's reply on " + path + " is not a reply (a JSON object with \"ok\")";
-        return {};
-    }
+    if (j.is_discarded() || !j.is_object() || !j.contains("ok") || !j["ok"].is_boolean())
+        return fail("moatd's reply on " + path + " is not a reply (a JSON object with \"ok\")");
     return j;
 }
 

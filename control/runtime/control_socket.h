@@ -24,6 +24,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "control/config/result.h"
+
 namespace moat::ctl {
 
 /// What a connection may ask for.
@@ -119,8 +121,8 @@ public:
     ControlServer& operator=(const ControlServer&) = delete;
 
     /// Listens on `spec.path` (creating its directory, replacing a stale socket, refusing one a
-    /// running moatd answers on). Returns an error message, or "" when listening.
-    std::string listen(const ListenSpec& spec);
+    /// running moatd answers on).
+    Status listen(const ListenSpec& spec);
 
     /// Readable when serve() has work (an epoll descriptor): poll it with the other fds.
     int fd() const noexcept { return epoll_; }
@@ -173,9 +175,8 @@ private:
 };
 
 /// Client side: sends `request` to the socket at `path` and returns the reply (a JSON object with
-/// a boolean "ok", of up to 512 MB), or sets `error`. `timeout_ms` bounds the whole exchange,
-/// connecting included.
-nlohmann::json control_request(const std::string& path, const nlohmann::json& request, std::string& error,
-                               int timeout_ms = 60000);
+/// a boolean "ok", of up to 512 MB), or why there is none. `timeout_ms` bounds the whole
+/// exchange, connecting included.
+Result<nlohmann::json> control_request(const std::string& path, const nlohmann::json& request, int timeout_ms = 60000);
 
 }  // namespace moat::ctl

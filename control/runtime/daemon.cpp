@@ -388,8 +388,10 @@ struct FirstPolicy {
 /// Parse -> validate -> compile before anything starts: a broken config forwards nothing.
 Result<FirstPolicy> load_first_policy(const std::string& path) {
     FirstPolicy first;
-    if (const auto error = read_config_file(path, first.text))
-        return fail(path + ": " + *error);
+    if (Result<std::string> read = read_config_file(path))
+        first.text = std::move(*read);
+    else
+        return fail(path + ": " + read.error());
     first.loaded = load_policy_text(first.text, path);
     // Every error (nothing starts until they are fixed); of the warnings the first 20 and how
     // many there are, whatever the policy.
@@ -408,13 +410,13 @@ Result<FirstPolicy> load_first_policy(const std::string& path) {
 }
 
 Result<EalPlan> eal_plan(const Appliance& a, const std::vector<std::string>& cli_eal) {
-    EalPlan plan = plan_eal(a, cli_eal, probe_host());
-    if (!plan.error.empty())
-        return fail(plan.error);
-    for (const auto& n : plan.notes)
+    Result<EalPlan> plan = plan_eal(a, cli_eal, probe_host());
+    if (!plan)
+        return plan;
+    for (const auto& n : plan->notes)
         log(n);
     std::string line;
-    for (const auto& arg : plan.args)
+    for (const auto& arg : plan->args)
         line += " " + arg;
     log("EAL arguments:" + line);
     return plan;
@@ -569,21 +571,21 @@ public:
     }
 
     void listen(const Appliance& a) {
-        if (const std::string err = server_.listen({a.control, Access::full, 0660, a.control_gid}); err.empty())
+        if (const Status listening = server_.listen({a.control, Access::full, 0660, a.control_gid}); listening)
             log("control socket " + a.control + " (every command; mode 0660" +
                 (a.control_group.empty() ? "" : ", group " + a.control_group) + ")");
         else
-            log("no control socket: " + err);
+            log("no control socket: " + listening.error());
         if (a.control_readonly.empty())
             return;
         const mode_t mode = a.control_readonly_gid ? 0660 : 0666;
-        if (const std::string err = server_.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid,
-                                                    kReadOnlyRate, 2 * kReadOnlyRate, kReadOnlyReplying});
-            err.empty())
+        if (const Status listening = server_.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid,
+                                                     kReadOnlyRate, 2 * kReadOnlyRate, kReadOnlyReplying});
+            listening)
             log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain; mode " +
                 (a.control_readonly_gid ? "0660, group " + a.control_readonly_group : std::string("0666")) + ")");
         else
-            log("no read-only control socket: " + err);
+            log("no read-only control socket: " + listening.error());
     }
 
     ControlServer& server() { return server_; }
@@ -757,7 +759,9 @@ private:
         ReloadJob job{.kind = ReloadJob::Kind::text, .trigger = "config file changed", .text = {}, .if_changed = true, .policy = {}};
         if (!settled())
             return;
-        if (read_config_file(opt_.config, job.text))
+        if (Result<std::string> read = read_config_file(opt_.config))
+            job.text = std::move(*read);
+        else
             job.kind = ReloadJob::Kind::file;  // the builder reads it again and says why it cannot
         if (settled())
             rt_.submit(std::move(job));

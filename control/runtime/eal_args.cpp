@@ -67,17 +67,16 @@ PortName port_name(const std::string& spec) {
     return {spec, spec.substr(0, spec.find(',')), false};
 }
 
-EalPlan plan_eal(const Appliance& a, const std::vector<std::string>& cli_eal, const HostFacts& host) {
+Result<EalPlan> plan_eal(const Appliance& a, const std::vector<std::string>& cli_eal, const HostFacts& host) {
     EalPlan p;
     p.args = split_words(a.eal);
     p.args.insert(p.args.end(), cli_eal.begin(), cli_eal.end());
 
     if (!has_option(p.args, {"-l", "-c", "--lcores"})) {
         if (a.workers + 1 > host.cpus) {
-            p.error = "workers = " + std::to_string(a.workers) + " needs " + std::to_string(a.workers + 1) +
-                      " cores (one more for control) and this machine has " + std::to_string(host.cpus) +
-                      "; lower workers or give lcores in eal = -l ...";
-            return p;
+            return fail("workers = " + std::to_string(a.workers) + " needs " + std::to_string(a.workers + 1) +
+                        " cores (one more for control) and this machine has " + std::to_string(host.cpus) +
+                        "; lower workers or give lcores in eal = -l ...");
         }
         p.args.push_back("-l");
         p.args.push_back("0-" + std::to_string(a.workers));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "control/config/model.h"
+#include "control/config/result.h"
 
 namespace moat::ctl {
 
@@ -29,13 +30,12 @@ PortName port_name(const std::string& spec);
 struct EalPlan {
     std::vector<std::string> args;   ///< argv without the program name
     std::vector<std::string> notes;  ///< decisions worth a start-up log line
-    std::string error;               ///< non-empty: cannot start
 };
 
 /// Free hugepages below this are not worth using: moatd falls back to --no-huge.
 inline constexpr std::uint64_t kMinHugepageBytes = 128ull << 20;
 
-EalPlan plan_eal(const Appliance& a, const std::vector<std::string>& cli_eal, const HostFacts& host);
+Result<EalPlan> plan_eal(const Appliance& a, const std::vector<std::string>& cli_eal, const HostFacts& host);
 
 /// Splits a command line at whitespace (no quoting: EAL arguments never need it).
 std::vector<std::string> split_words(const std::string& s);

@@ -321,8 +321,10 @@ std::optional<ReloadOutcome> Runtime::edit_assign(const std::string& policy, std
     // The edit is made to the file as it is when it is written: if an operator saves it while the
     // edit is checked, the edit starts again from their version instead of reverting it.
     for (int attempt = 0; attempt < 3; ++attempt) {
-        if (const auto error = read_config_file(path_, text))
-            return refused_with(path_ + ": error: " + *error);
+        if (Result<std::string> read = read_config_file(path_); !read)
+            return refused_with(path_ + ": error: " + read.error());
+        else
+            text = std::move(*read);
         // Only the name of a policy the file defines is written into it: such a name came from a
         // [policy NAME] header of this very file, so it is one line of valid text.
         if (!policy.empty()) {
@@ -357,13 +359,13 @@ std::optional<ReloadOutcome> Runtime::edit_assign(const std::string& policy, std
             return std::nullopt;  // already so: nothing to write
         bool changed = false;
         const auto still = [&] {
-            std::string now;
-            return !read_config_file(path_, now) && now == text;
+            const Result<std::string> now = read_config_file(path_);
+            return now && *now == text;
         };
-        if (const auto e = write_file_atomic(path_, next, still, &changed)) {
+        if (const Status written = write_file_atomic(path_, next, still, &changed); !written) {
             if (changed)
                 continue;  // saved meanwhile: again, on what is there now
-            return refused_with(*e);
+            return refused_with(written.error());
         }
         text = std::move(next);
         return std::nullopt;
@@ -392,9 +394,10 @@ ReloadOutcome Runtime::run(ReloadJob& job, std::chrono::steady_clock::time_point
         std::lock_guard lock(jobs_mu_);
         newest_text_ = text;  // the file watch will see this write: nothing new to build then
     } else if (job.kind == ReloadJob::Kind::file) {
-        if (const auto error = read_config_file(path_, text)) {
-            fail(path_ + ": error: " + *error);
+        if (Result<std::string> read = read_config_file(path_); !read) {
+            fail(path_ + ": error: " + read.error());
         } else {
+            text = std::move(*read);
             std::lock_guard lock(jobs_mu_);
             newest_text_ = building_text_ = text;
             building_text_known_ = true;
@@ -580,7 +583,9 @@ ReloadOutcome Runtime::reload(const std::string& trigger, bool if_changed, const
     job.if_changed = if_changed;
     if (settled || if_changed) {
         job.kind = ReloadJob::Kind::text;
-        if (const auto error = read_config_file(path_, job.text))
+        if (Result<std::string> read = read_config_file(path_))
+            job.text = std::move(*read);
+        else
             job.kind = ReloadJob::Kind::file;  // the builder reads it again and says why it cannot
         if (settled && !settled()) {
             ReloadOutcome o;

@@ -158,8 +158,8 @@ std::optional<Result> run_set(const std::string& name, const Options& opt) {
     const fs::path work = fs::temp_directory_path() / ("moat-reload-bench." + std::to_string(getpid()));
     fs::create_directories(work);
     const std::string path = (work / "moat.ini").string();
-    if (const auto e = ctl::write_file_atomic(path, a)) {
-        std::fprintf(stderr, "%s\n", e->c_str());
+    if (const auto written = ctl::write_file_atomic(path, a); !written) {
+        std::fprintf(stderr, "%s\n", written.error().c_str());
         return std::nullopt;
     }
     const ctl::LoadResult first = ctl::load_policy(path, {.lint = false});
@@ -254,7 +254,7 @@ std::optional<Result> run_set(const std::string& name, const Options& opt) {
         for (int i = 0; i < opt.reloads && watch.ok(); ++i) {
             toggle = !toggle;
             const auto t0 = Clock::now();
-            if (ctl::write_file_atomic(path, toggle ? b : a))
+            if (!ctl::write_file_atomic(path, toggle ? b : a))
                 break;
             bool complete = false;
             while (!complete) {
@@ -294,7 +294,8 @@ std::optional<Result> run_set(const std::string& name, const Options& opt) {
         n0 = rx();
         while (ms_since(t0) < opt.seconds * 1e3) {
             toggle = !toggle;
-            ctl::write_file_atomic(path, toggle ? b : a);
+            if (!ctl::write_file_atomic(path, toggle ? b : a))
+                break;
             const ctl::ReloadOutcome o = rt.reload("storm", false);
             if (!o.ok)
                 break;

@@ -386,19 +386,18 @@ TEST(Config, OnlyARegularFileIsRead) {
     std::filesystem::create_directories(dir);
     const std::string fifo = (dir / "fifo").string();
     ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
-    std::string text = "unchanged";
     for (const std::string& path : {fifo, std::string("/dev/zero"), dir.string()}) {
-        const auto error = read_config_file(path, text);
-        ASSERT_TRUE(error) << path;
-        EXPECT_NE(error->find("not a regular file"), std::string::npos) << *error;
-        EXPECT_EQ(text, "unchanged");
+        const auto read = read_config_file(path);
+        ASSERT_FALSE(read) << path;
+        EXPECT_NE(read.error().find("not a regular file"), std::string::npos) << read.error();
     }
-    const auto missing = read_config_file((dir / "missing.ini").string(), text);
-    ASSERT_TRUE(missing);
-    EXPECT_NE(missing->find("No such file or directory"), std::string::npos) << *missing;
+    const auto missing = read_config_file((dir / "missing.ini").string());
+    ASSERT_FALSE(missing);
+    EXPECT_NE(missing.error().find("No such file or directory"), std::string::npos) << missing.error();
     std::ofstream(dir / "ok.ini") << "[appliance]\n";
-    EXPECT_FALSE(read_config_file((dir / "ok.ini").string(), text));
-    EXPECT_EQ(text, "[appliance]\n");
+    const auto ok = read_config_file((dir / "ok.ini").string());
+    ASSERT_TRUE(ok) << ok.error();
+    EXPECT_EQ(*ok, "[appliance]\n");
     std::filesystem::remove_all(dir);
 }
 

@@ -58,7 +58,7 @@ TEST_F(Server, ReadersThatNeverReadArriveTogetherAndNothingIsUsedAfterItIsFreed)
     ControlServer::Limits lim;
     lim.replying = 2;
     ControlServer server([](const nlohmann::json&, const RequestContext&) { return big_reply(64); }, lim);
-    ASSERT_EQ(server.listen({path_, Access::full, 0600, {}}), "");
+    ASSERT_TRUE(server.listen({path_, Access::full, 0600, {}}));
     std::vector<int> fds;
     for (int i = 0; i < 24; ++i) {
         const int fd = dial(path_);
@@ -95,7 +95,7 @@ TEST_F(Server, OneUsersFloodOnAnOpenSocketIsLimited) {
     ListenSpec spec{path_, Access::read_only, 0666, {}};
     spec.rate_per_uid = 10;
     spec.burst_per_uid = 5;
-    ASSERT_EQ(server.listen(spec), "");
+    ASSERT_TRUE(server.listen(spec));
     int refused = 0;
     for (int i = 0; i < 50; ++i) {
         const int fd = dial(path_);
@@ -117,11 +117,11 @@ TEST_F(Server, TheClientGivesUpOnATricklingServerAtItsDeadline) {
     // A listener that is not moatd: it accepts, then sends a byte every 100 ms, for ever.
     FakeServer trickle(path_, "", 100ms);
     ASSERT_TRUE(trickle.ok());
-    std::string error;
     const auto t0 = std::chrono::steady_clock::now();
-    control_request(path_, {{"cmd", "status"}}, error, 500);
+    const auto reply = control_request(path_, {{"cmd", "status"}}, 500);
     const auto took = std::chrono::steady_clock::now() - t0;
-    EXPECT_NE(error.find("no reply"), std::string::npos) << error;
+    ASSERT_FALSE(reply);
+    EXPECT_NE(reply.error().find("no reply"), std::string::npos) << reply.error();
     EXPECT_LT(took, 5s) << "the deadline is for the whole exchange, not each byte";
 }
 
@@ -129,9 +129,9 @@ TEST_F(Server, AReplyThatIsNotAReplyIsAnError) {
     for (const char* fake : {"[]\n", "{\"ok\":\"yes\"}\n", "null\n", "{}\n"}) {
         FakeServer server(path_, fake, 0ms);
         ASSERT_TRUE(server.ok());
-        std::string error;
-        control_request(path_, {{"cmd", "status"}}, error, 2000);
-        EXPECT_NE(error.find("is not a reply"), std::string::npos) << fake << ": " << error;
+        const auto reply = control_request(path_, {{"cmd", "status"}}, 2000);
+        ASSERT_FALSE(reply) << fake;
+        EXPECT_NE(reply.error().find("is not a reply"), std::string::npos) << fake << ": " << reply.error();
     }
 }
 

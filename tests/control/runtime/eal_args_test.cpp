@@ -23,8 +23,9 @@ std::string joined(const std::vector<std::string>& v) {
 }
 
 TEST(EalArgs, DefaultsWithoutHugepages) {
-    const auto p = plan_eal(appliance(), {}, {2, 0});
-    ASSERT_EQ(p.error, "");
+    const auto plan = plan_eal(appliance(), {}, {2, 0});
+    ASSERT_TRUE(plan) << plan.error();
+    const EalPlan& p = *plan;
     EXPECT_EQ(joined(p.args), "-l 0-1 --no-huge -m 512 --file-prefix moat --vdev net_af_packet0,iface=moat-out0 "
                               "--vdev net_af_packet1,iface=moat-in0 --no-pci");
     ASSERT_EQ(p.notes.size(), 2u);
@@ -32,10 +33,10 @@ TEST(EalArgs, DefaultsWithoutHugepages) {
 }
 
 TEST(EalArgs, HugepagesAreUsedWhenThereAreEnough) {
-    auto p = plan_eal(appliance(), {}, {2, 1024ull << 20});
+    EalPlan p = plan_eal(appliance(), {}, {2, 1024ull << 20}).value();
     EXPECT_EQ(std::count(p.args.begin(), p.args.end(), "--no-huge"), 0);
     EXPECT_EQ(p.notes[1], "memory: hugepages (1024 MB free)");
-    p = plan_eal(appliance(), {}, {2, 64ull << 20});
+    p = plan_eal(appliance(), {}, {2, 64ull << 20}).value();
     EXPECT_EQ(std::count(p.args.begin(), p.args.end(), "--no-huge"), 1);
     EXPECT_EQ(p.notes[1], "memory: only 64 MB of free hugepages, falling back to --no-huge");
 }
@@ -43,7 +44,7 @@ TEST(EalArgs, HugepagesAreUsedWhenThereAreEnough) {
 TEST(EalArgs, OperatorChoicesWin) {
     Appliance a = appliance();
     a.eal = "--lcores 0@0,1@1 --file-prefix mine -m 128";
-    const auto p = plan_eal(a, {"--no-huge", "--log-level=*:debug"}, {2, 0});
+    const EalPlan p = plan_eal(a, {"--no-huge", "--log-level=*:debug"}, {2, 0}).value();
     EXPECT_EQ(joined(p.args), "--lcores 0@0,1@1 --file-prefix mine -m 128 --no-huge --log-level=*:debug "
                               "--vdev net_af_packet0,iface=moat-out0 --vdev net_af_packet1,iface=moat-in0 --no-pci");
     EXPECT_EQ(p.notes.at(0), "memory: --no-huge, as configured");
@@ -53,7 +54,7 @@ TEST(EalArgs, PciPortsAreAllowListed) {
     Appliance a = appliance();
     a.outside = "0000:3b:00.0";
     a.inside = "3b:00.1,rx_burst_size=64";
-    const auto p = plan_eal(a, {}, {4, 2048ull << 20});
+    const EalPlan p = plan_eal(a, {}, {4, 2048ull << 20}).value();
     EXPECT_EQ(joined(p.args), "-l 0-1 --file-prefix moat -a 0000:3b:00.0 -a 3b:00.1,rx_burst_size=64");
     EXPECT_EQ(port_name(a.inside).name, "0000:3b:00.1");
     EXPECT_TRUE(port_name(a.inside).pci);
@@ -64,7 +65,8 @@ TEST(EalArgs, TooFewCores) {
     Appliance a = appliance();
     a.workers = 4;
     const auto p = plan_eal(a, {}, {2, 0});
-    EXPECT_EQ(p.error, "workers = 4 needs 5 cores (one more for control) and this machine has 2; lower workers or give lcores in eal = -l ...");
+    ASSERT_FALSE(p);
+    EXPECT_EQ(p.error(), "workers = 4 needs 5 cores (one more for control) and this machine has 2; lower workers or give lcores in eal = -l ...");
 }
 
 }  // namespace

@@ -147,8 +147,9 @@ protected:
 
     /// Loads the config file and starts `rt` on it: generation 1.
     void start(Runtime& rt) const {
-        std::string text;
-        ASSERT_FALSE(read_config_file(path_, text));
+        const auto read = read_config_file(path_);
+        ASSERT_TRUE(read) << read.error();
+        const std::string& text = *read;
         const LoadResult first = load_policy_text(text, path_);
         ASSERT_TRUE(first.usable());
         const Status started = rt.start(*first.config, *first.compiled, text);
@@ -574,8 +575,9 @@ TEST_F(Swap, AReloadOfTheSameTextDoesNotCancelTheBuild) {
 TEST_F(Swap, OutcomesAreForgottenAfterAWhile) {
     Runtime rt(path_, 1);
     ASSERT_NO_FATAL_FAILURE(start(rt));
-    std::string text;
-    ASSERT_FALSE(read_config_file(path_, text));
+    const auto read = read_config_file(path_);
+    ASSERT_TRUE(read) << read.error();
+    const std::string text = *read;
     const auto first = rt.submit(text_job(text, true));
     ASSERT_TRUE(rt.outcome(first));
     EXPECT_TRUE(rt.outcome(first)->unchanged);
