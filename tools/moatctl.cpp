@@ -160,13 +160,13 @@ int cmd_check(const std::vector<std::string>& args) {
         std::size_t bytes = 0;
         bool built = true;
         for (const moat::dp::Family fam : {moat::dp::Family::ipv4, moat::dp::Family::ipv6}) {
-            const TrieBuildResult b = build_trie(cp.rules, fam, opt);
-            if (!b.trie) {
-                std::cerr << f << ": error: " << b.error << "\n";
+            const Result<BuiltTrie> b = build_trie(cp.rules, fam, opt);
+            if (!b) {
+                std::cerr << f << ": error: " << b.error() << "\n";
                 built = false;
                 break;
             }
-            bytes += b.stats.bytes;
+            bytes += b->stats.bytes;
         }
         if (!built) {
             std::cout << f << ": NOT USABLE (" << counts << ", and the classifier does not fit)\n";

@@ -66,13 +66,13 @@ TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsign
     opt.memory_limit = std::size_t{a.classifier_memory_mb} << 20;
     opt.cancel = cancel;
     for (const dp::Family f : {dp::Family::ipv4, dp::Family::ipv6}) {
-        TrieBuildResult b = build_trie(t->rules, f, opt);
-        (f == dp::Family::ipv4 ? res.v4 : res.v6) = b.stats;
-        if (!b.trie) {
-            res.error = b.error;
+        Result<BuiltTrie> b = build_trie(t->rules, f, opt);
+        if (!b) {
+            res.error = b.error();
             return res;
         }
-        (f == dp::Family::ipv4 ? t->v4 : t->v6) = std::move(*b.trie);
+        (f == dp::Family::ipv4 ? res.v4 : res.v6) = b->stats;
+        (f == dp::Family::ipv4 ? t->v4 : t->v6) = std::move(b->trie);
     }
     if (!cp.patterns.empty()) {
         if (!build_payload(cp, workers, a.payload_scan_bytes, t->payload, res.error))
@@ -85,12 +85,12 @@ TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsign
                 t->has_payload[fi] = t->has_payload[fi] || t->rules[r].family == f;
             if (!t->has_payload[fi])
                 continue;
-            TrieBuildResult b = build_trie(t->rules, f, all);
-            if (!b.trie) {
-                res.error = b.error;
+            Result<BuiltTrie> b = build_trie(t->rules, f, all);
+            if (!b) {
+                res.error = b.error();
                 return res;
             }
-            (f == dp::Family::ipv4 ? t->v4_payload : t->v6_payload) = std::move(*b.trie);
+            (f == dp::Family::ipv4 ? t->v4_payload : t->v6_payload) = std::move(b->trie);
         }
     }
     t->allocate_counters(workers);

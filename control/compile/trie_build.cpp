@@ -666,8 +666,7 @@ Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const 
 
 }  // namespace
 
-TrieBuildResult build_trie(std::span<const dp::Entry> ranked, dp::Family family, const TrieBuildOptions& opt) {
-    TrieBuildResult res;
+Result<BuiltTrie> build_trie(std::span<const dp::Entry> ranked, dp::Family family, const TrieBuildOptions& opt) {
     const std::vector<unsigned> widths = dim_widths(family);
     const unsigned dims = static_cast<unsigned>(widths.size());
     const unsigned narrow = family == dp::Family::ipv4 ? 16 : 64;
@@ -701,8 +700,6 @@ TrieBuildResult build_trie(std::span<const dp::Entry> ranked, dp::Family family,
         // entries are not wide (entries wide in a cut dimension are copied into every branch).
         grouped[e.src_len >= narrow ? 0 : e.dst_len >= narrow ? 1 : 2].push_back(idx);
     }
-    res.stats.entries = ranks.size();
-
     // Two layouts: one trie over all entries (no tree to skip, but wide entries are copied), or
     // one per group. Which is cheaper depends on the policy, so both are built and the one that
     // does less work on packets drawn from the policy's own entries is kept.
@@ -785,34 +782,28 @@ TrieBuildResult build_trie(std::span<const dp::Entry> ranked, dp::Family family,
         }
     }
     if (opt.cancel && opt.cancel->load(std::memory_order_relaxed)) {
-        res.error = "cancelled";
-        return res;
+        return fail("cancelled");
     }
     const Candidate* chosen = cheapest();
     const Layout* best = chosen ? &chosen->layout : nullptr;
     if (!best) {
-        res.error = "the classifier for " + std::to_string(ranks.size()) + (family == dp::Family::ipv4 ? " IPv4" : " IPv6") +
+        return fail("the classifier for " + std::to_string(ranks.size()) + (family == dp::Family::ipv4 ? " IPv4" : " IPv6") +
                     " entries would need more than " + std::to_string(opt.memory_limit >> 20) +
-                    " MB; simplify the policy (fewer overlapping wide filters) or raise classifier_memory_mb";
-        return res;
+                    " MB; simplify the policy (fewer overlapping wide filters) or raise classifier_memory_mb");
     }
     dp::Trie t;
     t.dims = dims;
     t.roots = best->roots;
     t.best_rank = best->best_rank;
     t.tree_steps = best->tree_steps;
-    res.stats = best->stats;
     const std::vector<std::uint32_t>& w = best->words;
     t.size = w.size();
     const std::size_t bytes = w.size() * sizeof(std::uint32_t) + 64;  // + the zero tail of trie.h
     t.words = dp::allocate_trie_words(bytes);
-    if (!t.words) {
-        res.error = "out of memory for the classifier (" + std::to_string(bytes >> 20) + " MB)";
-        return res;
-    }
+    if (!t.words)
+        return fail("out of memory for the classifier (" + std::to_string(bytes >> 20) + " MB)");
     std::memcpy(t.words.get(), w.data(), w.size() * sizeof(std::uint32_t));
-    res.trie = std::move(t);
-    return res;
+    return BuiltTrie{std::move(t), best->stats};
 }
 
 }  // namespace moat::ctl

@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 
+#include "control/config/result.h"
 #include "dataplane/entry.h"
 #include "dataplane/trie.h"
 
@@ -52,14 +53,13 @@ struct TrieBuildStats {
     std::size_t capped = 0;  ///< nodes left leaves by copies_per_entry
 };
 
-struct TrieBuildResult {
-    std::optional<dp::Trie> trie;  ///< unset on error
-    std::string error;
+struct BuiltTrie {
+    dp::Trie trie;
     TrieBuildStats stats;
 };
 
 /// The trie of the `family` entries of `ranked` (entries with a payload pattern are left out
 /// unless `opt.with_payload`: they can only win after a payload scan). `ranked[i]` has rank i.
-TrieBuildResult build_trie(std::span<const dp::Entry> ranked, dp::Family family, const TrieBuildOptions& opt = {});
+Result<BuiltTrie> build_trie(std::span<const dp::Entry> ranked, dp::Family family, const TrieBuildOptions& opt = {});
 
 }  // namespace moat::ctl

@@ -36,8 +36,11 @@ public:
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
 
-    /// Why it failed; only when !ok().
-    const std::string& error() const { return std::get<1>(v_).message; }
+    /// Why it failed; empty when it did not.
+    const std::string& error() const {
+        static const std::string kNone;
+        return ok() ? kNone : std::get<1>(v_).message;
+    }
 
 private:
     std::variant<T, Error> v_;

@@ -127,12 +127,12 @@ bool load(Set& s, bool nolocal, bool with_acl) {
         const auto t0 = std::chrono::steady_clock::now();
         auto b = ctl::build_trie(s.rules, dp::Family::ipv4, g_trie_options);
         times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        if (!b.trie) {
-            std::fprintf(stderr, "%s: trie: %s\n", s.name.c_str(), b.error.c_str());
+        if (!b) {
+            std::fprintf(stderr, "%s: trie: %s\n", s.name.c_str(), b.error().c_str());
             return false;
         }
-        s.trie_stats = b.stats;
-        s.trie = std::move(b.trie);
+        s.trie_stats = b->stats;
+        s.trie = std::move(b->trie);
     }
     std::sort(times.begin(), times.end());
     s.trie_build_s = times[times.size() / 2];

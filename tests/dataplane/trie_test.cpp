@@ -223,9 +223,9 @@ TEST(TrieRandom, MatchesTheReferenceOnRandomPolicies) {
             opt.max_depth = leaf == 1 ? 0 : leaf == 3 ? 2 : opt.max_depth;
             auto v4 = ctl::build_trie(t.rules, Family::ipv4, opt);
             auto v6 = ctl::build_trie(t.rules, Family::ipv6, opt);
-            ASSERT_TRUE(v4.trie && v6.trie) << v4.error << v6.error;
-            t.v4 = std::move(*v4.trie);
-            t.v6 = std::move(*v6.trie);
+            ASSERT_TRUE(v4 && v6) << v4.error() << v6.error();
+            t.v4 = std::move(v4->trie);
+            t.v6 = std::move(v6->trie);
             expect_same_as_reference(t, packets,
                                      "round " + std::to_string(round) + ", " + std::to_string(n) + " filters, leaf " +
                                          std::to_string(leaf));
@@ -262,8 +262,8 @@ TEST(TrieDirected, RangesStartingInsideASharedSlot) {
         opt.max_cut_bits = bits;
         opt.max_depth = 0;
         auto v4 = ctl::build_trie(ts.rules, Family::ipv4, opt);
-        ASSERT_TRUE(v4.trie);
-        ts.v4 = std::move(*v4.trie);
+        ASSERT_TRUE(v4);
+        ts.v4 = std::move(v4->trie);
         expect_same_as_reference(ts, packets, "cut bits " + std::to_string(bits));
     }
 }
@@ -307,7 +307,7 @@ TEST(TrieRandom, RepeatedAndNearlyRepeatedKeysInABurst) {
     const auto packets = random_packets(rng, rules, 4000);
     for (const Family f : {Family::ipv4, Family::ipv6}) {
         auto built = ctl::build_trie(rules, f);
-        ASSERT_TRUE(built.trie) << built.error;
+        ASSERT_TRUE(built) << built.error();
         const unsigned dims = f == Family::ipv4 ? kDimsV4 : kDimsV6;
         std::vector<PacketKey> pool;
         for (const auto& k : packets)
@@ -349,7 +349,7 @@ TEST(TrieRandom, RepeatedAndNearlyRepeatedKeysInABurst) {
                 std::vector<Rank> got(seq.size());
                 for (std::size_t at = 0; at < seq.size(); at += burst) {
                     const std::size_t n = std::min(burst, seq.size() - at);
-                    trie_classify(*built.trie, {keys.data() + at, n}, {got.data() + at, n}, scan);
+                    trie_classify(built->trie, {keys.data() + at, n}, {got.data() + at, n}, scan);
                 }
                 for (std::size_t i = 0; i < seq.size(); ++i)
                     ASSERT_EQ(got[i], want[i]) << (f == Family::ipv4 ? "IPv4" : "IPv6") << " burst " << burst
@@ -365,8 +365,8 @@ TEST(TrieBuild, MemoryLimitIsAnErrorNotACrash) {
     ctl::TrieBuildOptions opt;
     opt.memory_limit = 4096;
     const auto r = ctl::build_trie(lr.compiled->rules, Family::ipv4, opt);
-    EXPECT_FALSE(r.trie);
-    EXPECT_NE(r.error.find("would need more than"), std::string::npos) << r.error;
+    EXPECT_FALSE(r);
+    EXPECT_NE(r.error().find("would need more than"), std::string::npos) << r.error();
 }
 
 TEST(TrieBuild, OneTreePerGroupWhenTheSingleTreeWouldPassTheMemoryLimit) {
@@ -378,23 +378,23 @@ TEST(TrieBuild, OneTreePerGroupWhenTheSingleTreeWouldPassTheMemoryLimit) {
     ctl::TrieBuildOptions opt;
     opt.memory_limit = std::size_t{2} << 20;
     const auto r = ctl::build_trie(lr.compiled->rules, Family::ipv4, opt);
-    ASSERT_TRUE(r.trie) << r.error;
-    EXPECT_GT(r.stats.trees, 1u);
-    EXPECT_LE(r.stats.bytes, opt.memory_limit);
+    ASSERT_TRUE(r) << r.error();
+    EXPECT_GT(r->stats.trees, 1u);
+    EXPECT_LE(r->stats.bytes, opt.memory_limit);
 }
 
 TEST(TrieBuild, EmptyAndTiny) {
     std::vector<Entry> none;
     auto r = ctl::build_trie(none, Family::ipv4);
-    ASSERT_TRUE(r.trie);
-    EXPECT_EQ(trie_lookup(*r.trie, TrieKey{}, LeafScan::scalar), kNoMatch);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(trie_lookup(r->trie, TrieKey{}, LeafScan::scalar), kNoMatch);
     std::vector<Entry> one(1);
     one[0].family = Family::ipv4;
     r = ctl::build_trie(one, Family::ipv4);
-    ASSERT_TRUE(r.trie);
-    EXPECT_EQ(r.stats.trees, 1u);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->stats.trees, 1u);
     for (const LeafScan s : scans())
-        EXPECT_EQ(trie_lookup(*r.trie, TrieKey{}, s), 0u);
+        EXPECT_EQ(trie_lookup(r->trie, TrieKey{}, s), 0u);
 }
 
 // --- generated shapes (perf/shapes.h) -----------------------------------------------------------
@@ -414,9 +414,9 @@ TEST(TrieShapes, MatchTheReference) {
             opt.copies_per_entry = copies;
             auto v4 = ctl::build_trie(t.rules, Family::ipv4, opt);
             auto v6 = ctl::build_trie(t.rules, Family::ipv6, opt);
-            ASSERT_TRUE(v4.trie && v6.trie) << shape << ": " << v4.error << v6.error;
-            t.v4 = std::move(*v4.trie);
-            t.v6 = std::move(*v6.trie);
+            ASSERT_TRUE(v4 && v6) << shape << ": " << v4.error() << v6.error();
+            t.v4 = std::move(v4->trie);
+            t.v6 = std::move(v6->trie);
             expect_same_as_reference(t, packets, shape + ", copies_per_entry " + std::to_string(copies));
             if (HasFailure())
                 return;
@@ -433,14 +433,14 @@ TEST(TrieShapes, CopiesAndSizeStayLinear) {
         for (const Family f : {Family::ipv4, Family::ipv6}) {
             const ctl::TrieBuildOptions opt;
             const auto b = ctl::build_trie(lr.compiled->rules, f, opt);
-            ASSERT_TRUE(b.trie) << shape << ": " << b.error;
-            const double n = static_cast<double>(b.stats.entries);
-            EXPECT_LE(static_cast<double>(b.stats.leaf_entries), opt.copies_per_entry * n + 4096) << shape;
+            ASSERT_TRUE(b) << shape << ": " << b.error();
+            const double n = static_cast<double>(b->stats.entries);
+            EXPECT_LE(static_cast<double>(b->stats.leaf_entries), opt.copies_per_entry * n + 4096) << shape;
             // Per entry copy: its rank and two lanes per checked dimension at most; per slot 4
             // bytes, slots bounded by the same budget through slot_weight.
             const double words_per_copy = 1 + 2 * (f == Family::ipv4 ? kDimsV4 : kDimsV6) + kLeafHeaderWords;
             const double bound = 4 * (words_per_copy + 1 / opt.slot_weight) * (opt.copies_per_entry * n + 4096);
-            EXPECT_LE(static_cast<double>(b.stats.bytes), bound) << shape << (f == Family::ipv4 ? " IPv4" : " IPv6");
+            EXPECT_LE(static_cast<double>(b->stats.bytes), bound) << shape << (f == Family::ipv4 ? " IPv4" : " IPv6");
         }
     }
 }
@@ -459,7 +459,7 @@ TEST_P(ClassBench, TrieAndRteAclAgreeWithTheReferenceOnTheTrace) {
     ASSERT_GT(trace.size(), 1000u);
 
     auto built = ctl::build_trie(rules, Family::ipv4);
-    ASSERT_TRUE(built.trie) << built.error;
+    ASSERT_TRUE(built) << built.error();
     std::string err;
     const auto acl = perf::AclAnchor::build(rules, err);
     ASSERT_TRUE(acl) << err;
@@ -475,7 +475,7 @@ TEST_P(ClassBench, TrieAndRteAclAgreeWithTheReferenceOnTheTrace) {
             Rank got[32];
             for (std::size_t i = 0; i < n; ++i)
                 keys[i] = trie_key(trace[at + i]);
-            trie_classify(*built.trie, {keys, n}, {got, n}, scan);
+            trie_classify(built->trie, {keys, n}, {got, n}, scan);
             for (std::size_t i = 0; i < n; ++i)
                 if (got[i] != want[at + i] && ++mismatches <= 5)
                     ADD_FAILURE() << set << " packet " << at + i << ": reference " << want[at + i] << ", trie " << got[i];
