@@ -373,15 +373,8 @@ std::optional<ReloadOutcome> Runtime::edit_assign(const std::string& policy, std
     return refused_with(path_ + ": error: the config file changed three times while assign ran; try again");
 }
 
-ReloadOutcome Runtime::run(ReloadJob& job, std::chrono::steady_clock::time_point asked, bool& cancelled) {
-    ReloadOutcome o;
-    o.trigger = job.trigger;
-    o.at = std::chrono::system_clock::now();
-    const auto fail = [&](const std::string& e) {
-        keep_first(e, o.errors, o.errors_total);
-        return o;
-    };
-    std::string text;
+std::optional<ReloadOutcome> Runtime::take_text(ReloadJob& job, std::chrono::steady_clock::time_point asked,
+                                                ReloadOutcome& o, std::string& text) {
     if (job.kind == ReloadJob::Kind::assign) {
         o.trigger = job.policy.empty() ? "unassign" : "assign";
         if (auto refusal = edit_assign(job.policy, text)) {
@@ -389,40 +382,45 @@ ReloadOutcome Runtime::run(ReloadJob& job, std::chrono::steady_clock::time_point
             std::lock_guard lock(mu_);
             ++reloads_failed_;
             last_ = *refusal;
-            return *refusal;
+            return refusal;
         }
         std::lock_guard lock(jobs_mu_);
         newest_text_ = text;  // the file watch will see this write: nothing new to build then
-    } else if (job.kind == ReloadJob::Kind::file) {
-        if (Result<std::string> read = read_config_file(path_); !read) {
-            fail(path_ + ": error: " + read.error());
-        } else {
-            text = std::move(*read);
-            std::lock_guard lock(jobs_mu_);
-            newest_text_ = building_text_ = text;
-            building_text_known_ = true;
-            if (job.if_changed && text == loaded_text_) {  // a watch reload read again: nothing new
-                o.ok = o.unchanged = true;
-                std::lock_guard g(mu_);
-                o.generation = publisher_->current()->number;
-                if (!last_.ok)
-                    last_ = o;
-                return o;
-            }
-        }
-    } else {
-        text = std::move(job.text);
+        return std::nullopt;
     }
-    const auto finish = [&]() -> ReloadOutcome {  // a failure: the running generation stays
-        o.ms = ms_since(asked);
-        std::lock_guard lock(mu_);
-        last_ = o;
-        ++reloads_failed_;
+    if (job.kind != ReloadJob::Kind::file) {
+        text = std::move(job.text);
+        return std::nullopt;
+    }
+    Result<std::string> read = read_config_file(path_);
+    if (!read) {
+        keep_first(path_ + ": error: " + read.error(), o.errors, o.errors_total);
+        return std::nullopt;
+    }
+    text = std::move(*read);
+    std::lock_guard lock(jobs_mu_);
+    newest_text_ = building_text_ = text;
+    building_text_known_ = true;
+    if (job.if_changed && text == loaded_text_) {  // a watch reload read again: nothing new
+        o.ok = o.unchanged = true;
+        std::lock_guard g(mu_);
+        o.generation = publisher_->current()->number;
+        if (!last_.ok)
+            last_ = o;
         return o;
-    };
-    if (!o.errors.empty())
-        return finish();
+    }
+    return std::nullopt;
+}
 
+ReloadOutcome Runtime::refused(ReloadOutcome& o, std::chrono::steady_clock::time_point asked) {
+    o.ms = ms_since(asked);
+    std::lock_guard lock(mu_);
+    last_ = o;
+    ++reloads_failed_;
+    return o;
+}
+
+std::optional<LoadResult> Runtime::load_for_reload(const std::string& text, ReloadOutcome& o) {
     const auto t_load = std::chrono::steady_clock::now();
     LoadResult r = load_policy_text(text, path_, {.lint = false, .compile_unassigned = false});
     const bool strict = r.config && r.config->appliance.strict;
@@ -434,45 +432,25 @@ ReloadOutcome Runtime::run(ReloadJob& job, std::chrono::steady_clock::time_point
                                       : keep_first(format(d), o.warnings, o.warnings_total);
     if (!r.usable()) {
         if (o.errors.empty())
-            fail(path_ + ": error: not usable (strict = on and warnings)");
-        return finish();
+            keep_first(path_ + ": error: not usable (strict = on and warnings)", o.errors, o.errors_total);
+        return std::nullopt;
     }
-    if (cancel_) {
-        cancelled = true;
-        return o;
-    }
+    return r;
+}
+
+Status Runtime::names_the_ports(const Appliance& now) const {
     // Ports, workers, EAL and the sockets belong to the running process: a reload cannot move
     // them, and says so every time until a restart does. A file that names no ports at all is
     // not a new setting but a wrong or incomplete file.
-    const Appliance& now = r.config->appliance;
-    if (!running_.outside.empty() && (now.outside.empty() || now.inside.empty())) {
-        fail(path_ + ":" + std::to_string(now.line) + ": error: [appliance] names no " +
-             (now.outside.empty() ? "outside" : "inside") + " port; moatd runs on outside = " + running_.outside +
-             ", inside = " + running_.inside + " (an incomplete file? the running policy stays)");
-        return finish();
-    }
-    std::vector<std::string> restart = restart_only_changes(now);
-    for (const auto& w : restart)
-        keep_first(w, o.warnings, o.warnings_total);
+    if (!running_.outside.empty() && (now.outside.empty() || now.inside.empty()))
+        return fail(path_ + ":" + std::to_string(now.line) + ": error: [appliance] names no " +
+                    (now.outside.empty() ? "outside" : "inside") + " port; moatd runs on outside = " + running_.outside +
+                    ", inside = " + running_.inside + " (an incomplete file? the running policy stays)");
+    return {};
+}
 
-    // The generation owns the policy; the table set views its entries (no copy).
-    auto g = std::make_unique<Generation>();
-    g->config = std::move(*r.config);
-    g->compiled = std::move(*r.compiled);
-    const auto t_build = std::chrono::steady_clock::now();
-    TablesResult b = build_table_set(g->config, g->compiled, workers_count_, next_generation_, &cancel_);
-    o.build_ms = ms_since(t_build);
-    if (cancel_) {
-        cancelled = true;
-        return o;
-    }
-    if (!b.tables) {
-        fail(path_ + ": error: " + b.error);
-        return finish();
-    }
-    g->tables = std::move(b.tables);
-    g->v4 = b.v4;
-    g->v6 = b.v6;
+void Runtime::publish_built(std::unique_ptr<Generation> g, std::vector<std::string> restart, ReloadOutcome& o,
+                            std::chrono::steady_clock::time_point asked, std::string text) {
     g->loaded_at = std::chrono::system_clock::now();
     index_rows(*g);
     // Only this thread publishes: the generation in force cannot change under it, and its row
@@ -502,6 +480,51 @@ ReloadOutcome Runtime::run(ReloadJob& job, std::chrono::steady_clock::time_point
         loaded_text_ = std::move(text);
     }
     lint_generation(std::move(published));
+}
+
+ReloadOutcome Runtime::run(ReloadJob& job, std::chrono::steady_clock::time_point asked, bool& cancelled) {
+    ReloadOutcome o;
+    o.trigger = job.trigger;
+    o.at = std::chrono::system_clock::now();
+    std::string text;
+    if (auto done = take_text(job, asked, o, text))
+        return *done;
+    if (!o.errors.empty())
+        return refused(o, asked);
+    std::optional<LoadResult> r = load_for_reload(text, o);
+    if (!r)
+        return refused(o, asked);
+    if (cancel_) {
+        cancelled = true;
+        return o;
+    }
+    if (const Status ports = names_the_ports(r->config->appliance); !ports) {
+        keep_first(ports.error(), o.errors, o.errors_total);
+        return refused(o, asked);
+    }
+    std::vector<std::string> restart = restart_only_changes(r->config->appliance);
+    for (const auto& w : restart)
+        keep_first(w, o.warnings, o.warnings_total);
+
+    // The generation owns the policy; the table set views its entries (no copy).
+    auto g = std::make_unique<Generation>();
+    g->config = std::move(*r->config);
+    g->compiled = std::move(*r->compiled);
+    const auto t_build = std::chrono::steady_clock::now();
+    TablesResult b = build_table_set(g->config, g->compiled, workers_count_, next_generation_, &cancel_);
+    o.build_ms = ms_since(t_build);
+    if (cancel_) {
+        cancelled = true;
+        return o;
+    }
+    if (!b.tables) {
+        keep_first(path_ + ": error: " + b.error, o.errors, o.errors_total);
+        return refused(o, asked);
+    }
+    g->tables = std::move(b.tables);
+    g->v4 = b.v4;
+    g->v6 = b.v6;
+    publish_built(std::move(g), std::move(restart), o, asked, std::move(text));
     return o;
 }
 

@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "control/compile/load.h"
 #include "control/config/result.h"
 #include "control/runtime/control_socket.h"
 #include "control/runtime/publisher.h"
@@ -179,8 +180,23 @@ private:
 
     // The builder thread.
     void build_loop();
-    /// Runs one job to its outcome; `cancelled` when a newer reload took its place.
+    /// Runs one job to its outcome; `cancelled` when a newer reload took its place. The stages:
+    /// take_text, load_for_reload, build_table_set, publish_built; refused() ends a failed one.
     ReloadOutcome run(ReloadJob& job, std::chrono::steady_clock::time_point asked, bool& cancelled);
+    /// The text a job publishes: written by an assign, read from the file, or given. An outcome
+    /// when the job ends here (a refused assign, a file unchanged since it was loaded); a file
+    /// that cannot be read leaves its error in `o`.
+    std::optional<ReloadOutcome> take_text(ReloadJob& job, std::chrono::steady_clock::time_point asked,
+                                           ReloadOutcome& o, std::string& text);
+    /// Loads `text` for publishing (errors and warnings into `o`); nullopt when it may not be.
+    std::optional<LoadResult> load_for_reload(const std::string& text, ReloadOutcome& o);
+    /// A reload keeps the ports moatd runs on: a file that names none is refused.
+    Status names_the_ports(const Appliance& now) const;
+    /// Makes `g` the generation in force; its counters' rows follow the filters from the old one.
+    void publish_built(std::unique_ptr<Generation> g, std::vector<std::string> restart, ReloadOutcome& o,
+                       std::chrono::steady_clock::time_point asked, std::string text);
+    /// A failed job's outcome: the running generation stays.
+    ReloadOutcome refused(ReloadOutcome& o, std::chrono::steady_clock::time_point asked);
     /// Keeps `o` for `t` (the latest kKeptOutcomes) and queues it for collect(). Holds jobs_mu_.
     void remember(Ticket t, ReloadOutcome o);
     /// The assign part of an assign job: the edited text (in `text`), or the refusal.
