@@ -797,9 +797,8 @@ int not_starting(const std::string& why) {
     return 1;
 }
 
-}  // namespace
-
-int run_moatd(int argc, char** argv) {
+/// The stages of run_moatd, in order.
+int run_stages(int argc, char** argv) {
     int status = 0;
     const auto opt = parse_options(argc, argv, status);
     if (!opt)
@@ -861,6 +860,19 @@ int run_moatd(int argc, char** argv) {
     telemetry.unbind();  // telemetry answers "not ready" from here on
     report_final(*opt, runtime.stats(), out);
     return 0;
+}
+
+}  // namespace
+
+int run_moatd(int argc, char** argv) {
+    // The boundary: what a stage throws (a constructor that cannot get its descriptor, memory)
+    // unwinds the owners already up, in reverse order, and ends moatd with a message.
+    try {
+        return run_stages(argc, argv);
+    } catch (const std::exception& e) {
+        log(std::string("stopping: ") + valid_utf8(e.what()));
+        return 1;
+    }
 }
 
 }  // namespace moat::ctl
