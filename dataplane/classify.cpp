@@ -2,8 +2,6 @@
 
 #include <array>
 
-#include "dataplane/classifier_ref.h"
-
 namespace moat::dp {
 
 DropReason drop_for(const TableSet& t, Rank r) noexcept {
@@ -17,7 +15,7 @@ DropReason drop_for(const TableSet& t, Rank r) noexcept {
 namespace {
 
 void verdict_from_rank(const TableSet& t, Verdict& v) noexcept {
-    if (v.rank != kNoMatch && t.rules[v.rank].payload != kNoPayload) [[unlikely]]
+    if (needs_scan(t, v.rank)) [[unlikely]]
         v.scan = true;  // a payload filter outranks every header-only match: scan_payloads decides
     else
         v.drop = drop_for(t, v.rank);
@@ -53,7 +51,7 @@ std::size_t classify_burst(const TableSet& t, std::span<const PacketMeta> meta, 
                 continue;
             }
             if (t.use_reference) [[unlikely]] {
-                v.rank = t.payload.empty() ? classify_ref(t.rules, m.key) : classify_ref_any(t.rules, m.key);
+                v.rank = classify_key(t, m.key);
                 verdict_from_rank(t, v);
                 scans += v.scan;
                 continue;
@@ -65,8 +63,7 @@ std::size_t classify_burst(const TableSet& t, std::span<const PacketMeta> meta, 
         for (std::size_t f = 0; f < 2; ++f) {
             if (count[f] == 0)
                 continue;
-            const Trie& trie = t.has_payload[f] ? (f == 0 ? t.v4_payload : t.v6_payload) : (f == 0 ? t.v4 : t.v6);
-            trie_classify(trie, {keys[f].data(), count[f]}, {ranks.data(), count[f]}, t.scan);
+            trie_classify(classifier_trie(t, f), {keys[f].data(), count[f]}, {ranks.data(), count[f]}, t.scan);
             for (std::size_t j = 0; j < count[f]; ++j) {
                 Verdict& v = out[index[f][j]];
                 v.rank = ranks[j];
