@@ -15,7 +15,9 @@ DropReason drop_for(const TableSet& t, Rank r) noexcept {
 namespace {
 
 void verdict_from_rank(const TableSet& t, Verdict& v) noexcept {
-    if (needs_scan(t, v.rank)) [[unlikely]]
+    // needs_scan, written out: through the helper GCC lays the scan path into the loop's
+    // fall-through, and the common case would jump.
+    if (v.rank != kNoMatch && t.rules[v.rank].payload != kNoPayload) [[unlikely]]
         v.scan = true;  // a payload filter outranks every header-only match: scan_payloads decides
     else
         v.drop = drop_for(t, v.rank);
@@ -51,7 +53,9 @@ std::size_t classify_burst(const TableSet& t, std::span<const PacketMeta> meta, 
                 continue;
             }
             if (t.use_reference) [[unlikely]] {
-                v.rank = classify_key(t, m.key);
+                // classify_key_ref, written out: through the helper GCC allocates this whole
+                // function's registers differently.
+                v.rank = t.payload.empty() ? classify_ref(t.rules, m.key) : classify_ref_any(t.rules, m.key);
                 verdict_from_rank(t, v);
                 scans += v.scan;
                 continue;

@@ -29,9 +29,16 @@ inline const Trie& classifier_trie(const TableSet& t, std::size_t f) noexcept {
 /// The classifier's answer for one key, as classify_burst gives it for a packet it classifies:
 /// the best-ranked entry whose header fields match `k` (payload entries included where the policy
 /// has them: then needs_scan says whether a scan decides), or kNoMatch. Any thread.
+/// classify_key under `classifier = reference` (t.use_reference): the linear oracle.
+/// classify_burst writes this and needs_scan out (the same expressions), to keep its code as
+/// GCC compiled it; tests/dataplane/explain_test.cpp holds explain, which calls these, to it.
+inline Rank classify_key_ref(const TableSet& t, const PacketKey& k) noexcept {
+    return t.payload.empty() ? classify_ref(t.rules, k) : classify_ref_any(t.rules, k);
+}
+
 inline Rank classify_key(const TableSet& t, const PacketKey& k) noexcept {
     if (t.use_reference) [[unlikely]]
-        return t.payload.empty() ? classify_ref(t.rules, k) : classify_ref_any(t.rules, k);
+        return classify_key_ref(t, k);
     return trie_lookup(classifier_trie(t, k.family == Family::ipv4 ? 0 : 1), trie_key(k), t.scan);
 }
 

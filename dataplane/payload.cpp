@@ -24,8 +24,14 @@ int on_match(unsigned int id, unsigned long long /*from*/, unsigned long long /*
 
 }  // namespace
 
-int scan_patterns(const PayloadTables& p, hs_scratch_t* scratch, std::span<const std::uint8_t> payload,
-                  std::span<std::uint32_t> matched) noexcept {
+namespace {
+
+// The bodies of scan_patterns and payload_winner, inlined into settle_payload as they were
+// before explain needed them apart: no extra calls on the scan path.
+
+[[gnu::always_inline]] inline int scan_matches(const PayloadTables& p, hs_scratch_t* scratch,
+                                               std::span<const std::uint8_t> payload,
+                                               std::span<std::uint32_t> matched) noexcept {
     if (payload.empty())
         return 0;  // Hyperscan refuses patterns that match nothing: none can match
     Matches m{matched.data(), 0};
@@ -35,8 +41,8 @@ int scan_patterns(const PayloadTables& p, hs_scratch_t* scratch, std::span<const
     return static_cast<int>(m.n);
 }
 
-Rank payload_winner(const TableSet& t, const PacketKey& key, Rank header,
-                    std::span<const std::uint32_t> matched) noexcept {
+[[gnu::always_inline]] inline Rank best_payload_entry(const TableSet& t, const PacketKey& key, Rank header,
+                                                      std::span<const std::uint32_t> matched) noexcept {
     const PayloadTables& p = t.payload;
     // The best entry of each matched pattern whose header fields match; the best of those wins
     // if it outranks the header-only winner. Work in proportion to the matches, not the patterns.
@@ -51,12 +57,24 @@ Rank payload_winner(const TableSet& t, const PacketKey& key, Rank header,
     return best;
 }
 
+}  // namespace
+
+int scan_patterns(const PayloadTables& p, hs_scratch_t* scratch, std::span<const std::uint8_t> payload,
+                  std::span<std::uint32_t> matched) noexcept {
+    return scan_matches(p, scratch, payload, matched);
+}
+
+Rank payload_winner(const TableSet& t, const PacketKey& key, Rank header,
+                    std::span<const std::uint32_t> matched) noexcept {
+    return best_payload_entry(t, key, header, matched);
+}
+
 Rank settle_payload(const TableSet& t, hs_scratch_t* scratch, const PacketKey& key, Rank header,
                     std::span<const std::uint8_t> payload, std::span<std::uint32_t> matched) noexcept {
-    const int n = scan_patterns(t.payload, scratch, payload, matched);
+    const int n = scan_matches(t.payload, scratch, payload, matched);
     if (n < 0) [[unlikely]]
         return kNoMatch;  // cannot tell: default deny
-    return payload_winner(t, key, header, matched.first(static_cast<std::size_t>(n)));
+    return best_payload_entry(t, key, header, matched.first(static_cast<std::size_t>(n)));
 }
 
 void scan_payloads(const TableSet& t, unsigned worker, std::span<rte_mbuf* const> pkts,

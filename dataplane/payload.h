@@ -47,9 +47,7 @@ struct PayloadTables {
     std::vector<std::unique_ptr<std::uint32_t[]>> matched;
     bool empty() const noexcept { return !db; }
     /// How many bytes of an L4 payload of `n` bytes are scanned: at most scan_bytes.
-    std::uint32_t scan_length(std::size_t n) const noexcept {
-        return static_cast<std::uint32_t>(n < scan_bytes ? n : scan_bytes);
-    }
+    std::uint32_t scan_length(std::uint32_t n) const noexcept { return n < scan_bytes ? n : scan_bytes; }
 };
 
 }  // namespace moat::dp

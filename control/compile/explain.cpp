@@ -118,7 +118,8 @@ Explanation explain_over(const Config& cfg, const CompiledPolicy& cp, const dp::
     if (e.packet.payload && !cp.patterns.empty()) {
         const std::string& bytes = *e.packet.payload;
         const std::size_t len = t.payload.empty() ? std::min<std::size_t>(bytes.size(), cfg.appliance.payload_scan_bytes)
-                                                  : t.payload.scan_length(bytes.size());
+                                                  : t.payload.scan_length(static_cast<std::uint32_t>(
+                                                        std::min<std::size_t>(bytes.size(), UINT32_MAX)));
         e.payload_cut = len < bytes.size();
         e.pattern_matched.assign(cp.patterns.size(), false);
         hs_scratch_t* raw = nullptr;
