@@ -2,8 +2,6 @@
 
 #include <array>
 
-#include "dataplane/classifier_ref.h"
-
 namespace moat::dp {
 
 DropReason drop_for(const TableSet& t, Rank r) noexcept {
@@ -17,6 +15,8 @@ DropReason drop_for(const TableSet& t, Rank r) noexcept {
 namespace {
 
 void verdict_from_rank(const TableSet& t, Verdict& v) noexcept {
+    // needs_scan, written out: through the helper GCC lays the scan path into the loop's
+    // fall-through, and the common case would jump.
     if (v.rank != kNoMatch && t.rules[v.rank].payload != kNoPayload) [[unlikely]]
         v.scan = true;  // a payload filter outranks every header-only match: scan_payloads decides
     else
@@ -53,6 +53,8 @@ std::size_t classify_burst(const TableSet& t, std::span<const PacketMeta> meta, 
                 continue;
             }
             if (t.use_reference) [[unlikely]] {
+                // classify_key_ref, written out: through the helper GCC allocates this whole
+                // function's registers differently.
                 v.rank = t.payload.empty() ? classify_ref(t.rules, m.key) : classify_ref_any(t.rules, m.key);
                 verdict_from_rank(t, v);
                 scans += v.scan;
@@ -65,8 +67,7 @@ std::size_t classify_burst(const TableSet& t, std::span<const PacketMeta> meta, 
         for (std::size_t f = 0; f < 2; ++f) {
             if (count[f] == 0)
                 continue;
-            const Trie& trie = t.has_payload[f] ? (f == 0 ? t.v4_payload : t.v6_payload) : (f == 0 ? t.v4 : t.v6);
-            trie_classify(trie, {keys[f].data(), count[f]}, {ranks.data(), count[f]}, t.scan);
+            trie_classify(classifier_trie(t, f), {keys[f].data(), count[f]}, {ranks.data(), count[f]}, t.scan);
             for (std::size_t j = 0; j < count[f]; ++j) {
                 Verdict& v = out[index[f][j]];
                 v.rank = ranks[j];

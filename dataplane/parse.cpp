@@ -53,20 +53,6 @@ bool note_fragment(PacketMeta& m, const ParsePolicy& pol, std::uint8_t proto, st
     return true;
 }
 
-bool is_me(const std::vector<Addr>& me, const Addr& a, Family fam) noexcept {
-    if (fam == Family::ipv6)
-        return std::find(me.begin(), me.end(), a) != me.end();
-    // IPv4: the 4 bytes the parser just stored. A 16-byte compare would load across that store
-    // and the zeroing before it, which stalls store forwarding on every outside packet.
-    std::uint32_t v;
-    std::memcpy(&v, a.bytes.data(), 4);
-    return std::any_of(me.begin(), me.end(), [v](const Addr& x) {
-        std::uint32_t w;
-        std::memcpy(&w, x.bytes.data(), 4);
-        return w == v;
-    });
-}
-
 /// The transport header at `l4` (`n` bytes up to the end of the IP payload, `base` the offset of
 /// `l4` in the frame).
 void parse_l4(const std::uint8_t* l4, std::uint32_t n, std::uint32_t base, std::uint8_t proto, Family fam,
@@ -259,8 +245,7 @@ void parse_frame(const std::uint8_t* p, std::uint32_t len, Ingress in, const Par
         drop(m, DropReason::non_ip);
     if (m.drop != DropReason::none || m.bypass)
         return;
-    if (pol.antispoof && in == Ingress::outside &&
-        is_me(m.key.family == Family::ipv4 ? pol.me_v4 : pol.me_v6, m.key.src, m.key.family))
+    if (is_spoofed(pol, m.key, in))
         drop(m, DropReason::spoofed);
 }
 

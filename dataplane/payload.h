@@ -46,6 +46,8 @@ struct PayloadTables {
     /// only by that worker.
     std::vector<std::unique_ptr<std::uint32_t[]>> matched;
     bool empty() const noexcept { return !db; }
+    /// How many bytes of an L4 payload of `n` bytes are scanned: at most scan_bytes.
+    std::uint32_t scan_length(std::uint32_t n) const noexcept { return n < scan_bytes ? n : scan_bytes; }
 };
 
 }  // namespace moat::dp

@@ -3,19 +3,15 @@
 #include <algorithm>
 #include <sstream>
 
-#include "control/compile/patterns.h"
+#include "control/compile/tables.h"
 #include "dataplane/classifier_ref.h"
+#include "dataplane/classify.h"
 
 namespace moat::ctl {
 
 namespace {
 
 const char* action_name(dp::Action a) { return a == dp::Action::permit ? "permit" : "block"; }
-
-bool is_me(const Config& cfg, const dp::PacketKey& k) {
-    return std::any_of(cfg.appliance.me.begin(), cfg.appliance.me.end(),
-                       [&](const ParsedAddr& m) { return m.family == k.family && m.addr == k.src; });
-}
 
 struct EntryView {
     const Policy& policy;
@@ -99,52 +95,66 @@ std::string format_entry(const dp::Entry& r) {
     return s;
 }
 
-Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet, const hs_database_t* compiled) {
+namespace {
+
+/// explain over `t`; `tables_error`: why `t` has no payload database although `cp` has patterns.
+Explanation explain_over(const Config& cfg, const CompiledPolicy& cp, const dp::TableSet& t, PacketSpec packet,
+                         const std::string& tables_error) {
     Explanation e;
     if (!packet.ingress_given) {
         e.ingress_inferred = true;
-        packet.key.ingress = is_me(cfg, packet.key) ? dp::Ingress::inside : dp::Ingress::outside;
+        packet.key.ingress =
+            dp::is_me(t.parse, packet.key.src, packet.key.family) ? dp::Ingress::inside : dp::Ingress::outside;
     }
     e.packet = std::move(packet);
     const auto& k = e.packet.key;
     for (std::size_t i = 0; i < cp.rules.size(); ++i)
         if (dp::header_matches(cp.rules[i], k))
             e.matches.push_back(static_cast<dp::Rank>(i));
+    // The worker's scan (every pattern, the first payload_scan_bytes), done whether or not the
+    // verdict needs it: explain reports every pattern's outcome. Its own scratch: the table
+    // set's belong to the workers.
+    std::vector<std::uint32_t> matched;
     if (e.packet.payload && !cp.patterns.empty()) {
-        // The dataplane's scan, done here: the policy's database, its flags, its byte limit.
-        std::string error;
-        dp::HsDatabasePtr own;  // compiled here only when the caller has none (moatctl --config)
-        if (!compiled)
-            own = compile_patterns(cp.patterns, error);
-        const hs_database_t* db = compiled ? compiled : own.get();
-        hs_scratch_t* raw = nullptr;
-        if (db && hs_alloc_scratch(db, &raw) != HS_SUCCESS)
-            error = "no scratch space";
-        const dp::HsScratchPtr scratch(raw);
         const std::string& bytes = *e.packet.payload;
-        const std::size_t len = std::min<std::size_t>(bytes.size(), cfg.appliance.payload_scan_bytes);
+        const std::size_t len = t.payload.empty() ? std::min<std::size_t>(bytes.size(), cfg.appliance.payload_scan_bytes)
+                                                  : t.payload.scan_length(static_cast<std::uint32_t>(
+                                                        std::min<std::size_t>(bytes.size(), UINT32_MAX)));
         e.payload_cut = len < bytes.size();
         e.pattern_matched.assign(cp.patterns.size(), false);
-        const auto on_match = [](unsigned id, unsigned long long, unsigned long long, unsigned, void* ctx) -> int {
-            (*static_cast<std::vector<bool>*>(ctx))[id] = true;
-            return 0;
-        };
-        if (error.empty() && len > 0 &&
-            hs_scan(db, bytes.data(), static_cast<unsigned>(len), 0, scratch.get(), on_match, &e.pattern_matched) !=
-                HS_SUCCESS)
-            error = "the scan failed";
-        e.payload_error = error;
-    }
-    e.winner = dp::kNoMatch;
-    for (const dp::Rank r : e.matches) {
-        const dp::Entry& rule = cp.rules[r];
-        if (rule.payload == dp::kNoPayload ||
-            (e.packet.payload && e.payload_error.empty() && e.pattern_matched[rule.payload])) {
-            e.winner = r;
-            break;
+        hs_scratch_t* raw = nullptr;
+        if (t.payload.empty())
+            e.payload_error = tables_error.empty() ? "no pattern database" : tables_error;
+        else if (hs_alloc_scratch(t.payload.db.get(), &raw) != HS_SUCCESS)
+            e.payload_error = "no scratch space";
+        const dp::HsScratchPtr scratch(raw);
+        if (e.payload_error.empty()) {
+            matched.resize(t.payload.patterns);
+            const int n = dp::scan_patterns(t.payload, scratch.get(),
+                                            {reinterpret_cast<const std::uint8_t*>(bytes.data()), len}, matched);
+            if (n < 0) {
+                e.payload_error = "the scan failed";
+                matched.clear();
+            } else {
+                matched.resize(static_cast<std::size_t>(n));
+                for (const std::uint32_t id : matched)
+                    e.pattern_matched[id] = true;
+            }
         }
     }
-    if (cfg.appliance.antispoof && k.ingress == dp::Ingress::outside && is_me(cfg, k)) {
+    // The verdict, as the worker reaches it: the classifier's answer; when that is a payload
+    // entry, the payload decides (no payload: none can match; a failed scan: default deny).
+    e.winner = dp::classify_key(t, k);
+    if (dp::needs_scan(t, e.winner)) {
+        const dp::Rank header = dp::header_winner(t, k);
+        if (!e.packet.payload)
+            e.winner = header;
+        else if (!e.payload_error.empty())
+            e.winner = dp::kNoMatch;
+        else
+            e.winner = dp::payload_winner(t, k, header, matched);
+    }
+    if (dp::is_spoofed(t.parse, k, k.ingress)) {
         e.reason = VerdictReason::antispoof;
         e.action = dp::Action::block;
     } else if (e.winner != dp::kNoMatch) {
@@ -152,6 +162,18 @@ Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec pack
         e.action = cp.rules[e.winner].action;
     }
     return e;
+}
+
+}  // namespace
+
+Explanation explain(const Config& cfg, const CompiledPolicy& cp, const dp::TableSet& t, PacketSpec packet) {
+    return explain_over(cfg, cp, t, std::move(packet), {});
+}
+
+Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet) {
+    // Without a payload no pattern can match: the database would not be asked.
+    const TablesResult r = build_reference_tables(cfg, cp, packet.payload.has_value());
+    return explain_over(cfg, cp, *r.tables, std::move(packet), r.error);
 }
 
 std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Explanation& e) {

@@ -8,7 +8,7 @@
 #include "control/compile/policy.h"
 #include "control/config/model.h"
 #include "control/config/packet_spec.h"
-#include "dataplane/payload.h"
+#include "dataplane/table_set.h"
 
 namespace moat::ctl {
 
@@ -31,12 +31,18 @@ struct Explanation {
     std::string payload_error;  ///< the patterns could not be scanned
 };
 
-/// Classifies `packet` with the reference classifier and collects every matching entry. A
-/// payload filter can win only when the packet carries a payload that its pattern matches, as
-/// in the dataplane (the same database, flags and scan limit). `compiled`: the policy's patterns
-/// as the running table set has them; without it they are compiled here (seconds for heavy
-/// patterns: moatd passes its own).
-Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet, const hs_database_t* compiled = nullptr);
+/// Judges `packet` with the functions moatd's workers judge a frame with, over the table set `t`
+/// built from `cfg` and `cp` (moatd passes the generation's own): the parser's antispoof check
+/// (dp::is_spoofed), the classifier's answer (dp::classify_key), and when that is a payload
+/// entry the worker's scan and settlement (dp::header_winner, dp::scan_patterns,
+/// dp::payload_winner) over the first payload_scan_bytes of the payload given (none given: as a
+/// packet without payload). Also lists every entry whose header fields match and, with a
+/// payload, which patterns matched. Any thread; reads `t` only (its own scratch).
+Explanation explain(const Config& cfg, const CompiledPolicy& cp, const dp::TableSet& t, PacketSpec packet);
+
+/// The same without a running table set (`moatctl explain --config`): builds one per call with
+/// build_reference_tables (the payload database is compiled: seconds for heavy patterns).
+Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet);
 
 std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Explanation& e);
 nlohmann::json explain_json(const Config& cfg, const CompiledPolicy& cp, const Explanation& e);

@@ -45,11 +45,8 @@ bool build_payload(const CompiledPolicy& cp, unsigned workers, unsigned scan_byt
     return true;
 }
 
-}  // namespace
-
-TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation,
-                             const std::atomic<bool>* cancel) {
-    TablesResult res;
+/// The parser's part of the policy and the ranked entries.
+std::unique_ptr<dp::TableSet> base_tables(const Config& cfg, const CompiledPolicy& cp, std::uint64_t generation) {
     auto t = std::make_unique<dp::TableSet>();
     t->generation = generation;
     const Appliance& a = cfg.appliance;
@@ -62,6 +59,26 @@ TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsign
     t->rules = cp.rules;
     t->use_reference = a.classifier == ClassifierKind::reference;
     t->scan = dp::best_leaf_scan();
+    return t;
+}
+
+}  // namespace
+
+TablesResult build_reference_tables(const Config& cfg, const CompiledPolicy& cp, bool with_payload) {
+    TablesResult res;
+    auto t = base_tables(cfg, cp, 0);
+    t->use_reference = true;
+    if (with_payload && !cp.patterns.empty() && !build_payload(cp, 1, cfg.appliance.payload_scan_bytes, t->payload, res.error))
+        t->payload = dp::PayloadTables{};
+    res.tables = std::move(t);
+    return res;
+}
+
+TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation,
+                             const std::atomic<bool>* cancel) {
+    TablesResult res;
+    auto t = base_tables(cfg, cp, generation);
+    const Appliance& a = cfg.appliance;
     TrieBuildOptions opt;
     opt.memory_limit = std::size_t{a.classifier_memory_mb} << 20;
     opt.cancel = cancel;

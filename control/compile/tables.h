@@ -25,4 +25,12 @@ struct TablesResult {
 TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation,
                              const std::atomic<bool>* cancel = nullptr);
 
+/// The table set `moatctl explain --config` judges with: what build_table_set makes for the
+/// parser and the payload scan (one scratch), with the reference classifier instead of tries
+/// (trie_test holds them to the same answers) and no counters. When Hyperscan refuses the
+/// patterns, `error` says so and the tables come without a payload database; without
+/// `with_payload` they have none either (no payload entry is then the classifier's answer).
+/// Any thread.
+TablesResult build_reference_tables(const Config& cfg, const CompiledPolicy& cp, bool with_payload = true);
+
 }  // namespace moat::ctl

@@ -834,9 +834,10 @@ nlohmann::json Runtime::explain(const std::string& packet) const {
         std::lock_guard lock(mu_);
         gen = publisher_->current_shared();
     }
-    // Outside the lock, with the generation's own pattern database (never compiled here).
+    // Outside the lock, over the generation's own table set (never compiled here): the
+    // functions and tables its workers judge packets with.
     const Generation& g = *gen;
-    const Explanation e = ctl::explain(g.config, g.compiled, pp.packet, g.tables->payload.db.get());
+    const Explanation e = ctl::explain(g.config, g.compiled, *g.tables, pp.packet);
     nlohmann::json j = explain_json(g.config, g.compiled, e);
     j["ok"] = true;
     j["generation"] = g.number;
