@@ -49,11 +49,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         MOAT_FUZZ_CHECK(cp.info[i - 1].key >= cp.info[i].key);
 
     const auto built = moat::ctl::build_table_set(*r.config, cp, 1, 1);
-    if (!built.tables) {
-        MOAT_FUZZ_CHECK(!built.error.empty());  // e.g. over classifier_memory_mb: an error, not a crash
+    if (!built) {
+        MOAT_FUZZ_CHECK(!built.error().empty());  // e.g. over classifier_memory_mb: an error, not a crash
         return 0;
     }
-    const TableSet& t = *built.tables;
+    const TableSet& t = *built->tables;
     // Each filter's lowest and highest corner and one step beyond each, on both ports.
     const std::size_t n = std::min<std::size_t>(t.rules.size(), 64);
     for (std::size_t i = 0; i < n; ++i) {

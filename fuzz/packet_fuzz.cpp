@@ -52,7 +52,7 @@ rule = Rest -> block
 
 struct State {
     moat::ctl::LoadResult loaded;  ///< owns the entries the table set views
-    moat::ctl::TablesResult tables;
+    std::unique_ptr<moat::dp::TableSet> tables;
     std::unique_ptr<moat::dp::FragmentTable> fragments;
     std::uint64_t now = 0;
 };
@@ -74,8 +74,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     state = new State;
     state->loaded = moat::ctl::load_policy_text(kPolicy, "packet_fuzz.ini");
     MOAT_FUZZ_CHECK(state->loaded.usable());
-    state->tables = moat::ctl::build_table_set(*state->loaded.config, *state->loaded.compiled, 1, 1);
-    MOAT_FUZZ_CHECK(state->tables.tables);
+    auto built = moat::ctl::build_table_set(*state->loaded.config, *state->loaded.compiled, 1, 1);
+    MOAT_FUZZ_CHECK(built);
+    state->tables = std::move(built->tables);
     std::string error;
     state->fragments = moat::dp::FragmentTable::create(64, SOCKET_ID_ANY, error);
     MOAT_FUZZ_CHECK(state->fragments);
@@ -86,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     using namespace moat::dp;
     if (size == 0)
         return 0;
-    const TableSet& t = *state->tables.tables;
+    const TableSet& t = *state->tables;
     ParsePolicy pol = t.parse;
     const std::uint8_t mode = data[0];
     pol.ip_options_allow = mode & 1;

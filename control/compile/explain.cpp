@@ -172,8 +172,8 @@ Explanation explain(const Config& cfg, const CompiledPolicy& cp, const dp::Table
 
 Explanation explain(const Config& cfg, const CompiledPolicy& cp, PacketSpec packet) {
     // Without a payload no pattern can match: the database would not be asked.
-    const TablesResult r = build_reference_tables(cfg, cp, packet.payload.has_value());
-    return explain_over(cfg, cp, *r.tables, std::move(packet), r.error);
+    const ReferenceTables r = build_reference_tables(cfg, cp, packet.payload.has_value());
+    return explain_over(cfg, cp, *r.tables, std::move(packet), r.payload_error);
 }
 
 std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Explanation& e) {

@@ -13,11 +13,10 @@ namespace moat::ctl {
 namespace {
 
 /// Checks a payload pattern the way the dataplane will compile it (block mode).
-std::optional<std::string> check_pattern(const PayloadSpec& p) {
-    std::string error;
-    if (!compile_patterns({&p, 1}, error))
-        return error;
-    return std::nullopt;
+Status check_pattern(const PayloadSpec& p) {
+    if (const auto db = compile_patterns({&p, 1}); !db)
+        return fail(db.error());
+    return {};
 }
 
 /// Checks that need the appliance settings or are costly: `me`, expansion, payload patterns.
@@ -56,8 +55,8 @@ void check_filters(const Config& cfg, Diagnostics& diags) {
                 continue;
             }
             if (f.spec.payload)
-                if (const auto err = check_pattern(*f.spec.payload))
-                    diags.error(cfg.file, f.line, "filter " + quoted(f.text) + ": payload pattern does not compile: " + *err);
+                if (const Status compiles = check_pattern(*f.spec.payload); !compiles)
+                    diags.error(cfg.file, f.line, "filter " + quoted(f.text) + ": payload pattern does not compile: " + compiles.error());
         }
     }
     if (no_me > 0)

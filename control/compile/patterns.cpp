@@ -15,7 +15,7 @@ unsigned pattern_flags(const PayloadSpec& p) {
     return flags;
 }
 
-dp::HsDatabasePtr compile_patterns(std::span<const PayloadSpec> patterns, std::string& error) {
+Result<dp::HsDatabasePtr> compile_patterns(std::span<const PayloadSpec> patterns) {
     std::vector<const char*> exprs;
     std::vector<unsigned> flags, ids;
     for (std::size_t i = 0; i < patterns.size(); ++i) {
@@ -27,12 +27,12 @@ dp::HsDatabasePtr compile_patterns(std::span<const PayloadSpec> patterns, std::s
     hs_compile_error_t* err = nullptr;
     if (hs_compile_multi(exprs.data(), flags.data(), ids.data(), static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK,
                          nullptr, &db, &err) != HS_SUCCESS) {
-        error = err && err->message ? err->message : "does not compile";
+        std::string error = err && err->message ? err->message : "does not compile";
         if (err && patterns.size() > 1 && err->expression >= 0 &&
             static_cast<std::size_t>(err->expression) < patterns.size())
             error = "pattern /" + patterns[static_cast<std::size_t>(err->expression)].regex + "/: " + error;
         hs_free_compile_error(err);
-        return nullptr;
+        return fail(error);
     }
     return dp::HsDatabasePtr(db);
 }

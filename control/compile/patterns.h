@@ -7,6 +7,7 @@
 #include <string>
 
 #include "control/config/filter_spec.h"
+#include "control/config/result.h"
 #include "dataplane/payload.h"
 
 namespace moat::ctl {
@@ -15,8 +16,8 @@ namespace moat::ctl {
 /// filter needs one report per scan, and Hyperscan stops looking for that pattern after it).
 unsigned pattern_flags(const PayloadSpec& p);
 
-/// One database of `patterns`, pattern i with id i. On failure nullptr, and `error` says why,
-/// naming the pattern when Hyperscan tells which one it was.
-dp::HsDatabasePtr compile_patterns(std::span<const PayloadSpec> patterns, std::string& error);
+/// One database of `patterns`, pattern i with id i; or why Hyperscan refuses them, naming the
+/// pattern when it tells which one it was.
+Result<dp::HsDatabasePtr> compile_patterns(std::span<const PayloadSpec> patterns);
 
 }  // namespace moat::ctl

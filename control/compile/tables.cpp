@@ -7,26 +7,20 @@ namespace moat::ctl {
 namespace {
 
 /// The payload database of `cp`, a scratch and a match bitmap per worker, the ranks of the
-/// payload entries. False with `error` when Hyperscan refuses.
-bool build_payload(const CompiledPolicy& cp, unsigned workers, unsigned scan_bytes, dp::PayloadTables& p,
-                   std::string& error) {
-    p.db = compile_patterns(cp.patterns, error);
-    if (!p.db) {
-        error = "payload patterns: " + error;
-        return false;
-    }
+/// payload entries; or why Hyperscan refuses.
+Status build_payload(const CompiledPolicy& cp, unsigned workers, unsigned scan_bytes, dp::PayloadTables& p) {
+    Result<dp::HsDatabasePtr> db = compile_patterns(cp.patterns);
+    if (!db)
+        return fail("payload patterns: " + db.error());
+    p.db = std::move(*db);
     hs_scratch_t* proto = nullptr;
-    if (hs_alloc_scratch(p.db.get(), &proto) != HS_SUCCESS) {
-        error = "payload patterns: Hyperscan cannot allocate scratch space";
-        return false;
-    }
+    if (hs_alloc_scratch(p.db.get(), &proto) != HS_SUCCESS)
+        return fail("payload patterns: Hyperscan cannot allocate scratch space");
     p.scratch.emplace_back(proto);
     for (unsigned w = 1; w < workers; ++w) {
         hs_scratch_t* clone = nullptr;
-        if (hs_clone_scratch(proto, &clone) != HS_SUCCESS) {
-            error = "payload patterns: Hyperscan cannot allocate scratch space";
-            return false;
-        }
+        if (hs_clone_scratch(proto, &clone) != HS_SUCCESS)
+            return fail("payload patterns: Hyperscan cannot allocate scratch space");
         p.scratch.emplace_back(clone);
     }
     p.patterns = static_cast<std::uint32_t>(cp.patterns.size());
@@ -42,7 +36,7 @@ bool build_payload(const CompiledPolicy& cp, unsigned workers, unsigned scan_byt
         p.entries.insert(p.entries.end(), ranks.begin(), ranks.end());
     }
     p.first.push_back(static_cast<std::uint32_t>(p.entries.size()));
-    return true;
+    return {};
 }
 
 /// The parser's part of the policy and the ranked entries.
@@ -64,19 +58,21 @@ std::unique_ptr<dp::TableSet> base_tables(const Config& cfg, const CompiledPolic
 
 }  // namespace
 
-TablesResult build_reference_tables(const Config& cfg, const CompiledPolicy& cp, bool with_payload) {
-    TablesResult res;
-    auto t = base_tables(cfg, cp, 0);
-    t->use_reference = true;
-    if (with_payload && !cp.patterns.empty() && !build_payload(cp, 1, cfg.appliance.payload_scan_bytes, t->payload, res.error))
-        t->payload = dp::PayloadTables{};
-    res.tables = std::move(t);
+ReferenceTables build_reference_tables(const Config& cfg, const CompiledPolicy& cp, bool with_payload) {
+    ReferenceTables res;
+    res.tables = base_tables(cfg, cp, 0);
+    res.tables->use_reference = true;
+    if (with_payload && !cp.patterns.empty())
+        if (const Status built = build_payload(cp, 1, cfg.appliance.payload_scan_bytes, res.tables->payload); !built) {
+            res.tables->payload = dp::PayloadTables{};
+            res.payload_error = built.error();
+        }
     return res;
 }
 
-TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers, std::uint64_t generation,
-                             const std::atomic<bool>* cancel) {
-    TablesResult res;
+Result<BuiltTables> build_table_set(const Config& cfg, const CompiledPolicy& cp, unsigned workers,
+                                    std::uint64_t generation, const std::atomic<bool>* cancel) {
+    BuiltTables res;
     auto t = base_tables(cfg, cp, generation);
     const Appliance& a = cfg.appliance;
     TrieBuildOptions opt;
@@ -84,16 +80,14 @@ TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsign
     opt.cancel = cancel;
     for (const dp::Family f : {dp::Family::ipv4, dp::Family::ipv6}) {
         Result<BuiltTrie> b = build_trie(t->rules, f, opt);
-        if (!b) {
-            res.error = b.error();
-            return res;
-        }
+        if (!b)
+            return fail(b.error());
         (f == dp::Family::ipv4 ? res.v4 : res.v6) = b->stats;
         (f == dp::Family::ipv4 ? t->v4 : t->v6) = std::move(b->trie);
     }
     if (!cp.patterns.empty()) {
-        if (!build_payload(cp, workers, a.payload_scan_bytes, t->payload, res.error))
-            return res;
+        if (Status built = build_payload(cp, workers, a.payload_scan_bytes, t->payload); !built)
+            return fail(built.error());
         TrieBuildOptions all = opt;
         all.with_payload = true;
         for (const dp::Family f : {dp::Family::ipv4, dp::Family::ipv6}) {
@@ -103,10 +97,8 @@ TablesResult build_table_set(const Config& cfg, const CompiledPolicy& cp, unsign
             if (!t->has_payload[fi])
                 continue;
             Result<BuiltTrie> b = build_trie(t->rules, f, all);
-            if (!b) {
-                res.error = b.error();
-                return res;
-            }
+            if (!b)
+                return fail(b.error());
             (f == dp::Family::ipv4 ? t->v4_payload : t->v6_payload) = std::move(b->trie);
         }
     }

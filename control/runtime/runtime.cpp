@@ -114,13 +114,13 @@ Status Runtime::start(Config cfg, CompiledPolicy cp, std::string text) {
     auto g = std::make_unique<Generation>();
     g->config = std::move(cfg);
     g->compiled = std::move(cp);
-    TablesResult b = build_table_set(g->config, g->compiled, workers_count_, next_generation_);
-    if (!b.tables)
-        return fail(b.error);
+    Result<BuiltTables> b = build_table_set(g->config, g->compiled, workers_count_, next_generation_);
+    if (!b)
+        return fail(b.error());
     g->number = next_generation_++;
-    g->tables = std::move(b.tables);
-    g->v4 = b.v4;
-    g->v6 = b.v6;
+    g->tables = std::move(b->tables);
+    g->v4 = b->v4;
+    g->v6 = b->v6;
     g->loaded_at = std::chrono::system_clock::now();
     index_rows(*g);
     {
@@ -511,19 +511,19 @@ ReloadOutcome Runtime::run(ReloadJob& job, std::chrono::steady_clock::time_point
     g->config = std::move(*r->config);
     g->compiled = std::move(*r->compiled);
     const auto t_build = std::chrono::steady_clock::now();
-    TablesResult b = build_table_set(g->config, g->compiled, workers_count_, next_generation_, &cancel_);
+    Result<BuiltTables> b = build_table_set(g->config, g->compiled, workers_count_, next_generation_, &cancel_);
     o.build_ms = ms_since(t_build);
     if (cancel_) {
         cancelled = true;
         return o;
     }
-    if (!b.tables) {
-        keep_first(path_ + ": error: " + b.error, o.errors, o.errors_total);
+    if (!b) {
+        keep_first(path_ + ": error: " + b.error(), o.errors, o.errors_total);
         return refused(o, asked);
     }
-    g->tables = std::move(b.tables);
-    g->v4 = b.v4;
-    g->v6 = b.v6;
+    g->tables = std::move(b->tables);
+    g->v4 = b->v4;
+    g->v6 = b->v6;
     publish_built(std::move(g), std::move(restart), o, asked, std::move(text));
     return o;
 }

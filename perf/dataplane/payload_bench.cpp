@@ -82,9 +82,11 @@ std::shared_ptr<const dp::TableSet> tables_for(unsigned patterns) {
         return nullptr;
     }
     auto built = ctl::build_table_set(*o->policy.config, *o->policy.compiled, 1, 1);
-    if (!built.tables)
-        std::fprintf(stderr, "payload_bench: %s\n", built.error.c_str());
-    o->tables = std::move(built.tables);
+    if (!built) {
+        std::fprintf(stderr, "payload_bench: %s\n", built.error().c_str());
+        return nullptr;
+    }
+    o->tables = std::move(built->tables);
     return std::shared_ptr<const dp::TableSet>(o, o->tables.get());
 }
 

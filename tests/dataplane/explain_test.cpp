@@ -234,8 +234,8 @@ TEST(ExplainAgreesWithTheWorker, OnRandomPackets) {
         const ctl::Config& cfg = *r.config;
         const ctl::CompiledPolicy& cp = *r.compiled;
         auto built = ctl::build_table_set(cfg, cp, 1, 1);
-        ASSERT_TRUE(built.tables) << built.error;
-        const TableSet& t = *built.tables;
+        ASSERT_TRUE(built) << built.error();
+        const TableSet& t = *built->tables;
         for (int i = 0; i < 1500; ++i) {
             const Sample s = random_sample(rng);
             const std::string what = std::string(c.name) + ": " + s.text;

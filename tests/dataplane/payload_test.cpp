@@ -72,8 +72,8 @@ protected:
         config_ = *r.config;
         compiled_ = *r.compiled;
         auto built = ctl::build_table_set(config_, compiled_, 1, 1);
-        ASSERT_TRUE(built.tables) << built.error;
-        tables_ = std::move(built.tables);
+        ASSERT_TRUE(built) << built.error();
+        tables_ = std::move(built->tables);
     }
 
     /// One packet through the stages; `in` is its arrival port.

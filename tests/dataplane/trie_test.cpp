@@ -272,8 +272,8 @@ TEST(TrieRandom, EveryBurstSizeThroughClassifyBurst) {
     std::mt19937 rng(7);
     const ctl::LoadResult lr = random_policy(rng, 200);
     auto built = ctl::build_table_set(*lr.config, *lr.compiled, 1, 1);
-    ASSERT_TRUE(built.tables) << built.error;
-    TableSet& t = *built.tables;
+    ASSERT_TRUE(built) << built.error();
+    TableSet& t = *built->tables;
     const auto packets = random_packets(rng, t.rules, 64 * 33);
     std::size_t at = 0;
     for (const LeafScan scan : scans()) {

@@ -63,7 +63,9 @@ protected:
     void SetUp() override {
         loaded_ = ctl::load_policy_text(kPolicy, "t.ini");
         ASSERT_TRUE(loaded_.usable());
-        tables_ = std::move(ctl::build_table_set(*loaded_.config, *loaded_.compiled, 1, 1).tables);
+        auto built = ctl::build_table_set(*loaded_.config, *loaded_.compiled, 1, 1);
+        ASSERT_TRUE(built) << built.error();
+        tables_ = std::move(built->tables);
         ASSERT_TRUE(tables_);
     }
 
