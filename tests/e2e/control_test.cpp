@@ -18,6 +18,7 @@
 #include "tests/common/moatd_runner.h"
 #include "tests/common/packets.h"
 #include "tests/common/pcap_io.h"
+#include "tests/common/time_scale.h"
 
 namespace moat::test {
 namespace {
@@ -75,9 +76,9 @@ protected:
         EXPECT_EQ(r.status, 0) << args[0] << ": " << r.err;
         return nlohmann::json::parse(r.out, nullptr, false);
     }
-    /// Polls `status --json` until `done` holds or `seconds` pass; returns the last status.
+    /// Polls `status --json` until `done` holds or `seconds` (scaled) pass; returns the last status.
     nlohmann::json wait_status(const std::function<bool(const nlohmann::json&)>& done, double seconds = 5) const {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(scaled_seconds(seconds));
         nlohmann::json s;
         do {
             const Result r = moatctl({"status", "--json"});

@@ -20,12 +20,15 @@
 #include "dataplane/worker.h"
 #include "tests/common/command.h"
 #include "tests/common/packets.h"
+#include "tests/common/time_scale.h"
 
 namespace moat::ctl {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace std::chrono_literals;
 using test::Bytes;
+using test::eventually;
 using test::Pkt;
 
 class Eal2 : public ::testing::Environment {
@@ -337,14 +340,16 @@ TEST_F(Swap, BadReloadsKeepTheRunningGeneration) {
             ASSERT_EQ(rte_ring_enqueue(ports.out_rx, m), 0);
         }
         std::vector<std::uint64_t> got;
-        for (int spins = 0; got.size() < 2 && spins < 2000; ++spins) {
-            void* m;
-            while (rte_ring_dequeue(ports.in_tx, &m) == 0) {
-                got.push_back(seq_of(static_cast<rte_mbuf*>(m)));
-                rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
+        eventually(
+            [&] {
+                void* m;
+                while (rte_ring_dequeue(ports.in_tx, &m) == 0) {
+                    got.push_back(seq_of(static_cast<rte_mbuf*>(m)));
+                    rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+                }
+                return got.size() >= 2;
+            },
+            2s, 1ms);
         EXPECT_EQ(got, (std::vector<std::uint64_t>{1, 5})) << b.what;
     }
     // Fixing the file brings the next generation in.
@@ -427,11 +432,13 @@ TEST_F(Swap, BackToBackReloadsCoalesceAndTheNewestWins) {
         tickets.push_back(rt.submit(std::move(job)));
     }
     std::optional<ReloadOutcome> last;
-    for (int i = 0; i < 3000 && !last; ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        rt.collect();
-        last = rt.outcome(tickets.back());
-    }
+    eventually(
+        [&] {
+            rt.collect();
+            last = rt.outcome(tickets.back());
+            return last.has_value();
+        },
+        6s, 2ms);
     ASSERT_TRUE(last && last->ok);
     EXPECT_EQ(rt.status()["policy"], "T9") << "the newest text is in force";
     EXPECT_LE(last->generation, 3u) << "ten reloads queued at once were built once or twice, not ten times";
@@ -474,13 +481,16 @@ ReloadJob text_job(std::string text, bool if_changed = false) {
 }
 
 ReloadOutcome wait_for(Runtime& rt, Runtime::Ticket t) {
-    for (int i = 0; i < 30000; ++i) {
-        rt.collect();
-        if (auto o = rt.outcome(t))
-            return *o;
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    ADD_FAILURE() << "no outcome for ticket " << t;
+    std::optional<ReloadOutcome> o;
+    if (eventually(
+            [&] {
+                rt.collect();
+                o = rt.outcome(t);
+                return o.has_value();
+            },
+            30s, 1ms))
+        return *o;
+    ADD_FAILURE() << "no outcome for ticket " << t << " in " << test::scaled(30s).count() << " ms";
     return {};
 }
 
@@ -519,13 +529,12 @@ TEST_F(Swap, EditsFasterThanABuildStillPublish) {
         if (i == 3)
             break;
         // The next edit comes while this one builds.
-        bool building = false;
-        for (int w = 0; w < 50000 && !building; ++w) {
-            const auto b = rt.status()["building"];
-            building = !b.is_null() && b["trigger"] == "edit " + std::to_string(i);
-            if (!building)
-                std::this_thread::sleep_for(std::chrono::microseconds(100));
-        }
+        const bool building = eventually(
+            [&] {
+                const auto b = rt.status()["building"];
+                return !b.is_null() && b["trigger"] == "edit " + std::to_string(i);
+            },
+            5s, 100us);
         ASSERT_TRUE(building) << "edit " << i << " was not built";
     }
     const ReloadOutcome third = wait_for(rt, tickets[2]);
@@ -548,8 +557,7 @@ TEST_F(Swap, AReloadOfTheSameTextDoesNotCancelTheBuild) {
     write_text(big);
     const auto first = rt.submit(text_job(big));
     // Once it builds (queued, it would be replaced like any queued reload).
-    for (int i = 0; i < 5000 && rt.status()["building"].is_null(); ++i)
-        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    eventually([&] { return !rt.status()["building"].is_null(); }, 5s, 100us);
     ASSERT_FALSE(rt.status()["building"].is_null()) << "the build ended before the others came";
     std::vector<Runtime::Ticket> more;
     for (int i = 0; i < 5; ++i) {
@@ -625,14 +633,16 @@ TEST_F(Swap, CountersCarryOverOnlyForUnchangedFilters) {
     const auto send = [&](std::uint64_t seq, int expect_out) {
         ASSERT_EQ(rte_ring_enqueue(ports.out_rx, packet(seq)), 0);
         int got = 0;
-        for (int spins = 0; spins < 1000 && got < expect_out; ++spins) {
-            void* m;
-            while (rte_ring_dequeue(ports.in_tx, &m) == 0) {
-                rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
-                ++got;
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
+        eventually(
+            [&] {
+                void* m;
+                while (rte_ring_dequeue(ports.in_tx, &m) == 0) {
+                    rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+                    ++got;
+                }
+                return got >= expect_out;
+            },
+            1s, 1ms);
         while (rte_ring_count(ports.out_rx) > 0)
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
     };
