@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/lcores.h"
 #include "tests/common/moatd_runner.h"
 #include "tests/common/packets.h"
 #include "tests/common/pcap_io.h"
@@ -52,7 +53,7 @@ protected:
         std::ofstream(cfg) << "[appliance]\n"
                            << "outside = net_pcap0,rx_pcap=" << path("or.pcap") << ",tx_pcap=" << path("ot.pcap")
                            << "\ninside = net_pcap1,rx_pcap=" << path("ir.pcap") << ",tx_pcap=" << path("it.pcap")
-                           << "\neal = --no-huge -m 256 -l 0-1 --file-prefix moat-pcap-" << getpid()
+                           << "\neal = --no-huge -m 256 " << lcores_option() << " --file-prefix moat-pcap-" << getpid()
                            << "\ncontrol = " << path("moat.sock") << "\n"
                            << appliance << policy;
         return cfg;

@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "tests/common/command.h"
+#include "tests/common/lcores.h"
 #include "tests/common/moatd_runner.h"
 #include "tests/common/packets.h"
 #include "tests/common/pcap_io.h"
@@ -104,7 +105,7 @@ protected:
         return "[appliance]\n"
                "outside = net_pcap0,rx_pcap=" + (dir_ / "or.pcap").string() + ",tx_pcap=/dev/null,infinite_rx=1\n"
                "inside = net_pcap1,rx_pcap=" + (dir_ / "ir.pcap").string() + ",tx_pcap=/dev/null\n"
-               "eal = --no-huge -m 256 -l 0-1 --file-prefix " + dir_.filename().string() + "\n"
+               "eal = --no-huge -m 256 " + test::lcores_option() + " --file-prefix " + dir_.filename().string() + "\n"
                "control = " + sock_ + "\n"
                "me = 198.18.0.10\n"
                "assign = " + assign + "\n" + appliance +

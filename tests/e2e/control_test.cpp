@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "tests/common/command.h"
+#include "tests/common/lcores.h"
 #include "tests/common/moatd_runner.h"
 #include "tests/common/packets.h"
 #include "tests/common/pcap_io.h"
@@ -30,7 +31,7 @@ std::string config_text(const fs::path& dir, const std::string& assign, const st
     return "[appliance]\n"
            "outside = net_pcap0,rx_pcap=" + (dir / "or.pcap").string() + ",tx_pcap=" + (dir / "ot.pcap").string() + "\n"
            "inside = net_pcap1,rx_pcap=" + (dir / "ir.pcap").string() + ",tx_pcap=" + (dir / "it.pcap").string() + "\n"
-           "eal = --no-huge -m 256 -l 0-1 --file-prefix " + dir.filename().string() + "\n"
+           "eal = --no-huge -m 256 " + test::lcores_option() + " --file-prefix " + dir.filename().string() + "\n"
            "control = " + (dir / "moat.sock").string() + "\n"
            "me = 198.18.0.10\n"
            "assign = " + assign + "\n"

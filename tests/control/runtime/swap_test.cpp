@@ -19,6 +19,7 @@
 #include "control/runtime/runtime.h"
 #include "dataplane/worker.h"
 #include "tests/common/command.h"
+#include "tests/common/lcores.h"
 #include "tests/common/packets.h"
 #include "tests/common/time_scale.h"
 
@@ -34,7 +35,7 @@ using test::Pkt;
 class Eal2 : public ::testing::Environment {
 public:
     void SetUp() override {
-        std::vector<std::string> args{"test", "--no-huge", "-m", "512", "--no-pci", "-l", "0-1",
+        std::vector<std::string> args{"test", "--no-huge", "-m", "512", "--no-pci", "--lcores", test::lcores_value(1),
                                       "--file-prefix", "moat-swap-" + std::to_string(getpid()), "--log-level", "*:error"};
         std::vector<char*> argv;
         for (auto& a : args)
