@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/lcores.h"
 #include "tests/common/packets.h"
 
 namespace moat::test {
@@ -19,7 +20,7 @@ namespace moat::test {
 class EalEnvironment : public ::testing::Environment {
 public:
     void SetUp() override {
-        std::vector<std::string> args{"test", "--no-huge", "-m", "256", "--no-pci", "-l", "0",
+        std::vector<std::string> args{"test", "--no-huge", "-m", "256", "--no-pci", "--lcores", lcores_value(0),
                                       "--file-prefix", "moat-test-" + std::to_string(getpid()),
                                       "--log-level", "*:error"};
         std::vector<char*> argv;

@@ -1,5 +1,6 @@
 // Running a real moatd from a test: start it, follow its periodic `stats {json}` lines until a
-// condition holds, stop it with SIGTERM and collect its exit status and logs.
+// condition holds, stop it with SIGTERM and collect its exit status and logs. Every wait takes
+// seconds as on a plain build and stretches them by time_scale() (time_scale.h).
 #pragma once
 
 #include <fcntl.h>
@@ -17,6 +18,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "tests/common/time_scale.h"
 
 namespace moat::test {
 
@@ -64,10 +67,10 @@ public:
 
     bool started() const { return pid_ > 0; }
 
-    /// Reads stdout until a `stats` line satisfies `done`, moatd exits, or `seconds` pass.
-    /// Returns the last stats seen.
+    /// Reads stdout until a `stats` line satisfies `done`, moatd exits, or `seconds` (scaled) pass.
+    /// Returns the last stats seen, whether or not they satisfy `done`.
     std::optional<nlohmann::json> wait_stats(const std::function<bool(const nlohmann::json&)>& done, double seconds) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(scaled_seconds(seconds));
         std::optional<nlohmann::json> last;
         while (std::chrono::steady_clock::now() < deadline) {
             pollfd p{out_, POLLIN, 0};
@@ -96,7 +99,8 @@ public:
             kill(pid_, sig);
     }
 
-    /// Sends `sig` (default SIGTERM) and waits for the exit status (-1: killed or timed out).
+    /// Sends `sig` (default SIGTERM) and waits `seconds` (scaled) for the exit status (-1: killed
+    /// or timed out).
     int stop(int sig = SIGTERM, double seconds = 30) {
         if (pid_ <= 0)
             return -1;
@@ -105,11 +109,11 @@ public:
         return wait_exit(seconds);
     }
 
-    /// Waits for moatd to exit on its own; -1 when it does not within `seconds`.
+    /// Waits for moatd to exit on its own; -1 when it does not within `seconds` (scaled).
     int wait_exit(double seconds) {
         if (exited_)
             return status_;
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(scaled_seconds(seconds));
         while (std::chrono::steady_clock::now() < deadline) {
             int st = 0;
             if (waitpid(pid_, &st, WNOHANG) == pid_) {

@@ -1,5 +1,6 @@
 // Raw Unix-socket clients and servers for tests: what a script or an attacker would write,
-// without moatctl. Every call has a deadline, whatever the other side does.
+// without moatctl. Every call has a deadline, whatever the other side does; the deadlines here are
+// for a plain build and stretch by time_scale() (time_scale.h).
 #pragma once
 
 #include <fcntl.h>
@@ -16,22 +17,25 @@
 #include <string_view>
 #include <thread>
 
+#include "tests/common/time_scale.h"
+
 namespace moat::test {
 
 /// A connected socket, or -1. A listener whose backlog is full (nobody accepts) is retried for
-/// 5 s; sends then time out after 5 s.
+/// 5 s (scaled); sends then time out after 5 s (scaled).
 inline int dial(const std::string& path) {
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    const auto five = scaled(std::chrono::seconds(5));
+    const auto deadline = std::chrono::steady_clock::now() + five;
     for (;;) {
         const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
             return -1;
         if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
             fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-            const timeval t{5, 0};
+            const timeval t{static_cast<time_t>(five.count() / 1000), static_cast<suseconds_t>(five.count() % 1000 * 1000)};
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &t, sizeof t);
             return fd;
         }
@@ -53,10 +57,10 @@ inline bool send_bytes(int fd, std::string_view s) {
     return true;
 }
 
-/// Reads up to a newline (or EOF, or `timeout`).
+/// Reads up to a newline (or EOF, or `timeout`, scaled).
 inline std::string read_reply(int fd, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     std::string out;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto deadline = std::chrono::steady_clock::now() + scaled(timeout);
     char buf[64 * 1024];
     while (std::chrono::steady_clock::now() < deadline) {
         pollfd p{fd, POLLIN, 0};
@@ -73,7 +77,7 @@ inline std::string read_reply(int fd, std::chrono::milliseconds timeout = std::c
 }
 
 /// A listener that is not moatd's: it answers each connection, after reading what came within
-/// 100 ms, with `reply`, one byte every `gap` (for ever when `reply` is empty: a trickle of '{').
+/// 100 ms (scaled), with `reply`, one byte every `gap` (for ever when `reply` is empty: a trickle of '{').
 class FakeServer {
 public:
     FakeServer(const std::string& path, std::string reply, std::chrono::milliseconds gap) : path_(path) {

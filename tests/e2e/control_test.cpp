@@ -15,9 +15,11 @@
 #include <thread>
 
 #include "tests/common/command.h"
+#include "tests/common/lcores.h"
 #include "tests/common/moatd_runner.h"
 #include "tests/common/packets.h"
 #include "tests/common/pcap_io.h"
+#include "tests/common/time_scale.h"
 
 namespace moat::test {
 namespace {
@@ -29,7 +31,7 @@ std::string config_text(const fs::path& dir, const std::string& assign, const st
     return "[appliance]\n"
            "outside = net_pcap0,rx_pcap=" + (dir / "or.pcap").string() + ",tx_pcap=" + (dir / "ot.pcap").string() + "\n"
            "inside = net_pcap1,rx_pcap=" + (dir / "ir.pcap").string() + ",tx_pcap=" + (dir / "it.pcap").string() + "\n"
-           "eal = --no-huge -m 256 -l 0-1 --file-prefix " + dir.filename().string() + "\n"
+           "eal = --no-huge -m 256 " + test::lcores_option() + " --file-prefix " + dir.filename().string() + "\n"
            "control = " + (dir / "moat.sock").string() + "\n"
            "me = 198.18.0.10\n"
            "assign = " + assign + "\n"
@@ -75,9 +77,9 @@ protected:
         EXPECT_EQ(r.status, 0) << args[0] << ": " << r.err;
         return nlohmann::json::parse(r.out, nullptr, false);
     }
-    /// Polls `status --json` until `done` holds or `seconds` pass; returns the last status.
+    /// Polls `status --json` until `done` holds or `seconds` (scaled) pass; returns the last status.
     nlohmann::json wait_status(const std::function<bool(const nlohmann::json&)>& done, double seconds = 5) const {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(scaled_seconds(seconds));
         nlohmann::json s;
         do {
             const Result r = moatctl({"status", "--json"});
