@@ -90,7 +90,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     const auto loaded = moat::ctl::load_policy_text(kPolicy, state->path);
     MOAT_FUZZ_CHECK(loaded.usable());
     state->rt = new moat::ctl::Runtime(state->path, 1);
-    MOAT_FUZZ_CHECK(state->rt->start(*loaded.config, *loaded.compiled, kPolicy).empty());
+    MOAT_FUZZ_CHECK(state->rt->start(*loaded.config, *loaded.compiled, kPolicy).ok());
     return 0;
 }
 

@@ -316,6 +316,22 @@ TEST_F(PcapEndToEnd, BrokenConfigRefusesToStartAndForwardsNothing) {
     EXPECT_FALSE(fs::exists(path("ot.pcap")));
 }
 
+// A stage that fails after EAL, the ports, the runtime and its telemetry binding are up (here:
+// the fragment table does not fit in the EAL memory given) unwinds them in reverse order: moatd
+// says why and exits 1, instead of crashing or leaving a telemetry callback a destroyed runtime.
+TEST_F(PcapEndToEnd, AStageFailingAfterTheRuntimeStartedUnwindsAndExits) {
+    write_pcap(path("or.pcap"), frames_of(outside_cases(), false));
+    write_pcap(path("ir.pcap"), {});
+    const std::string cfg = write_config(std::string(kPolicy), "fragment_table = 4194304\n");
+    Moatd moatd({"--config", cfg}, path("moatd.log"));
+    ASSERT_TRUE(moatd.started());
+    EXPECT_EQ(moatd.wait_exit(60), 1);
+    const std::string log = moatd.log();
+    EXPECT_NE(log.find("generation 1"), std::string::npos) << "the runtime was not up yet:\n" << log;
+    EXPECT_NE(log.find("moatd: not starting: cannot create the fragment table"), std::string::npos) << log;
+    EXPECT_EQ(log.find("forwarding"), std::string::npos) << log;
+}
+
 TEST_F(PcapEndToEnd, NothingAssignedBlocksEveryIpPacket) {
     const auto out_cases = outside_cases();
     const ApplianceRun r = run(write_config("assign =\n"), frames_of(out_cases, false), {});

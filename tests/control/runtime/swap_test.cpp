@@ -594,6 +594,25 @@ TEST_F(Swap, AReloadOfTheSameTextDoesNotCancelTheBuild) {
 }
 
 // Outcomes nobody asks for are not kept for ever (file-watch noise: a save of the same bytes).
+// The generation owns its policy; the workers' table set views the ranked entries in place
+// instead of holding a second copy (100K filters are tens of MB each), after a start and after
+// a reload alike.
+TEST_F(Swap, AGenerationHoldsItsEntriesOnce) {
+    Runtime rt(path_, 1);
+    ASSERT_NO_FATAL_FAILURE(start(rt));
+    const auto views_its_own = [&] {
+        const Generation& g = *rt.publisher().current();
+        return !g.compiled.rules.empty() && g.tables->rules.data() == g.compiled.rules.data() &&
+               g.tables->rules.size() == g.compiled.rules.size();
+    };
+    EXPECT_TRUE(views_its_own()) << "generation 1";
+    write(1);
+    const ReloadOutcome o = rt.reload("test", false);
+    ASSERT_TRUE(o.ok) << (o.errors.empty() ? "" : o.errors[0]);
+    ASSERT_EQ(rt.publisher().current()->number, 2u);
+    EXPECT_TRUE(views_its_own()) << "generation 2";
+}
+
 TEST_F(Swap, OutcomesAreForgottenAfterAWhile) {
     Runtime rt(path_, 1);
     ASSERT_NO_FATAL_FAILURE(start(rt));
