@@ -1,8 +1,11 @@
 // How control/ fails: a function that can fail returns Result<T> (a value or why not) or Status
 // (nothing or why not). The message is for the operator, whole: what is wrong and, where it
 // helps, how to fix it; the caller adds where (a file, a port) and never parses it. Exceptions
-// stop at the boundaries (the control loop, a request, a thread, main): nothing below them
-// throws on purpose except std::bad_alloc.
+// stop at the boundaries (the control loop, a request, a thread, run_moatd, moatctl's main):
+// below them only constructors that cannot get their resource (an eventfd, DPDK memory) throw,
+// and the INI editor refuses line breaks in what it writes (a broken invariant, never input).
+// Text that can hold many problems at once (a config file, a filter, a packet line) is not a
+// failure but a list of diagnostics with their lines (diag.h, FilterParse::errors).
 #pragma once
 
 #include <string>
