@@ -374,17 +374,22 @@ Status set_assignment(const Command& cmd, Plan& plan) {
     return {};
 }
 
-/// Reads the config (or starts a new one) and makes the command's edits in memory. Every filter
-/// must parse before anything is touched.
-Result<Plan> plan_edit(const Command& cmd) {
-    std::string errors;
+/// What is wrong with the command's filters, each a line of its own (nothing is touched then).
+std::vector<std::string> filter_errors(const Command& cmd) {
+    std::vector<std::string> errors;
     for (const auto& f : cmd.filters)
         for (const auto& e : parse_filter(f).errors)
-            errors += (errors.empty() ? "" : "\n") + ("filter '" + f + "': " + e);
-    if (!errors.empty())
-        return fail(errors);
+            errors.push_back("filter '" + f + "': " + e);
+    return errors;
+}
+
+/// Reads the config (or starts a new one) and makes the command's edits in memory.
+Result<Plan> plan_edit(const Command& cmd) {
     Plan plan;
-    plan.exists = std::filesystem::exists(cmd.config);
+    std::error_code ec;
+    plan.exists = std::filesystem::exists(cmd.config, ec);
+    if (ec)  // e.g. a directory on the way that this user may not search
+        return fail(cmd.config + ": cannot read the config file: " + ec.message());
     if (!plan.exists)
         plan.before = new_config_text();
     else if (Result<std::string> read = read_config_file(cmd.config))
@@ -436,10 +441,15 @@ int run_ipsecpol(std::vector<std::string> args, std::ostream& out, std::ostream&
         err << "moatctl ipsecpol: " << cmd.error() << "\n" << kUsage << "\n";
         return 2;
     }
+    // Every filter must parse before anything is touched.
+    if (const std::vector<std::string> errors = filter_errors(*cmd); !errors.empty()) {
+        for (const auto& e : errors)
+            err << "moatctl ipsecpol: " << e << "\n";
+        return 1;
+    }
     const Result<Plan> plan = plan_edit(*cmd);
     if (!plan) {
-        for (const auto line : split(plan.error(), '\n'))
-            err << "moatctl ipsecpol: " << line << "\n";
+        err << "moatctl ipsecpol: " << plan.error() << "\n";
         return 1;
     }
     return apply(*cmd, *plan, out, err);

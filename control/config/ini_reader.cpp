@@ -1,4 +1,5 @@
 #include "control/config/ini_reader.h"
+#include "control/config/result.h"
 
 #include <ini.h>
 
@@ -39,20 +40,20 @@ bool is_comment_or_blank(std::string_view t) {
     return t.empty() || t[0] == ';' || t[0] == '#';
 }
 
-/// Why a line is not printable UTF-8 (the first bad byte, its column), or nullopt.
-std::optional<std::string> unprintable(std::string_view raw) {
+/// A line is printable UTF-8, or why not (the first bad byte, its column).
+Status printable_line(std::string_view raw) {
     if (std::all_of(raw.begin(), raw.end(), [](char c) { return (c >= 0x20 && c < 0x7f) || c == '\t'; }))
-        return std::nullopt;  // printable ASCII, nearly every line
+        return {};  // printable ASCII, nearly every line
     const auto bad = invalid_utf8_at(raw);
     const auto ctl = control_char_at(raw);
     if (!bad && !ctl)
-        return std::nullopt;
+        return {};
     const std::size_t at = bad && (!ctl || *bad < *ctl) ? *bad : *ctl;
     char hex[8];
     std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(raw[at]));
     const std::string where = std::string(hex) + " at column " + std::to_string(at + 1);
-    return at == bad ? "line is not valid UTF-8 (byte " + where + "): save the file as UTF-8"
-                     : "line contains a control character (" + where + "): names, filters and values are printable text";
+    return fail(at == bad ? "line is not valid UTF-8 (byte " + where + "): save the file as UTF-8"
+                          : "line contains a control character (" + where + "): names, filters and values are printable text");
 }
 
 char* read_line(char* str, int num, void* stream) {
@@ -80,10 +81,10 @@ char* read_line(char* str, int num, void* stream) {
     } else if (raw.find('\0') != std::string_view::npos) {
         s.error("line contains a NUL byte");
         give = {};
-    } else if (const auto bad = unprintable(raw); bad && !is_comment_or_blank(trim(raw))) {
+    } else if (const Status printable = printable_line(raw); !printable && !is_comment_or_blank(trim(raw))) {
         // Names, filters and descriptions reach the control socket's JSON, logs and terminals:
         // they are printable UTF-8 or they are refused here, with the place of the first bad byte.
-        s.error(*bad);
+        s.error(printable.error());
         give = {};
     }
 

@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "control/compile/load.h"
@@ -143,15 +144,33 @@ private:
     bool up_ = false;
 };
 
-class StartedPort {
+/// SIGINT, SIGTERM and SIGHUP blocked in every thread (EAL's threads inherit the mask, so no
+/// worker is interrupted) and read from a signalfd by the control loop.
+class SignalFd {
 public:
-    explicit StartedPort(std::uint16_t id) : id_(id) {}
-    ~StartedPort() { dp::stop_port(id_); }
-    StartedPort(const StartedPort&) = delete;
-    StartedPort& operator=(const StartedPort&) = delete;
+    static Result<SignalFd> block(std::initializer_list<int> which) {
+        sigset_t set;
+        sigemptyset(&set);
+        for (const int s : which)
+            sigaddset(&set, s);
+        pthread_sigmask(SIG_BLOCK, &set, nullptr);
+        SignalFd f;
+        f.fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (f.fd_ < 0)
+            return fail(std::string("signalfd: ") + std::strerror(errno));
+        return f;
+    }
+    SignalFd(SignalFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    SignalFd& operator=(SignalFd&&) = delete;
+    ~SignalFd() {
+        if (fd_ >= 0)
+            close(fd_);
+    }
+    int fd() const noexcept { return fd_; }
 
 private:
-    std::uint16_t id_;
+    SignalFd() = default;
+    int fd_ = -1;
 };
 
 /// The launched workers; stops them and waits for their lcores when destroyed.
@@ -661,16 +680,10 @@ void log_reloads(Runtime& rt) {
 /// runtime's events in one poll, until SIGINT or SIGTERM; returns that signal.
 class ControlLoop {
 public:
-    ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, StdoutWriter& out,
-                const sigset_t& signals)
-        : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out),
-          sfd_(signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC)),
+    ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, StdoutWriter& out, int sfd)
+        : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out), sfd_(sfd),
           period_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.stats_period))),
           next_stats_(Clock::now() + period_) {}
-    ~ControlLoop() {
-        if (sfd_ >= 0)
-            close(sfd_);
-    }
     ControlLoop(const ControlLoop&) = delete;
     ControlLoop& operator=(const ControlLoop&) = delete;
 
@@ -772,7 +785,7 @@ private:
     ConfigWatch& watch_;
     ControlServer& server_;
     StdoutWriter& out_;
-    int sfd_;
+    int sfd_;  ///< the signalfd of SIGINT, SIGTERM and SIGHUP
     int sig_ = 0;
     Clock::duration period_;
     Clock::time_point next_stats_;
@@ -797,8 +810,8 @@ int not_starting(const std::string& why) {
     return 1;
 }
 
-/// The stages of run_moatd, in order.
-int run_stages(int argc, char** argv) {
+/// The stages of run_moatd, in order; `forwarding` is set once the workers forward.
+int run_stages(int argc, char** argv, bool& forwarding) {
     int status = 0;
     const auto opt = parse_options(argc, argv, status);
     if (!opt)
@@ -821,13 +834,11 @@ int run_stages(int argc, char** argv) {
         return not_starting(plan.error());
 
     // SIGINT, SIGTERM (stop) and SIGHUP (reload) are read from a signalfd by the control loop;
-    // every thread EAL creates inherits the mask, so no worker is interrupted.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    // every thread EAL creates inherits the mask, so no worker is interrupted. Without the
+    // signalfd a blocked SIGTERM could never stop moatd: no signalfd, no start.
+    Result<SignalFd> signals = SignalFd::block({SIGINT, SIGTERM, SIGHUP});
+    if (!signals)
+        return not_starting(signals.error());
 
     // The owners, in start-up order; they unwind in reverse: workers stop before telemetry lets
     // go of the runtime, the runtime goes before the ports stop, the ports before EAL.
@@ -853,7 +864,8 @@ int run_stages(int argc, char** argv) {
     log_reloads(runtime);
     log("forwarding");
     StdoutWriter out;
-    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), out, signals).run();
+    forwarding = true;
+    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), out, signals->fd()).run();
 
     log(std::string("stopping on ") + signal_name(sig));
     running.stop();
@@ -867,10 +879,11 @@ int run_stages(int argc, char** argv) {
 int run_moatd(int argc, char** argv) {
     // The boundary: what a stage throws (a constructor that cannot get its descriptor, memory)
     // unwinds the owners already up, in reverse order, and ends moatd with a message.
+    bool forwarding = false;
     try {
-        return run_stages(argc, argv);
+        return run_stages(argc, argv, forwarding);
     } catch (const std::exception& e) {
-        log(std::string("stopping: ") + valid_utf8(e.what()));
+        log(std::string(forwarding ? "stopping: " : "not starting: ") + valid_utf8(e.what()));
         return 1;
     }
 }
