@@ -12,13 +12,6 @@ namespace moat::ctl {
 
 namespace {
 
-/// Checks a payload pattern the way the dataplane will compile it (block mode).
-Status check_pattern(const PayloadSpec& p) {
-    if (const auto db = compile_patterns({&p, 1}); !db)
-        return fail(db.error());
-    return {};
-}
-
 /// Checks that need the appliance settings or are costly: `me`, expansion, payload patterns.
 void check_filters(const Config& cfg, Diagnostics& diags) {
     const auto& me = cfg.appliance.me;
@@ -54,9 +47,10 @@ void check_filters(const Config& cfg, Diagnostics& diags) {
                                        : std::string()));
                 continue;
             }
+            // Compiled the way the dataplane will compile it (block mode).
             if (f.spec.payload)
-                if (const Status compiles = check_pattern(*f.spec.payload); !compiles)
-                    diags.error(cfg.file, f.line, "filter " + quoted(f.text) + ": payload pattern does not compile: " + compiles.error());
+                if (const auto db = compile_patterns({&*f.spec.payload, 1}); !db)
+                    diags.error(cfg.file, f.line, "filter " + quoted(f.text) + ": payload pattern does not compile: " + db.error());
         }
     }
     if (no_me > 0)

@@ -98,8 +98,9 @@ public:
 
     /// The first generation, from the config moatd started with (already loaded and usable):
     /// `text` is exactly what was read and loaded (a later reload that reads something else
-    /// publishes it). Its [appliance] is what runs until a restart. Returns an error message
-    /// when the table set cannot be built. Control thread, before workers launch.
+    /// publishes it). Its [appliance] is what runs until a restart. The generation owns `cfg`
+    /// and `cp` from here on. Fails when the table set cannot be built. Control thread, before
+    /// workers launch.
     Status start(Config cfg, CompiledPolicy cp, std::string text);
 
     // ---- Reloads -----------------------------------------------------------------------------
