@@ -10,7 +10,9 @@
 
 namespace moat::dp {
 
-// The AVX-512 variants live in trie_avx512.cpp, compiled with their own flags.
+// The SIMD variants live in trie_avx2.cpp and trie_avx512.cpp, compiled with their own flags.
+void trie_classify_avx2(const Trie& t, std::span<const TrieKey> keys, std::span<Rank> ranks) noexcept;
+Rank trie_lookup_avx2(const Trie& t, const TrieKey& key) noexcept;
 void trie_classify_avx512(const Trie& t, std::span<const TrieKey> keys, std::span<Rank> ranks) noexcept;
 Rank trie_lookup_avx512(const Trie& t, const TrieKey& key) noexcept;
 
@@ -100,23 +102,57 @@ void rule_ranges(const Entry& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kM
     }
 }
 
+namespace {
+
+bool cpu_has_avx512() noexcept {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+
+}  // namespace
+
 LeafScan best_leaf_scan() noexcept {
-    if (const char* force = std::getenv("MOAT_LEAF_SCAN"); force && std::string_view(force) == "scalar")
+    const char* force = std::getenv("MOAT_LEAF_SCAN");
+    const std::string_view want = force ? force : "";
+    if (want == "scalar")
         return LeafScan::scalar;
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
-               ? LeafScan::avx512
-               : LeafScan::scalar;
+    if (cpu_has_avx512() && want != "avx2")
+        return LeafScan::avx512;
+    return __builtin_cpu_supports("avx2") ? LeafScan::avx2 : LeafScan::scalar;
+}
+
+std::vector<LeafScan> supported_leaf_scans() {
+    std::vector<LeafScan> s{LeafScan::scalar};
+    if (__builtin_cpu_supports("avx2"))
+        s.push_back(LeafScan::avx2);
+    if (cpu_has_avx512())
+        s.push_back(LeafScan::avx512);
+    return s;
+}
+
+const char* leaf_scan_name(LeafScan s) noexcept {
+    switch (s) {
+    case LeafScan::scalar: return "scalar";
+    case LeafScan::avx2: return "avx2";
+    case LeafScan::avx512: return "avx512";
+    }
+    return "?";
 }
 
 void trie_classify(const Trie& t, std::span<const TrieKey> keys, std::span<Rank> ranks, LeafScan scan) noexcept {
-    if (scan == LeafScan::avx512)
-        trie_classify_avx512(t, keys, ranks);
-    else
-        classify_all(t, keys, ranks, Scan<MatchScalar>{});
+    switch (scan) {
+    case LeafScan::avx512: trie_classify_avx512(t, keys, ranks); break;
+    case LeafScan::avx2: trie_classify_avx2(t, keys, ranks); break;
+    case LeafScan::scalar: classify_all(t, keys, ranks, Scan<MatchScalar>{}); break;
+    }
 }
 
 Rank trie_lookup(const Trie& t, const TrieKey& key, LeafScan scan) noexcept {
-    return scan == LeafScan::avx512 ? trie_lookup_avx512(t, key) : lookup_one(t, key, Scan<MatchScalar>{});
+    switch (scan) {
+    case LeafScan::avx512: return trie_lookup_avx512(t, key);
+    case LeafScan::avx2: return trie_lookup_avx2(t, key);
+    case LeafScan::scalar: break;
+    }
+    return lookup_one(t, key, Scan<MatchScalar>{});
 }
 
 }  // namespace moat::dp

@@ -130,10 +130,16 @@ inline TrieKey trie_key(const PacketKey& k) noexcept {
 void rule_ranges(const Entry& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kMaxDims]) noexcept;
 
 /// How a leaf is scanned; chosen once at start-up (STYLE 6), never per packet.
-enum class LeafScan : std::uint8_t { scalar, avx512 };
+enum class LeafScan : std::uint8_t { scalar, avx2, avx512 };
 
-/// The best leaf scanner this CPU runs.
+/// The best leaf scanner this CPU runs (MOAT_LEAF_SCAN=scalar or avx2 asks for a lesser one).
 LeafScan best_leaf_scan() noexcept;
+
+/// Every leaf scanner this CPU runs, scalar first (tests compare them).
+std::vector<LeafScan> supported_leaf_scans();
+
+/// "scalar", "avx2" or "avx512".
+const char* leaf_scan_name(LeafScan s) noexcept;
 
 /// Best rank of `keys[i]` under `t` into `ranks[i]` (kNoMatch when nothing matches), for a burst
 /// of keys of t's family. The walks of the burst are interleaved to hide memory latency; a key

@@ -22,9 +22,9 @@ using moat::test::key_of;
 void check_agree(const TableSet& t, const PacketKey& k) {
     const Rank want = classify_ref(t.rules, k);
     const Trie& trie = k.family == Family::ipv4 ? t.v4 : t.v6;
-    MOAT_FUZZ_CHECK(trie_lookup(trie, trie_key(k), LeafScan::scalar) == want);
-    if (best_leaf_scan() == LeafScan::avx512)
-        MOAT_FUZZ_CHECK(trie_lookup(trie, trie_key(k), LeafScan::avx512) == want);
+    static const std::vector<LeafScan> scans = supported_leaf_scans();
+    for (const LeafScan s : scans)
+        MOAT_FUZZ_CHECK(trie_lookup(trie, trie_key(k), s) == want);
 }
 
 }  // namespace

@@ -80,13 +80,30 @@ std::string classbench_policy(const std::string& rules_path, std::size_t max_rul
         const auto slash = proto.find('/');
         const unsigned pv = static_cast<unsigned>(std::stoul(proto.substr(0, slash), nullptr, 16));
         const unsigned pm = static_cast<unsigned>(std::stoul(proto.substr(slash + 1), nullptr, 16));
-        std::string filter = prefix(src);
-        if (!ports(slo, shi).empty())
-            filter += ":" + ports(slo, shi);
-        filter += "=" + prefix(dst);
-        if (pm != 0)
-            filter += ":" + ports(dlo, dhi) + ":" + std::to_string(pv);
-        (n % 2 == 0 ? even : odd) += "filter = " + filter + "\n";
+        // Real rule exports (and ClassBench's fw2 seed) give port ranges to protocols that have
+        // no ports. A packet of such a protocol has no port field for them to test, and Moat's
+        // grammar takes ports only with TCP, UDP or SCTP: the rule keeps its addresses and
+        // protocol and its ports are dropped. With any protocol, the ports can only apply to
+        // those three, so such a rule becomes one filter for each of them.
+        const bool any_proto = pm == 0;
+        const bool with_ports = any_proto || pv == 6 || pv == 17 || pv == 132;
+        const std::string sp = with_ports ? ports(slo, shi) : "", dp = with_ports ? ports(dlo, dhi) : "";
+        std::vector<std::string> protos;
+        if (!any_proto)
+            protos = {std::to_string(pv)};
+        else if (!sp.empty() || !dp.empty())
+            protos = {"6", "17", "132"};
+        else
+            protos = {""};
+        for (const auto& p : protos) {
+            std::string filter = prefix(src);
+            if (!sp.empty())
+                filter += ":" + sp;
+            filter += "=" + prefix(dst);
+            if (!p.empty())
+                filter += ":" + dp + ":" + p;
+            (n % 2 == 0 ? even : odd) += "filter = " + filter + "\n";
+        }
         ++n;
     }
     return "[appliance]\nassign = ClassBench\nclassifier_memory_mb = 16384\n"

@@ -13,9 +13,10 @@ namespace moat::perf {
 /// to the source tree when it exists, else the tests' compressed copy of the 1K and 10K sets.
 std::string classbench_dir();
 
-/// The rule file as a policy: one `=` filter per rule, even lines permitted and odd lines
-/// blocked (two filter lists), assigned. A missing file is read from `path`.xz. Throws
-/// std::runtime_error when neither can be read.
+/// The rule file as a policy: one `=` filter per rule (a rule with ports and any protocol: one
+/// for each of TCP, UDP and SCTP; the ports of a protocol without ports are dropped), even lines
+/// permitted and odd lines blocked (two filter lists), assigned. A missing file is read from
+/// `path`.xz. Throws std::runtime_error when neither can be read.
 std::string classbench_policy(const std::string& rules_path, std::size_t max_rules = 0);
 
 /// The trace as packet keys (IPv4, arriving outside). ICMP packets take their type and code from

@@ -526,7 +526,7 @@ Result<std::unique_ptr<Runtime>> start_runtime(const std::string& path, FirstPol
     log(std::string("classifier: ") +
         (tables.use_reference ? "reference (linear scan; classifier = reference)"
                               : "trie, " + std::to_string((tables.v4.bytes() + tables.v6.bytes() + 1023) / 1024) +
-                                    " KB, leaf scan " + (tables.scan == dp::LeafScan::avx512 ? "AVX-512" : "scalar")));
+                                    " KB, leaf scan " + dp::leaf_scan_name(tables.scan)));
     if (!tables.payload.empty()) {
         std::size_t db_bytes = 0;
         hs_database_size(tables.payload.db.get(), &db_bytes);

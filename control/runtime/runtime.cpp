@@ -738,7 +738,7 @@ nlohmann::json Runtime::status() const {
     const dp::TableSet& t = *g.tables;
     j["classifier"] = {{"kind", t.use_reference ? "reference" : "trie"},
                        {"bytes", t.v4.bytes() + t.v6.bytes()},
-                       {"leaf_scan", t.scan == dp::LeafScan::avx512 ? "avx512" : "scalar"}};
+                       {"leaf_scan", dp::leaf_scan_name(t.scan)}};
     j["ports"] = nlohmann::json::array();
     for (const auto& p : ports_)
         j["ports"].push_back({{"side", p.side}, {"spec", p.spec}, {"port_id", p.id}, {"link", dp::link_text(p.id)}});

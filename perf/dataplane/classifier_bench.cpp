@@ -76,7 +76,7 @@ void bm_moat(benchmark::State& state, const Set* s) {
         at = at + kBurst == n ? 0 : at + kBurst;
     }
     add_counters(state, __rdtsc() - t0, s->trie_build_s, s->trie->bytes());
-    state.SetLabel(scan == dp::LeafScan::avx512 ? "avx512" : "scalar");
+    state.SetLabel(dp::leaf_scan_name(scan));
 }
 
 void bm_acl(benchmark::State& state, const Set* s) {

@@ -23,12 +23,7 @@
 namespace moat::dp {
 namespace {
 
-std::vector<LeafScan> scans() {
-    std::vector<LeafScan> s{LeafScan::scalar};
-    if (best_leaf_scan() == LeafScan::avx512)
-        s.push_back(LeafScan::avx512);
-    return s;
-}
+std::vector<LeafScan> scans() { return supported_leaf_scans(); }
 
 using test::key_of;
 
