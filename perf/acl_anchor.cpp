@@ -4,6 +4,7 @@
 #include <rte_errno.h>
 #include <rte_malloc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -15,18 +16,34 @@ namespace moat::perf {
 
 namespace {
 
-enum { kProto, kSrc, kDst, kP1, kP2, kIngress, kFields };
+// IPv4: protocol, source, destination, p1, p2, ingress. IPv6: the addresses take four fields
+// each. rte_acl reads its input in 4-byte groups after the 1-byte first field (input_index).
+constexpr unsigned kFieldsV4 = 6, kFieldsV6 = 12;
 
-RTE_ACL_RULE_DEF(AclRule, kFields);
+RTE_ACL_RULE_DEF(AclRule, kFieldsV6);
 
-const rte_acl_field_def kDefs[kFields] = {
-    {RTE_ACL_FIELD_TYPE_BITMASK, sizeof(std::uint8_t), kProto, 0, offsetof(AclKey, proto)},
-    {RTE_ACL_FIELD_TYPE_MASK, sizeof(std::uint32_t), kSrc, 1, offsetof(AclKey, src)},
-    {RTE_ACL_FIELD_TYPE_MASK, sizeof(std::uint32_t), kDst, 2, offsetof(AclKey, dst)},
-    {RTE_ACL_FIELD_TYPE_RANGE, sizeof(std::uint16_t), kP1, 3, offsetof(AclKey, p1)},
-    {RTE_ACL_FIELD_TYPE_RANGE, sizeof(std::uint16_t), kP2, 3, offsetof(AclKey, p2)},
-    {RTE_ACL_FIELD_TYPE_MASK, sizeof(std::uint32_t), kIngress, 4, offsetof(AclKey, ingress)},
-};
+/// The field definitions of a family: `words` address words per address.
+std::vector<rte_acl_field_def> field_defs(unsigned words) {
+    std::vector<rte_acl_field_def> d;
+    const auto add = [&](std::uint8_t type, std::uint8_t size, std::uint8_t input, std::size_t offset) {
+        d.push_back({type, size, static_cast<std::uint8_t>(d.size()), input, static_cast<std::uint32_t>(offset)});
+    };
+    add(RTE_ACL_FIELD_TYPE_BITMASK, sizeof(std::uint8_t), 0, offsetof(AclKey, proto));
+    std::uint8_t input = 1;
+    for (unsigned w = 0; w < words; ++w)
+        add(RTE_ACL_FIELD_TYPE_MASK, sizeof(std::uint32_t), input++, offsetof(AclKey, src) + 4 * w);
+    for (unsigned w = 0; w < words; ++w)
+        add(RTE_ACL_FIELD_TYPE_MASK, sizeof(std::uint32_t), input++, offsetof(AclKey, dst) + 4 * w);
+    add(RTE_ACL_FIELD_TYPE_RANGE, sizeof(std::uint16_t), input, offsetof(AclKey, p1));
+    add(RTE_ACL_FIELD_TYPE_RANGE, sizeof(std::uint16_t), input++, offsetof(AclKey, p2));
+    add(RTE_ACL_FIELD_TYPE_MASK, sizeof(std::uint32_t), input, offsetof(AclKey, ingress));
+    return d;
+}
+
+/// The mask length of word `w` of a prefix of `len` bits.
+std::uint32_t word_len(unsigned len, unsigned w) noexcept {
+    return len <= 32 * w ? 0 : std::min(32u, len - 32 * w);
+}
 
 std::size_t heap_bytes() {
     std::size_t total = 0;
@@ -42,23 +59,28 @@ std::size_t heap_bytes() {
 
 AclKey acl_key(const dp::PacketKey& k) noexcept {
     const dp::TrieKey t = dp::trie_key(k);
+    const unsigned words = k.family == dp::Family::ipv4 ? 1 : 4;
     AclKey a{};
     a.proto = k.proto;
-    a.src = rte_cpu_to_be_32(t.d[0]);
-    a.dst = rte_cpu_to_be_32(t.d[1]);
-    a.p1 = rte_cpu_to_be_16(static_cast<std::uint16_t>(t.d[2]));
-    a.p2 = rte_cpu_to_be_16(static_cast<std::uint16_t>(t.d[3]));
-    a.ingress = rte_cpu_to_be_32(t.d[5]);
+    for (unsigned w = 0; w < words; ++w) {
+        a.src[w] = rte_cpu_to_be_32(t.d[w]);
+        a.dst[w] = rte_cpu_to_be_32(t.d[words + w]);
+    }
+    a.p1 = rte_cpu_to_be_16(static_cast<std::uint16_t>(t.d[2 * words]));
+    a.p2 = rte_cpu_to_be_16(static_cast<std::uint16_t>(t.d[2 * words + 1]));
+    a.ingress = rte_cpu_to_be_32(t.d[2 * words + 3]);
     return a;
 }
 
-std::unique_ptr<AclAnchor> AclAnchor::build(std::span<const dp::Entry> ranked, std::string& error) {
+std::unique_ptr<AclAnchor> AclAnchor::build(std::span<const dp::Entry> ranked, std::string& error, dp::Family family) {
     static std::atomic<unsigned> serial{0};
+    const unsigned words = family == dp::Family::ipv4 ? 1 : 4;
+    const unsigned nfields = family == dp::Family::ipv4 ? kFieldsV4 : kFieldsV6;
     std::unique_ptr<AclAnchor> a(new AclAnchor);
     std::vector<AclRule> rules;
     for (std::size_t r = 0; r < ranked.size(); ++r) {
         const dp::Entry& e = ranked[r];
-        if (e.family != dp::Family::ipv4 || e.payload != dp::kNoPayload)
+        if (e.family != family || e.payload != dp::kNoPayload)
             continue;
         std::uint32_t lo[dp::kMaxDims], hi[dp::kMaxDims];
         dp::rule_ranges(e, lo, hi);
@@ -66,25 +88,31 @@ std::unique_ptr<AclAnchor> AclAnchor::build(std::span<const dp::Entry> ranked, s
         x.data.category_mask = 1;
         x.data.priority = static_cast<std::int32_t>(RTE_ACL_MAX_PRIORITY - r);
         x.data.userdata = static_cast<std::uint32_t>(r + 1);
-        x.field[kProto].value.u8 = static_cast<std::uint8_t>(lo[4]);
-        x.field[kProto].mask_range.u8 = lo[4] == hi[4] ? 0xff : 0;
-        x.field[kSrc].value.u32 = lo[0];
-        x.field[kSrc].mask_range.u32 = e.src_len;
-        x.field[kDst].value.u32 = lo[1];
-        x.field[kDst].mask_range.u32 = e.dst_len;
-        x.field[kP1].value.u16 = static_cast<std::uint16_t>(lo[2]);
-        x.field[kP1].mask_range.u16 = static_cast<std::uint16_t>(hi[2]);
-        x.field[kP2].value.u16 = static_cast<std::uint16_t>(lo[3]);
-        x.field[kP2].mask_range.u16 = static_cast<std::uint16_t>(hi[3]);
-        x.field[kIngress].value.u32 = lo[5];
-        x.field[kIngress].mask_range.u32 = lo[5] == hi[5] ? 32 : 0;
+        const unsigned proto = 2 * words + 2, p1 = 2 * words, ingress = 2 * words + 3;
+        unsigned f = 0;
+        x.field[f].value.u8 = static_cast<std::uint8_t>(lo[proto]);
+        x.field[f++].mask_range.u8 = lo[proto] == hi[proto] ? 0xff : 0;
+        for (unsigned w = 0; w < words; ++w, ++f) {
+            x.field[f].value.u32 = lo[w];
+            x.field[f].mask_range.u32 = word_len(e.src_len, w);
+        }
+        for (unsigned w = 0; w < words; ++w, ++f) {
+            x.field[f].value.u32 = lo[words + w];
+            x.field[f].mask_range.u32 = word_len(e.dst_len, w);
+        }
+        for (unsigned p = p1; p < p1 + 2; ++p, ++f) {
+            x.field[f].value.u16 = static_cast<std::uint16_t>(lo[p]);
+            x.field[f].mask_range.u16 = static_cast<std::uint16_t>(hi[p]);
+        }
+        x.field[f].value.u32 = lo[ingress];
+        x.field[f].mask_range.u32 = lo[ingress] == hi[ingress] ? 32 : 0;
         rules.push_back(x);
     }
     const std::string name = "moat_anchor_" + std::to_string(serial++);
     rte_acl_param prm{};
     prm.name = name.c_str();
     prm.socket_id = SOCKET_ID_ANY;
-    prm.rule_size = RTE_ACL_RULE_SZ(kFields);
+    prm.rule_size = RTE_ACL_RULE_SZ(nfields);
     prm.max_rule_num = static_cast<std::uint32_t>(std::max<std::size_t>(rules.size(), 1));
 
     const std::size_t heap_before = heap_bytes();
@@ -95,7 +123,11 @@ std::unique_ptr<AclAnchor> AclAnchor::build(std::span<const dp::Entry> ranked, s
         return nullptr;
     }
     if (!rules.empty()) {
-        if (const int rc = rte_acl_add_rules(a->ctx_, reinterpret_cast<const rte_acl_rule*>(rules.data()),
+        // A context's rules are RTE_ACL_RULE_SZ(nfields) bytes apart; AclRule has room for IPv6.
+        std::vector<std::uint8_t> packed(rules.size() * prm.rule_size);
+        for (std::size_t i = 0; i < rules.size(); ++i)
+            std::memcpy(packed.data() + i * prm.rule_size, &rules[i], prm.rule_size);
+        if (const int rc = rte_acl_add_rules(a->ctx_, reinterpret_cast<const rte_acl_rule*>(packed.data()),
                                              static_cast<std::uint32_t>(rules.size()));
             rc != 0) {
             error = std::string("rte_acl_add_rules: ") + rte_strerror(-rc);
@@ -104,8 +136,9 @@ std::unique_ptr<AclAnchor> AclAnchor::build(std::span<const dp::Entry> ranked, s
     }
     rte_acl_config cfg{};
     cfg.num_categories = 1;
-    cfg.num_fields = kFields;
-    std::memcpy(cfg.defs, kDefs, sizeof kDefs);
+    const std::vector<rte_acl_field_def> defs = field_defs(words);
+    cfg.num_fields = static_cast<std::uint32_t>(defs.size());
+    std::copy(defs.begin(), defs.end(), cfg.defs);
     if (const int rc = rte_acl_build(a->ctx_, &cfg); rc != 0) {
         error = std::string("rte_acl_build: ") + rte_strerror(-rc);
         return nullptr;

@@ -20,7 +20,26 @@ std::string ports(unsigned lo, unsigned hi) {
     return lo == hi ? std::to_string(lo) : std::to_string(lo) + "-" + std::to_string(hi);
 }
 
-std::string prefix(const std::string& p) {
+/// The IPv6 form of an IPv4 address (host order): 2001:db8::/96 followed by its 32 bits.
+dp::Addr mapped_v6(std::uint32_t v4) noexcept {
+    dp::Addr a;
+    a.bytes[0] = 0x20, a.bytes[1] = 0x01, a.bytes[2] = 0x0d, a.bytes[3] = 0xb8;
+    const std::uint32_t be = htonl(v4);
+    std::memcpy(a.bytes.data() + 12, &be, 4);
+    return a;
+}
+
+std::string prefix(const std::string& p, bool ipv6) {
+    if (ipv6) {  // a.b.c.d/len -> [2001:db8::a.b.c.d]/(len + 96)
+        const auto slash = p.find('/');
+        in_addr v4{};
+        if (slash == std::string::npos || inet_pton(AF_INET, p.substr(0, slash).c_str(), &v4) != 1)
+            throw std::runtime_error("not an IPv4 prefix: " + p);
+        char text[INET6_ADDRSTRLEN];
+        const dp::Addr a = mapped_v6(ntohl(v4.s_addr));
+        inet_ntop(AF_INET6, a.bytes.data(), text, sizeof text);
+        return "[" + std::string(text) + "]/" + std::to_string(std::stoul(p.substr(slash + 1)) + 96);
+    }
     // "74.9.193.162/32" stays; a /32 may drop its length, a /0 is IPv4's any.
     return p.ends_with("/32") ? p.substr(0, p.size() - 3) : p;
 }
@@ -64,7 +83,7 @@ std::string read_text(const std::string& path) {
 
 }  // namespace
 
-std::string classbench_policy(const std::string& rules_path, std::size_t max_rules) {
+std::string classbench_policy(const std::string& rules_path, std::size_t max_rules, bool ipv6) {
     std::istringstream in(read_text(rules_path));
     std::string even, odd, line;
     std::size_t n = 0;
@@ -78,7 +97,9 @@ std::string classbench_policy(const std::string& rules_path, std::size_t max_rul
         if (!f)
             throw std::runtime_error(rules_path + ": cannot read rule line " + std::to_string(n + 1));
         const auto slash = proto.find('/');
-        const unsigned pv = static_cast<unsigned>(std::stoul(proto.substr(0, slash), nullptr, 16));
+        unsigned pv = static_cast<unsigned>(std::stoul(proto.substr(0, slash), nullptr, 16));
+        if (ipv6 && pv == 1)
+            pv = 58;  // ICMP is ICMPv6 there
         const unsigned pm = static_cast<unsigned>(std::stoul(proto.substr(slash + 1), nullptr, 16));
         // Real rule exports (and ClassBench's fw2 seed) give port ranges to protocols that have
         // no ports. A packet of such a protocol has no port field for them to test, and Moat's
@@ -96,10 +117,10 @@ std::string classbench_policy(const std::string& rules_path, std::size_t max_rul
         else
             protos = {""};
         for (const auto& p : protos) {
-            std::string filter = prefix(src);
+            std::string filter = prefix(src, ipv6);
             if (!sp.empty())
                 filter += ":" + sp;
-            filter += "=" + prefix(dst);
+            filter += "=" + prefix(dst, ipv6);
             if (!p.empty())
                 filter += ":" + dp + ":" + p;
             (n % 2 == 0 ? even : odd) += "filter = " + filter + "\n";
@@ -111,18 +132,24 @@ std::string classbench_policy(const std::string& rules_path, std::size_t max_rul
            "[policy ClassBench]\nrule = Even -> permit\nrule = Odd -> block\n";
 }
 
-std::vector<dp::PacketKey> classbench_trace(const std::string& trace_path, std::size_t max_packets) {
+std::vector<dp::PacketKey> classbench_trace(const std::string& trace_path, std::size_t max_packets, bool ipv6) {
     std::istringstream in(read_text(trace_path));
     std::vector<dp::PacketKey> out;
     std::uint64_t src, dst, sp, dport, proto;
     std::string rest;
     while (in >> src >> dst >> sp >> dport >> proto && std::getline(in, rest)) {
         dp::PacketKey k;
-        k.family = dp::Family::ipv4;
-        const std::uint32_t s = htonl(static_cast<std::uint32_t>(src)), d = htonl(static_cast<std::uint32_t>(dst));
-        std::memcpy(k.src.bytes.data(), &s, 4);
-        std::memcpy(k.dst.bytes.data(), &d, 4);
-        k.proto = static_cast<std::uint8_t>(proto);
+        if (ipv6) {
+            k.family = dp::Family::ipv6;
+            k.src = mapped_v6(static_cast<std::uint32_t>(src));
+            k.dst = mapped_v6(static_cast<std::uint32_t>(dst));
+        } else {
+            k.family = dp::Family::ipv4;
+            const std::uint32_t s = htonl(static_cast<std::uint32_t>(src)), d = htonl(static_cast<std::uint32_t>(dst));
+            std::memcpy(k.src.bytes.data(), &s, 4);
+            std::memcpy(k.dst.bytes.data(), &d, 4);
+        }
+        k.proto = static_cast<std::uint8_t>(ipv6 && proto == 1 ? 58 : proto);
         if (proto == 6 || proto == 17 || proto == 132) {
             k.has_ports = true;
             k.sport = static_cast<std::uint16_t>(sp);

@@ -1,9 +1,12 @@
 // Moat's trie against DPDK's rte_acl (best SIMD algorithm) and the reference classifier, on the
 // ClassBench sets: the same ranked rules, the same packets, bursts of 32, in the same process.
 //
-//   classifier_bench [--sets acl1_1K,fw1_10K,...] [--nolocal] [--no-acl SET,...]
+//   classifier_bench [--sets acl1_1K,fw1_10K,...] [--nolocal] [--ipv6] [--no-acl SET,...]
 //                    [--leaf-size N] [--space-factor F] [--slot-weight W] [--max-depth D]
 //                    [benchmark flags]
+//
+// --ipv6 runs the same sets over IPv6 (perf/classbench.h maps every address into
+// 2001:db8::/96); the benchmarks are then named SET-v6.
 //
 // Counters per benchmark: `cycles_per_pkt` (TSC cycles), `build_ms` and `memory_MB` of the
 // structure; items/s is the lookup rate. perf/classifier-report runs this with repetitions and
@@ -105,15 +108,17 @@ void bm_reference(benchmark::State& state, const Set* s) {
     add_counters(state, __rdtsc() - t0, 0, s->rules.size() * sizeof(dp::Entry));
 }
 
-bool load(Set& s, bool nolocal, bool with_acl) {
+bool load(Set& s, bool nolocal, bool ipv6, bool with_acl) {
     const std::string dir = perf::classbench_dir();
-    const auto lr = ctl::load_policy_text(perf::classbench_policy(dir + "/" + s.name), s.name, {.lint = false});
+    const dp::Family family = ipv6 ? dp::Family::ipv6 : dp::Family::ipv4;
+    const auto lr = ctl::load_policy_text(perf::classbench_policy(dir + "/" + s.name, 0, ipv6), s.name, {.lint = false});
     if (!lr.usable()) {
-        std::fprintf(stderr, "%s: does not load\n", s.name.c_str());
+        std::fprintf(stderr, "%s: does not load: %s\n", s.name.c_str(),
+                     lr.diags.all().empty() ? "?" : ctl::format(lr.diags.all().front()).c_str());
         return false;
     }
     s.rules = lr.compiled->rules;
-    s.packets = perf::classbench_trace(dir + (nolocal ? "/nolocal/" : "/") + s.name + "_trace");
+    s.packets = perf::classbench_trace(dir + (nolocal ? "/nolocal/" : "/") + s.name + "_trace", 0, ipv6);
     for (const auto& p : s.packets) {
         s.keys.push_back(dp::trie_key(p));
         s.acl_keys.push_back(perf::acl_key(p));
@@ -125,7 +130,7 @@ bool load(Set& s, bool nolocal, bool with_acl) {
     std::vector<double> times;
     for (int i = 0; i < (s.rules.size() < 50'000 ? 5 : 1); ++i) {
         const auto t0 = std::chrono::steady_clock::now();
-        auto b = ctl::build_trie(s.rules, dp::Family::ipv4, g_trie_options);
+        auto b = ctl::build_trie(s.rules, family, g_trie_options);
         times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         if (!b) {
             std::fprintf(stderr, "%s: trie: %s\n", s.name.c_str(), b.error().c_str());
@@ -143,7 +148,7 @@ bool load(Set& s, bool nolocal, bool with_acl) {
                  static_cast<double>(s.trie->bytes()) / (1 << 20), s.trie_stats.trees, s.trie_stats.nodes,
                  s.trie_stats.leaves, s.trie_stats.max_leaf, s.trie_stats.max_depth);
     if (with_acl) {
-        s.acl = perf::AclAnchor::build(s.rules, s.acl_error);
+        s.acl = perf::AclAnchor::build(s.rules, s.acl_error, family);
         if (s.acl)
             std::fprintf(stderr, "%s: rte_acl %s, %.2f ms, %.2f MB\n", s.name.c_str(), s.acl->algorithm(),
                          s.acl->build_seconds() * 1e3, static_cast<double>(s.acl->memory_bytes()) / (1 << 20));
@@ -159,7 +164,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> sets{"acl1_1K",  "fw1_1K",  "ipc1_1K",  "acl1_10K", "fw1_10K",
                                   "ipc1_10K", "acl1_100K", "fw1_100K", "ipc1_100K"};
     std::vector<std::string> no_acl;
-    bool nolocal = false;
+    bool nolocal = false, ipv6 = false;
     std::vector<char*> rest{argv[0]};
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -169,6 +174,8 @@ int main(int argc, char** argv) {
             no_acl = perf::split_list(argv[++i]);
         else if (a == "--nolocal")
             nolocal = true;
+        else if (a == "--ipv6")
+            ipv6 = true;
         else if (a == "--leaf-size" && i + 1 < argc)
             g_trie_options.leaf_size = static_cast<unsigned>(std::stoul(argv[++i]));
         else if (a == "--space-factor" && i + 1 < argc)
@@ -187,8 +194,10 @@ int main(int argc, char** argv) {
     for (const auto& name : sets) {
         auto s = std::make_unique<Set>();
         s->name = name;
-        if (!load(*s, nolocal, std::find(no_acl.begin(), no_acl.end(), name) == no_acl.end()))
+        if (!load(*s, nolocal, ipv6, std::find(no_acl.begin(), no_acl.end(), name) == no_acl.end()))
             return 1;
+        if (ipv6)
+            s->name += "-v6";
         g_sets.push_back(std::move(s));
     }
     for (const auto& s : g_sets) {
