@@ -10,8 +10,9 @@
 // inclusive range per dimension (a prefix is a range; IPv6 prefixes are ranges on 32-bit words).
 //
 // Structure. The entries of one family are split into at most kMaxTrees groups (entries narrow
-// in the source address, narrow in the destination, the rest), so that the entries wide in the
-// dimension a trie cuts are not copied into every branch. Each group is one trie: an inner node
+// in the source address, narrow in the destination, the rest; the rest split further by the
+// port they are narrow in where that pays), so that the entries wide in the dimension a trie
+// cuts are not copied into every branch. Each group is one trie: an inner node
 // extracts `bits` bits of one dimension and indexes its slots with them; a slot refers to a
 // node, a leaf or nothing. Slots whose entry sets are equal share one subtree. A leaf holds the
 // entries that may match any packet reaching it, in rank order, so the first entry of a leaf
@@ -59,7 +60,7 @@ namespace moat::dp {
 inline constexpr unsigned kDimsV4 = 6;
 inline constexpr unsigned kDimsV6 = 12;
 inline constexpr unsigned kMaxDims = kDimsV6;
-inline constexpr unsigned kMaxTrees = 3;
+inline constexpr unsigned kMaxTrees = 5;
 inline constexpr std::uint32_t kEmptyRef = 0;  ///< the empty leaf at offset 0
 inline constexpr std::uint32_t kLeafN = 3;       ///< leaf word: its number of entries
 inline constexpr std::uint32_t kLeafWide = 4;    ///< leaf word: dimensions checked in 32-bit lanes

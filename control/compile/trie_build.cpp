@@ -46,7 +46,8 @@ struct VecHash;
 
 /// The cut each node chose, by its path from the root (tree, then the run taken at each level):
 /// a node's choice depends only on its entries and cell, which a deeper build of the same
-/// groups shares with a shallower one down to the shallower one's depth.
+/// groups shares with a shallower one down to the shallower one's depth, and two groupings
+/// with a group in common share for its tree (trees are named by their entries, Grouping::ids).
 using CutMemo = std::unordered_map<std::vector<std::uint32_t>, Cut, VecHash>;
 
 struct VecHash {
@@ -72,10 +73,11 @@ public:
     }
 
     /// The trie of `rules`; `dims` is the mask of dimensions its leaves check.
-    std::uint32_t build_tree(std::vector<std::uint32_t>& rules, const std::vector<unsigned>& widths, std::uint32_t dims) {
+    std::uint32_t build_tree(std::vector<std::uint32_t>& rules, const std::vector<unsigned>& widths, std::uint32_t dims,
+                             std::uint32_t id) {
         tree_mask_ = dims;
         tree_steps_ = 0;
-        path_.assign(1, tree_++);
+        path_.assign(1, id);
         Cell c{};
         for (unsigned d = 0; d < dims_; ++d) {
             c.lo[d] = 0;
@@ -510,7 +512,6 @@ private:
     unsigned tree_steps_ = 0;
     CutMemo& memo_;
     std::vector<std::uint32_t> path_;
-    std::uint32_t tree_ = 0;
     TrieBuildStats stats_;
     double projected_ = 0, cap_ = 0;
     bool give_up_ = false;
@@ -541,9 +542,16 @@ struct Layout {
     bool over_limit = false;
 };
 
-/// The layout of `groups`. With `copies_per_entry` (not 0), the build gives up (over_limit) as
+/// A way of splitting the entries into trees: a group of entries per tree, and a name for each
+/// group that another grouping gives the same group (they share their cut choices, CutMemo).
+struct Grouping {
+    std::vector<std::vector<std::uint32_t>> groups;
+    std::vector<std::uint32_t> ids;
+};
+
+/// The layout of `grouping`. With `copies_per_entry` (not 0), the build gives up (over_limit) as
 /// soon as its leaves would hold more copies than that: a quick first try.
-Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const std::vector<std::uint32_t>& lo,
+Layout build_layout(const Grouping& grouping, const std::vector<std::uint32_t>& lo,
                     const std::vector<std::uint32_t>& hi, const std::vector<dp::Rank>& ranks,
                     const std::vector<unsigned>& widths, const TrieBuildOptions& opt, CutMemo& memo,
                     double copies_per_entry = 0) {
@@ -557,7 +565,8 @@ Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const
                                : opt.copies_per_entry * n + (small_policy(ranks.size(), opt) ? kSmallPolicyCopies : kFixedCopies),
               copies_per_entry != 0);
     Layout l;
-    for (auto g : groups) {
+    for (std::size_t i = 0; i < grouping.groups.size(); ++i) {
+        auto g = grouping.groups[i];
         if (g.empty())
             continue;
         // The dimensions some entry of the tree narrows; in the others every entry admits all.
@@ -571,7 +580,7 @@ Layout build_layout(const std::vector<std::vector<std::uint32_t>>& groups, const
                 }
         }
         const dp::Rank best = ranks[g.front()];
-        const std::uint32_t root = b.build_tree(g, widths, mask);
+        const std::uint32_t root = b.build_tree(g, widths, mask, grouping.ids[i]);
         if (b.over_limit()) {
             l.over_limit = true;
             return l;
@@ -674,7 +683,10 @@ Result<BuiltTrie> build_trie(std::span<const dp::Entry> ranked, dp::Family famil
     // The family's header-only entries in rank order, as ranges.
     std::vector<std::uint32_t> lo, hi;
     std::vector<dp::Rank> ranks;
-    std::vector<std::vector<std::uint32_t>> grouped(dp::kMaxTrees), single(1);
+    // Trees are named by their entries: the fine grouping shares its first two groups with the
+    // coarse one.
+    Grouping single{{{}}, {0}}, grouped{{{}, {}, {}}, {1, 2, 3}}, fine{{{}, {}, {}, {}, {}}, {1, 2, 4, 5, 6}};
+    static_assert(dp::kMaxTrees == 5);
     // Of payload entries with the same header fields only the best-ranked can be a packet's
     // best match (the scan finds the others through the patterns that matched), so only it is
     // kept: a thousand signatures on one port cost the trie one entry.
@@ -695,10 +707,15 @@ Result<BuiltTrie> build_trie(std::span<const dp::Entry> ranked, dp::Family famil
         lo.insert(lo.end(), l, l + dims);
         hi.insert(hi.end(), h, h + dims);
         ranks.push_back(static_cast<dp::Rank>(r));
-        single[0].push_back(idx);
+        single.groups[0].push_back(idx);
         // Grouped by the address that is narrow, so that each trie cuts a dimension in which its
         // entries are not wide (entries wide in a cut dimension are copied into every branch).
-        grouped[e.src_len >= narrow ? 0 : e.dst_len >= narrow ? 1 : 2].push_back(idx);
+        grouped.groups[e.src_len >= narrow ? 0 : e.dst_len >= narrow ? 1 : 2].push_back(idx);
+        // Finer: the entries wide in both addresses by the port that is narrow. A dimension is
+        // narrow where the entry fixes at least half of its bits (a port range of at most 2^8).
+        const auto narrow_port = [&](unsigned d) { return h[d] - l[d] < 256; };
+        const unsigned p1 = dims - 4, p2 = dims - 3;
+        fine.groups[e.src_len >= narrow ? 0 : e.dst_len >= narrow ? 1 : narrow_port(p2) ? 2 : narrow_port(p1) ? 3 : 4].push_back(idx);
     }
     // Two layouts: one trie over all entries (no tree to skip, but wide entries are copied), or
     // one per group. Which is cheaper depends on the policy, so both are built and the one that
@@ -718,15 +735,15 @@ Result<BuiltTrie> build_trie(std::span<const dp::Entry> ranked, dp::Family famil
         }
     }
     struct Candidate {
-        const std::vector<std::vector<std::uint32_t>>* groups;
+        const Grouping* groups;
         Layout layout;
         Work work;
     };
     std::vector<Candidate> cands;
-    std::map<const void*, CutMemo> memos;  // per way of grouping: its depths share their upper levels
-    const auto consider = [&](const std::vector<std::vector<std::uint32_t>>& groups, const TrieBuildOptions& o,
+    CutMemo memo;  // a tree's depths share their upper levels, and so do groupings with the tree in common
+    const auto consider = [&](const Grouping& groups, const TrieBuildOptions& o,
                               double give_up_past = 0) {
-        Layout l = build_layout(groups, lo, hi, ranks, widths, o, memos[&groups], give_up_past);
+        Layout l = build_layout(groups, lo, hi, ranks, widths, o, memo, give_up_past);
         if (l.over_limit)
             return false;
         const Work w = lookup_cost(l, sample, ranks, lo, hi, dims);
@@ -764,22 +781,39 @@ Result<BuiltTrie> build_trie(std::span<const dp::Entry> ranked, dp::Family famil
                 b = &c;
         return b;
     };
-    // Deeper trees trade steps for blocks after the first: each layout within twice the
-    // cheapest's cost one level at a time, while those blocks still cost it more than a step per
-    // packet and the deeper one is cheaper.
-    const double reach = cands.empty() ? 0 : 2 * cheapest()->work.cost;
-    for (std::size_t first = 0, built = cands.size(); first < built; ++first) {
-        TrieBuildOptions deeper = opt;
-        // A layout that reached the copy bound gains nothing deeper: its refused cuts stay refused.
-        for (std::size_t at = first; opt.max_depth != 0 && cands[at].work.cost < reach && cands[at].layout.stats.capped == 0 &&
-                                     cands[at].work.rest * kFurtherBlock > 1.0 && deeper.max_depth < opt.max_depth + 3;) {
-            ++deeper.max_depth;
-            const std::size_t before = cands.size();
-            consider(*cands[at].groups, deeper);
-            if (cands.size() == before || cands.back().work.cost >= cands[at].work.cost)
-                break;
-            at = cands.size() - 1;
+    // Deeper trees trade steps for blocks after the first: each layout from `first` on within
+    // twice the cheapest's cost one level at a time, while those blocks still cost it more than a
+    // step per packet and the deeper one is cheaper.
+    const auto deepen = [&](std::size_t first) {
+        const double reach = 2 * cheapest()->work.cost;
+        for (std::size_t built = cands.size(); first < built; ++first) {
+            TrieBuildOptions deeper = opt;
+            // A layout that reached the copy bound gains nothing deeper: its refused cuts stay refused.
+            for (std::size_t at = first; opt.max_depth != 0 && cands[at].work.cost < reach &&
+                                         cands[at].layout.stats.capped == 0 && cands[at].work.rest * kFurtherBlock > 1.0 &&
+                                         deeper.max_depth < opt.max_depth + 3;) {
+                ++deeper.max_depth;
+                const std::size_t before = cands.size();
+                consider(*cands[at].groups, deeper);
+                if (cands.size() == before || cands.back().work.cost >= cands[at].work.cost)
+                    break;
+                at = cands.size() - 1;
+            }
         }
+    };
+    if (!cands.empty())
+        deepen(0);
+    // Entries wide in both addresses and narrow in a port share the coarse groups' last tree with
+    // the rest, where their overlap leaves large leaves (port lists, wide IPv6 prefixes): when the
+    // cheapest layout so far still scans leaf blocks after the first for more than a step's cost
+    // per packet, or was bounded by the copy cap, those entries get trees of their own too; that
+    // layout is taken deeper only if it is the cheapest.
+    if (const Candidate* c = cands.empty() ? nullptr : cheapest();
+        !few && c && (c->work.rest * kFurtherBlock > 1.0 || c->layout.stats.capped > 0) &&
+        (!fine.groups[2].empty() || !fine.groups[3].empty())) {
+        const std::size_t at = cands.size();
+        if (consider(fine, opt) && cheapest() == &cands[at])
+            deepen(at);
     }
     if (opt.cancel && opt.cancel->load(std::memory_order_relaxed)) {
         return fail("cancelled");

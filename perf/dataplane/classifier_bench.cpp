@@ -6,7 +6,9 @@
 //                    [benchmark flags]
 //
 // --ipv6 runs the same sets over IPv6 (perf/classbench.h maps every address into
-// 2001:db8::/96); the benchmarks are then named SET-v6.
+// 2001:db8::/96); the benchmarks are then named SET-v6. A set named SHAPE@N is a policy shape of
+// perf/shapes.h with N filters (prefixes@10000, ports@10000, ipv6@10000, ...; IPv6 for the ipv6
+// shape) and 100 000 packets, each a random point of a random entry's box (no locality).
 //
 // Counters per benchmark: `cycles_per_pkt` (TSC cycles), `build_ms` and `memory_MB` of the
 // structure; items/s is the lookup rate. perf/classifier-report runs this with repetitions and
@@ -22,6 +24,8 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <random>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -34,7 +38,9 @@
 #include "dataplane/trie.h"
 #include "perf/acl_anchor.h"
 #include "perf/classbench.h"
+#include "perf/shapes.h"
 #include "perf/start_eal.h"
+#include "tests/common/keys.h"
 
 namespace {
 
@@ -108,17 +114,41 @@ void bm_reference(benchmark::State& state, const Set* s) {
     add_counters(state, __rdtsc() - t0, 0, s->rules.size() * sizeof(dp::Entry));
 }
 
+/// `n` packets of `family`, each a random point of the box of a random entry of that family.
+std::vector<dp::PacketKey> shape_packets(std::span<const dp::Entry> rules, dp::Family family, std::size_t n) {
+    std::vector<const dp::Entry*> same;
+    for (const auto& r : rules)
+        if (r.family == family && r.payload == dp::kNoPayload)
+            same.push_back(&r);
+    std::vector<dp::PacketKey> out;
+    std::mt19937_64 rng(42);
+    const unsigned dims = family == dp::Family::ipv4 ? dp::kDimsV4 : dp::kDimsV6;
+    for (std::size_t i = 0; i < n && !same.empty(); ++i) {
+        std::uint32_t lo[dp::kMaxDims], hi[dp::kMaxDims], d[dp::kMaxDims];
+        dp::rule_ranges(*same[rng() % same.size()], lo, hi);
+        for (unsigned j = 0; j < dims; ++j)
+            d[j] = lo[j] + static_cast<std::uint32_t>(rng() % (std::uint64_t{hi[j]} - lo[j] + 1));
+        out.push_back(test::key_of(d, family));
+    }
+    return out;
+}
+
 bool load(Set& s, bool nolocal, bool ipv6, bool with_acl) {
     const std::string dir = perf::classbench_dir();
-    const dp::Family family = ipv6 ? dp::Family::ipv6 : dp::Family::ipv4;
-    const auto lr = ctl::load_policy_text(perf::classbench_policy(dir + "/" + s.name, 0, ipv6), s.name, {.lint = false});
+    const auto at = s.name.find('@');
+    const std::string shape = at == std::string::npos ? "" : s.name.substr(0, at);
+    const dp::Family family = ipv6 || shape == "ipv6" ? dp::Family::ipv6 : dp::Family::ipv4;
+    const std::string text = shape.empty() ? perf::classbench_policy(dir + "/" + s.name, 0, ipv6)
+                                           : perf::shape_policy(shape, std::stoul(s.name.substr(at + 1)));
+    const auto lr = ctl::load_policy_text(text, s.name, {.lint = false});
     if (!lr.usable()) {
         std::fprintf(stderr, "%s: does not load: %s\n", s.name.c_str(),
                      lr.diags.all().empty() ? "?" : ctl::format(lr.diags.all().front()).c_str());
         return false;
     }
     s.rules = lr.compiled->rules;
-    s.packets = perf::classbench_trace(dir + (nolocal ? "/nolocal/" : "/") + s.name + "_trace", 0, ipv6);
+    s.packets = shape.empty() ? perf::classbench_trace(dir + (nolocal ? "/nolocal/" : "/") + s.name + "_trace", 0, ipv6)
+                              : shape_packets(s.rules, family, 100'000);
     for (const auto& p : s.packets) {
         s.keys.push_back(dp::trie_key(p));
         s.acl_keys.push_back(perf::acl_key(p));

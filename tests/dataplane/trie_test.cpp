@@ -423,6 +423,25 @@ TEST(TrieShapes, MatchTheReference) {
     }
 }
 
+/// Random IPv6 prefixes of every length leave the coarse groups' last tree large leaves (entries
+/// wide in both addresses overlap there): the builder gives the ones narrow in a port trees of
+/// their own (more than the three coarse trees), and that layout is as right as any.
+TEST(TrieShapes, WideAddressEntriesNarrowInAPortGetTreesOfTheirOwn) {
+    const ctl::LoadResult lr = ctl::load_policy_text(perf::shape_policy("ipv6", 10000), "ipv6", {.lint = false});
+    ASSERT_TRUE(lr.usable());
+    auto v6 = ctl::build_trie(lr.compiled->rules, Family::ipv6);
+    ASSERT_TRUE(v6) << v6.error();
+    EXPECT_GT(v6->stats.trees, 3u);
+    TableSet t;
+    t.rules = lr.compiled->rules;
+    t.v6 = std::move(v6->trie);
+    auto v4 = ctl::build_trie(t.rules, Family::ipv4);
+    ASSERT_TRUE(v4) << v4.error();
+    t.v4 = std::move(v4->trie);
+    std::mt19937 rng(5);
+    expect_same_as_reference(t, random_packets(rng, lr.compiled->rules, 3000), "ipv6 shape, 10000 filters");
+}
+
 /// What bounds the builder for any shape: the leaves hold at most copies_per_entry entry copies
 /// per entry (plus 4096), so the trie's size is linear in the policy. Counted, not timed.
 TEST(TrieShapes, CopiesAndSizeStayLinear) {
