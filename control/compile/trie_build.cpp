@@ -678,7 +678,34 @@ Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const 
 Result<BuiltTrie> build_trie(std::span<const dp::Entry> ranked, dp::Family family, const TrieBuildOptions& opt) {
     const std::vector<unsigned> widths = dim_widths(family);
     const unsigned dims = static_cast<unsigned>(widths.size());
-    const unsigned narrow = family == dp::Family::ipv4 ? 16 : 64;
+    // An address is narrow where its prefix fixes at least half of the bits in which the
+    // policy's addresses differ: the bits after the prefix that all its (non-empty) prefixes
+    // share. IPv4 ClassBench sets share nothing (narrow: /16 and longer); a policy whose every
+    // address lies in 2001:db8::/96 is narrow from /112 on, not from /64, where every entry would
+    // be narrow and the groups would not separate the wide ones.
+    const auto narrow_from = [&](bool src) {
+        const unsigned bits = dp::addr_bits(family);
+        unsigned common = bits;
+        const dp::Addr* first = nullptr;
+        for (const dp::Entry& e : ranked) {
+            const unsigned len = src ? e.src_len : e.dst_len;
+            if (e.family != family || len == 0)
+                continue;
+            const dp::Addr& a = src ? e.src : e.dst;
+            if (!first)
+                first = &a;
+            unsigned same = 0;  // leading bits *first and a agree on
+            for (unsigned i = 0; i < 16 && same == 8 * i; ++i) {
+                const unsigned x = first->bytes[i] ^ a.bytes[i];
+                same += x == 0 ? 8 : static_cast<unsigned>(__builtin_clz(x)) - 24;
+            }
+            common = std::min({common, len, same});
+        }
+        if (!first)
+            common = 0;
+        return common + (bits - common + 1) / 2;
+    };
+    const unsigned narrow_src = narrow_from(true), narrow_dst = narrow_from(false);
 
     // The family's header-only entries in rank order, as ranges.
     std::vector<std::uint32_t> lo, hi;
@@ -710,12 +737,13 @@ Result<BuiltTrie> build_trie(std::span<const dp::Entry> ranked, dp::Family famil
         single.groups[0].push_back(idx);
         // Grouped by the address that is narrow, so that each trie cuts a dimension in which its
         // entries are not wide (entries wide in a cut dimension are copied into every branch).
-        grouped.groups[e.src_len >= narrow ? 0 : e.dst_len >= narrow ? 1 : 2].push_back(idx);
+        grouped.groups[e.src_len >= narrow_src ? 0 : e.dst_len >= narrow_dst ? 1 : 2].push_back(idx);
         // Finer: the entries wide in both addresses by the port that is narrow. A dimension is
         // narrow where the entry fixes at least half of its bits (a port range of at most 2^8).
         const auto narrow_port = [&](unsigned d) { return h[d] - l[d] < 256; };
         const unsigned p1 = dims - 4, p2 = dims - 3;
-        fine.groups[e.src_len >= narrow ? 0 : e.dst_len >= narrow ? 1 : narrow_port(p2) ? 2 : narrow_port(p1) ? 3 : 4].push_back(idx);
+        fine.groups[e.src_len >= narrow_src ? 0 : e.dst_len >= narrow_dst ? 1 : narrow_port(p2) ? 2 : narrow_port(p1) ? 3 : 4]
+            .push_back(idx);
     }
     // Two layouts: one trie over all entries (no tree to skip, but wide entries are copied), or
     // one per group. Which is cheaper depends on the policy, so both are built and the one that
