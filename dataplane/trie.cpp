@@ -104,9 +104,13 @@ void rule_ranges(const Entry& r, std::uint32_t lo[kMaxDims], std::uint32_t hi[kM
 
 namespace {
 
+// The SIMD scans' walks extract slot indexes with BMI1 (every CPU with AVX2 has it; checked anyway).
 bool cpu_has_avx512() noexcept {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("bmi");
 }
+
+bool cpu_has_avx2() noexcept { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi"); }
 
 }  // namespace
 
@@ -117,12 +121,12 @@ LeafScan best_leaf_scan() noexcept {
         return LeafScan::scalar;
     if (cpu_has_avx512() && want != "avx2")
         return LeafScan::avx512;
-    return __builtin_cpu_supports("avx2") ? LeafScan::avx2 : LeafScan::scalar;
+    return cpu_has_avx2() ? LeafScan::avx2 : LeafScan::scalar;
 }
 
 std::vector<LeafScan> supported_leaf_scans() {
     std::vector<LeafScan> s{LeafScan::scalar};
-    if (__builtin_cpu_supports("avx2"))
+    if (cpu_has_avx2())
         s.push_back(LeafScan::avx2);
     if (cpu_has_avx512())
         s.push_back(LeafScan::avx512);

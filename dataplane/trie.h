@@ -25,8 +25,9 @@
 // one step works on either: a leaf's header indexes a slot that holds the leaf's own ref. A walk
 // therefore takes exactly `tree_steps` steps for every packet of a burst, whatever depth its
 // leaf is at, and needs no branch to ask whether it has arrived:
-//   node  : w[0] = dim | shift << 8 | mask << 16   (index = (key[dim] >> shift) & mask)
-//           w[1] = word offset of its first slot; the mask + 1 slots hold refs
+//   node  : w[0] = dim | shift << 8 | bits << 16   (index = key[dim] bits shift .. shift + bits - 1:
+//           one BMI1 bextr with the control word w[0] >> 8, see slot_index)
+//           w[1] = word offset of its first slot; the 2^bits slots hold refs
 //   leaf  : w[0] = 0; w[1] = offset + 2; w[2] = its own ref; w[3] = n; w[4] and w[5] = the
 //           masks of its checked dimensions with 32-bit and with 16-bit lanes; w[6 .. 6+n) =
 //           ranks; then the entries in blocks of 16 (the last may be shorter, of m entries): for
@@ -93,6 +94,17 @@ struct Trie {
 
     std::size_t bytes() const noexcept { return size * sizeof(std::uint32_t); }
 };
+
+/// The slot a node with header `h` (trie.h's encoding) takes for the key word `v`: bits
+/// shift .. shift + bits - 1 of v. Code compiled for BMI1 (the SIMD scans) extracts them with one
+/// bextr, whose control word is h >> 8 as it stands.
+inline std::uint32_t slot_index(std::uint32_t v, std::uint32_t h) noexcept {
+#ifdef __BMI__
+    return __builtin_ia32_bextr_u32(v, h >> 8);
+#else
+    return (v >> ((h >> 8) & 0xff)) & ((std::uint32_t{1} << (h >> 16)) - 1);
+#endif
+}
 
 /// A packet's key in trie dimensions.
 struct TrieKey {

@@ -21,7 +21,7 @@ inline std::uint32_t step(const std::uint32_t* w, std::uint32_t ref, const TrieK
     std::uint64_t hw;
     __builtin_memcpy(&hw, w + ref, sizeof hw);
     const auto h = static_cast<std::uint32_t>(hw);
-    return w[static_cast<std::uint32_t>(hw >> 32) + ((k.d[h & 0xff] >> ((h >> 8) & 0xff)) & (h >> 16))];
+    return w[static_cast<std::uint32_t>(hw >> 32) + slot_index(k.d[h & 0xff], h)];
 }
 
 /// A leaf scan around a block matcher: `Match::first(lanes, m, wide, narrow, k)` is the index of
@@ -83,10 +83,9 @@ void walk_tree(const Trie& t, std::size_t tree, const TrieKey* keys, Rank* ranks
     if (s > 0) {
         const std::uint32_t h = w[root];
         const std::uint32_t* slots = w + w[root + 1];
-        const unsigned dim = h & 0xff, shift = (h >> 8) & 0xff;
-        const std::uint32_t mask = h >> 16;
+        const unsigned dim = h & 0xff;
         for (std::size_t j = 0; j < m; ++j) {
-            ref[j] = slots[(keys[at(j)].d[dim] >> shift) & mask];
+            ref[j] = slots[slot_index(keys[at(j)].d[dim], h)];
             __builtin_prefetch(w + ref[j]);
         }
         --s;

@@ -379,7 +379,7 @@ private:
             return dp::kEmptyRef;
         tree_steps_ = std::max(tree_steps_, depth);
         const unsigned shift = c.rem[best.dim] - best.bits;
-        words_[node] = best.dim | shift << 8 | static_cast<std::uint32_t>(nslots - 1) << 16;
+        words_[node] = best.dim | shift << 8 | best.bits << 16;
         words_[node + 1] = node + 2;
         ++stats_.nodes;
         for (std::size_t g = 0; g + 1 < starts.size(); ++g) {
@@ -634,7 +634,7 @@ Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const 
             std::uint32_t ref = l.roots[tree];
             for (std::uint32_t s = 0; s < l.tree_steps[tree]; ++s) {
                 const std::uint32_t h = w[ref];
-                ref = w[w[ref + 1] + ((k.d[h & 0xff] >> ((h >> 8) & 0xff)) & (h >> 16))];
+                ref = w[w[ref + 1] + dp::slot_index(k.d[h & 0xff], h)];
             }
             cost += kStep * l.tree_steps[tree];
             const std::uint32_t n = w[ref + dp::kLeafN];
