@@ -20,6 +20,7 @@
 #include <x86intrin.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -137,9 +138,23 @@ bool load(Set& s, bool nolocal, bool ipv6, bool with_acl) {
     const std::string dir = perf::classbench_dir();
     const auto at = s.name.find('@');
     const std::string shape = at == std::string::npos ? "" : s.name.substr(0, at);
+    const auto& shapes = perf::shape_names();
+    std::size_t size = 0;
+    if (at != std::string::npos) {
+        const std::string n = s.name.substr(at + 1);
+        const auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), size);
+        if (std::find(shapes.begin(), shapes.end(), shape) == shapes.end() || n.empty() || ec != std::errc{} ||
+            end != n.data() + n.size() || size == 0) {
+            std::fprintf(stderr, "%s: not a set: a shape is SHAPE@N with N filters (N > 0), SHAPE one of", s.name.c_str());
+            for (const auto& x : shapes)
+                std::fprintf(stderr, " %s", x.c_str());
+            std::fprintf(stderr, "\n");
+            return false;
+        }
+    }
     const dp::Family family = ipv6 || shape == "ipv6" ? dp::Family::ipv6 : dp::Family::ipv4;
     const std::string text = shape.empty() ? perf::classbench_policy(dir + "/" + s.name, 0, ipv6)
-                                           : perf::shape_policy(shape, std::stoul(s.name.substr(at + 1)));
+                                           : perf::shape_policy(shape, size);
     const auto lr = ctl::load_policy_text(text, s.name, {.lint = false});
     if (!lr.usable()) {
         std::fprintf(stderr, "%s: does not load: %s\n", s.name.c_str(),
@@ -221,11 +236,20 @@ int main(int argc, char** argv) {
     if (!perf::start_eal({"classifier_bench", "--no-pci", "-l", "0", "--force-max-simd-bitwidth=512", "--log-level", "*:error"},
                          2048, 6144))
         return 1;
+    if (sets.empty()) {
+        std::fprintf(stderr, "classifier_bench: --sets names no set\n");
+        return 1;
+    }
     for (const auto& name : sets) {
         auto s = std::make_unique<Set>();
         s->name = name;
-        if (!load(*s, nolocal, ipv6, std::find(no_acl.begin(), no_acl.end(), name) == no_acl.end()))
+        try {
+            if (!load(*s, nolocal, ipv6, std::find(no_acl.begin(), no_acl.end(), name) == no_acl.end()))
+                return 1;
+        } catch (const std::exception& e) {  // the ClassBench reader's: the file and line, what is wrong
+            std::fprintf(stderr, "classifier_bench: %s: %s\n", name.c_str(), e.what());
             return 1;
+        }
         if (ipv6)
             s->name += "-v6";
         g_sets.push_back(std::move(s));

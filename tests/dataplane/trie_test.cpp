@@ -583,6 +583,49 @@ INSTANTIATE_TEST_SUITE_P(
                       ClassBenchCase{"ipc1_10K", Family::ipv6}),
     [](const auto& i) { return std::string(i.param.set) + (i.param.family == Family::ipv6 ? "_v6" : ""); });
 
+/// Malformed rule and trace lines are errors at their file and line, never a guess: a partial
+/// protocol mask, a prefix length out of range or with trailing characters, a missing `:`, a
+/// port range that ends before it starts, numbers too large for their field; and the last trace
+/// line counts without a final newline.
+TEST(ClassBenchReader, MalformedLinesAreErrorsAtTheirLine) {
+    const std::string path = ::testing::TempDir() + "/moat_classbench_bad";
+    const auto read = [&](const std::string& text, bool trace, bool ipv6 = false) -> std::string {
+        std::ofstream(path) << text;
+        try {
+            if (trace)
+                return std::to_string(perf::classbench_trace(path, 0, ipv6).size()) + " packets";
+            perf::classbench_policy(path, 0, ipv6);
+            return "read";
+        } catch (const std::runtime_error& e) {
+            return e.what();
+        }
+    };
+    const std::string good = "@1.2.3.4/32\t5.6.7.8/32\t0 : 65535\t80 : 80\t0x06/0xFF\t0x0000/0x0000\n";
+    EXPECT_EQ(read(good, false), "read");
+    EXPECT_EQ(read("\n  " + good + "\r\n", false), "read");
+    for (const std::string bad : {"@1.2.3.4/32\t5.6.7.8/32\t0 : 65535\t80 : 80\t0x06/0xF0\t0x0000/0x0000\n",
+                                  "@1.2.3.4/33\t5.6.7.8/32\t0 : 65535\t80 : 80\t0x06/0xFF\t0x0000/0x0000\n",
+                                  "@1.2.3.4/32abc\t5.6.7.8/32\t0 : 65535\t80 : 80\t0x06/0xFF\t0x0000/0x0000\n",
+                                  "@1.2.3.4/-1\t5.6.7.8/32\t0 : 65535\t80 : 80\t0x06/0xFF\t0x0000/0x0000\n",
+                                  "@1.2.3.4/32\t5.6.7.8/32\t0 - 65535\t80 : 80\t0x06/0xFF\t0x0000/0x0000\n",
+                                  "@1.2.3.4/32\t5.6.7.8/32\t90 : 80\t80 : 80\t0x06/0xFF\t0x0000/0x0000\n",
+                                  "@1.2.3.4/32\t5.6.7.8/32\t0 : 65536\t80 : 80\t0x06/0xFF\t0x0000/0x0000\n",
+                                  "@1.2.3.4/32\t5.6.7.8/32\t0 : 65535\t80 : 80\tzz/0xFF\t0x0000/0x0000\n",
+                                  "# a comment\n"}) {
+        const std::string got = read(good + bad, false);
+        EXPECT_EQ(got.rfind(path + ":2: ", 0), 0u) << bad << " -> " << got;
+        EXPECT_EQ(read(good + bad, false, true).rfind(path + ":2: ", 0), 0u) << bad << " (IPv6)";
+    }
+    EXPECT_EQ(read("", false), path + ": no rules");
+    EXPECT_EQ(read("1 2 3 4 6\n5 6 7 8 17", true), "2 packets");
+    EXPECT_EQ(read("1 2 3 4 6\r\n\n5 6 7 8 17\t0\t3\r\n", true), "2 packets");
+    for (const std::string bad : {"1 2 3 4\n", "1 2 3 4 300\n", "4294967296 2 3 4 6\n", "1 2 65536 4 6\n", "1 2 x 4 6\n"}) {
+        const std::string got = read("1 2 3 4 6\n" + bad, true);
+        EXPECT_EQ(got.rfind(path + ":2: ", 0), 0u) << bad << " -> " << got;
+    }
+    std::remove(path.c_str());
+}
+
 /// The reader takes every valid ClassBench file: port ranges on protocols without ports (real
 /// exports and the fw2 seed have them) are dropped, and ports with any protocol apply to TCP,
 /// UDP and SCTP. The resulting policy loads and means what rte_acl's reading of the file means
