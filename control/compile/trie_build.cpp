@@ -678,12 +678,13 @@ Work lookup_cost(const Layout& l, const std::vector<dp::TrieKey>& sample, const 
 Result<BuiltTrie> build_trie(std::span<const dp::Entry> ranked, dp::Family family, const TrieBuildOptions& opt) {
     const std::vector<unsigned> widths = dim_widths(family);
     const unsigned dims = static_cast<unsigned>(widths.size());
-    // An address is narrow where its prefix fixes at least half of the bits in which most of
-    // the policy's addresses differ: the bits after the longest prefix that holds more than half
-    // of its (non-empty) prefixes. IPv4 ClassBench sets share next to nothing (narrow: /16 and
-    // longer); a policy whose addresses lie in 2001:db8::/96 is narrow from /112 on, not
-    // from /64, where every entry would be narrow and the groups would not separate the wide
-    // ones; and a link-local filter or two outside that prefix change nothing.
+    // An address is narrow where its prefix fixes the bits of a node's widest cut (max_cut_bits)
+    // past the longest prefix that holds three quarters of the policy's (non-empty) prefixes:
+    // the first cut of its tree past that prefix then separates it from the others. IPv4
+    // ClassBench sets share no such prefix (narrow: /16 and longer); a policy whose addresses lie
+    // in 2001:db8::/96 is narrow from /112 on, not from /64, where every entry would be narrow
+    // and the groups would not separate the wide ones; a link-local filter or two outside that
+    // prefix change nothing; random IPv6 prefixes under 2001:db8::/32 are narrow from /48.
     const auto narrow_from = [&](bool src) {
         const unsigned bits = dp::addr_bits(family);
         std::vector<std::uint32_t> in;  // the entries inside the prefix found so far
@@ -702,14 +703,12 @@ Result<BuiltTrie> build_trie(std::span<const dp::Entry> ranked, dp::Family famil
             for (const auto r : in)
                 if (fixes(r))
                     (bit(r) ? ones : zeros) += 1;
-            if (2 * std::max(ones, zeros) <= total)
+            if (4 * std::max(ones, zeros) <= 3 * total)
                 break;
             const unsigned keep = ones > zeros;
             std::erase_if(in, [&](std::uint32_t r) { return !fixes(r) || bit(r) != keep; });
         }
-        // Random addresses share a first bit by majority already: rounded down, one such bit
-        // changes nothing (ClassBench's IPv4 sets: /16, as with none).
-        return common + (bits - common) / 2;
+        return std::min(bits, common + opt.max_cut_bits);
     };
     const unsigned narrow_src = narrow_from(true), narrow_dst = narrow_from(false);
 
