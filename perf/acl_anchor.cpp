@@ -40,11 +40,6 @@ std::vector<rte_acl_field_def> field_defs(unsigned words) {
     return d;
 }
 
-/// The mask length of word `w` of a prefix of `len` bits.
-std::uint32_t word_len(unsigned len, unsigned w) noexcept {
-    return len <= 32 * w ? 0 : std::min(32u, len - 32 * w);
-}
-
 std::size_t heap_bytes() {
     std::size_t total = 0;
     for (unsigned s = 0; s < rte_socket_count(); ++s) {
@@ -92,13 +87,10 @@ std::unique_ptr<AclAnchor> AclAnchor::build(std::span<const dp::Entry> ranked, s
         unsigned f = 0;
         x.field[f].value.u8 = static_cast<std::uint8_t>(lo[proto]);
         x.field[f++].mask_range.u8 = lo[proto] == hi[proto] ? 0xff : 0;
-        for (unsigned w = 0; w < words; ++w, ++f) {
-            x.field[f].value.u32 = lo[w];
-            x.field[f].mask_range.u32 = word_len(e.src_len, w);
-        }
-        for (unsigned w = 0; w < words; ++w, ++f) {
-            x.field[f].value.u32 = lo[words + w];
-            x.field[f].mask_range.u32 = word_len(e.dst_len, w);
+        // An address word of a prefix is a range whose bounds agree on its mask's bits.
+        for (unsigned d = 0; d < 2 * words; ++d, ++f) {
+            x.field[f].value.u32 = lo[d];
+            x.field[f].mask_range.u32 = static_cast<std::uint32_t>(__builtin_popcount(~(lo[d] ^ hi[d])));
         }
         for (unsigned p = p1; p < p1 + 2; ++p, ++f) {
             x.field[f].value.u16 = static_cast<std::uint16_t>(lo[p]);

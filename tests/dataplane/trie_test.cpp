@@ -27,8 +27,6 @@
 namespace moat::dp {
 namespace {
 
-std::vector<LeafScan> scans() { return supported_leaf_scans(); }
-
 using test::key_of;
 
 // --- random policies ---------------------------------------------------------------------------
@@ -175,7 +173,7 @@ std::vector<PacketKey> random_packets(std::mt19937& rng, std::span<const Entry> 
 /// trie_classify (its own walk: chunks, trees skipped per packet, repeated keys).
 void expect_same_as_reference(const TableSet& t, const std::vector<PacketKey>& packets, const std::string& what) {
     std::size_t mismatches = 0;
-    for (const LeafScan scan : scans()) {
+    for (const LeafScan scan : supported_leaf_scans()) {
         for (std::size_t i = 0; i < packets.size(); ++i) {
             const PacketKey& k = packets[i];
             const Rank want = classify_ref(t.rules, k);
@@ -275,7 +273,7 @@ TEST(TrieRandom, EveryBurstSizeThroughClassifyBurst) {
     TableSet& t = *built->tables;
     const auto packets = random_packets(rng, t.rules, 64 * 33);
     std::size_t at = 0;
-    for (const LeafScan scan : scans()) {
+    for (const LeafScan scan : supported_leaf_scans()) {
         t.scan = scan;
         for (std::size_t n = 0; n <= 64; ++n) {  // beyond kBurstMax too: classify_burst chunks
             std::vector<PacketMeta> meta(n);
@@ -343,7 +341,7 @@ TEST(TrieRandom, RepeatedAndNearlyRepeatedKeysInABurst) {
             want[i] = classify_ref(rules, seq[i]);
             keys[i] = trie_key(seq[i]);
         }
-        for (const LeafScan scan : scans()) {
+        for (const LeafScan scan : supported_leaf_scans()) {
             for (const std::size_t burst : {1u, 7u, 31u, 32u, 33u, 64u, 100u}) {
                 std::vector<Rank> got(seq.size());
                 for (std::size_t at = 0; at < seq.size(); at += burst) {
@@ -392,7 +390,7 @@ TEST(TrieBuild, EmptyAndTiny) {
     r = ctl::build_trie(one, Family::ipv4);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->stats.trees, 1u);
-    for (const LeafScan s : scans())
+    for (const LeafScan s : supported_leaf_scans())
         EXPECT_EQ(trie_lookup(r->trie, TrieKey{}, s), 0u);
 }
 
@@ -547,7 +545,7 @@ TEST_P(ClassBench, TrieRteAclAndReferenceAgreeOnTheTraces) {
         EXPECT_GT(std::count_if(want.begin(), want.end(), [](Rank r) { return r != kNoMatch; }),
                   static_cast<std::ptrdiff_t>(trace.size() / 2))
             << what;
-        for (const LeafScan scan : scans()) {
+        for (const LeafScan scan : supported_leaf_scans()) {
             std::size_t mismatches = 0;
             for (std::size_t at = 0; at < trace.size(); at += 32) {
                 const std::size_t n = std::min<std::size_t>(32, trace.size() - at);
