@@ -75,6 +75,11 @@ struct alignas(64) WorkerCounters {
     Counter fragments_passed;                        ///< fragments forwarded (first and later)
     Counter payload_scanned;                         ///< packets whose payload was scanned
     Counter payload_bytes;                           ///< bytes scanned
+    /// TSC cycles of the busy polls: loop turns that received at least one packet, from the
+    /// turn's first rx burst to the next turn's (rx, parse, classify, tx, free, counters). Over
+    /// the packets received, the worker's cost per packet (testpmd --record-core-cycles alike).
+    Counter busy_cycles;
+    Counter busy_polls;  ///< those turns: the packets received over them is the mean burst
 };
 
 /// Hits of one ranked filter entry, kept per worker.

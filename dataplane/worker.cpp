@@ -104,16 +104,20 @@ int worker_main(void* arg) noexcept {
     FragmentTable* frags = w.fragments.get();
     rte_rcu_qsbr_thread_register(w.qsbr, w.index);
     rte_rcu_qsbr_thread_online(w.qsbr, w.index);
-    // The clock is read only when fragments need it: rdtsc is not free (under a hypervisor it
-    // costs tens of cycles, a sizeable share of a 64-byte packet's budget when read every poll).
+    // One TSC reading per loop turn: the start of this turn is the end of the last, and a turn
+    // that received packets adds its length to busy_cycles. rdtsc is not free (tens of cycles
+    // under a hypervisor), so a turn reads it once, and fragments take that reading too.
     unsigned polls = 0;
+    std::uint64_t turn_start = rte_rdtsc();
     while (!w.stop->load(std::memory_order_relaxed)) [[likely]] {
         const TableSet& t = *w.tables->load(std::memory_order_acquire);
         EntryCounter* hits = t.counters[w.index].get();
+        bool busy = false;
         for (const Ingress in : {Ingress::outside, Ingress::inside}) {
             b.n = rte_eth_rx_burst(w.port[idx(in)], w.queue, b.pkts.data(), kBurstMax);
             if (b.n == 0)
                 continue;
+            busy = true;
             const std::size_t fragments = parse_burst(b.packets(), in, t.parse, b.metas());
             if (classify_burst(t, b.metas(), b.verdict_span()) != 0) [[unlikely]] {
                 ScanCounts scanned;
@@ -122,12 +126,18 @@ int worker_main(void* arg) noexcept {
                 w.counters.payload_bytes.add(scanned.bytes);
             }
             if (fragments != 0 && frags) [[unlikely]]
-                frags->settle(b.metas(), b.verdict_span(), t.generation, rte_rdtsc());
+                frags->settle(b.metas(), b.verdict_span(), t.generation, turn_start);
             forward_or_drop(b, in, w.port[idx(other(in))], w.queue, w.counters, hits);
         }
         if (frags && frags->in_use() != 0 && ++polls % 64 == 0) [[unlikely]]
-            frags->sweep(rte_rdtsc(), 64 * 4);  // as many as 4 a poll would have freed
+            frags->sweep(turn_start, 64 * 4);  // as many as 4 a poll would have freed
         rte_rcu_qsbr_quiescent(w.qsbr, w.index);  // no table reference lives past this line
+        const std::uint64_t now = rte_rdtsc();
+        if (busy) {
+            w.counters.busy_cycles.add(now - turn_start);
+            w.counters.busy_polls.add(1);
+        }
+        turn_start = now;
     }
     rte_rcu_qsbr_thread_offline(w.qsbr, w.index);
     rte_rcu_qsbr_thread_unregister(w.qsbr, w.index);

@@ -38,30 +38,9 @@ ROOT = os.path.dirname(HERE)
 
 GENERATOR_FLOWS = "198.18.0.0/16"  # what --txonly-multi-flow makes of --tx-ip 198.18.0.10,198.18.0.10
 
-IPSEC_POLICY = """[filterlist Generator clients]
-filter = {clients}+198.18.0.10:53:UDP
-[filterlist Web]
-filter = *+198.18.0.10:80:TCP
-filter = *+198.18.0.10:443:TCP
-[filterlist Mail]
-filter = *+198.18.0.20:25:TCP
-filter = 198.18.0.20+*:25:TCP
-[filterlist Administration]
-filter = 198.18.2.0/24+198.18.0.10:3389:TCP
-filter = 198.18.2.0/24+198.18.0.10:22:TCP
-[filterlist Ping]
-filter = *=0::ICMP:8
-[filterlist All inbound traffic]
-filter = *+198.18.0.10
-filter = *+198.18.0.20
-[policy Servers]
-rule = Generator clients -> permit
-rule = Web -> permit
-rule = Mail -> permit
-rule = Administration -> permit
-rule = Ping -> permit
-rule = All inbound traffic -> block
-"""
+# The 10-filter policy, shared with perf/worker_bench; {clients} are the permitted sources.
+with open(os.path.join(HERE, "ten-filters.ini")) as f:
+    IPSEC_POLICY = "".join(l for l in f if not l.startswith(";"))
 
 
 def hugepages_free_mb():
@@ -133,7 +112,7 @@ def run_plain(tmp, size, warmup, seconds):
     time.sleep(1.5)
     dut = Proc(["dpdk-testpmd"] + eal_common("moat-tput-dut", "0@0,1@1") +
                ["--vdev", f"net_memif0,role=client,socket={tmp}/memif.sock,id=0", "--vdev", "net_null0,no-rx=1",
-                "--", "--forward-mode=io", "--total-num-mbufs=32768", "--stats-period", "1"],
+                "--", "--forward-mode=io", "--total-num-mbufs=32768", "--stats-period", "1", "--record-core-cycles"],
                f"{tmp}/plain.log")
     # Readings once packets flow: the first `warmup` are dropped, the next `seconds` kept.
     want = int(warmup) + int(seconds)
@@ -150,7 +129,12 @@ def run_plain(tmp, size, warmup, seconds):
     if len(flowing) <= int(warmup):
         sys.exit("plain forwarding reported no rates; its log:\n" + dut.text()[-3000:])
     keep = flowing[int(warmup):want]
-    return statistics.median(rx[i] for i in keep) / 1e6, statistics.median(tx[i] for i in keep if i < len(tx)) / 1e6
+    # testpmd prints the busy cycles over the packets received when it stops.
+    m = re.search(r"CPU cycles/packet=([0-9.]+)", dut.text())
+    if not m:
+        sys.exit("plain forwarding printed no cycles per packet (--record-core-cycles); its log:\n" + dut.text()[-3000:])
+    return (statistics.median(rx[i] for i in keep) / 1e6, statistics.median(tx[i] for i in keep if i < len(tx)) / 1e6,
+            float(m.group(1)))
 
 
 def moatd_config(tmp, outside, inside, policy):
@@ -195,7 +179,10 @@ def run_moatd(tmp, size, policy, warmup, seconds, moatd):
         tx.append(b["ports"]["inside"]["tx_packets"] - a["ports"]["inside"]["tx_packets"])
     skip = int(warmup)
     rx, tx = rx[skip:] or rx, tx[skip:] or tx
-    return statistics.median(rx) / 1e6, statistics.median(tx) / 1e6
+    # Busy cycles over the packets received over the whole run, as testpmd counts them.
+    workers = stats[-1]["workers"]
+    cycles = sum(w["busy_cycles"] for w in workers) / max(1, sum(w["rx_packets"] for w in workers))
+    return statistics.median(rx) / 1e6, statistics.median(tx) / 1e6, cycles
 
 
 def run_latency(tmp, policy, args, moatd, probe):
@@ -286,13 +273,14 @@ def main():
                     if name.startswith("moatd, ClassBench"):
                         policy = classbench(args.build, name.split()[-1], GENERATOR_FLOWS)
                     results[i].append(run_moatd(tmp, size, policy, args.warmup, args.seconds, moatd))
-                print(f"    {results[i][-1][0]:.2f} Mpps in, {results[i][-1][1]:.2f} forwarded", file=sys.stderr)
+                print(f"    {results[i][-1][0]:.2f} Mpps in, {results[i][-1][1]:.2f} forwarded, "
+                      f"{results[i][-1][2]:.1f} cycles a packet", file=sys.stderr)
     rows = []
     plain = {}
     for i, (name, size, _) in enumerate(cases):
         # The best round: on this shared machine a neighbour's burst only ever takes rate away
         # (runs fall to about a third now and then, whatever is measured).
-        rx, tx = max(results[i])
+        rx, tx, _ = max(results[i])
         if name.startswith("plain"):
             plain[size] = rx
         rows.append((name, size, rx, tx, rx / plain[size] if plain.get(size) else float("nan")))

@@ -26,6 +26,8 @@
 #include "control/compile/tables.h"
 #include "dataplane/port.h"
 
+#include <rte_cycles.h>
+
 namespace moat::ctl {
 
 namespace {
@@ -80,7 +82,10 @@ constexpr int kBuilderNice = 5;
 }  // namespace
 
 Runtime::Runtime(std::string config_path, unsigned workers)
-    : path_(std::move(config_path)), workers_count_(workers), publisher_(std::make_unique<Publisher>(workers)) {
+    : path_(std::move(config_path)),
+      workers_count_(workers),
+      publisher_(std::make_unique<Publisher>(workers)),
+      rates_(static_cast<double>(rte_get_tsc_hz())) {  // 0 before EAL: no busy share
     event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (event_fd_ < 0)
         throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));

@@ -1,5 +1,6 @@
 #include "control/runtime/stats.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <tuple>
@@ -27,6 +28,8 @@ WorkerSample sample_worker(const dp::WorkerContext& w) noexcept {
         s.tx_packets += p.tx_packets.get();
         s.dropped += p.dropped.get();
     }
+    s.busy_cycles = w.counters.busy_cycles.get();
+    s.busy_polls = w.counters.busy_polls.get();
     return s;
 }
 
@@ -37,11 +40,18 @@ void RateMeter::sample(std::span<const WorkerSample> now, double seconds) {
         for (std::size_t i = 0; i < now.size(); ++i) {
             // Relaxed reads of counters that only grow; a difference below zero cannot occur
             // but would read as a huge rate, so it counts as zero.
-            const auto per_second = [dt](std::uint64_t a, std::uint64_t b) { return b >= a ? (b - a) / dt : 0.0; };
-            rates_[i] = {dt, per_second(last_[i].rx_packets, now[i].rx_packets),
-                         8 * per_second(last_[i].rx_bytes, now[i].rx_bytes),
-                         per_second(last_[i].tx_packets, now[i].tx_packets),
-                         per_second(last_[i].dropped, now[i].dropped)};
+            const auto delta = [](std::uint64_t a, std::uint64_t b) { return b >= a ? static_cast<double>(b - a) : 0.0; };
+            const WorkerSample& a = last_[i];
+            const WorkerSample& b = now[i];
+            const double rx = delta(a.rx_packets, b.rx_packets);
+            const double cycles = delta(a.busy_cycles, b.busy_cycles);
+            const double polls = delta(a.busy_polls, b.busy_polls);
+            WorkerRates& r = rates_[i];
+            r = {dt, rx / dt, 8 * delta(a.rx_bytes, b.rx_bytes) / dt, delta(a.tx_packets, b.tx_packets) / dt,
+                 delta(a.dropped, b.dropped) / dt};
+            r.cycles_per_packet = rx > 0 ? cycles / rx : 0;
+            r.busy = tsc_hz_ > 0 ? std::min(1.0, cycles / (dt * tsc_hz_)) : 0;
+            r.burst = polls > 0 ? rx / polls : 0;
         }
     } else {
         rates_.clear();
@@ -80,6 +90,8 @@ Stats collect_stats(std::span<const dp::WorkerContext* const> workers, std::shar
         ws.rx_bytes = sample.rx_bytes;
         ws.tx_packets = sample.tx_packets;
         ws.dropped = sample.dropped;
+        ws.busy_cycles = sample.busy_cycles;
+        ws.busy_polls = sample.busy_polls;
         if (w->index < rates.size())
             ws.rates = rates[w->index];
         ws.payload_scanned = w->counters.payload_scanned.get();
@@ -133,12 +145,18 @@ nlohmann::json stats_json_head(const Stats& s) {
                                 {"dropped", w.dropped},
                                 {"payload_scanned", w.payload_scanned},
                                 {"payload_bytes", w.payload_bytes},
+                                {"busy_cycles", w.busy_cycles},
+                                {"busy_polls", w.busy_polls},
+                                {"cycles_per_packet", w.rx_packets ? static_cast<double>(w.busy_cycles) / w.rx_packets : 0.0},
                                 {"rates",
                                  {{"seconds", w.rates.seconds},
                                   {"rx_pps", w.rates.rx_pps},
                                   {"rx_bps", w.rates.rx_bps},
                                   {"tx_pps", w.rates.tx_pps},
-                                  {"dropped_pps", w.rates.dropped_pps}}}});
+                                  {"dropped_pps", w.rates.dropped_pps},
+                                  {"cycles_per_packet", w.rates.cycles_per_packet},
+                                  {"busy", w.rates.busy},
+                                  {"burst", w.rates.burst}}}});
         scanned += w.payload_scanned;
         scanned_bytes += w.payload_bytes;
     }
@@ -198,15 +216,20 @@ std::string stats_text_head(const Stats& s) {
         out += " " + std::string(dp::kFragDropNames[r]) + "=" + std::to_string(s.fragment_drops[r]);
     out += "\n";
     // Per worker: rates over the last second (moatd samples once a second), then totals.
-    std::snprintf(line, sizeof line, "%-6s %5s %12s %12s %12s %10s %12s %12s %10s %14s\n", "worker", "lcore", "rx pkt/s",
-                  "tx pkt/s", "drop pkt/s", "rx Mbit/s", "rx packets", "tx packets", "scanned", "scanned bytes");
+    // cyc/pkt: TSC cycles of the busy polls per packet received, the worker's cost per packet;
+    // busy: the share of the second it spent in polls that received packets.
+    std::snprintf(line, sizeof line, "%-6s %5s %12s %12s %12s %10s %8s %5s %12s %12s %10s %14s\n", "worker", "lcore",
+                  "rx pkt/s", "tx pkt/s", "drop pkt/s", "rx Mbit/s", "cyc/pkt", "busy", "rx packets", "tx packets",
+                  "scanned", "scanned bytes");
     out += line;
     for (const auto& w : s.workers) {
         if (w.rates.seconds > 0)
-            std::snprintf(line, sizeof line, "%-6u %5u %12.0f %12.0f %12.0f %10.1f", w.index, w.lcore, w.rates.rx_pps,
-                          w.rates.tx_pps, w.rates.dropped_pps, w.rates.rx_bps / 1e6);
+            std::snprintf(line, sizeof line, "%-6u %5u %12.0f %12.0f %12.0f %10.1f %8.1f %4.0f%%", w.index, w.lcore,
+                          w.rates.rx_pps, w.rates.tx_pps, w.rates.dropped_pps, w.rates.rx_bps / 1e6,
+                          w.rates.cycles_per_packet, 100 * w.rates.busy);
         else  // moatd's first second: no interval to measure over yet
-            std::snprintf(line, sizeof line, "%-6u %5u %12s %12s %12s %10s", w.index, w.lcore, "-", "-", "-", "-");
+            std::snprintf(line, sizeof line, "%-6u %5u %12s %12s %12s %10s %8s %5s", w.index, w.lcore, "-", "-", "-", "-",
+                          "-", "-");
         out += line;
         std::snprintf(line, sizeof line, " %12llu %12llu %10llu %14llu\n", static_cast<unsigned long long>(w.rx_packets),
                       static_cast<unsigned long long>(w.tx_packets), static_cast<unsigned long long>(w.payload_scanned),
@@ -295,6 +318,10 @@ std::string stats_prometheus_head(const Stats& s) {
          {PerWorker{"moat_worker_rx_packets_total", "Packets a worker received, both ports.", &WorkerStats::rx_packets},
           PerWorker{"moat_worker_tx_packets_total", "Packets a worker sent, both ports.", &WorkerStats::tx_packets},
           PerWorker{"moat_worker_dropped_total", "Packets a worker received and dropped.", &WorkerStats::dropped},
+          PerWorker{"moat_worker_busy_cycles_total",
+                    "TSC cycles of a worker's busy polls (those that received packets); over rx packets, its cost per packet.",
+                    &WorkerStats::busy_cycles},
+          PerWorker{"moat_worker_busy_polls_total", "A worker's polls that received packets.", &WorkerStats::busy_polls},
           PerWorker{"moat_payload_scanned_packets_total", "Packets whose payload a worker scanned.",
                     &WorkerStats::payload_scanned},
           PerWorker{"moat_payload_scanned_bytes_total", "Payload bytes a worker scanned.", &WorkerStats::payload_bytes}}) {

@@ -60,6 +60,7 @@ struct FilterStats {
 /// One worker's counters at one moment, over both ports: what its rates are computed from.
 struct WorkerSample {
     std::uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, dropped = 0;
+    std::uint64_t busy_cycles = 0, busy_polls = 0;  ///< dp::WorkerCounters' (TSC cycles, loop turns)
 };
 
 WorkerSample sample_worker(const dp::WorkerContext& w) noexcept;
@@ -68,12 +69,19 @@ WorkerSample sample_worker(const dp::WorkerContext& w) noexcept;
 struct WorkerRates {
     double seconds = 0;  ///< the interval they are over; 0: not measured yet (moatd's first second)
     double rx_pps = 0, rx_bps = 0, tx_pps = 0, dropped_pps = 0;  ///< packets, bits per second
+    /// TSC cycles of the busy polls per packet received (0 without packets): what a packet costs
+    /// the worker, whatever its neighbours on the machine take from its rate.
+    double cycles_per_packet = 0;
+    double busy = 0;   ///< share of the interval's TSC cycles in busy polls (0 .. 1; 0 without a TSC rate)
+    double burst = 0;  ///< packets per busy poll
 };
 
 /// Per-worker rates between the last two samples; moatd's control thread samples once a second.
 /// Not thread-safe: the caller serialises (Runtime's lock).
 class RateMeter {
 public:
+    /// `tsc_hz`: the TSC's rate (rte_get_tsc_hz()), for WorkerRates::busy; 0 leaves busy at 0.
+    explicit RateMeter(double tsc_hz = 0) : tsc_hz_(tsc_hz) {}
     /// Takes a sample at `seconds` (a monotonic clock); the rates become those since the
     /// previous sample. A sample with a different worker count, or not later than the previous
     /// one, starts over.
@@ -82,6 +90,7 @@ public:
     const std::vector<WorkerRates>& rates() const noexcept { return rates_; }
 
 private:
+    double tsc_hz_;
     std::vector<WorkerSample> last_;
     double last_seconds_ = 0;
     std::vector<WorkerRates> rates_;
@@ -94,6 +103,8 @@ struct WorkerStats {
     std::uint64_t dropped = 0;                   ///< received and dropped, any reason
     std::uint64_t payload_scanned = 0;           ///< packets whose payload it scanned
     std::uint64_t payload_bytes = 0;             ///< bytes it scanned
+    std::uint64_t busy_cycles = 0;               ///< TSC cycles of its busy polls
+    std::uint64_t busy_polls = 0;                ///< its loop turns that received packets
     WorkerRates rates;
 };
 

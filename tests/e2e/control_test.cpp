@@ -174,12 +174,21 @@ TEST_F(Control, EveryCommandAgainstTheRunningMoatd) {
     EXPECT_EQ(w0["rx_packets"], 5);
     EXPECT_EQ(w0["tx_packets"], 3);
     EXPECT_EQ(w0["dropped"], 2);
-    for (const char* k : {"rx_pps", "rx_bps", "tx_pps", "dropped_pps"})
+    for (const char* k : {"rx_pps", "rx_bps", "tx_pps", "dropped_pps", "cycles_per_packet", "busy", "burst"})
         EXPECT_TRUE(w0["rates"][k].is_number()) << k << " in " << w0.dump();
+    // The worker timed the polls that brought the five packets (one to five of them) and
+    // nothing else: its cost per packet is their cycles over the five.
+    const auto busy_polls = w0["busy_polls"].get<std::uint64_t>();
+    EXPECT_GE(busy_polls, 1u) << w0.dump();
+    EXPECT_LE(busy_polls, 5u) << w0.dump();
+    const auto busy_cycles = w0["busy_cycles"].get<std::uint64_t>();
+    EXPECT_GT(busy_cycles, 0u) << w0.dump();
+    EXPECT_DOUBLE_EQ(w0["cycles_per_packet"].get<double>(), busy_cycles / 5.0) << w0.dump();
+    EXPECT_TRUE(std::regex_search(prom.out, std::regex(R"(moat_worker_busy_polls_total\{worker="0"\} [1-5]\n)"))) << prom.out;
     const Result stext = moatctl({"stats"});
     EXPECT_EQ(stext.status, 0) << stext.err;
     EXPECT_TRUE(std::regex_search(stext.out, std::regex(R"(worker +lcore +rx pkt/s +tx pkt/s +drop pkt/s)"))) << stext.out;
-    EXPECT_TRUE(std::regex_search(stext.out, std::regex(R"(\n0 +\d+ +\d+ +\d+ +\d+ +[0-9.]+ +5 +3 )"))) << stext.out;
+    EXPECT_TRUE(std::regex_search(stext.out, std::regex(R"(\n0 +\d+ +\d+ +\d+ +\d+ +[0-9.]+ +[0-9.]+ +\d+% +5 +3 )"))) << stext.out;
 
     // rules: compiled order, Web's entries first, with their hits.
     const nlohmann::json rules = json_of({"rules"});

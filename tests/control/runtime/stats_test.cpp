@@ -38,6 +38,27 @@ TEST(RateMeter, RatesAreTheDifferencesOverTheIntervalPerWorker) {
     EXPECT_DOUBLE_EQ(m.rates()[1].seconds, 1.0);
 }
 
+TEST(RateMeter, CyclesPerPacketAreTheBusyCyclesOverThePacketsOfTheInterval) {
+    RateMeter m(1e9);  // a 1 GHz TSC
+    // Worker 0: 64 packets in 2 busy polls cost 6400 cycles; worker 1 idled.
+    m.sample(std::vector<WorkerSample>{{1000, 0, 0, 0, 50000, 40}, {0, 0, 0, 0, 0, 0}}, 1.0);
+    m.sample(std::vector<WorkerSample>{{1064, 0, 0, 0, 56400, 42}, {0, 0, 0, 0, 0, 0}}, 1.5);
+    ASSERT_EQ(m.rates().size(), 2u);
+    EXPECT_DOUBLE_EQ(m.rates()[0].cycles_per_packet, 100.0) << "(56400 - 50000) / (1064 - 1000), not 56400 / 1064";
+    EXPECT_DOUBLE_EQ(m.rates()[0].burst, 32.0);
+    EXPECT_DOUBLE_EQ(m.rates()[0].busy, 6400 / 0.5e9);
+    EXPECT_DOUBLE_EQ(m.rates()[1].cycles_per_packet, 0.0) << "no packets: no cost, not a division by zero";
+    EXPECT_DOUBLE_EQ(m.rates()[1].burst, 0.0);
+    // A busy share above one (the TSC read on another core than the clock) is capped.
+    m.sample(std::vector<WorkerSample>{{2064, 0, 0, 0, 3'000'056'400, 100}, {0, 0, 0, 0, 0, 0}}, 2.5);
+    EXPECT_DOUBLE_EQ(m.rates()[0].busy, 1.0);
+    RateMeter no_tsc;
+    no_tsc.sample(std::vector<WorkerSample>{{0, 0, 0, 0, 0, 0}}, 1.0);
+    no_tsc.sample(std::vector<WorkerSample>{{10, 0, 0, 0, 1000, 1}}, 2.0);
+    EXPECT_DOUBLE_EQ(no_tsc.rates()[0].busy, 0.0) << "without the TSC's rate there is no share to give";
+    EXPECT_DOUBLE_EQ(no_tsc.rates()[0].cycles_per_packet, 100.0);
+}
+
 TEST(RateMeter, AClockThatDidNotAdvanceOrAChangedWorkerCountStartsOver) {
     RateMeter m;
     m.sample(std::vector<WorkerSample>{{100, 0, 0, 0}}, 5.0);
@@ -73,12 +94,12 @@ TEST(StatsText, WorkerRowsShowRatesOnceMeasuredAndADashBefore) {
     second.lcore = 3;
     second.rx_packets = 2000;
     second.tx_packets = 1500;
-    second.rates = {1.0, 2000, 8 * 128000.0, 1500, 500};
+    second.rates = {1.0, 2000, 8 * 128000.0, 1500, 500, 93.4, 0.5, 31.5};
     const std::string text = stats_text(s);
-    EXPECT_NE(text.find("\n0          1            -            -            -          -           10            7 "),
+    EXPECT_NE(text.find("\n0          1            -            -            -          -        -     -           10            7 "),
               std::string::npos)
         << text;
-    EXPECT_NE(text.find("\n1          3         2000         1500          500        1.0         2000         1500 "),
+    EXPECT_NE(text.find("\n1          3         2000         1500          500        1.0     93.4   50%         2000         1500 "),
               std::string::npos)
         << text;
 }

@@ -296,6 +296,15 @@ void Swap::reloads_under_load() {
         } else {
             EXPECT_EQ(ctx_->counters.payload_scanned.get(), 0u);
         }
+        // The worker's cost: every poll that received packets was timed, and none that did not
+        // (at most one poll per packet received, at least one per full burst).
+        const std::uint64_t polls = ctx_->counters.busy_polls.get();
+        EXPECT_LE(polls, seen.size());
+        EXPECT_GE(polls, seen.size() / dp::kBurstMax);
+        EXPECT_GE(ctx_->counters.busy_cycles.get(), polls) << "a timed poll took no cycles";
+        ASSERT_EQ(s.workers.size(), 1u);
+        EXPECT_EQ(s.workers[0].busy_polls, polls);
+        EXPECT_EQ(s.workers[0].busy_cycles, ctx_->counters.busy_cycles.get());
     }
     EXPECT_EQ(rte_mempool_in_use_count(Eal2::pool), in_use_before) << "mbufs leaked";
 }
