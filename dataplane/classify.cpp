@@ -4,14 +4,6 @@
 
 namespace moat::dp {
 
-DropReason drop_for(const TableSet& t, Rank r) noexcept {
-    if (r == kNoMatch)
-        return DropReason::no_match;
-    if (t.rules[r].action == Action::permit)
-        return DropReason::none;
-    return t.rules[r].payload != kNoPayload ? DropReason::payload : DropReason::policy;
-}
-
 namespace {
 
 void verdict_from_rank(const TableSet& t, Verdict& v) noexcept {

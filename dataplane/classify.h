@@ -61,8 +61,14 @@ inline Rank header_winner(const TableSet& t, const PacketKey& k) noexcept {
 std::size_t classify_burst(const TableSet& t, std::span<const PacketMeta> meta, std::span<Verdict> out) noexcept;
 
 /// The drop reason of a decided rank: no_match, none (permit), payload (a payload filter's
-/// block) or policy.
-DropReason drop_for(const TableSet& t, Rank r) noexcept;
+/// block) or policy. Inline: the worker asks it for every packet.
+inline DropReason drop_for(const TableSet& t, Rank r) noexcept {
+    if (r == kNoMatch)
+        return DropReason::no_match;
+    if (t.rules[r].action == Action::permit)
+        return DropReason::none;
+    return t.rules[r].payload != kNoPayload ? DropReason::payload : DropReason::policy;
+}
 
 /// What scan_payloads scanned.
 struct ScanCounts {

@@ -102,6 +102,8 @@ struct PacketKey {
     std::uint16_t dport = 0;
     std::uint8_t icmp_type = 0;
     std::uint8_t icmp_code = 0;
+
+    friend bool operator==(const PacketKey&, const PacketKey&) = default;
 };
 
 }  // namespace moat::dp

@@ -219,10 +219,68 @@ void parse_ipv6(const std::uint8_t* ip, std::uint32_t n, std::uint32_t base, con
     }
 }
 
+/// The short path: an untagged IPv4 frame without options, not a fragment, with a whole TCP or
+/// UDP header and lengths that agree. Fills `m` as parse_frame_in_full does and returns true;
+/// false, with `m` untouched, for anything else (parse_frame_in_full then judges it, so every
+/// doubt here only costs time). `m` is zeroed and has its ingress.
+[[gnu::always_inline]] inline bool parse_common(const std::uint8_t* p, std::uint32_t len, PacketMeta& m) noexcept {
+    constexpr std::uint32_t kL3 = 14;
+    if (len < kL3 + 20 + 8)
+        return false;
+    // EtherType 0x0800 and version 4 with IHL 5, in one compare of bytes 12 .. 14.
+    std::uint32_t head;
+    std::memcpy(&head, p + 12, 4);
+    if ((head & 0x00ffffff) != 0x00450008)
+        return false;
+    const std::uint8_t* ip = p + kL3;
+    const std::uint32_t total = be16(ip + 2);
+    const std::uint8_t proto = ip[9];
+    // No more-fragments flag and no offset (DF may be set); the datagram fits in the frame.
+    if ((be16(ip + 6) & 0x3fff) != 0 || total < 20 + 8 || total > len - kL3)
+        return false;
+    const std::uint8_t* l4 = ip + 20;
+    std::uint32_t n = total - 20, hdr;
+    if (proto == kProtoUdp) {
+        const std::uint32_t ulen = be16(l4 + 4);
+        if (ulen < 8 || ulen > n)
+            return false;
+        n = ulen;
+        hdr = 8;
+    } else if (proto == kProtoTcp) {
+        hdr = (l4[12] >> 4) * 4u;
+        if (n < 20 || hdr < 20 || hdr > n)
+            return false;
+    } else {
+        return false;
+    }
+    auto& k = m.key;
+    std::memcpy(k.src.bytes.data(), ip + 12, 4);
+    std::memcpy(k.dst.bytes.data(), ip + 16, 4);
+    k.proto = proto;
+    k.has_ports = true;
+    k.sport = be16(l4);
+    k.dport = be16(l4 + 2);
+    m.payload_offset = static_cast<std::uint16_t>(kL3 + 20 + hdr);
+    m.payload_length = static_cast<std::uint16_t>(n - hdr);
+    return true;
+}
+
 }  // namespace
 
 void parse_frame(const std::uint8_t* p, std::uint32_t len, Ingress in, const ParsePolicy& pol,
                  PacketMeta& m) noexcept {
+    m = PacketMeta{};
+    m.key.ingress = in;
+    if (parse_common(p, len, m)) [[likely]] {
+        if (is_spoofed(pol, m.key, in))
+            m.drop = DropReason::spoofed;
+        return;
+    }
+    parse_frame_in_full(p, len, in, pol, m);
+}
+
+void parse_frame_in_full(const std::uint8_t* p, std::uint32_t len, Ingress in, const ParsePolicy& pol,
+                         PacketMeta& m) noexcept {
     m = PacketMeta{};
     m.key.ingress = in;
     if (len < 14)

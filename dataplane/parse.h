@@ -65,6 +65,8 @@ struct FragmentInfo {
     std::uint32_t begin = 0;  ///< bytes of the fragmentable part it holds, [begin, end)
     std::uint32_t end = 0;
     FragDrop why = FragDrop::none;  ///< set with DropReason::fragment
+
+    friend bool operator==(const FragmentInfo&, const FragmentInfo&) = default;
 };
 
 /// What the parser learnt about one packet.
@@ -75,11 +77,21 @@ struct PacketMeta {
     bool bypass = false;                 ///< a permitted non-IP EtherType: forward unfiltered
     std::uint16_t payload_offset = 0;    ///< L4 payload, from the start of the frame
     std::uint16_t payload_length = 0;
+
+    friend bool operator==(const PacketMeta&, const PacketMeta&) = default;
 };
 
 /// Parses the `len` bytes of one frame at `frame` that arrived on `in`. Any thread; pure.
+/// The common packet (untagged IPv4 without options, not a fragment, a whole TCP or UDP header)
+/// takes a short path of its own; everything else, and every packet the short path doubts,
+/// parse_frame_in_full.
 void parse_frame(const std::uint8_t* frame, std::uint32_t len, Ingress in, const ParsePolicy& pol,
                  PacketMeta& out) noexcept;
+
+/// The parser without the short path: what parse_frame must equal for every frame (tests and
+/// the packet fuzzer hold it to that).
+void parse_frame_in_full(const std::uint8_t* frame, std::uint32_t len, Ingress in, const ParsePolicy& pol,
+                         PacketMeta& out) noexcept;
 
 /// Parses a burst. Worker only; `out.size() >= pkts.size()`. Multi-segment mbufs are parsed
 /// from a linear copy (at most kMaxFrame bytes; longer frames are malformed). Returns how many

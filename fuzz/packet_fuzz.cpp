@@ -99,6 +99,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     PacketMeta m;
     parse_frame(frame, len, in, pol, m);
+    PacketMeta full;  // the short path must be invisible
+    parse_frame_in_full(frame, len, in, pol, full);
+    MOAT_FUZZ_CHECK(m == full);
     MOAT_FUZZ_CHECK(m.key.ingress == in);
     MOAT_FUZZ_CHECK((m.drop == DropReason::fragment) == (m.frag.why != FragDrop::none));
     if (m.frag.present)

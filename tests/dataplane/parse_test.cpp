@@ -25,6 +25,11 @@ ParsePolicy policy() {
     return p;
 }
 
+const ParsePolicy& policy_storage() {
+    static const ParsePolicy p = policy();
+    return p;
+}
+
 PacketMeta parse(const Bytes& b, Ingress in = Ingress::outside, const ParsePolicy& pol = policy()) {
     // An exact-size heap copy, so that reading one byte too far is an out-of-bounds read.
     auto copy = std::make_unique<std::uint8_t[]>(b.size());
@@ -358,6 +363,66 @@ TEST(ParseBadInput, ZeroLengthAndTiny) {
     EXPECT_EQ(parse({}).drop, DropReason::malformed);
     EXPECT_EQ(parse(Bytes(13, 0xff)).drop, DropReason::malformed);
     EXPECT_EQ(parse(Bytes{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00}).drop, DropReason::malformed);
+}
+
+// The short path of parse_frame must be invisible: for every frame, the same meta as the full
+// parser. Frames near the short path's conditions (TCP and UDP of every length, header lengths,
+// fragment bits, options, tags, other protocols), each also with every single byte of its
+// first 64 changed to a few values (an attacker's bit flips), from both sides, with and without
+// antispoof and a `me` source.
+TEST(Parse, TheShortPathAgreesWithTheFullParserOnEveryFrame) {
+    std::vector<Bytes> frames;
+    for (const std::uint8_t proto : {6, 17, 132, 1, 47}) {
+        for (const std::size_t payload : {0, 1, 7, 8, 30}) {
+            Pkt p;
+            p.proto = proto;
+            p.payload = std::string(payload, 'x');
+            frames.push_back(test::frame(p));
+            p.src = "198.18.0.10";  // a `me` source
+            frames.push_back(test::frame(p));
+            p.frag = 0x4000;  // DF: still a whole packet
+            frames.push_back(test::frame(p));
+            p.frag = 0x2000;  // a first fragment
+            frames.push_back(test::frame(p));
+            p.frag = 0;
+            p.ip_options = {1, 1, 1, 0};
+            frames.push_back(test::frame(p));
+            p.ip_options.clear();
+            p.vlans = {0x8100};
+            frames.push_back(test::frame(p));
+        }
+    }
+    const std::vector<Bytes> base = frames;
+    for (const Bytes& f : base) {
+        for (std::size_t at = 0; at < std::min<std::size_t>(f.size(), 64); ++at)
+            for (const std::uint8_t v : {0x00, 0x05, 0x06, 0x08, 0x11, 0x14, 0x20, 0x45, 0x46, 0xff}) {
+                Bytes g = f;
+                g[at] = v;
+                frames.push_back(std::move(g));
+            }
+        for (std::size_t cut = 0; cut < f.size(); ++cut)
+            frames.emplace_back(f.begin(), f.begin() + static_cast<std::ptrdiff_t>(cut));
+        Bytes longer = f;  // trailing bytes after the datagram (Ethernet padding)
+        longer.resize(f.size() + 9, 0);
+        frames.push_back(std::move(longer));
+    }
+    ParsePolicy no_antispoof = policy();
+    no_antispoof.antispoof = false;
+    std::size_t short_path = 0;
+    for (const Bytes& f : frames)
+        for (const Ingress in : {Ingress::outside, Ingress::inside})
+            for (const ParsePolicy* pol : {&policy_storage(), static_cast<const ParsePolicy*>(&no_antispoof)}) {
+                const PacketMeta got = parse(f, in, *pol);
+                PacketMeta want;
+                parse_frame_in_full(f.data(), static_cast<std::uint32_t>(f.size()), in, *pol, want);
+                ASSERT_TRUE(got == want) << "frame of " << f.size() << " bytes: drop " << int(got.drop) << " vs "
+                                         << int(want.drop) << ", payload " << got.payload_offset << "+"
+                                         << got.payload_length << " vs " << want.payload_offset << "+"
+                                         << want.payload_length;
+                short_path += want.drop == DropReason::none && want.key.family == Family::ipv4 && !want.frag.present &&
+                              (want.key.proto == 6 || want.key.proto == 17);
+            }
+    EXPECT_GT(short_path, 1000u) << "too few frames took the short path to tell anything";
 }
 
 }  // namespace
