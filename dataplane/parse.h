@@ -41,13 +41,16 @@ struct ParsePolicy {
         return std::find(pol.me_v6.begin(), pol.me_v6.end(), a) != pol.me_v6.end();
     // IPv4: the 4 bytes the parser just stored. A 16-byte compare would load across that store
     // and the zeroing before it, which stalls store forwarding on every outside packet.
+    // A plain loop: the usual few addresses cost less than std::any_of's unrolled set-up.
     std::uint32_t v;
     std::memcpy(&v, a.bytes.data(), 4);
-    return std::any_of(pol.me_v4.begin(), pol.me_v4.end(), [v](const Addr& x) {
+    for (const Addr& x : pol.me_v4) {
         std::uint32_t w;
         std::memcpy(&w, x.bytes.data(), 4);
-        return w == v;
-    });
+        if (w == v)
+            return true;
+    }
+    return false;
 }
 
 /// The antispoof drop (DropReason::spoofed): with `antispoof` on, a packet arriving on the
