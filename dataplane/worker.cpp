@@ -19,7 +19,7 @@ void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t 
     std::array<rte_mbuf*, kBurstMax> pass, dropped;
     std::array<std::uint32_t, kBurstMax> pass_len;
     std::uint16_t npass = 0, ndrop = 0;
-    std::uint64_t rx_bytes = 0;
+    std::uint64_t rx_bytes = 0, pass_bytes = 0;
     std::array<std::uint32_t, kDropReasons> reasons{};
     std::array<std::uint32_t, kFragDrops> fragment_reasons{};
     std::uint32_t bypassed = 0, fragments_passed = 0;
@@ -47,26 +47,33 @@ void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t 
         }
         ++run_packets;
         run_bytes += len;
-        const PacketMeta& meta = b.meta[i];
         if (v.drop == DropReason::none) {
-            bypassed += meta.bypass ? 1 : 0;
-            fragments_passed += meta.frag.present ? 1 : 0;
+            // Bypassed frames and fragments are rare: one test of both flags for the rest.
+            const PacketMeta& meta = b.meta[i];
+            if (meta.bypass | meta.frag.present) [[unlikely]] {
+                bypassed += meta.bypass ? 1 : 0;
+                fragments_passed += meta.frag.present ? 1 : 0;
+            }
+            pass_bytes += len;
             pass_len[npass] = len;
             pass[npass++] = m;
         } else {
             ++reasons[static_cast<std::size_t>(v.drop)];
-            if (v.drop == DropReason::fragment)
+            if (v.drop == DropReason::fragment) [[unlikely]] {
+                const PacketMeta& meta = b.meta[i];
                 ++fragment_reasons[static_cast<std::size_t>(meta.frag.why == FragDrop::none ? FragDrop::no_first
                                                                                             : meta.frag.why)];
+            }
             dropped[ndrop++] = m;
         }
     }
     end_run();
     // The lengths are taken before the tx burst: a sent mbuf belongs to the driver afterwards.
     const std::uint16_t sent = npass ? rte_eth_tx_burst(tx_port, queue, pass.data(), npass) : 0;
-    std::uint64_t tx_bytes = 0;
-    for (std::uint16_t i = 0; i < sent; ++i)
-        tx_bytes += pass_len[i];
+    std::uint64_t tx_bytes = pass_bytes;
+    if (sent < npass) [[unlikely]]
+        for (std::uint16_t i = sent; i < npass; ++i)
+            tx_bytes -= pass_len[i];
     if (sent < npass)
         rte_pktmbuf_free_bulk(pass.data() + sent, npass - sent);
     if (ndrop)

@@ -95,7 +95,7 @@ TEST_F(WorkerStages, EveryBurstSize) {
     RingPort tx("ring_tx", 1024);
     const unsigned in_use_before = rte_mempool_in_use_count(test::EalEnvironment::pool());
     WorkerCounters c;
-    std::uint64_t expect_pass = 0, expect_drop = 0, expect_arp = 0;
+    std::uint64_t expect_pass = 0, expect_drop = 0, expect_arp = 0, expect_pass_bytes = 0, expect_rx_bytes = 0;
     std::array<std::uint64_t, kDropReasons> expect_why{};
     for (unsigned n = 0; n <= kBurstMax; ++n) {
         Burst b;
@@ -109,6 +109,8 @@ TEST_F(WorkerStages, EveryBurstSize) {
             ASSERT_NE(b.pkts[i], nullptr);
             if (pass)
                 passed.push_back(f);
+            expect_pass_bytes += pass ? f.size() : 0;
+            expect_rx_bytes += f.size();
             expect_pass += pass;
             expect_drop += !pass;
             expect_arp += (i % 5 == 2);
@@ -131,6 +133,8 @@ TEST_F(WorkerStages, EveryBurstSize) {
     EXPECT_EQ(in.rx_packets.get(), expect_pass + expect_drop);
     EXPECT_EQ(in.dropped.get(), expect_drop);
     EXPECT_EQ(out.tx_packets.get(), expect_pass);
+    EXPECT_EQ(out.tx_bytes.get(), expect_pass_bytes);
+    EXPECT_EQ(in.rx_bytes.get(), expect_rx_bytes);
     EXPECT_EQ(out.tx_failed.get(), 0u);
     EXPECT_EQ(c.non_ip_passed.get(), expect_arp);
     for (std::size_t r = 1; r < kDropReasons; ++r)
@@ -157,6 +161,7 @@ TEST_F(WorkerStages, PacketsTheTxQueueRefusesAreFreedAndCounted) {
     EXPECT_EQ(out.size(), 7u);
     const auto& o = c.port[static_cast<std::size_t>(Ingress::inside)];
     EXPECT_EQ(o.tx_packets.get(), 7u);
+    EXPECT_EQ(o.tx_bytes.get(), 7u * test::frame(Pkt{}).size()) << "the refused packets' bytes were not sent";
     EXPECT_EQ(o.tx_failed.get(), kBurstMax - 7u);
     rte_pktmbuf_free_bulk(out.data(), static_cast<unsigned>(out.size()));
     EXPECT_EQ(rte_mempool_in_use_count(test::EalEnvironment::pool()), in_use_before);
