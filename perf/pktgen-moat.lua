@@ -16,7 +16,8 @@
 --   MOAT_PKTGEN_DIR    a directory shared with the harness: RESULTS is DIR/phases, and before
 --                      phase k (from 0) the script waits for the file DIR/go-k, and before it
 --                      quits for go-N after the last phase N-1, so that the harness can read
---                      the device's counters between phases and after the last. Without it,
+--                      the device's counters between phases and after the last; DIR/ready
+--                      says that Pktgen's ports are started. Without it,
 --                      RESULTS is ./pktgen-moat.txt and the phases run back to back.
 --   MOAT_PKTGEN_RATES  comma-separated percentages (default 1,10,100)
 --   MOAT_PKTGEN_MS     milliseconds each phase sends (default 2000)
@@ -113,6 +114,11 @@ local function main()
   pktgen.screen("off")
   pktgen.stop("0")
   pktgen.set("0", "count", 0)
+  -- Pktgen runs this script once its ports are started: only then may a memif client connect
+  -- (one that comes earlier is turned away and does not retry).
+  if dir then
+    assert(io.open(dir .. "/ready", "w")):close()
+  end
   if not wait_until(function() return up("0") and up("1") end) then
     error("the links did not come up (is the device under test connected to both memif ports?)")
   end

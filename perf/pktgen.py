@@ -53,9 +53,12 @@ class SetupError(Exception):
     pass
 
 
+NO_HUGE = False               # --no-huge: 4 KB pages even where hugepages are free
+
+
 def memory(mb):
     """EAL memory arguments: hugepages when a hugetlbfs has room, else 4 KB pages."""
-    if os.path.ismount("/dev/hugepages") and hugepages_free_mb() >= mb + 256:
+    if not NO_HUGE and os.path.ismount("/dev/hugepages") and hugepages_free_mb() >= mb + 256:
         return ["-m", str(mb), "--in-memory"]
     return ["--no-huge", "-m", "1024"]
 
@@ -158,8 +161,11 @@ class Moatd:
         self.proc = Proc("moatd", [f"{args.build}/tools/moatd", "--config", cfg], f"{tmp}/moatd.log")
 
     def stats(self):
-        r = subprocess.run([self.moatctl, "--socket", self.sock, "--timeout", "5", "stats", "--json"],
-                           capture_output=True, text=True, timeout=20)
+        try:
+            r = subprocess.run([self.moatctl, "--socket", self.sock, "--timeout", "5", "stats", "--json"],
+                               capture_output=True, text=True, timeout=20)
+        except subprocess.TimeoutExpired:
+            return None
         if r.returncode != 0:
             return None
         try:
@@ -338,9 +344,11 @@ def run(args, device_class, tmp_root):
     device = None
     rows = []
     try:
-        # The memif servers first: a client that finds no server does not retry.
-        wait_for("Pktgen's memif sockets", lambda: os.path.exists(f"{tmp}/pg0.sock") and os.path.exists(f"{tmp}/pg1.sock"),
-                 procs, STARTUP_SECONDS)
+        # The memif servers first, started (the script runs once they are): a client that
+        # comes too early is turned away and does not retry.
+        wait_for("Pktgen's ports (its script's ready file)",
+                 lambda: os.path.exists(f"{sync}/ready") and os.path.exists(f"{tmp}/pg0.sock")
+                 and os.path.exists(f"{tmp}/pg1.sock"), procs, STARTUP_SECONDS)
         device = device_class(args, tmp, f"{prefix}-dut")
         procs.append(device.proc)
         wait_for(f"{device.name} to start", device.ready, procs, STARTUP_SECONDS)
@@ -401,8 +409,11 @@ def main():
     ap.add_argument("--rates", default="1,10,100", help="percentages of Pktgen's rate setting")
     ap.add_argument("--seconds", type=float, default=2, help="seconds each phase sends")
     ap.add_argument("--devices", default="moatd,testpmd", help="moatd, testpmd or both")
+    ap.add_argument("--no-huge", action="store_true", help="4 KB pages for every process, even where hugepages are free")
     ap.add_argument("--lua", default=os.path.join(HERE, "pktgen-moat.lua"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global NO_HUGE
+    NO_HUGE = args.no_huge
     args.pktgen = validate_pktgen(args.pktgen)
     args.build = os.path.abspath(args.build)
     args.rates = [r.strip() for r in args.rates.split(",") if r.strip()]
