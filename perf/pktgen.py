@@ -402,7 +402,8 @@ def validate_pktgen(path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="perf/pktgen", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pktgen", help="the Pktgen-DPDK binary (built with Lua; required)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="Moat's build directory")
     ap.add_argument("--no-build", action="store_true", help="use --build as it is (do not run ninja)")
