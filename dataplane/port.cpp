@@ -31,28 +31,36 @@ constexpr std::uint64_t kRssTypes = RTE_ETH_RSS_IP | RTE_ETH_RSS_NONFRAG_IPV4_TC
 
 }  // namespace
 
-std::string multi_queue_limit(std::uint16_t port, std::uint16_t queues) {
+QueuePlan plan_queues(std::uint16_t max_rx_queues, std::uint16_t max_tx_queues, std::uint64_t rss_offloads,
+                      std::uint16_t queues) {
+    if (queues <= 1)
+        return {};
+    if (max_rx_queues < queues || max_tx_queues < queues)
+        return {Spread::one_queue, "it has " + std::to_string(std::min(max_rx_queues, max_tx_queues)) + " queue pair(s)"};
+    // A port without RSS still has its queues: a memif or ring peer puts each packet on one of
+    // them itself, which is how the workers share the traffic there.
+    return {(rss_offloads & RTE_ETH_RSS_IP) != 0 ? Spread::rss : Spread::peer, {}};
+}
+
+QueuePlan multi_queue_plan(std::uint16_t port, std::uint16_t queues) {
     if (queues <= 1)
         return {};
     rte_eth_dev_info info{};
     if (const int rc = rte_eth_dev_info_get(port, &info); rc != 0)
-        return failed("rte_eth_dev_info_get", rc);
-    if (info.max_rx_queues < queues || info.max_tx_queues < queues)
-        return "it has " + std::to_string(std::min(info.max_rx_queues, info.max_tx_queues)) + " queue pair(s)";
-    if ((info.flow_type_rss_offloads & RTE_ETH_RSS_IP) == 0)
-        return "it cannot spread packets over queues (no RSS on IP addresses)";
-    return {};
+        return {Spread::one_queue, failed("rte_eth_dev_info_get", rc)};
+    return plan_queues(info.max_rx_queues, info.max_tx_queues, info.flow_type_rss_offloads, queues);
 }
 
 std::string start_port(std::uint16_t port, const PortConfig& cfg) {
     rte_eth_dev_info info{};
     if (const int rc = rte_eth_dev_info_get(port, &info); rc != 0)
         return failed("rte_eth_dev_info_get", rc);
-    if (std::string why = multi_queue_limit(port, cfg.queues); !why.empty())
-        return std::to_string(cfg.queues) + " workers need a queue pair each and RSS, but " + why;
+    const QueuePlan plan = multi_queue_plan(port, cfg.queues);
+    if (!plan.limit.empty())
+        return std::to_string(cfg.queues) + " workers need a queue pair each, but " + plan.limit;
     rte_eth_conf conf{};  // no offloads: packets leave exactly as they came
     std::vector<std::uint8_t> key = symmetric_key(info.hash_key_size);
-    if (cfg.queues > 1) {
+    if (plan.spread == Spread::rss) {
         conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
         conf.rx_adv_conf.rss_conf.rss_key = key.data();
         conf.rx_adv_conf.rss_conf.rss_key_len = static_cast<std::uint8_t>(key.size());

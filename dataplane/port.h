@@ -16,13 +16,32 @@ struct PortConfig {
     rte_mempool* pool = nullptr;
 };
 
-/// Why `port` cannot give `queues` workers a queue pair each with RSS spreading traffic over
-/// them ("" when it can; one queue always works).
-std::string multi_queue_limit(std::uint16_t port, std::uint16_t queues);
+/// How packets arriving on a port reach its rx queues.
+enum class Spread {
+    one_queue,  ///< one queue: one worker sees everything
+    rss,        ///< the port hashes (symmetric key): a flow, its reply and a datagram's fragments meet
+    peer,       ///< no RSS: each packet lands on the queue its sender chose (memif, ring, ...)
+};
 
-/// Configures and starts `port`. With more than one queue, RSS spreads packets over them with a
-/// symmetric key on addresses (and ports where the NIC hashes them, never for fragments), so a
-/// flow and its reply, and all fragments of a datagram, reach the same worker. Returns "" on
+/// Whether a port can give `queues` workers a queue pair each, and how it spreads packets over them.
+struct QueuePlan {
+    Spread spread = Spread::one_queue;
+    std::string limit;  ///< why it cannot ("it has 1 queue pair(s)"); "" when it can
+};
+
+/// The decision, from what the port reports (rte_eth_dev_info's max_rx_queues, max_tx_queues and
+/// flow_type_rss_offloads): `queues` queue pairs are needed; RSS on IP addresses is used where the
+/// port has it, otherwise the peer's choice of queue spreads the traffic. Pure: no EAL needed.
+QueuePlan plan_queues(std::uint16_t max_rx_queues, std::uint16_t max_tx_queues, std::uint64_t rss_offloads,
+                      std::uint16_t queues);
+
+/// plan_queues() for a probed port (its limit says when the device cannot be asked). Control thread.
+QueuePlan multi_queue_plan(std::uint16_t port, std::uint16_t queues);
+
+/// Configures and starts `port` with `cfg.queues` queue pairs. Where the port has RSS, it spreads
+/// packets over them with a symmetric key on addresses (and ports where the NIC hashes them,
+/// never for fragments), so a flow and its reply, and all fragments of a datagram, reach the same
+/// worker; without RSS each packet stays on the queue its sender put it on. Returns "" on
 /// success, otherwise what failed.
 std::string start_port(std::uint16_t port, const PortConfig& cfg);
 

@@ -22,6 +22,17 @@ the table shows each case's best round (noise on a shared machine only ever lowe
 ratio is against plain forwarding at the same frame size. A two-core machine has no third core for a separate
 rxonly sink process, so the sink is net_null inside the process under test (see the README).
 
+Workers (--workers 1,2,4): for each N, the generator sends on N tx queues (--txq N, one
+forwarding lcore on CPU 0 serving them all), so each of the N queue pairs of the memif port gets
+its share; memif has no RSS, so the generator's choice of queue is the worker's. Plain testpmd io
+with N queues and N forwarding lcores is the anchor, then moatd with `workers = N` and the
+10-filter policy; the N forwarding lcores (workers) all sit on CPU 1 (--lcores 0@0,1@1,2@1,...)
+unless --worker-cpus names others. The table shows each N's best round: the total rate, each
+worker's rate (the per-second deltas of its rx_packets in moatd's stats lines, median over the
+measured seconds) and cycles a packet (its busy cycles over its packets), and the total against
+N times the best one-worker rate. On a machine with one spare core the workers share it, so the
+total cannot grow with N; with a core per worker it measures scaling.
+
 Latency (--latency-rate packets per second, 0 to skip): perf/latency_probe owns two memif server
 ports, sends 64-byte UDP packets stamped with its TSC into the device's outside port and times
 them out of its inside port, through plain testpmd io and through moatd with the 10-filter
@@ -91,11 +102,24 @@ class Proc:
         return self.p.returncode
 
 
-def generator(tmp, size):
+def lcores(workers, cpus):
+    """--lcores value: lcore 0 (main) on CPU 0, forwarding lcores 1..workers round robin on `cpus`."""
+    return ",".join(["0@0"] + [f"{i + 1}@{cpus[i % len(cpus)]}" for i in range(workers)])
+
+
+def queue_args(queues):
+    """testpmd's options for `queues` queue pairs, one forwarding lcore each (more than one only)."""
+    return [f"--rxq={queues}", f"--txq={queues}"] if queues > 1 else []
+
+
+def generator(tmp, size, queues=1):
+    # One forwarding lcore on CPU 0 transmits on every tx queue in turn (testpmd gives a lone
+    # forwarding core all the streams), so each queue, and each worker behind it, gets a share.
     return Proc(["dpdk-testpmd"] + eal_common("moat-tput-gen", "0@0,1@0") +
                 ["--vdev", f"net_memif0,role=server,socket={tmp}/memif.sock,id=0", "--",
                  "--forward-mode=txonly", f"--txpkts={size}", "--tx-ip=198.18.0.10,198.18.0.10",
-                 "--tx-udp=40000,53", "--txonly-multi-flow", "--total-num-mbufs=32768", "--stats-period", "1"],
+                 "--tx-udp=40000,53", "--txonly-multi-flow", "--total-num-mbufs=32768", "--stats-period", "1"] +
+                queue_args(queues) + (["--nb-cores=1"] if queues > 1 else []),
                 f"{tmp}/generator.log")
 
 
@@ -113,12 +137,13 @@ def testpmd_rates(text):
     return rx, tx
 
 
-def run_plain(tmp, size, warmup, seconds):
-    gen = generator(tmp, size)
+def run_plain(tmp, size, warmup, seconds, queues=1, cpus=(1,)):
+    gen = generator(tmp, size, queues)
     time.sleep(1.5)
-    dut = Proc(["dpdk-testpmd"] + eal_common("moat-tput-dut", "0@0,1@1") +
+    dut = Proc(["dpdk-testpmd"] + eal_common("moat-tput-dut", lcores(queues, cpus)) +
                ["--vdev", f"net_memif0,role=client,socket={tmp}/memif.sock,id=0", "--vdev", "net_null0,no-rx=1",
-                "--", "--forward-mode=io", "--total-num-mbufs=32768", "--stats-period", "1", "--record-core-cycles"],
+                "--", "--forward-mode=io", "--total-num-mbufs=32768", "--stats-period", "1", "--record-core-cycles"] +
+               queue_args(queues) + ([f"--nb-cores={queues}"] if queues > 1 else []),
                f"{tmp}/plain.log")
     # Readings once packets flow: the first `warmup` are dropped, the next `seconds` kept.
     want = int(warmup) + int(seconds)
@@ -143,23 +168,26 @@ def run_plain(tmp, size, warmup, seconds):
             float(m.group(1)))
 
 
-def moatd_config(tmp, outside, inside, policy):
+def moatd_config(tmp, outside, inside, policy, workers=1, cpus=(1,)):
     cfg = f"{tmp}/moat.ini"
     with open(cfg, "w") as f:
         f.write("[appliance]\n"
                 f"outside = {outside}\n"
                 f"inside = {inside}\n"
                 "me = 198.18.0.10, 198.18.0.20\n"
-                f"eal = {' '.join(eal_common('moat-tput-dut', '0@0,1@1'))}\n"
+                f"workers = {workers}\n"
+                f"eal = {' '.join(eal_common('moat-tput-dut', lcores(workers, cpus)))}\n"
                 f"control = {tmp}/moat.sock\n"
                 "classifier_memory_mb = 16384\n"
                 "assign = " + policy["assign"] + "\n" + policy["text"])
     return cfg
 
 
-def run_moatd(tmp, size, policy, warmup, seconds, moatd):
-    cfg = moatd_config(tmp, f"net_memif0,role=client,socket={tmp}/memif.sock,id=0", "net_null0,no-rx=1", policy)
-    gen = generator(tmp, size)
+def run_moatd(tmp, size, policy, warmup, seconds, moatd, workers=1, cpus=(1,)):
+    """(Mpps in, Mpps forwarded, cycles a packet, [(worker's Mpps in, its cycles a packet)])."""
+    cfg = moatd_config(tmp, f"net_memif0,role=client,socket={tmp}/memif.sock,id=0", "net_null0,no-rx=1", policy,
+                       workers, cpus)
+    gen = generator(tmp, size, workers)
     time.sleep(1.5)
     dut = Proc([moatd, "--config", cfg, "--stats-period", "1"], f"{tmp}/moatd.log")
     stats = []
@@ -186,9 +214,18 @@ def run_moatd(tmp, size, policy, warmup, seconds, moatd):
     skip = int(warmup)
     rx, tx = rx[skip:] or rx, tx[skip:] or tx
     # Busy cycles over the packets received over the whole run, as testpmd counts them.
-    workers = stats[-1]["workers"]
-    cycles = sum(w["busy_cycles"] for w in workers) / max(1, sum(w["rx_packets"] for w in workers))
-    return statistics.median(rx) / 1e6, statistics.median(tx) / 1e6, cycles
+    last = stats[-1]["workers"]
+    if len(last) != workers:
+        sys.exit(f"moatd runs {len(last)} workers, not {workers}; its log:\n" + dut.text()[-3000:])
+    cycles = sum(w["busy_cycles"] for w in last) / max(1, sum(w["rx_packets"] for w in last))
+    # Each worker's rate over the same seconds as the total, from its own rx_packets in the same
+    # stats lines (so the workers' rates add up to the port's, second by second).
+    per_worker = []
+    for i, w in enumerate(last):
+        rates = [b["workers"][i]["rx_packets"] - a["workers"][i]["rx_packets"] for a, b in zip(stats, stats[1:])]
+        rates = rates[skip:] or rates
+        per_worker.append((statistics.median(rates) / 1e6, w["cycles_per_packet"]))
+    return statistics.median(rx) / 1e6, statistics.median(tx) / 1e6, cycles, per_worker
 
 
 def run_latency(tmp, policy, args, moatd, probe):
@@ -244,6 +281,9 @@ def main():
     ap.add_argument("--chart", default=os.path.join(ROOT, "build", "throughput.png"))
     ap.add_argument("--latency-rate", type=int, default=10000, help="probe packets per second (0: no latency cases)")
     ap.add_argument("--latency-seconds", type=float, default=5)
+    ap.add_argument("--workers", default="", help="worker counts for the scaling table, e.g. 1,2,4 (none by default)")
+    ap.add_argument("--worker-cpus", default="1", help="CPUs of the forwarding lcores, round robin (default 1)")
+    ap.add_argument("--only-workers", action="store_true", help="only the scaling table (no other case, no latency)")
     args = ap.parse_args()
     moatd = f"{args.build}/tools/moatd"
     probe = f"{args.build}/perf/latency_probe"
@@ -251,10 +291,19 @@ def main():
     ipsec = {"assign": "Servers", "text": IPSEC_POLICY.format(clients=GENERATOR_FLOWS)}
     half = {"assign": "Servers", "text": IPSEC_POLICY.format(clients="198.18.0.0/17")}
 
+    worker_counts = [int(n) for n in args.workers.split(",") if n]
+    cpus = [int(c) for c in args.worker_cpus.split(",") if c]
+    if args.only_workers and not worker_counts:
+        sys.exit("--only-workers needs --workers")
     cases = [("plain testpmd io", s, None) for s in sizes]
     cases += [("moatd, 10-filter policy", s, ipsec) for s in sizes]
     cases += [(f"moatd, ClassBench {n}", sizes[0], None) for n in args.sets.split(",") if n]
     cases.append(("moatd, 10 filters, 50% blocked", sizes[0], half))
+    if args.only_workers:
+        cases = []
+        args.latency_rate = 0
+    # Scaling: per N, plain io with N queues and moatd with N workers, 64-byte frames, 10 filters.
+    scaling = {n: {"plain": [], "moatd": []} for n in worker_counts}
 
     # Every case once per round, rounds one after the other: a slow spell of this shared
     # machine hits one round's cases, not one case's rounds; the table shows each case's best
@@ -281,13 +330,24 @@ def main():
                     results[i].append(run_moatd(tmp, size, policy, args.warmup, args.seconds, moatd))
                 print(f"    {results[i][-1][0]:.2f} Mpps in, {results[i][-1][1]:.2f} forwarded, "
                       f"{results[i][-1][2]:.1f} cycles a packet", file=sys.stderr)
+            for n in worker_counts:
+                print(f"  round {r + 1}/{args.rounds}: plain testpmd io, {n} queue(s), {sizes[0]}-byte frames ...",
+                      file=sys.stderr, flush=True)
+                scaling[n]["plain"].append(run_plain(tmp, sizes[0], args.warmup, args.seconds, n, cpus))
+                print(f"    {scaling[n]['plain'][-1][0]:.2f} Mpps in", file=sys.stderr)
+                print(f"  round {r + 1}/{args.rounds}: moatd, {n} worker(s), 10-filter policy, {sizes[0]}-byte frames ...",
+                      file=sys.stderr, flush=True)
+                m = run_moatd(tmp, sizes[0], ipsec, args.warmup, args.seconds, moatd, n, cpus)
+                scaling[n]["moatd"].append(m)
+                print(f"    {m[0]:.2f} Mpps in, {m[1]:.2f} forwarded; per worker: " +
+                      ", ".join(f"{w:.2f} Mpps at {c:.0f} cycles" for w, c in m[3]), file=sys.stderr)
     rows = []
     plain, plain_cycles = {}, {}
     for i, (name, size, _) in enumerate(cases):
         # The best round: on this shared machine a neighbour's burst only ever takes rate away
         # (runs fall to about a third now and then, whatever is measured), and only ever adds
         # cycles to a busy poll (a preempted or cache-starved poll takes longer, never shorter).
-        rx, tx, _ = max(results[i])
+        rx, tx = max(results[i])[:2]
         cycles = min(r[2] for r in results[i])
         median_cycles = statistics.median(r[2] for r in results[i])
         if name.startswith("plain"):
@@ -296,14 +356,35 @@ def main():
         rows.append((name, size, rx, tx, rx / plain[size] if plain.get(size) else float("nan"), cycles, median_cycles,
                      cycles / plain_cycles[size] if plain_cycles.get(size) else float("nan")))
 
-    # Cycles a packet first: busy TSC cycles over the packets received (testpmd's
-    # --record-core-cycles; moatd's busy_cycles), which a neighbour on the machine moves far less
-    # than the rates. "/ plain" is the process's cost over plain forwarding's at the same size.
-    print("| case | frame bytes | cycles a packet (best round) | median round | / plain forwarding | "
-          "Mpps in | Mpps forwarded | in / plain forwarding |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, size, rx, tx, ratio, cycles, median_cycles, cycle_ratio in rows:
-        print(f"| {name} | {size} | {cycles:.1f} | {median_cycles:.1f} | {cycle_ratio:.2f} | {rx:.2f} | {tx:.2f} | {ratio:.2f} |")
+    if rows:
+        # Cycles a packet first: busy TSC cycles over the packets received (testpmd's
+        # --record-core-cycles; moatd's busy_cycles), which a neighbour on the machine moves far less
+        # than the rates. "/ plain" is the process's cost over plain forwarding's at the same size.
+        print("| case | frame bytes | cycles a packet (best round) | median round | / plain forwarding | "
+              "Mpps in | Mpps forwarded | in / plain forwarding |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, size, rx, tx, ratio, cycles, median_cycles, cycle_ratio in rows:
+            print(f"| {name} | {size} | {cycles:.1f} | {median_cycles:.1f} | {cycle_ratio:.2f} | {rx:.2f} | {tx:.2f} | {ratio:.2f} |")
+
+    if worker_counts:
+        # Each N's best round by moatd's total; the one-worker rate is that of N = 1's best round.
+        best = {n: max(scaling[n]["moatd"]) for n in worker_counts}
+        one = best[1][0] if 1 in best else None
+        print()
+        print(f"workers, {sizes[0]}-byte frames, 10-filter policy, the generator on N tx queues, "
+              f"forwarding lcores on CPU(s) {','.join(map(str, cpus))}, best of {args.rounds} rounds:")
+        print()
+        print("| N | plain io, N queues, Mpps | moatd Mpps in | moatd Mpps forwarded | in / plain | in / (N x one worker) "
+              "| per worker Mpps in | per worker cycles a packet |")
+        print("|---|---|---|---|---|---|---|---|")
+        for n in worker_counts:
+            rx, tx, _, per = best[n]
+            p = max(scaling[n]["plain"])[0]
+            vs_one = f"{rx / (n * one):.2f}" if one else "-"
+            print(f"| {n} | {p:.2f} | {rx:.2f} | {tx:.2f} | {rx / p if p else float('nan'):.2f} | {vs_one} | "
+                  f"{' / '.join(f'{w:.2f}' for w, _ in per)} | {' / '.join(f'{c:.0f}' for _, c in per)} |")
+        if not rows:
+            return
 
     lat_rows = []
     if latency_cases:

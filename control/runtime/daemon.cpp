@@ -492,15 +492,26 @@ public:
 private:
     Ports() = default;
 
-    /// Workers need a queue pair each on both ports, and RSS to share the traffic out; a port
-    /// without them (most vdevs) gets one worker, which sees everything.
+    /// Workers need a queue pair each on both ports; a port with fewer (most vdevs: pcap,
+    /// af_packet) gets one worker, which sees everything. A port with the queues but no RSS
+    /// (memif, ring) runs them all: its peer chooses each packet's queue, and so its worker.
     unsigned choose_workers(unsigned wanted) const {
-        for (std::size_t i = 0; i < 2 && wanted > 1; ++i)
-            if (const std::string why = dp::multi_queue_limit(id[i], static_cast<std::uint16_t>(wanted)); !why.empty()) {
-                log(std::string(kRole[i]) + " port " + spec[i] + ": " + why + "; running 1 worker, not " +
+        std::array<dp::QueuePlan, 2> plan;
+        for (std::size_t i = 0; i < 2 && wanted > 1; ++i) {
+            plan[i] = dp::multi_queue_plan(id[i], static_cast<std::uint16_t>(wanted));
+            if (!plan[i].limit.empty()) {
+                log(std::string(kRole[i]) + " port " + spec[i] + ": " + plan[i].limit + "; running 1 worker, not " +
                     std::to_string(wanted) + " (workers = " + std::to_string(wanted) + ")");
                 return 1;
             }
+        }
+        for (std::size_t i = 0; i < 2 && wanted > 1; ++i)
+            if (plan[i].spread == dp::Spread::peer)
+                log(std::string(kRole[i]) + " port " + spec[i] + ": no RSS, so the peer chooses which of its " +
+                    std::to_string(wanted) +
+                    " rx queues, and so which worker, each packet reaches: fragments of one datagram sent on "
+                    "different queues meet different workers' fragment tables, and a later fragment whose first "
+                    "went to another worker is dropped (no_first: fail closed)");
         return wanted;
     }
 
