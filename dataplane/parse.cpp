@@ -249,8 +249,10 @@ void parse_ipv6(const std::uint8_t* ip, std::uint32_t n, std::uint32_t base, con
         n = ulen;
         hdr = 8;
     } else if (proto == kProtoTcp) {
+        if (n < 20)  // before reading the data offset: byte 12 may lie past the frame
+            return false;
         hdr = (l4[12] >> 4) * 4u;
-        if (n < 20 || hdr < 20 || hdr > n)
+        if (hdr < 20 || hdr > n)
             return false;
     } else {
         return false;

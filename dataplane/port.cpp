@@ -1,5 +1,7 @@
 #include "dataplane/port.h"
 
+#include <rte_dev.h>
+#include <rte_devargs.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 
@@ -42,13 +44,35 @@ QueuePlan plan_queues(std::uint16_t max_rx_queues, std::uint16_t max_tx_queues, 
     return {(rss_offloads & RTE_ETH_RSS_IP) != 0 ? Spread::rss : Spread::peer, {}};
 }
 
+bool memif_server(std::string_view driver, std::string_view args) {
+    if (driver != "net_memif")
+        return false;
+    // memif is the client unless the last role= says server ("master" is its old name).
+    bool server = false;
+    while (!args.empty()) {
+        const std::size_t comma = args.find(',');
+        const std::string_view kv = args.substr(0, comma);
+        if (kv.starts_with("role="))
+            server = kv == "role=server" || kv == "role=master";
+        args = comma == std::string_view::npos ? std::string_view{} : args.substr(comma + 1);
+    }
+    return server;
+}
+
 QueuePlan multi_queue_plan(std::uint16_t port, std::uint16_t queues) {
     if (queues <= 1)
         return {};
     rte_eth_dev_info info{};
     if (const int rc = rte_eth_dev_info_get(port, &info); rc != 0)
         return {Spread::one_queue, failed("rte_eth_dev_info_get", rc)};
-    return plan_queues(info.max_rx_queues, info.max_tx_queues, info.flow_type_rss_offloads, queues);
+    QueuePlan plan = plan_queues(info.max_rx_queues, info.max_tx_queues, info.flow_type_rss_offloads, queues);
+    const rte_devargs* da = info.device ? rte_dev_devargs(info.device) : nullptr;
+    if (plan.spread == Spread::peer && memif_server(info.driver_name ? info.driver_name : "", da && da->args ? da->args : ""))
+        return {Spread::one_queue,
+                "it is a memif server, and a client with fewer queue pairs leaves the rest unset, which DPDK "
+                "reads as the client's first ring (two workers would drain one ring and duplicate packets); "
+                "make moatd the memif client (role=client): a server with fewer queue pairs refuses it"};
+    return plan;
 }
 
 std::string start_port(std::uint16_t port, const PortConfig& cfg) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace moat::dp {
 
@@ -34,6 +35,13 @@ struct QueuePlan {
 /// port has it, otherwise the peer's choice of queue spreads the traffic. Pure: no EAL needed.
 QueuePlan plan_queues(std::uint16_t max_rx_queues, std::uint16_t max_tx_queues, std::uint64_t rss_offloads,
                       std::uint16_t queues);
+
+/// True for a memif port (driver `net_memif`, device arguments `args`) in the server role
+/// (role=server; memif's default is the client). Its client brings its own queue count, and the
+/// server's queues past the client's are never set up: DPDK 22.11's memif then reads and writes
+/// the client's first ring through them, so two workers would drain one ring (packets forwarded
+/// twice, a ring raced by two lcores). multi_queue_plan() runs one worker there. Pure.
+bool memif_server(std::string_view driver, std::string_view args);
 
 /// plan_queues() for a probed port (its limit says when the device cannot be asked). Control thread.
 QueuePlan multi_queue_plan(std::uint16_t port, std::uint16_t queues);

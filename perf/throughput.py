@@ -291,8 +291,22 @@ def main():
     ipsec = {"assign": "Servers", "text": IPSEC_POLICY.format(clients=GENERATOR_FLOWS)}
     half = {"assign": "Servers", "text": IPSEC_POLICY.format(clients="198.18.0.0/17")}
 
-    worker_counts = [int(n) for n in args.workers.split(",") if n]
-    cpus = [int(c) for c in args.worker_cpus.split(",") if c]
+    # Checked before any process starts: a bad value used to stop the run with a traceback
+    # halfway into a case, leaving its generator running (--worker-cpus ",": modulo by zero).
+    def int_list(option, text, ok, what):
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            sys.exit(f"error: {option} {text!r}: {what}")
+        if any(not ok(v) for v in values):
+            sys.exit(f"error: {option} {text!r}: {what}")
+        return values
+    worker_counts = int_list("--workers", args.workers, lambda n: 1 <= n <= 64, "worker counts from 1 to 64, e.g. 1,2,4")
+    usable = sorted(os.sched_getaffinity(0))
+    cpus = int_list("--worker-cpus", args.worker_cpus, lambda c: c in usable,
+                    f"CPUs this process may use ({','.join(map(str, usable))}), e.g. 1")
+    if worker_counts and not cpus:
+        sys.exit("error: --worker-cpus: none given")
     if args.only_workers and not worker_counts:
         sys.exit("--only-workers needs --workers")
     cases = [("plain testpmd io", s, None) for s in sizes]

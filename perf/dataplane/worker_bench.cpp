@@ -31,9 +31,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "control/compile/load.h"
@@ -359,24 +361,46 @@ int main(int argc, char** argv) {
     using namespace moat;
     std::vector<std::string> sets{"acl1_10K", "fw1_10K", "ipc1_10K"};
     Options opt;
+    // A value that is not wholly a number is an error line, not an uncaught std::stoul exception
+    // (abort) or a silently shortened "12abc".
+    const auto number = [](const char* text, auto parse) {
+        std::size_t end = 0;
+        const auto v = parse(std::string(text), &end);
+        if (end != std::strlen(text))
+            throw std::invalid_argument(text);
+        return v;
+    };
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--sets" && i + 1 < argc)
-            sets = perf::split_list(argv[++i]);
-        else if (a == "--seconds" && i + 1 < argc)
-            opt.seconds = std::stod(argv[++i]);
-        else if (a == "--rounds" && i + 1 < argc)
-            opt.rounds = std::stoi(argv[++i]);
-        else if (a == "--packets" && i + 1 < argc)
-            opt.packets = std::stoul(argv[++i]);
-        else {
+        try {
+            if (a == "--sets" && i + 1 < argc) {
+                sets = perf::split_list(argv[++i]);
+                continue;
+            }
+            if (a == "--seconds" && i + 1 < argc) {
+                opt.seconds = number(argv[++i], [](const std::string& t, std::size_t* e) { return std::stod(t, e); });
+                continue;
+            }
+            if (a == "--rounds" && i + 1 < argc) {
+                opt.rounds = number(argv[++i], [](const std::string& t, std::size_t* e) { return std::stoi(t, e); });
+                continue;
+            }
+            if (a == "--packets" && i + 1 < argc) {
+                opt.packets = number(argv[++i], [](const std::string& t, std::size_t* e) { return std::stoul(t, e); });
+                continue;
+            }
+        } catch (const std::exception&) {
+            std::fprintf(stderr, "worker_bench: %s %s: not a number\n", a.c_str(), argv[i]);
+            return 2;
+        }
+        {
             std::fprintf(stderr, "usage: worker_bench [--sets acl1_10K,fw1_10K,ipc1_10K] [--seconds 1] [--rounds 5] "
                                  "[--packets 512]\n");
             return 2;
         }
     }
-    if (!(opt.seconds > 0) || opt.rounds < 1 || opt.packets < dp::kBurstMax || opt.packets > 4000) {
-        std::fprintf(stderr, "worker_bench: --seconds > 0, --rounds >= 1, --packets from 32 to 4000\n");
+    if (!(opt.seconds > 0 && opt.seconds <= 3600) || opt.rounds < 1 || opt.packets < dp::kBurstMax || opt.packets > 4000) {
+        std::fprintf(stderr, "worker_bench: --seconds from above 0 to 3600, --rounds >= 1, --packets from 32 to 4000\n");
         return 2;
     }
     // The worker on lcore 1 (CPU 1), the control thread on lcore 0.

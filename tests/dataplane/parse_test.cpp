@@ -5,6 +5,8 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <memory>
 
@@ -423,6 +425,42 @@ TEST(Parse, TheShortPathAgreesWithTheFullParserOnEveryFrame) {
                               (want.key.proto == 6 || want.key.proto == 17);
             }
     EXPECT_GT(short_path, 1000u) << "too few frames took the short path to tell anything";
+}
+
+}  // namespace
+}  // namespace moat::dp
+
+namespace moat::dp {
+namespace {
+
+// A TCP datagram shorter than a TCP header (total length 28 .. 39) in a frame of 42 .. 46 bytes:
+// the short path read the data offset (TCP byte 12, frame byte 46) before checking that the
+// datagram holds 20 bytes, past the frame's end (found by the packet fuzzer under ASan). Here the
+// frame ends where a page ends and the next page is unreadable, so an over-read crashes this
+// test in any build.
+TEST(ParseBadInput, ShortTcpAtTheEndOfReadableMemoryIsNotReadPast) {
+    const long page = sysconf(_SC_PAGESIZE);
+    void* mem = mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(mem, MAP_FAILED);
+    auto* base = static_cast<std::uint8_t*>(mem);
+    ASSERT_EQ(mprotect(base + page, page, PROT_NONE), 0);
+    Pkt p;
+    p.proto = 6;
+    const Bytes whole = test::frame(p);  // 14 + 20 + 20 bytes
+    for (std::uint32_t len = 42; len <= 46; ++len)
+        for (std::uint32_t total = 28; total <= len - 14; ++total) {
+            Bytes f(whole.begin(), whole.begin() + len);
+            f[16] = static_cast<std::uint8_t>(total >> 8);
+            f[17] = static_cast<std::uint8_t>(total);
+            std::uint8_t* at = base + page - len;
+            std::copy(f.begin(), f.end(), at);
+            PacketMeta got, want;
+            parse_frame(at, len, Ingress::outside, policy_storage(), got);
+            parse_frame_in_full(at, len, Ingress::outside, policy_storage(), want);
+            EXPECT_TRUE(got == want) << len << " bytes, total length " << total;
+            EXPECT_EQ(got.drop, DropReason::malformed) << len << " bytes, total length " << total;
+        }
+    munmap(mem, 2 * page);
 }
 
 }  // namespace

@@ -43,5 +43,20 @@ TEST(PlanQueues, FewerQueuePairsThanWorkersIsALimit) {
     }
 }
 
+TEST(MemifServer, OnlyAMemifPortWhoseRoleIsServer) {
+    // memif is the client unless role says server; a server's client brings its own queue count.
+    EXPECT_TRUE(memif_server("net_memif", "role=server,socket=/run/a.sock,id=0"));
+    EXPECT_TRUE(memif_server("net_memif", "socket=/run/a.sock,role=server"));
+    EXPECT_TRUE(memif_server("net_memif", "role=master"));
+    EXPECT_TRUE(memif_server("net_memif", "role=client,role=server"));  // the last one counts
+    EXPECT_FALSE(memif_server("net_memif", ""));                        // memif's default: client
+    EXPECT_FALSE(memif_server("net_memif", "socket=/run/a.sock,id=0"));
+    EXPECT_FALSE(memif_server("net_memif", "socket=/run/role=server,id=0"));  // a path, not the role
+    EXPECT_FALSE(memif_server("net_memif", "role=client,socket=/run/a.sock,id=0"));
+    EXPECT_FALSE(memif_server("net_memif", "role=server,role=client"));
+    EXPECT_FALSE(memif_server("net_ring", ""));
+    EXPECT_FALSE(memif_server("net_null", "role=server"));
+}
+
 }  // namespace
 }  // namespace moat::dp

@@ -251,5 +251,34 @@ TEST(MultiWorker, PeerChosenQueuesReachTheirWorkersAndVerdictsHold) {
         fs::remove_all(dir);
 }
 
+TEST(MultiWorker, AMemifServerPortRunsOneWorker) {
+    // moatd as the memif server: a client connecting with fewer queue pairs than workers leaves
+    // the server's other queues unset, and DPDK reads them as the client's first ring (seen with
+    // a 1-queue testpmd client: two workers drained one ring and forwarded 31 M packets of 20 M
+    // sent). So one worker, whatever the peer, before any peer is there.
+    const fs::path dir = fs::temp_directory_path() / ("mws." + std::to_string(getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const std::string cfg = (dir / "moat.ini").string();
+    std::ofstream(cfg) << "[appliance]\n"
+                       << "outside = net_memif0,role=server,socket=" << (dir / "o.sock").string() << ",id=0\n"
+                       << "inside = net_memif1,role=server,socket=" << (dir / "i.sock").string() << ",id=0\n"
+                       << "workers = 2\n"
+                       << "eal = --no-huge -m 512 --no-pci " << lcores_option(2) << " --file-prefix moat-mws-" << getpid()
+                       << "\ncontrol = " << (dir / "moat.sock").string() << "\n"
+                       << kPolicy;
+    Moatd moatd({"--config", cfg, "--stats-period", "0.1"}, (dir / "moatd.log").string());
+    ASSERT_TRUE(moatd.started());
+    const auto s = moatd.wait_stats([](const nlohmann::json&) { return true; }, 60);
+    EXPECT_EQ(moatd.stop(), 0);
+    const std::string log = moatd.log();
+    ASSERT_TRUE(s.has_value()) << log;
+    EXPECT_EQ((*s)["workers"].size(), 1u) << log;
+    EXPECT_NE(log.find("it is a memif server"), std::string::npos) << log;
+    EXPECT_NE(log.find("running 1 worker, not 2"), std::string::npos) << log;
+    if (!::testing::Test::HasFailure())
+        fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace moat::test
