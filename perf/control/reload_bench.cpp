@@ -44,6 +44,7 @@
 #include "perf/acl_anchor.h"
 #include "perf/classbench.h"
 #include "perf/start_eal.h"
+#include "perf/trace_frames.h"
 #include "tests/common/packets.h"
 
 namespace moat {
@@ -54,37 +55,8 @@ using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-double median(std::vector<double> v) {
-    if (v.empty())
-        return 0;
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
-
-std::string addr_text(const dp::Addr& a) {
-    char buf[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, a.bytes.data(), buf, sizeof buf);
-    return buf;
-}
-
-/// The trace packet as an Ethernet frame; nullopt for protocols the frame builder has no
-/// header for.
-std::optional<test::Bytes> frame_of(const dp::PacketKey& k) {
-    test::Pkt p;
-    p.src = addr_text(k.src);
-    p.dst = addr_text(k.dst);
-    p.proto = k.proto;
-    if (k.has_ports && (k.proto == 6 || k.proto == 17)) {
-        p.sport = k.sport;
-        p.dport = k.dport;
-    } else if (k.has_icmp && k.proto == 1) {
-        p.icmp_type = k.icmp_type;
-        p.icmp_code = k.icmp_code;
-    } else {
-        return std::nullopt;
-    }
-    return test::frame(p);
-}
+using perf::frame_of;
+using perf::median;
 
 struct Loop {
     rte_mempool* pool = nullptr;

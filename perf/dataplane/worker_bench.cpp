@@ -46,6 +46,7 @@
 #include "dataplane/worker.h"
 #include "perf/classbench.h"
 #include "perf/start_eal.h"
+#include "perf/trace_frames.h"
 #include "tests/common/packets.h"
 
 namespace moat {
@@ -53,40 +54,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-double median(std::vector<double> v) {
-    if (v.empty())
-        return 0;
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
-
-std::string addr_text(const dp::Addr& a) {
-    char buf[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, a.bytes.data(), buf, sizeof buf);
-    return buf;
-}
-
-/// A 64-byte frame (without FCS, as testpmd's txonly sends them) for a trace key; nullopt for
-/// protocols the frame builder has no header for.
-std::optional<test::Bytes> frame_of(const dp::PacketKey& k) {
-    test::Pkt p;
-    p.src = addr_text(k.src);
-    p.dst = addr_text(k.dst);
-    p.proto = k.proto;
-    if (k.has_ports && (k.proto == 6 || k.proto == 17)) {
-        p.sport = k.sport;
-        p.dport = k.dport;
-    } else if (k.has_icmp && k.proto == 1) {
-        p.icmp_type = k.icmp_type;
-        p.icmp_code = k.icmp_code;
-    } else {
-        return std::nullopt;
-    }
-    test::Bytes f = test::frame(p);
-    if (f.size() < 64)
-        f.resize(64);  // padding after the IP datagram, as on the wire
-    return f;
-}
+using perf::frame_of;
+using perf::median;
 
 /// The ports of the loop and the pool of its packets.
 struct Loop {
@@ -242,7 +211,7 @@ std::optional<Case> classbench(const std::string& name, const Options& opt) {
     for (const auto& k : perf::classbench_trace(trace)) {
         if (c.frames.size() == opt.packets)
             break;
-        auto f = frame_of(k);
+        auto f = frame_of(k, 64);  // 64 bytes, as testpmd's txonly sends them
         if (!f)
             continue;
         dp::PacketMeta meta[1];
