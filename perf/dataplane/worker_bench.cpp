@@ -31,14 +31,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include "control/compile/load.h"
+#include "control/config/config.h"
 #include "control/compile/tables.h"
 #include "control/config/ini_edit.h"
 #include "control/runtime/runtime.h"
@@ -168,16 +168,14 @@ struct Options {
     std::size_t packets = 512;
 };
 
-std::string read_file(const std::string& path) {
-    std::ifstream f(path);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
 /// The 10-filter policy with the generator's sources as clients, and its 256 flows.
 Case ten_filters() {
-    std::string text = read_file(std::string(MOAT_SOURCE_ROOT) + "/perf/ten-filters.ini");
+    auto read = ctl::read_config_file(std::string(MOAT_SOURCE_ROOT) + "/perf/ten-filters.ini");
+    if (!read) {
+        std::fprintf(stderr, "worker_bench: %s\n", read.error().c_str());
+        std::exit(1);
+    }
+    std::string text = std::move(*read);
     const std::string slot = "{clients}";
     text.replace(text.find(slot), slot.size(), "198.18.0.0/16");
     Case c{"10 filters", "[appliance]\nme = 198.18.0.10, 198.18.0.20\nassign = Servers\n" + text, {}, {}, {}};
