@@ -482,7 +482,7 @@ int run(int argc, char** argv) {
         std::cout << kHelp;
         return args.empty() ? 2 : 0;
     }
-    if (args[0] == "--version" || args[0] == "version") {
+    if (args[0] == "--version") {
         std::cout << version_text("moatctl");
         return 0;
     }
