@@ -690,7 +690,7 @@ void log_reloads(Runtime& rt, ServiceNotifier& notify) {
         std::string kinds;
         for (const auto& [kind, n] : l.counts)
             kinds += (kinds.empty() ? "" : ", ") + std::to_string(n) + " " + kind;
-        log("lint of generation " + std::to_string(l.generation) + ": " + kinds +
+        log(Level::warning, "lint of generation " + std::to_string(l.generation) + ": " + kinds +
             (l.total > l.first.size() ? "; the first " + std::to_string(l.first.size()) + " (moatctl lint --all lists them all):"
                                       : ":"));
         for (const auto& w : l.first)
@@ -759,10 +759,13 @@ private:
             server_.wake();
         }
         // systemctl reload (SIGHUP) is over when its reload's outcome is known, whatever it is
-        // (published, failed, unchanged, or replaced by a later reload that has finished).
-        if (sighup_ && rt_.outcome(*sighup_)) {
-            sighup_.reset();
-            notify_.ready(service_status(rt_));
+        // (published, failed, unchanged, or replaced by a later reload that has finished). The
+        // outcome may be known before collect() delivers it, so STATUS= is made from it here.
+        if (sighup_) {
+            if (const std::optional<ReloadOutcome> o = rt_.outcome(*sighup_)) {
+                sighup_.reset();
+                notify_.ready(o->ok || o->superseded ? service_status(rt_) : service_status(rt_, &*o));
+            }
         }
         server_.serve();  // events, and deadlines even without them
         if (reload_at_ && Clock::now() >= *reload_at_)
