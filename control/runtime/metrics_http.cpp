@@ -32,9 +32,14 @@ MetricsBoard::MetricsBoard() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
 
 MetricsBoard::~MetricsBoard() { close(); ::close(fd_); }
 
-bool MetricsBoard::wanted() noexcept {
+bool MetricsBoard::wanted() {
     std::uint64_t n = 0;
-    return ::read(fd_, &n, sizeof n) == static_cast<ssize_t>(sizeof n);
+    const bool asked = ::read(fd_, &n, sizeof n) == static_cast<ssize_t>(sizeof n);
+    // The request is taken: should the snapshot not come (the control thread's turn failed), the
+    // next scrape asks again instead of waiting for an answer that is not on its way.
+    std::lock_guard lock(mu_);
+    asked_ = false;
+    return asked;
 }
 
 void MetricsBoard::publish(Stats s) {

@@ -39,7 +39,7 @@ public:
     /// publish(). Control thread.
     int wanted_fd() const noexcept { return fd_; }
     /// Reads wanted_fd(); true when a snapshot is asked for. Control thread.
-    bool wanted() noexcept;
+    bool wanted();
     /// Makes `s` the snapshot the HTTP threads serve. Control thread.
     void publish(Stats s);
 
@@ -60,7 +60,7 @@ private:
     std::shared_ptr<const std::string> text_;  ///< stats_ formatted, by the first HTTP thread that needed it
     Clock::time_point at_;                      ///< when stats_ was taken
     std::uint64_t published_ = 0;
-    bool asked_ = false;  ///< a request is on wanted_fd() and not yet answered
+    bool asked_ = false;  ///< a request is on wanted_fd() and not yet taken (wanted())
     bool closed_ = false;
     int fd_ = -1;
 };

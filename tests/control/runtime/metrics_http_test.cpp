@@ -81,6 +81,11 @@ TEST(MetricsBoard, WithoutAnAnswerAScrapeGetsTheLastSnapshotOrNothing) {
     EXPECT_EQ(board.text(50ms), nullptr) << "no snapshot yet and nobody answers";
     EXPECT_TRUE(readable(board.wanted_fd()));
     EXPECT_TRUE(board.wanted());
+    // The control thread took the request and published nothing (its turn failed): the next
+    // scrape asks again rather than wait for an answer that is not coming.
+    EXPECT_EQ(board.text(50ms), nullptr);
+    EXPECT_TRUE(readable(board.wanted_fd())) << "a request taken and never answered is never asked again";
+    EXPECT_TRUE(board.wanted());
     board.publish(generation(7));
     std::this_thread::sleep_for(MetricsBoard::kFresh + 100ms);
     // Stale, and the control thread is busy: the old snapshot after the wait.
