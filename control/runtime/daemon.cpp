@@ -34,6 +34,7 @@
 #include "control/runtime/control_socket.h"
 #include "control/runtime/eal_args.h"
 #include "control/runtime/log.h"
+#include "control/runtime/metrics_http.h"
 #include "control/runtime/notify.h"
 #include "control/runtime/runtime.h"
 #include "control/runtime/stats.h"
@@ -698,15 +699,16 @@ void log_reloads(Runtime& rt, ServiceNotifier& notify) {
     });
 }
 
-/// The control thread's loop: signals, the config file's directory, the control sockets and the
-/// runtime's events in one poll, until SIGINT or SIGTERM; returns that signal. Each turn also
-/// feeds the service manager's watchdog, so the poll wakes at least that often: a loop that
-/// stops turning (a request or a reload stuck on this thread) gets moatd restarted.
+/// The control thread's loop: signals, the config file's directory, the control sockets, the
+/// runtime's events and the metrics endpoint's requests for a snapshot in one poll, until SIGINT
+/// or SIGTERM; returns that signal. Each turn also feeds the service manager's watchdog, so the
+/// poll wakes at least that often: a loop that stops turning (a request or a reload stuck on
+/// this thread) gets moatd restarted.
 class ControlLoop {
 public:
     ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, StdoutWriter& out, int sfd,
-                ServiceNotifier& notify)
-        : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out), sfd_(sfd), notify_(notify),
+                MetricsBoard* board, ServiceNotifier& notify)
+        : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out), sfd_(sfd), board_(board), notify_(notify),
           period_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.stats_period))),
           next_stats_(Clock::now() + period_) {}
     ControlLoop(const ControlLoop&) = delete;
@@ -714,8 +716,12 @@ public:
 
     int run() {
         while (sig_ == 0) {
-            pollfd fds[4] = {{sfd_, POLLIN, 0}, {watch_.fd(), POLLIN, 0}, {server_.fd(), POLLIN, 0}, {rt_.events_fd(), POLLIN, 0}};
-            poll(fds, 4, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout().count())));
+            pollfd fds[5] = {{sfd_, POLLIN, 0},
+                             {watch_.fd(), POLLIN, 0},
+                             {server_.fd(), POLLIN, 0},
+                             {rt_.events_fd(), POLLIN, 0},
+                             {board_ ? board_->wanted_fd() : -1, POLLIN, 0}};  // poll skips -1
+            poll(fds, 5, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout().count())));
             // Nothing that goes wrong in one turn (an exception from a query, a reload, a write)
             // ends the loop: it is logged, and the workers go on forwarding under the policy in force.
             try {
@@ -748,7 +754,7 @@ private:
         return t;
     }
 
-    void turn(const pollfd (&fds)[4]) {
+    void turn(const pollfd (&fds)[5]) {
         notify_.watchdog();
         if (fds[0].revents & POLLIN)
             read_signals();
@@ -768,6 +774,10 @@ private:
             }
         }
         server_.serve();  // events, and deadlines even without them
+        // A scraper waits for the counters: one snapshot (what `moatctl stats` takes), which the
+        // HTTP threads format and serve; they ask again when it is older than MetricsBoard::kFresh.
+        if ((fds[4].revents & POLLIN) && board_->wanted())
+            board_->publish(rt_.stats());
         if (reload_at_ && Clock::now() >= *reload_at_)
             reload_changed_file();
         rt_.reclaim();
@@ -825,6 +835,7 @@ private:
     ControlServer& server_;
     StdoutWriter& out_;
     int sfd_;  ///< the signalfd of SIGINT, SIGTERM and SIGHUP
+    MetricsBoard* board_;  ///< the metrics endpoint's, nullptr: no endpoint
     ServiceNotifier& notify_;
     std::optional<Runtime::Ticket> sighup_;  ///< the SIGHUP reload the service manager waits for
     int sig_ = 0;
@@ -894,6 +905,19 @@ int run_stages(int argc, char** argv, bool& forwarding) {
         return not_starting(rt.error());
     Runtime& runtime = **rt;
     TelemetryBinding telemetry(runtime);
+    // The Prometheus endpoint, before the workers start: a configured endpoint that cannot
+    // listen (the port taken, an address this machine does not have) stops the start-up.
+    std::unique_ptr<MetricsBoard> board;
+    std::unique_ptr<MetricsServer> metrics;
+    if (appliance.metrics_port != 0) {
+        board = std::make_unique<MetricsBoard>();
+        Result<std::unique_ptr<MetricsServer>> m = MetricsServer::start(appliance.metrics_host, appliance.metrics_port, *board);
+        if (!m)
+            return not_starting("metrics: " + m.error());
+        metrics = std::move(*m);
+        log("metrics: http://" + metrics->address() + "/metrics (Prometheus text, read-only; " +
+            std::to_string(MetricsLimits::kThreads) + " threads)");
+    }
     Workers running;
     if (const Status started = start_workers(running, runtime, appliance, **ports); !started)
         return not_starting(started.error());
@@ -907,13 +931,15 @@ int run_stages(int argc, char** argv, bool& forwarding) {
     log("forwarding");
     StdoutWriter out;
     forwarding = true;
-    // The first policy is published, the ports are started and the workers and the control
-    // sockets run: systemd may start what is ordered after moatd.service.
+    // The first policy is published, the ports are started and the workers, the control
+    // sockets and the metrics endpoint run: systemd may start what is ordered after moatd.service.
     notify.ready(service_status(runtime));
-    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), out, signals->fd(), notify).run();
+    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), out, signals->fd(), board.get(), notify).run();
 
     log(std::string("stopping on ") + signal_name(sig));
     notify.stopping(std::string("stopping on ") + signal_name(sig));
+    if (metrics)
+        metrics->stop();  // its connections end now, whatever they were waiting for
     running.stop();
     telemetry.unbind();  // telemetry answers "not ready" from here on
     report_final(*opt, runtime.stats(), out);
