@@ -137,9 +137,9 @@ protected:
         fs::remove_all(dir_);
         fs::create_directories(dir_);
         cfg_ = dir_ / "moat.ini";
+        prefix_ = "moat-notify-" + std::to_string(getpid()) + "-" + std::to_string(n);
         std::ofstream(cfg_) << "[appliance]\noutside = net_null0\ninside = net_null1\n"
-                            << "eal = --no-huge -m 256 " << moat::test::lcores_option() << " --file-prefix moat-notify-"
-                            << getpid() << "-" << n << "\n"
+                            << "eal = --no-huge -m 256 " << moat::test::lcores_option() << " --file-prefix " << prefix_ << "\n"
                             << "control = " << (dir_ / "moat.sock").string() << "\n"
                             << "assign = Web\n\n[filterlist Web]\nfilter = *+198.18.0.10:80:TCP\n\n[filterlist All]\n"
                             << "filter = *+*\n\n[policy Web]\nrule = All -> block\nrule = Web -> permit\n";
@@ -148,6 +148,12 @@ protected:
             env_.unset(v);
     }
     void TearDown() override {
+        // EAL's runtime directory of the prefix (DPDK: /var/run/dpdk for root, else
+        // $XDG_RUNTIME_DIR/dpdk or /tmp/dpdk): moatd is gone, nothing else uses it.
+        const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+        const fs::path runtime = getuid() == 0 ? fs::path("/var/run/dpdk") : fs::path(xdg ? xdg : "/tmp") / "dpdk";
+        std::error_code ec;
+        fs::remove_all(runtime / prefix_, ec);
         if (!HasFailure())
             fs::remove_all(dir_);
         else
@@ -171,6 +177,7 @@ protected:
     }
 
     fs::path dir_, cfg_;
+    std::string prefix_;  ///< moatd's --file-prefix
     ScopedEnv env_;
 };
 
