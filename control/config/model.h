@@ -36,6 +36,10 @@ struct Appliance {
     /// and a read-only socket anyone may use (0666).
     std::optional<unsigned> control_gid, control_readonly_gid;
     std::string control_group, control_readonly_group;  ///< as written
+    /// The read-only Prometheus endpoint over HTTP (`metrics = ADDRESS:PORT`), read at start-up:
+    /// a literal IPv4 address or an IPv6 one (without its brackets here) and a port; port 0: off.
+    std::string metrics_host;
+    std::uint16_t metrics_port = 0;
     std::vector<std::uint16_t> non_ip{dp::kEtherArp};  ///< EtherTypes that pass unfiltered
     FragmentMode fragments = FragmentMode::track;
     unsigned fragment_table = dp::kFragmentTableDefault;  ///< datagrams in flight remembered per worker

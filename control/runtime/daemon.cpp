@@ -35,6 +35,7 @@
 #include "control/runtime/control_socket.h"
 #include "control/runtime/eal_args.h"
 #include "control/runtime/link_watch.h"
+#include "control/runtime/metrics_http.h"
 #include "control/runtime/runtime.h"
 #include "control/runtime/stats.h"
 #include "control/compile/tables.h"
@@ -827,13 +828,14 @@ private:
     LinkPropagation fsm_;
 };
 
-/// The control thread's loop: signals, the config file's directory, the control sockets and the
-/// runtime's events in one poll, until SIGINT or SIGTERM; returns that signal.
+/// The control thread's loop: signals, the config file's directory, the control sockets, the
+/// runtime's events and the metrics endpoint's requests for a snapshot in one poll, and the
+/// ports' links every LinkWatch::kPeriod, until SIGINT or SIGTERM; returns that signal.
 class ControlLoop {
 public:
     ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, StdoutWriter& out, int sfd,
-                LinkWatch& links)
-        : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out), sfd_(sfd), links_(links),
+                MetricsBoard* board, LinkWatch& links)
+        : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out), sfd_(sfd), board_(board), links_(links),
           period_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.stats_period))),
           next_stats_(Clock::now() + period_) {}
     ControlLoop(const ControlLoop&) = delete;
@@ -841,8 +843,12 @@ public:
 
     int run() {
         while (sig_ == 0) {
-            pollfd fds[4] = {{sfd_, POLLIN, 0}, {watch_.fd(), POLLIN, 0}, {server_.fd(), POLLIN, 0}, {rt_.events_fd(), POLLIN, 0}};
-            poll(fds, 4, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout().count())));
+            pollfd fds[5] = {{sfd_, POLLIN, 0},
+                             {watch_.fd(), POLLIN, 0},
+                             {server_.fd(), POLLIN, 0},
+                             {rt_.events_fd(), POLLIN, 0},
+                             {board_ ? board_->wanted_fd() : -1, POLLIN, 0}};  // poll skips -1
+            poll(fds, 5, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout().count())));
             // Nothing that goes wrong in one turn (an exception from a query, a reload, a write)
             // ends the loop: it is logged, and the workers go on forwarding under the policy in force.
             try {
@@ -874,7 +880,7 @@ private:
         return t;
     }
 
-    void turn(const pollfd (&fds)[4]) {
+    void turn(const pollfd (&fds)[5]) {
         if (fds[0].revents & POLLIN)
             read_signals();
         if (fds[1].revents & POLLIN)
@@ -884,6 +890,10 @@ private:
             server_.wake();
         }
         server_.serve();  // events, and deadlines even without them
+        // A scraper waits for the counters: one snapshot (what `moatctl stats` takes), which the
+        // HTTP threads format and serve; they ask again when it is older than MetricsBoard::kFresh.
+        if ((fds[4].revents & POLLIN) && board_->wanted())
+            board_->publish(rt_.stats());
         if (reload_at_ && Clock::now() >= *reload_at_)
             reload_changed_file();
         rt_.reclaim();
@@ -943,6 +953,7 @@ private:
     ControlServer& server_;
     StdoutWriter& out_;
     int sfd_;  ///< the signalfd of SIGINT, SIGTERM and SIGHUP
+    MetricsBoard* board_;  ///< the metrics endpoint's, nullptr: no endpoint
     LinkWatch& links_;
     int sig_ = 0;
     Clock::duration period_;
@@ -1013,6 +1024,19 @@ int run_stages(int argc, char** argv, bool& forwarding) {
         return not_starting(rt.error());
     Runtime& runtime = **rt;
     TelemetryBinding telemetry(runtime);
+    // The Prometheus endpoint, before the workers start: a configured endpoint that cannot
+    // listen (the port taken, an address this machine does not have) stops the start-up.
+    std::unique_ptr<MetricsBoard> board;
+    std::unique_ptr<MetricsServer> metrics;
+    if (appliance.metrics_port != 0) {
+        board = std::make_unique<MetricsBoard>();
+        Result<std::unique_ptr<MetricsServer>> m = MetricsServer::start(appliance.metrics_host, appliance.metrics_port, *board);
+        if (!m)
+            return not_starting("metrics: " + m.error());
+        metrics = std::move(*m);
+        log("metrics: http://" + metrics->address() + "/metrics (Prometheus text, read-only; " +
+            std::to_string(MetricsLimits::kThreads) + " threads)");
+    }
     Workers running;
     if (const Status started = start_workers(running, runtime, appliance, **ports); !started)
         return not_starting(started.error());
@@ -1026,9 +1050,11 @@ int run_stages(int argc, char** argv, bool& forwarding) {
     StdoutWriter out;
     forwarding = true;
     LinkWatch links(appliance.link_propagation, (*ports)->id, runtime);
-    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), out, signals->fd(), links).run();
+    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), out, signals->fd(), board.get(), links).run();
 
     log(std::string("stopping on ") + signal_name(sig));
+    if (metrics)
+        metrics->stop();  // its connections end now, whatever they were waiting for
     running.stop();
     telemetry.unbind();  // telemetry answers "not ready" from here on
     report_final(*opt, runtime.stats(), out);
