@@ -52,10 +52,10 @@ std::string default_config_path() {
 
 namespace {
 
-constexpr std::array<std::string_view, 20> kApplianceKeys{
+constexpr std::array<std::string_view, 22> kApplianceKeys{
     "outside", "inside", "me", "workers", "eal", "control", "control_readonly", "control_group",
     "control_readonly_group", "non_ip", "fragments", "ip_options", "antispoof", "assign", "strict",
-    "payload_scan_bytes", "classifier", "classifier_memory_mb", "fragment_table", "metrics"};
+    "payload_scan_bytes", "classifier", "classifier_memory_mb", "fragment_table", "metrics", "mtu", "link_propagation"};
 constexpr std::array<std::string_view, 2> kFilterListKeys{"filter", "description"};
 constexpr std::array<std::string_view, 2> kFilterActionKeys{"action", "description"};
 constexpr std::array<std::string_view, 2> kPolicyKeys{"rule", "description"};
@@ -306,9 +306,9 @@ private:
                     a.ip_options_allow = lower(v) == "allow";
                 else
                     error(e.line, "ip_options " + quoted(v) + ": write drop or allow");
-            } else if (key == "antispoof" || key == "strict") {
+            } else if (key == "antispoof" || key == "strict" || key == "link_propagation") {
                 if (const auto b = parse_on_off(v))
-                    (key == "antispoof" ? a.antispoof : a.strict) = *b;
+                    (key == "antispoof" ? a.antispoof : key == "strict" ? a.strict : a.link_propagation) = *b;
                 else
                     error(e.line, key + " " + quoted(v) + ": write on or off");
             } else if (key == "assign") {
@@ -334,6 +334,12 @@ private:
                     a.fragment_table = *n;
                 else
                     error(e.line, "fragment_table " + quoted(v) + " is not a number of datagrams from 8 to 4194304");
+            } else if (key == "mtu") {
+                if (const auto n = parse_number(v, Appliance::kMinMtu, Appliance::kMaxMtu))
+                    a.mtu = *n;
+                else
+                    error(e.line, "mtu " + quoted(v) + " is not a number of bytes from " + std::to_string(Appliance::kMinMtu) +
+                                      " to " + std::to_string(Appliance::kMaxMtu) + " (1500: Ethernet; 9000: jumbo frames)");
             }
         }
         if (!a.outside.empty() && a.outside == a.inside)

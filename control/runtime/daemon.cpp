@@ -6,6 +6,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_cycles.h>
+#include <rte_pdump.h>
 #include <rte_telemetry.h>
 #include <poll.h>
 #include <signal.h>
@@ -33,6 +34,7 @@
 #include "control/runtime/config_watch.h"
 #include "control/runtime/control_socket.h"
 #include "control/runtime/eal_args.h"
+#include "control/runtime/link_watch.h"
 #include "control/runtime/log.h"
 #include "control/runtime/metrics_http.h"
 #include "control/runtime/notify.h"
@@ -137,6 +139,35 @@ public:
     Eal(const Eal&) = delete;
     Eal& operator=(const Eal&) = delete;
     bool up() const noexcept { return up_; }
+
+private:
+    bool up_ = false;
+};
+
+/// Packet capture: rte_pdump's server in this primary process, so that `dpdk-dumpcap
+/// --file-prefix PREFIX -i PORT` (a secondary process) gets a copy of what the ports receive and
+/// send. A secondary must map moatd's memory: hugepages and a file prefix, not --in-memory.
+class Capture {
+public:
+    explicit Capture(const EalPlan& plan) {
+        if (const std::string no = secondary_refusal(plan); !no.empty()) {
+            log("packet capture (dpdk-dumpcap) unavailable: " + no);
+            return;
+        }
+        if (rte_pdump_init() != 0) {
+            log(Level::warning, std::string("packet capture (dpdk-dumpcap) unavailable: rte_pdump_init: ") + rte_strerror(rte_errno));
+            return;
+        }
+        up_ = true;
+        log("packet capture: dpdk-dumpcap --file-prefix=" + plan.file_prefix +
+            " -i PORT (the port names below; dpdk-dumpcap --file-prefix=" + plan.file_prefix + " -D lists them)");
+    }
+    ~Capture() {
+        if (up_)
+            rte_pdump_uninit();
+    }
+    Capture(const Capture&) = delete;
+    Capture& operator=(const Capture&) = delete;
 
 private:
     bool up_ = false;
@@ -321,6 +352,8 @@ int tel_stats(const char*, const char*, rte_tel_data* d) {
         for (const auto& p : s.ports) {
             for (const auto& k : kPortCounters)
                 rte_tel_data_add_dict_u64(d, (p.name + "_" + std::string(k.name)).c_str(), p.*k.stat);
+            for (std::size_t e = 0; e < kLinkEvents; ++e)
+                rte_tel_data_add_dict_u64(d, (p.name + "_" + std::string(kLinkCounters[e].name)).c_str(), p.link[e]);
         }
         for (std::size_t r = 1; r < dp::kDropReasons; ++r)
             rte_tel_data_add_dict_u64(d, ("drop_" + std::string(dp::kDropReasonNames[r])).c_str(), s.drops[r]);
@@ -451,26 +484,40 @@ public:
             if (rte_eth_dev_get_port_by_name(n.name.c_str(), &p->id[i]) != 0)
                 return fail("no DPDK port named '" + n.name + "' (" + kRole[i] + " = " + p->spec[i] + ")");
         }
+        // A NIC DMAs into the mbufs: without hugepages their physical addresses are not fixed.
+        for (std::size_t i = 0; i < 2; ++i)
+            if (const std::string no = dp::memory_refusal(kRole[i], dp::port_bus(p->id[i]), rte_eal_has_hugepages() != 0);
+                !no.empty())
+                return fail(no);
         p->workers = p->choose_workers(a.workers);
         if (rte_lcore_count() < p->workers + 1)
             return fail("workers = " + std::to_string(p->workers) + " needs " + std::to_string(p->workers + 1) +
                         " lcores and EAL has " + std::to_string(rte_lcore_count()));
+        const int socket = p->numa_socket();
         const dp::PortConfig defaults{};
         const unsigned mbufs = std::max(8191u, 2 * p->workers * (defaults.rx_desc + defaults.tx_desc) +
                                                    p->workers * 4 * dp::kBurstMax + 2048);
-        p->pool_.reset(rte_pktmbuf_pool_create("moat_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                               static_cast<int>(rte_socket_id())));
+        const std::uint16_t room = dp::mbuf_data_room(a.mtu);
+        p->pool_.reset(rte_pktmbuf_pool_create("moat_mbufs", mbufs, 256, 0, room, socket));
         if (!p->pool_)
-            return fail(std::string("cannot create the mbuf pool: ") + rte_strerror(rte_errno));
+            return fail("cannot create the mbuf pool (" + std::to_string(mbufs) + " mbufs of " + std::to_string(room) +
+                        " bytes on socket " + std::to_string(socket) + "): " + rte_strerror(rte_errno) +
+                        (a.mtu > Appliance::kDefaultMtu ? " (a large mtu needs more memory: reserve more hugepages, or -m)" : ""));
+        log("mbuf pool: " + std::to_string(mbufs) + " mbufs of " + std::to_string(room) + " bytes (mtu " +
+            std::to_string(a.mtu) + ": frames up to " + std::to_string(dp::frame_limit(a.mtu)) +
+            " bytes with two VLAN tags, whole in one mbuf) on NUMA socket " + std::to_string(socket));
         for (std::size_t i = 0; i < 2; ++i) {
             dp::PortConfig pc;
             pc.queues = static_cast<std::uint16_t>(p->workers);
+            pc.mtu = static_cast<std::uint16_t>(a.mtu);
             pc.pool = p->pool_.get();
             if (const std::string err = dp::start_port(p->id[i], pc); !err.empty())
                 return fail(std::string(kRole[i]) + " port " + p->spec[i] + ": " + err);
             p->started_[i] = true;
-            log(std::string(kRole[i]) + " = " + p->spec[i] + " (port " + std::to_string(p->id[i]) + ", link " +
-                dp::link_text(p->id[i]) + ")");
+            std::uint16_t mtu = 0;
+            rte_eth_dev_get_mtu(p->id[i], &mtu);
+            log(std::string(kRole[i]) + " = " + p->spec[i] + " (port " + std::to_string(p->id[i]) + ", bus " +
+                dp::port_bus(p->id[i]) + ", mtu " + std::to_string(mtu) + ", link " + dp::link_text(p->id[i]) + ")");
         }
         return p;
     }
@@ -489,6 +536,35 @@ public:
 
 private:
     Ports() = default;
+
+    /// The socket the mbufs live on: the ports' (a NIC writes them across the interconnect
+    /// otherwise), or the control lcore's when the ports have none (vdevs). Ports on two
+    /// sockets, and worker lcores on another socket than the ports, are logged: one of them
+    /// pays a remote access per packet.
+    int numa_socket() const {
+        std::array<int, 2> port_socket{};
+        for (std::size_t i = 0; i < 2; ++i)
+            port_socket[i] = rte_eth_dev_socket_id(id[i]);
+        if (port_socket[0] >= 0 && port_socket[1] >= 0 && port_socket[0] != port_socket[1])
+            log(Level::warning, "NUMA: the outside port is on socket " + std::to_string(port_socket[0]) + " and the inside port on socket " +
+                std::to_string(port_socket[1]) + "; the mbufs go to socket " + std::to_string(port_socket[0]) +
+                ", so the inside port's packets cross the interconnect (put both ports on one socket)");
+        const int socket = port_socket[0] >= 0 ? port_socket[0] : port_socket[1] >= 0 ? port_socket[1]
+                                                                                     : static_cast<int>(rte_socket_id());
+        if (port_socket[0] < 0 && port_socket[1] < 0)
+            return socket;
+        unsigned lcore = 0, seen = 0;
+        RTE_LCORE_FOREACH_WORKER(lcore) {
+            if (seen++ == workers)
+                break;
+            if (static_cast<int>(rte_lcore_to_socket_id(lcore)) != socket)
+                log(Level::warning, "NUMA: worker lcore " + std::to_string(lcore) + " is on socket " +
+                    std::to_string(rte_lcore_to_socket_id(lcore)) + " and the ports and mbufs on socket " +
+                    std::to_string(socket) + ": give eal = -l with lcores of socket " + std::to_string(socket) +
+                    " (lscpu shows which)");
+        }
+        return socket;
+    }
 
     /// Workers need a queue pair each on both ports; a port with fewer (most vdevs: pcap,
     /// af_packet) gets one worker, which sees everything. A port with the queues but no RSS
@@ -699,16 +775,82 @@ void log_reloads(Runtime& rt, ServiceNotifier& notify) {
     });
 }
 
+/// Polls both ports' links from the control loop, logs and counts every change and, with
+/// link_propagation = on, carries out what LinkPropagation decides.
+class LinkWatch {
+public:
+    /// rte_eth_link_get_nowait is cheap (a register read or an ioctl); a router notices a lost
+    /// link within its own timers, so a few polls a second are plenty.
+    static constexpr std::chrono::milliseconds kPeriod{200};
+
+    LinkWatch(bool propagate, const std::array<std::uint16_t, 2>& ids, Runtime& rt)
+        : id_(ids), rt_(rt), fsm_(propagate, {link_up(0), link_up(1)}) {
+        if (propagate)
+            log("link_propagation: when one port loses its link, the other port's link is taken down until it returns");
+    }
+
+    void poll() {
+        const LinkPropagation::Step s = fsm_.observe({link_up(0), link_up(1)});
+        for (std::size_t i = 0; i < 2; ++i) {
+            const std::string port = std::string(kRole[i]) + " port";
+            if (s.lost[i]) {
+                rt_.count_link(i, LinkEvent::down);
+                log(Level::warning, port + ": link down");
+            }
+            if (s.returned[i])
+                log(port + ": link up (" + dp::link_text(id_[i]) + ")");
+        }
+        for (std::size_t i = 0; i < 2; ++i) {
+            const std::string port = std::string(kRole[i]) + " port";
+            const std::string other = std::string(kRole[1 - i]) + " port";
+            if (s.act[i] == LinkAct::take_down) {
+                if (const int rc = rte_eth_dev_set_link_down(id_[i]); rc == 0) {
+                    rt_.count_link(i, LinkEvent::taken_down);
+                    log(Level::warning, port + ": link taken down because the " + other + " lost its link (link_propagation)");
+                } else {
+                    fsm_.take_down_failed(i);
+                    log(Level::error, port + ": cannot take the link down (" + rte_strerror(-rc) + "); the " + other +
+                        " lost its link but this side cannot be told so");
+                }
+            } else if (s.act[i] == LinkAct::bring_up) {
+                const int rc = rte_eth_dev_set_link_up(id_[i]);
+                if (rc == 0)
+                    rt_.count_link(i, LinkEvent::brought_up);
+                log(rc == 0 ? Level::info : Level::error,
+                    port + (rc == 0 ? ": link brought back up because the " + other + "'s link returned (link_propagation)"
+                                    : ": cannot bring the link back up (" + std::string(rte_strerror(-rc)) + ")"));
+            }
+        }
+    }
+
+private:
+    static constexpr std::array<const char*, 2> kRole{"outside", "inside"};
+
+    /// Port `i`'s link as it reports it; the last state seen when it cannot say.
+    bool link_up(std::size_t i) {
+        rte_eth_link link{};
+        if (rte_eth_link_get_nowait(id_[i], &link) == 0)
+            last_[i] = link.link_status == RTE_ETH_LINK_UP;
+        return last_[i];
+    }
+
+    std::array<std::uint16_t, 2> id_;
+    Runtime& rt_;
+    std::array<bool, 2> last_{true, true};
+    LinkPropagation fsm_;
+};
+
 /// The control thread's loop: signals, the config file's directory, the control sockets, the
-/// runtime's events and the metrics endpoint's requests for a snapshot in one poll, until SIGINT
-/// or SIGTERM; returns that signal. Each turn also feeds the service manager's watchdog, so the
-/// poll wakes at least that often: a loop that stops turning (a request or a reload stuck on
-/// this thread) gets moatd restarted.
+/// runtime's events and the metrics endpoint's requests for a snapshot in one poll, and the
+/// ports' links every LinkWatch::kPeriod, until SIGINT or SIGTERM; returns that signal. Each turn
+/// also feeds the service manager's watchdog, so the poll wakes at least that often: a loop that
+/// stops turning (a request or a reload stuck on this thread) gets moatd restarted.
 class ControlLoop {
 public:
     ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, StdoutWriter& out, int sfd,
-                MetricsBoard* board, ServiceNotifier& notify)
-        : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out), sfd_(sfd), board_(board), notify_(notify),
+                MetricsBoard* board, LinkWatch& links, ServiceNotifier& notify)
+        : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out), sfd_(sfd), board_(board), links_(links),
+          notify_(notify),
           period_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.stats_period))),
           next_stats_(Clock::now() + period_) {}
     ControlLoop(const ControlLoop&) = delete;
@@ -747,6 +889,7 @@ private:
         if (opt_.stats_period > 0)
             t = std::min(t, until(next_stats_));
         t = std::min(t, until(next_rates_));
+        t = std::min(t, until(next_links_));
         if (const auto d = server_.next_deadline())
             t = std::min(t, until(*d));
         if (const auto w = notify_.watchdog_due())
@@ -781,6 +924,10 @@ private:
         if (reload_at_ && Clock::now() >= *reload_at_)
             reload_changed_file();
         rt_.reclaim();
+        if (Clock::now() >= next_links_) {
+            links_.poll();
+            next_links_ = Clock::now() + LinkWatch::kPeriod;
+        }
         if (Clock::now() >= next_rates_) {
             rt_.sample_rates();
             next_rates_ = Clock::now() + std::chrono::seconds(1);
@@ -836,12 +983,14 @@ private:
     StdoutWriter& out_;
     int sfd_;  ///< the signalfd of SIGINT, SIGTERM and SIGHUP
     MetricsBoard* board_;  ///< the metrics endpoint's, nullptr: no endpoint
+    LinkWatch& links_;
     ServiceNotifier& notify_;
     std::optional<Runtime::Ticket> sighup_;  ///< the SIGHUP reload the service manager waits for
     int sig_ = 0;
     Clock::duration period_;
     Clock::time_point next_stats_;
     Clock::time_point next_rates_ = Clock::now();  ///< per-worker rates (moatctl stats): once a second
+    Clock::time_point next_links_ = Clock::now();  ///< link states: every LinkWatch::kPeriod
     std::optional<Clock::time_point> reload_at_;  ///< when the pending file change is due
 };
 
@@ -897,6 +1046,7 @@ int run_stages(int argc, char** argv, bool& forwarding) {
     Eal eal(plan->args);
     if (!eal.up())
         return not_starting(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno));
+    Capture capture(*plan);
     Result<std::unique_ptr<Ports>> ports = Ports::open(appliance);
     if (!ports)
         return not_starting(ports.error());
@@ -931,10 +1081,12 @@ int run_stages(int argc, char** argv, bool& forwarding) {
     log("forwarding");
     StdoutWriter out;
     forwarding = true;
+    LinkWatch links(appliance.link_propagation, (*ports)->id, runtime);
     // The first policy is published, the ports are started and the workers, the control
     // sockets and the metrics endpoint run: systemd may start what is ordered after moatd.service.
     notify.ready(service_status(runtime));
-    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), out, signals->fd(), board.get(), notify).run();
+    const int sig =
+        ControlLoop(*opt, runtime, watch, sockets.server(), out, signals->fd(), board.get(), links, notify).run();
 
     log(std::string("stopping on ") + signal_name(sig));
     notify.stopping(std::string("stopping on ") + signal_name(sig));

@@ -127,6 +127,27 @@ payload_scan_bytes = 256
     EXPECT_TRUE(d.config->appliance.antispoof);
     EXPECT_EQ(d.config->appliance.payload_scan_bytes, 1500u);
     EXPECT_EQ(d.config->appliance.control, "/run/moat/moat.sock");
+    EXPECT_EQ(d.config->appliance.mtu, 1500u);
+    EXPECT_FALSE(d.config->appliance.link_propagation);
+}
+
+TEST(Config, MtuAndLinkPropagation) {
+    for (const auto& [value, mtu] : {std::pair{"9000", 9000u}, {"68", 68u}, {"16000", 16000u}, {"1500", 1500u}}) {
+        const LoadResult r = load_policy_text(std::string("[appliance]\nmtu = ") + value + "\nlink_propagation = ON\n", "t.ini");
+        ASSERT_TRUE(r.config) << value;
+        for (const auto& d : r.diags.all())
+            EXPECT_NE(d.severity, Severity::error) << format(d);
+        EXPECT_EQ(r.config->appliance.mtu, mtu);
+        EXPECT_TRUE(r.config->appliance.link_propagation);
+    }
+    const LoadResult off = load_policy_text("[appliance]\nlink_propagation = off\n", "t.ini");
+    ASSERT_TRUE(off.config);
+    EXPECT_FALSE(off.config->appliance.link_propagation);
+    // Both mistakes at their lines, in one run.
+    const auto r = diags("[appliance]\nmtu = 9000 bytes\nlink_propagation = 1\nassign =\n");
+    ASSERT_EQ(r.size(), 3u);  // and the warning that nothing is assigned
+    EXPECT_TRUE(r[0].starts_with("t.ini:2: error: mtu '9000 bytes'")) << r[0];
+    EXPECT_TRUE(r[1].starts_with("t.ini:3: error: link_propagation '1'")) << r[1];
 }
 
 TEST(Config, NothingAssignedBlocksEverythingWithAWarning) {
@@ -192,7 +213,7 @@ INSTANTIATE_TEST_SUITE_P(
         Mistake{"FragmentTableTooSmall", "[appliance]\nfragment_table = 4\n",
                 "t.ini:2: error: fragment_table '4' is not a number of datagrams from 8 to 4194304"},
         Mistake{"UnknownKey", "[appliance]\nspeed = 10\n",
-                "t.ini:2: error: unknown key 'speed' in [appliance] (keys: outside, inside, me, workers, eal, control, control_readonly, control_group, control_readonly_group, non_ip, fragments, ip_options, antispoof, assign, strict, payload_scan_bytes, classifier, classifier_memory_mb, fragment_table, metrics)"},
+                "t.ini:2: error: unknown key 'speed' in [appliance] (keys: outside, inside, me, workers, eal, control, control_readonly, control_group, control_readonly_group, non_ip, fragments, ip_options, antispoof, assign, strict, payload_scan_bytes, classifier, classifier_memory_mb, fragment_table, metrics, mtu, link_propagation)"},
         Mistake{"UnknownListKey", "[filterlist W]\nfilters = *+0\n",
                 "t.ini:2: error: unknown key 'filters' in [filterlist] (keys: filter, description)"},
         Mistake{"MissingEquals", "[filterlist W]\nfilter *+198.18.0.1:80:TCP\n",
@@ -237,6 +258,22 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.ini:4: error: filter '198.18.0.1+0': no 'me' address has the address family this filter needs"},
         Mistake{"BadMeAddress", "[appliance]\nme = 198.18.0.10, 198.18.0.300\n",
                 "t.ini:2: error: me: '198.18.0.300' is not an IPv4 or IPv6 address"},
+        Mistake{"MtuZero", "[appliance]\nmtu = 0\n",
+                "t.ini:2: error: mtu '0' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuBelowIpv4Minimum", "[appliance]\nmtu = 67\n",
+                "t.ini:2: error: mtu '67' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuBeyondAnyNic", "[appliance]\n\nmtu = 70000\n",
+                "t.ini:3: error: mtu '70000' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuText", "[appliance]\nmtu = jumbo\n",
+                "t.ini:2: error: mtu 'jumbo' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuNegative", "[appliance]\nmtu = -1500\n",
+                "t.ini:2: error: mtu '-1500' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuHuge", "[appliance]\nmtu = 99999999999999999999\n",
+                "t.ini:2: error: mtu '99999999999999999999' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuTwice", "[appliance]\nmtu = 9000\nmtu = 1500\n",
+                "t.ini:3: error: 'mtu' is set twice (first at line 2)"},
+        Mistake{"LinkPropagationYes", "[appliance]\nlink_propagation = yes\n",
+                "t.ini:2: error: link_propagation 'yes': write on or off"},
         Mistake{"BadFragments", "[appliance]\nfragments = reassemble\n",
                 "t.ini:2: error: fragments 'reassemble': write track or drop"},
         Mistake{"BadIpOptions", "[appliance]\nip_options = strip\n",
