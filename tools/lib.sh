@@ -10,6 +10,7 @@ MOAT_PACKAGES=(
     libhyperscan-dev libinih-dev nlohmann-json3-dev libcpp-httplib-dev
     libgtest-dev libbenchmark-dev libpcap-dev clang libclang-rt-14-dev
     iproute2 ethtool iputils-ping curl xz-utils
+    libsystemd-dev scdoc man-db systemd
 )
 
 moat_say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

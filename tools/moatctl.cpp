@@ -20,6 +20,7 @@
 #include "control/compile/explain.h"
 #include "control/config/packet_spec.h"
 #include "control/runtime/control_socket.h"
+#include "control/runtime/version.h"
 #include "control/compile/ipsecpol.h"
 #include "control/config/json_text.h"
 #include "control/compile/trie_build.h"
@@ -36,7 +37,7 @@ constexpr const char* kHelp =
     "\n"
     "commands:\n"
     "  check [FILE...]                  parse, validate, compile and lint config files\n"
-    "                                   (default: $MOAT_CONFIG or /etc/moat/moat.ini);\n"
+    "                                   (default: $MOAT_CONFIG or " MOAT_DEFAULT_CONFIG ");\n"
     "                                   exit 0 when every file is usable, 1 otherwise\n"
     "  explain [--config FILE] [--json] PACKET\n"
     "                                   which filter decides PACKET under the assigned policy:\n"
@@ -57,9 +58,10 @@ constexpr const char* kHelp =
     "  reload                           reload the config file now\n"
     "  assign NAME | unassign           set or clear 'assign' in the config file, then reload\n"
     "  help                             this text\n"
+    "  --version                        the version and the git revision built\n"
     "\n"
     "The socket is --socket PATH, else the 'control' key of --config FILE, else $MOAT_SOCKET,\n"
-    "else the 'control' key of $MOAT_CONFIG or /etc/moat/moat.ini, else /run/moat/moat.sock.\n"
+    "else the 'control' key of $MOAT_CONFIG or " MOAT_DEFAULT_CONFIG ", else /run/moat/moat.sock.\n"
     "--timeout SECONDS bounds a request to moatd, whole (default 60).\n";
 
 void print_diags(const Diagnostics& d) {
@@ -191,7 +193,7 @@ int cmd_check(const std::vector<std::string>& args) {
 }
 
 /// The control socket: --socket PATH, else $MOAT_SOCKET, else `control` of the config
-/// (`--config FILE` when `config_option`, else $MOAT_CONFIG or /etc/moat/moat.ini). Removes the
+/// (`--config FILE` when `config_option`, else $MOAT_CONFIG or MOAT_DEFAULT_CONFIG). Removes the
 /// options it used from `args`.
 std::string socket_path(std::vector<std::string>& args, bool config_option = true) {
     const auto take = [&](const char* name) -> std::optional<std::string> {
@@ -479,6 +481,10 @@ int run(int argc, char** argv) {
     if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
         std::cout << kHelp;
         return args.empty() ? 2 : 0;
+    }
+    if (args[0] == "--version") {
+        std::cout << version_text("moatctl");
+        return 0;
     }
     const std::string cmd = args[0];
     args.erase(args.begin());

@@ -47,7 +47,7 @@ int Config::find_policy(std::string_view name) const {
 
 std::string default_config_path() {
     const char* env = std::getenv("MOAT_CONFIG");
-    return env && *env ? env : "/etc/moat/moat.ini";
+    return env && *env ? env : MOAT_DEFAULT_CONFIG;
 }
 
 namespace {

@@ -26,7 +26,15 @@ constexpr std::size_t kMaxConfigBytes = std::size_t{64} << 20;
 /// exhaust the control thread. Fails with "cannot read the config file: ...".
 Result<std::string> read_config_file(const std::string& path);
 
-/// The default config path: $MOAT_CONFIG, else /etc/moat/moat.ini.
+/// Where the config lives unless told otherwise: SYSCONFDIR/moat/moat.ini, SYSCONFDIR being
+/// meson's sysconfdir (/etc for a build with --prefix /usr or --sysconfdir /etc, the Debian way).
+/// A macro so that help texts can hold it.
+#ifndef MOAT_SYSCONFDIR
+#define MOAT_SYSCONFDIR "/etc"
+#endif
+#define MOAT_DEFAULT_CONFIG MOAT_SYSCONFDIR "/moat/moat.ini"
+
+/// The default config path: $MOAT_CONFIG, else MOAT_DEFAULT_CONFIG.
 std::string default_config_path();
 
 }  // namespace moat::ctl

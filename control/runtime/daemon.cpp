@@ -35,9 +35,12 @@
 #include "control/runtime/control_socket.h"
 #include "control/runtime/eal_args.h"
 #include "control/runtime/link_watch.h"
+#include "control/runtime/log.h"
 #include "control/runtime/metrics_http.h"
+#include "control/runtime/notify.h"
 #include "control/runtime/runtime.h"
 #include "control/runtime/stats.h"
+#include "control/runtime/version.h"
 #include "control/compile/tables.h"
 #include "control/config/json_text.h"
 #include "control/config/result.h"
@@ -49,25 +52,14 @@ namespace moat::ctl {
 
 namespace {
 
-/// One line of moatd's log. Whatever a message quotes (a path, a client's request, a config
-/// name) is printable(): no line break, escape sequence or bad byte gets through to forge a line.
-void log(const std::string& msg) {
-    std::fprintf(stderr, "moatd: %s\n", printable(msg).c_str());
-    std::fflush(stderr);
-}
-
-/// A diagnostic as it is, one line (file:line: ...).
-void log_plain(const std::string& line) {
-    std::fprintf(stderr, "%s\n", printable(line).c_str());
-    std::fflush(stderr);
-}
-
 constexpr const char* kUsage =
     "usage: moatd [--config FILE] [--stats-period SECONDS] [--counters-json FILE]\n"
     "       moatd EAL-ARGS -- [--config FILE] ...\n"
-    "  --config FILE          the policy and the ports (default: $MOAT_CONFIG or /etc/moat/moat.ini)\n"
+    "       moatd --version | --help\n"
+    "  --config FILE          the policy and the ports (default: $MOAT_CONFIG or " MOAT_DEFAULT_CONFIG ")\n"
     "  --stats-period SECONDS print a line 'stats {json}' with the counters this often\n"
     "  --counters-json FILE   write the final counters as JSON to FILE when stopping\n"
+    "  --version              print the version and the git revision built\n"
     "EAL arguments come from the config's eal key, then from EAL-ARGS.\n";
 
 struct Options {
@@ -91,6 +83,11 @@ std::optional<Options> parse_options(int argc, char** argv, int& status) {
         const bool has_value = i + 1 < args.size();
         if (a == "--help" || a == "-h") {
             std::fputs(kUsage, stdout);
+            status = 0;
+            return std::nullopt;
+        }
+        if (a == "--version") {
+            std::fputs(version_text("moatd").c_str(), stdout);
             status = 0;
             return std::nullopt;
         }
@@ -158,7 +155,7 @@ public:
             return;
         }
         if (rte_pdump_init() != 0) {
-            log(std::string("packet capture (dpdk-dumpcap) unavailable: rte_pdump_init: ") + rte_strerror(rte_errno));
+            log(Level::warning, std::string("packet capture (dpdk-dumpcap) unavailable: rte_pdump_init: ") + rte_strerror(rte_errno));
             return;
         }
         up_ = true;
@@ -451,9 +448,9 @@ Result<FirstPolicy> load_first_policy(const std::string& path) {
     std::size_t warnings = 0;
     for (const auto& d : first.loaded.diags.all())
         if (d.severity == Severity::error || ++warnings <= kListedDiagnostics)
-            log_plain(format(d));
+            log_plain(d.severity == Severity::error ? Level::error : Level::warning, format(d));
     if (warnings > kListedDiagnostics)
-        log("... and " + std::to_string(warnings - kListedDiagnostics) + " more warnings (moatctl check lists them)");
+        log(Level::warning, "... and " + std::to_string(warnings - kListedDiagnostics) + " more warnings (moatctl check lists them)");
     if (!first.loaded.usable())
         return fail(path + " is not usable (fix the errors above)");
     const Appliance& a = first.config().appliance;
@@ -549,7 +546,7 @@ private:
         for (std::size_t i = 0; i < 2; ++i)
             port_socket[i] = rte_eth_dev_socket_id(id[i]);
         if (port_socket[0] >= 0 && port_socket[1] >= 0 && port_socket[0] != port_socket[1])
-            log("warning: NUMA: the outside port is on socket " + std::to_string(port_socket[0]) + " and the inside port on socket " +
+            log(Level::warning, "NUMA: the outside port is on socket " + std::to_string(port_socket[0]) + " and the inside port on socket " +
                 std::to_string(port_socket[1]) + "; the mbufs go to socket " + std::to_string(port_socket[0]) +
                 ", so the inside port's packets cross the interconnect (put both ports on one socket)");
         const int socket = port_socket[0] >= 0 ? port_socket[0] : port_socket[1] >= 0 ? port_socket[1]
@@ -561,7 +558,7 @@ private:
             if (seen++ == workers)
                 break;
             if (static_cast<int>(rte_lcore_to_socket_id(lcore)) != socket)
-                log("warning: NUMA: worker lcore " + std::to_string(lcore) + " is on socket " +
+                log(Level::warning, "NUMA: worker lcore " + std::to_string(lcore) + " is on socket " +
                     std::to_string(rte_lcore_to_socket_id(lcore)) + " and the ports and mbufs on socket " +
                     std::to_string(socket) + ": give eal = -l with lcores of socket " + std::to_string(socket) +
                     " (lscpu shows which)");
@@ -577,7 +574,7 @@ private:
         for (std::size_t i = 0; i < 2 && wanted > 1; ++i) {
             plan[i] = dp::multi_queue_plan(id[i], static_cast<std::uint16_t>(wanted));
             if (!plan[i].limit.empty()) {
-                log(std::string(kRole[i]) + " port " + spec[i] + ": " + plan[i].limit + "; running 1 worker, not " +
+                log(Level::warning, std::string(kRole[i]) + " port " + spec[i] + ": " + plan[i].limit + "; running 1 worker, not " +
                     std::to_string(wanted) + " (workers = " + std::to_string(wanted) + ")");
                 return 1;
             }
@@ -623,7 +620,7 @@ Result<std::unique_ptr<Runtime>> start_runtime(const std::string& path, FirstPol
             " payload bytes of a packet scanned when a payload filter outranks its header-only match");
     }
     if (cp.policy < 0)
-        log("no policy is assigned: every IP packet is dropped (non-IP EtherTypes listed in non_ip still pass)");
+        log(Level::warning, "no policy is assigned: every IP packet is dropped (non-IP EtherTypes listed in non_ip still pass)");
     else
         log("policy '" + cfg.policies[static_cast<std::size_t>(cp.policy)].name + "' from " + path + ": " +
             std::to_string(cp.rules.size()) + " ranked entries, generation 1");
@@ -674,7 +671,7 @@ public:
               log_request(req, ctx);
               return rt.handle(req, ctx);
           }) {
-        server_.on_error([](const std::string& what) { log("control request failed: " + what); });
+        server_.on_error([](const std::string& what) { log(Level::error, "control request failed: " + what); });
     }
 
     void listen(const Appliance& a) {
@@ -682,7 +679,7 @@ public:
             log("control socket " + a.control + " (every command; mode 0660" +
                 (a.control_group.empty() ? "" : ", group " + a.control_group) + ")");
         else
-            log("no control socket: " + listening.error());
+            log(Level::error, "no control socket: " + listening.error());
         if (a.control_readonly.empty())
             return;
         const mode_t mode = a.control_readonly_gid ? 0660 : 0666;
@@ -692,7 +689,7 @@ public:
             log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain; mode " +
                 (a.control_readonly_gid ? "0660, group " + a.control_readonly_group : std::string("0666")) + ")");
         else
-            log("no read-only control socket: " + listening.error());
+            log(Level::error, "no read-only control socket: " + listening.error());
     }
 
     ControlServer& server() { return server_; }
@@ -707,13 +704,14 @@ private:
         const bool refusal = ctx.access != Access::full;
         if (refusal && Clock::now() - refused_since_ > std::chrono::minutes(1)) {
             if (refused_ > kRefusedLogged)
-                log("control: " + std::to_string(refused_ - kRefusedLogged) +
+                log(Level::warning, "control: " + std::to_string(refused_ - kRefusedLogged) +
                     " more refused requests on the read-only socket in the last minute");
             refused_since_ = Clock::now();
             refused_ = 0;
         }
         if (!refusal || ++refused_ <= kRefusedLogged)
-            log("control: " + cmd + (cmd == "assign" && req.value("policy", nlohmann::json()).is_string()
+            log(refusal ? Level::warning : Level::info,
+                "control: " + cmd + (cmd == "assign" && req.value("policy", nlohmann::json()).is_string()
                                          ? " " + ctl::quoted(printable(req["policy"].get<std::string>(), 200))
                                          : "") +
                 " from pid " + std::to_string(ctx.peer.pid) + " uid " + std::to_string(ctx.peer.uid) +
@@ -725,28 +723,41 @@ private:
     std::size_t refused_ = 0;
 };
 
+/// What `systemctl status moatd` shows (STATUS=): the generation in force, and the last reload
+/// when it failed.
+std::string service_status(const Runtime& rt, const ReloadOutcome* failed = nullptr) {
+    std::string s = "generation " + std::to_string(rt.generation()) + " in force";
+    if (failed)
+        s += "; the last reload (" + failed->trigger + ") failed" +
+             (failed->errors.empty() ? std::string() : ": " + failed->errors.front());
+    return s;
+}
+
 /// Every reload is logged, whatever triggered it (signal, file change, control socket), and
 /// every lint: a few dozen lines at most, whatever the policy (the first diagnostics of each
-/// list and how many there are; moatctl check or lint lists them all).
-void log_reloads(Runtime& rt) {
-    const auto more = [](std::size_t shown, std::size_t total, const char* what) {
+/// list and how many there are; moatctl check or lint lists them all). The service manager's
+/// STATUS= follows each reload.
+void log_reloads(Runtime& rt, ServiceNotifier& notify) {
+    const auto more = [](Level level, std::size_t shown, std::size_t total, const char* what) {
         if (total > shown)
-            log("... and " + std::to_string(total - shown) + " more " + what + " (moatctl check " + "lists them all)");
+            log(level, "... and " + std::to_string(total - shown) + " more " + what + " (moatctl check " + "lists them all)");
     };
-    rt.on_reload([more](const ReloadOutcome& o) {
+    rt.on_reload([more, &rt, &notify](const ReloadOutcome& o) {
         for (const auto& w : o.warnings)
-            log_plain(w);
-        more(o.warnings.size(), o.warnings_total, "warnings");
+            log_plain(Level::warning, w);
+        more(Level::warning, o.warnings.size(), o.warnings_total, "warnings");
         if (o.ok) {
             char ms[96];
             std::snprintf(ms, sizeof ms, "%.1f ms (load %.1f, build %.1f)", o.publish_ms, o.load_ms, o.build_ms);
             log("reload (" + o.trigger + "): generation " + std::to_string(o.generation) + " in force after " + ms);
+            notify.status(service_status(rt));
             return;
         }
         for (const auto& e : o.errors)
-            log_plain(e);
-        more(o.errors.size(), o.errors_total, "errors");
-        log("reload (" + o.trigger + ") failed: the running generation stays in force");
+            log_plain(Level::error, e);
+        more(Level::error, o.errors.size(), o.errors_total, "errors");
+        log(Level::error, "reload (" + o.trigger + ") failed: the running generation stays in force");
+        notify.status(service_status(rt, &o));
     });
     rt.on_lint([](const LintReport& l) {
         if (l.total == 0) {
@@ -756,11 +767,11 @@ void log_reloads(Runtime& rt) {
         std::string kinds;
         for (const auto& [kind, n] : l.counts)
             kinds += (kinds.empty() ? "" : ", ") + std::to_string(n) + " " + kind;
-        log("lint of generation " + std::to_string(l.generation) + ": " + kinds +
+        log(Level::warning, "lint of generation " + std::to_string(l.generation) + ": " + kinds +
             (l.total > l.first.size() ? "; the first " + std::to_string(l.first.size()) + " (moatctl lint --all lists them all):"
                                       : ":"));
         for (const auto& w : l.first)
-            log_plain(w);
+            log_plain(Level::warning, w);
     });
 }
 
@@ -784,7 +795,7 @@ public:
             const std::string port = std::string(kRole[i]) + " port";
             if (s.lost[i]) {
                 rt_.count_link(i, LinkEvent::down);
-                log(port + ": link down");
+                log(Level::warning, port + ": link down");
             }
             if (s.returned[i])
                 log(port + ": link up (" + dp::link_text(id_[i]) + ")");
@@ -795,17 +806,18 @@ public:
             if (s.act[i] == LinkAct::take_down) {
                 if (const int rc = rte_eth_dev_set_link_down(id_[i]); rc == 0) {
                     rt_.count_link(i, LinkEvent::taken_down);
-                    log(port + ": link taken down because the " + other + " lost its link (link_propagation)");
+                    log(Level::warning, port + ": link taken down because the " + other + " lost its link (link_propagation)");
                 } else {
                     fsm_.take_down_failed(i);
-                    log(port + ": cannot take the link down (" + rte_strerror(-rc) + "); the " + other +
+                    log(Level::error, port + ": cannot take the link down (" + rte_strerror(-rc) + "); the " + other +
                         " lost its link but this side cannot be told so");
                 }
             } else if (s.act[i] == LinkAct::bring_up) {
                 const int rc = rte_eth_dev_set_link_up(id_[i]);
                 if (rc == 0)
                     rt_.count_link(i, LinkEvent::brought_up);
-                log(port + (rc == 0 ? ": link brought back up because the " + other + "'s link returned (link_propagation)"
+                log(rc == 0 ? Level::info : Level::error,
+                    port + (rc == 0 ? ": link brought back up because the " + other + "'s link returned (link_propagation)"
                                     : ": cannot bring the link back up (" + std::string(rte_strerror(-rc)) + ")"));
             }
         }
@@ -830,12 +842,15 @@ private:
 
 /// The control thread's loop: signals, the config file's directory, the control sockets, the
 /// runtime's events and the metrics endpoint's requests for a snapshot in one poll, and the
-/// ports' links every LinkWatch::kPeriod, until SIGINT or SIGTERM; returns that signal.
+/// ports' links every LinkWatch::kPeriod, until SIGINT or SIGTERM; returns that signal. Each turn
+/// also feeds the service manager's watchdog, so the poll wakes at least that often: a loop that
+/// stops turning (a request or a reload stuck on this thread) gets moatd restarted.
 class ControlLoop {
 public:
     ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, StdoutWriter& out, int sfd,
-                MetricsBoard* board, LinkWatch& links)
+                MetricsBoard* board, LinkWatch& links, ServiceNotifier& notify)
         : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out), sfd_(sfd), board_(board), links_(links),
+          notify_(notify),
           period_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.stats_period))),
           next_stats_(Clock::now() + period_) {}
     ControlLoop(const ControlLoop&) = delete;
@@ -854,7 +869,7 @@ public:
             try {
                 turn(fds);
             } catch (const std::exception& e) {
-                log(std::string("control loop: ") + valid_utf8(e.what()) + " (the policy in force stays; going on)");
+                log(Level::error, std::string("control loop: ") + valid_utf8(e.what()) + " (the policy in force stays; going on)");
             }
         }
         return sig_;
@@ -877,10 +892,13 @@ private:
         t = std::min(t, until(next_links_));
         if (const auto d = server_.next_deadline())
             t = std::min(t, until(*d));
+        if (const auto w = notify_.watchdog_due())
+            t = std::min(t, until(*w));
         return t;
     }
 
     void turn(const pollfd (&fds)[5]) {
+        notify_.watchdog();
         if (fds[0].revents & POLLIN)
             read_signals();
         if (fds[1].revents & POLLIN)
@@ -888,6 +906,15 @@ private:
         if (fds[3].revents & POLLIN) {  // reloads or lints finished: log them, answer who waits
             rt_.collect();
             server_.wake();
+        }
+        // systemctl reload (SIGHUP) is over when its reload's outcome is known, whatever it is
+        // (published, failed, unchanged, or replaced by a later reload that has finished). The
+        // outcome may be known before collect() delivers it, so STATUS= is made from it here.
+        if (sighup_) {
+            if (const std::optional<ReloadOutcome> o = rt_.outcome(*sighup_)) {
+                sighup_.reset();
+                notify_.ready(o->ok || o->superseded ? service_status(rt_) : service_status(rt_, &*o));
+            }
         }
         server_.serve();  // events, and deadlines even without them
         // A scraper waits for the counters: one snapshot (what `moatctl stats` takes), which the
@@ -915,9 +942,11 @@ private:
     void read_signals() {
         signalfd_siginfo si{};
         while (read(sfd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-            if (si.ssi_signo == SIGHUP)
-                rt_.submit({.kind = ReloadJob::Kind::file, .trigger = "SIGHUP", .text = {}, .if_changed = false, .policy = {}});
-            else
+            if (si.ssi_signo == SIGHUP) {
+                if (!sighup_)
+                    notify_.reloading("reloading (SIGHUP)");
+                sighup_ = rt_.submit({.kind = ReloadJob::Kind::file, .trigger = "SIGHUP", .text = {}, .if_changed = false, .policy = {}});
+            } else
                 sig_ = static_cast<int>(si.ssi_signo);
         }
     }
@@ -955,6 +984,8 @@ private:
     int sfd_;  ///< the signalfd of SIGINT, SIGTERM and SIGHUP
     MetricsBoard* board_;  ///< the metrics endpoint's, nullptr: no endpoint
     LinkWatch& links_;
+    ServiceNotifier& notify_;
+    std::optional<Runtime::Ticket> sighup_;  ///< the SIGHUP reload the service manager waits for
     int sig_ = 0;
     Clock::duration period_;
     Clock::time_point next_stats_;
@@ -972,11 +1003,11 @@ void report_final(const Options& opt, const Stats& final_stats, StdoutWriter& ou
     std::ofstream file(opt.counters_json);
     file << json_text(stats_json(final_stats), 2) << "\n";
     if (!file)
-        log("cannot write " + opt.counters_json);
+        log(Level::error, "cannot write " + opt.counters_json);
 }
 
 int not_starting(const std::string& why) {
-    log("not starting: " + why);
+    log(Level::error, "not starting: " + why);
     return 1;
 }
 
@@ -1042,17 +1073,23 @@ int run_stages(int argc, char** argv, bool& forwarding) {
         return not_starting(started.error());
 
     if (!watch.ok())
-        log("not watching the config file (" + watch.error() + "): reload with SIGHUP or moatctl reload");
+        log(Level::warning, "not watching the config file (" + watch.error() + "): reload with SIGHUP or moatctl reload");
     ControlSockets sockets(runtime);
     sockets.listen(appliance);
-    log_reloads(runtime);
+    ServiceNotifier notify;
+    log_reloads(runtime, notify);
     log("forwarding");
     StdoutWriter out;
     forwarding = true;
     LinkWatch links(appliance.link_propagation, (*ports)->id, runtime);
-    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), out, signals->fd(), board.get(), links).run();
+    // The first policy is published, the ports are started and the workers, the control
+    // sockets and the metrics endpoint run: systemd may start what is ordered after moatd.service.
+    notify.ready(service_status(runtime));
+    const int sig =
+        ControlLoop(*opt, runtime, watch, sockets.server(), out, signals->fd(), board.get(), links, notify).run();
 
     log(std::string("stopping on ") + signal_name(sig));
+    notify.stopping(std::string("stopping on ") + signal_name(sig));
     if (metrics)
         metrics->stop();  // its connections end now, whatever they were waiting for
     running.stop();
@@ -1070,7 +1107,7 @@ int run_moatd(int argc, char** argv) {
     try {
         return run_stages(argc, argv, forwarding);
     } catch (const std::exception& e) {
-        log(std::string(forwarding ? "stopping: " : "not starting: ") + valid_utf8(e.what()));
+        log(Level::error, std::string(forwarding ? "stopping: " : "not starting: ") + valid_utf8(e.what()));
         return 1;
     }
 }
