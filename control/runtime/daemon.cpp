@@ -33,6 +33,7 @@
 #include "control/runtime/config_watch.h"
 #include "control/runtime/control_socket.h"
 #include "control/runtime/eal_args.h"
+#include "control/runtime/monitor.h"
 #include "control/runtime/runtime.h"
 #include "control/runtime/stats.h"
 #include "control/compile/tables.h"
@@ -274,6 +275,9 @@ constexpr double kReadOnlyRate = 100;
 /// Large replies going out at once on the read-only socket: each holds a snapshot of its
 /// generation (tens of MB for a 100K policy) until its reader has it.
 constexpr std::size_t kReadOnlyReplying = 4;
+/// How often the control loop drains the workers' monitor rings while a monitor is attached: a
+/// ring of MonitorHub::kRingSize records then holds the samples of this long.
+constexpr int kMonitorDrainMs = 5;
 /// Refused changing requests logged a minute.
 constexpr std::size_t kRefusedLogged = 10;
 
@@ -555,7 +559,7 @@ Result<std::unique_ptr<Runtime>> start_runtime(const std::string& path, FirstPol
 }
 
 /// One worker per worker lcore, each with its fragment table, polling its queue of both ports.
-Status start_workers(Workers& running, Runtime& rt, const Appliance& a, const Ports& ports) {
+Status start_workers(Workers& running, Runtime& rt, MonitorHub& monitor, const Appliance& a, const Ports& ports) {
     std::vector<std::unique_ptr<dp::WorkerContext>> ctx;
     unsigned lcore = 0;
     RTE_LCORE_FOREACH_WORKER(lcore) {
@@ -574,6 +578,8 @@ Status start_workers(Workers& running, Runtime& rt, const Appliance& a, const Po
             dp::FragmentTable::create(a.fragment_table, static_cast<int>(rte_lcore_to_socket_id(lcore)), frag_error);
         if (!w->fragments)
             return fail(frag_error + " (lower fragment_table)");
+        if (const Status ring = monitor.attach_worker(*w, static_cast<int>(rte_lcore_to_socket_id(lcore))); !ring)
+            return ring;
         log("worker " + std::to_string(w->index) + " on lcore " + std::to_string(lcore) + ": rx/tx queue " +
             std::to_string(w->queue) + " of both ports" +
             (a.fragments == FragmentMode::track
@@ -592,9 +598,16 @@ Status start_workers(Workers& running, Runtime& rt, const Appliance& a, const Po
 /// to the read-only socket) at most kRefusedLogged a minute, then how many more there were.
 class ControlSockets {
 public:
-    explicit ControlSockets(Runtime& rt)
-        : server_([this, &rt](const nlohmann::json& req, const RequestContext& ctx) {
+    ControlSockets(Runtime& rt, MonitorHub& monitor)
+        : server_([this, &rt, &monitor](const nlohmann::json& req, const RequestContext& ctx) {
               log_request(req, ctx);
+              if (req.value("cmd", nlohmann::json()) == "monitor") {
+                  Reply r = monitor.attach(req, ctx);
+                  if (r.stream)
+                      log("control: monitor attached from pid " + std::to_string(ctx.peer.pid) + " uid " +
+                          std::to_string(ctx.peer.uid) + " (" + std::to_string(monitor.monitors()) + " attached)");
+                  return r;
+              }
               return rt.handle(req, ctx);
           }) {
         server_.on_error([](const std::string& what) { log("control request failed: " + what); });
@@ -612,7 +625,7 @@ public:
         if (const Status listening = server_.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid,
                                                      kReadOnlyRate, 2 * kReadOnlyRate, kReadOnlyReplying});
             listening)
-            log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain; mode " +
+            log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain, monitor; mode " +
                 (a.control_readonly_gid ? "0660, group " + a.control_readonly_group : std::string("0666")) + ")");
         else
             log("no read-only control socket: " + listening.error());
@@ -691,8 +704,9 @@ void log_reloads(Runtime& rt) {
 /// runtime's events in one poll, until SIGINT or SIGTERM; returns that signal.
 class ControlLoop {
 public:
-    ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, StdoutWriter& out, int sfd)
-        : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out), sfd_(sfd),
+    ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, MonitorHub& monitor,
+                StdoutWriter& out, int sfd)
+        : opt_(opt), rt_(rt), watch_(watch), server_(server), monitor_(monitor), out_(out), sfd_(sfd),
           period_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.stats_period))),
           next_stats_(Clock::now() + period_) {}
     ControlLoop(const ControlLoop&) = delete;
@@ -729,6 +743,8 @@ private:
         t = std::min(t, until(next_rates_));
         if (const auto d = server_.next_deadline())
             t = std::min(t, until(*d));
+        if (monitor_.active())  // the workers' monitor rings fill while nobody drains them
+            t = std::min(t, std::chrono::milliseconds(kMonitorDrainMs));
         return t;
     }
 
@@ -742,6 +758,8 @@ private:
             server_.wake();
         }
         server_.serve();  // events, and deadlines even without them
+        if (monitor_.drain())
+            server_.wake();  // the monitors with new lines send them on the next serve()
         if (reload_at_ && Clock::now() >= *reload_at_)
             reload_changed_file();
         rt_.reclaim();
@@ -795,6 +813,7 @@ private:
     Runtime& rt_;
     ConfigWatch& watch_;
     ControlServer& server_;
+    MonitorHub& monitor_;
     StdoutWriter& out_;
     int sfd_;  ///< the signalfd of SIGINT, SIGTERM and SIGHUP
     int sig_ = 0;
@@ -864,19 +883,20 @@ int run_stages(int argc, char** argv, bool& forwarding) {
         return not_starting(rt.error());
     Runtime& runtime = **rt;
     TelemetryBinding telemetry(runtime);
+    MonitorHub monitor(runtime);  // the workers' monitor rings: freed after the workers stop
     Workers running;
-    if (const Status started = start_workers(running, runtime, appliance, **ports); !started)
+    if (const Status started = start_workers(running, runtime, monitor, appliance, **ports); !started)
         return not_starting(started.error());
 
     if (!watch.ok())
         log("not watching the config file (" + watch.error() + "): reload with SIGHUP or moatctl reload");
-    ControlSockets sockets(runtime);
+    ControlSockets sockets(runtime, monitor);
     sockets.listen(appliance);
     log_reloads(runtime);
     log("forwarding");
     StdoutWriter out;
     forwarding = true;
-    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), out, signals->fd()).run();
+    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), monitor, out, signals->fd()).run();
 
     log(std::string("stopping on ") + signal_name(sig));
     running.stop();
