@@ -524,7 +524,8 @@ int cmd_monitor(std::vector<std::string> args) {
             std::cerr << "monitoring " << (m.at("mode") == "all" ? "every packet" : "dropped packets")
                       << (m.at("sample").get<std::uint64_t>() > 1 ? ", one in " + std::to_string(m.at("sample").get<std::uint64_t>()) + " per worker" : "")
                       << (m.at("filter").is_string() ? ", decided by filter list '" + m.at("filter").get<std::string>() + "'" : "")
-                      << " (generation " << j.at("generation") << ", " << m.at("workers") << " workers); Ctrl-C stops\n";
+                      << " (generation " << j.at("generation") << ", " << plural(m.at("workers").get<std::size_t>(), "worker")
+                      << "); Ctrl-C stops\n";
             return true;
         }
         if (json)
