@@ -542,6 +542,43 @@ TEST_F(MonitorE2E, GarbageRequestsAreRefusedAndTheLimitHolds) {
     stats_after(32);
 }
 
+TEST_F(MonitorE2E, WhenTheLastMonitorGoesTheWorkersStopSampling) {
+    ASSERT_TRUE(start());
+    {
+        auto a = attach({{"cmd", "monitor"}, {"mode", "all"}});
+        auto b = attach({{"cmd", "monitor"}});
+        ASSERT_EQ(a->ack.value("ok", false), true);
+        ASSERT_EQ(b->ack.value("ok", false), true);
+    }  // both close
+    // Round trips after the hang-ups: moatd has seen them (a new request is answered as it is
+    // accepted, possibly before the hang-ups of the same turn; the second comes a turn later).
+    EXPECT_EQ(ask({{"cmd", "status"}}).value("ok", false), true);
+    EXPECT_EQ(ask({{"cmd", "status"}}).value("ok", false), true);
+    // More drops than a worker's ring holds: were the worker still sampling, with nobody
+    // draining, its ring would fill and monitor_lost rise.
+    std::vector<Bytes> drops;
+    for (int i = 0; i < 6 * 1024; ++i) {
+        Pkt p;
+        p.sport = static_cast<std::uint16_t>(1024 + i);
+        p.dport = 23;
+        drops.push_back(frame(p));
+    }
+    ASSERT_TRUE(feed(drops));
+    const json s = stats_after(drops.size());
+    EXPECT_EQ(s["drops"]["policy"], drops.size());
+    EXPECT_EQ(s["workers"][0]["monitor_lost"], 0);
+    // And a monitor attached now starts afresh: numbered from 0, nothing left over.
+    auto c = attach({{"cmd", "monitor"}});
+    ASSERT_EQ(c->ack.value("ok", false), true);
+    ASSERT_TRUE(feed(std::vector<Bytes>(drops.begin(), drops.begin() + 32)));
+    for (int i = 0; i < 32; ++i) {
+        const auto j = c->lines->next_json();
+        ASSERT_TRUE(j) << i;
+        EXPECT_EQ((*j)["drop_seq"], i);
+        EXPECT_EQ((*j)["sport"], 1024 + i);
+    }
+}
+
 TEST_F(MonitorE2E, AMonitorThatNeverReadsStallsNothingAndIsToldWhatItLost) {
     ASSERT_TRUE(start());
     auto stuck = attach({{"cmd", "monitor"}, {"mode", "all"}});
