@@ -154,28 +154,35 @@ nlohmann::json record_json(const dp::MonitorRecord& r, const Generation* g, std:
 }
 
 std::string record_text(const nlohmann::json& j) {
-    const auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string(); };
-    if (j.contains("lost"))
-        return "-- " + std::to_string(j.value("lost", std::uint64_t{0})) + " lines lost (this monitor read too slowly), " +
-               std::to_string(j.value("ring_lost", std::uint64_t{0})) + " records lost in the workers' rings";
+    // Whatever the line holds (a moatd of another version may leave a member out): missing or
+    // mistyped members read as empty, never as an exception or a crash.
+    static const nlohmann::json null;
+    const auto at = [&](const char* k) -> const nlohmann::json& { return j.is_object() && j.contains(k) ? j[k] : null; };
+    const auto str = [&](const char* k) { return at(k).is_string() ? at(k).get<std::string>() : std::string(); };
+    const auto num = [&](const char* k) {
+        return at(k).is_number_unsigned() || at(k).is_number_integer() ? std::to_string(at(k).get<std::int64_t>()) : std::string("?");
+    };
+    if (j.is_object() && j.contains("lost"))
+        return "-- " + num("lost") + " lines lost (this monitor read too slowly), " + num("ring_lost") +
+               " records lost in the workers' rings";
     std::string s = str("time") + " " + str("verdict");
-    if (!j["reason"].is_null())
-        s += " " + str("reason") + (j.contains("fragment_reason") ? "/" + str("fragment_reason") : "");
+    if (at("reason").is_string())
+        s += " " + str("reason") + (at("fragment_reason").is_string() ? "/" + str("fragment_reason") : "");
     s += "  ";
-    if (j.contains("packet"))
+    if (at("packet").is_string())
         s += str("packet");
     else
         s += "ethertype " + str("ethertype") + " on " + str("port");
-    if (!j["vlan"].empty()) {
+    if (at("vlan").is_array() && !at("vlan").empty()) {
         s += " vlan ";
-        for (std::size_t i = 0; i < j["vlan"].size(); ++i)
-            s += (i ? "." : "") + std::to_string(j["vlan"][i].get<int>());
+        for (std::size_t i = 0; i < at("vlan").size(); ++i)
+            s += (i ? "." : "") + (at("vlan")[i].is_number_integer() ? std::to_string(at("vlan")[i].get<int>()) : std::string("?"));
     }
-    s += " len " + std::to_string(j.value("length", 0)) + "  gen " + std::to_string(j.value("generation", std::uint64_t{0}));
-    if (j["filter"].is_string())
-        s += " line " + std::to_string(j["line"].get<int>()) + ": " + str("filter") + " (" + str("filterlist") + ")";
-    else if (j.contains("filter_unknown"))
-        s += " rank " + std::to_string(j["rank"].get<std::uint64_t>()) + " (" + str("filter_unknown") + ")";
+    s += " len " + num("length") + "  gen " + num("generation");
+    if (at("filter").is_string())
+        s += " line " + num("line") + ": " + str("filter") + " (" + str("filterlist") + ")";
+    else if (at("filter_unknown").is_string())
+        s += " rank " + num("rank") + " (" + str("filter_unknown") + ")";
     return s;
 }
 
@@ -291,7 +298,10 @@ Reply MonitorHub::attach(const nlohmann::json& req, const RequestContext&) {
     c->ring_seen = ring_lost();
     if (clients_.empty()) {
         // Monitoring starts: records left from an earlier monitor go, the workers restart their
-        // counts (a new epoch), and reloads from now on keep their generations for naming.
+        // counts (a new epoch), and reloads from now on keep their generations for naming. The
+        // TSC is tied to the wall clock again, so a long-running moatd's times follow NTP.
+        tsc0_ = rte_rdtsc();
+        wall0_ = std::chrono::system_clock::now();
         rt_.keep_recent(true);
         std::array<dp::MonitorRecord, 64> sink;
         for (auto& r : rings_)

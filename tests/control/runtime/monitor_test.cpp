@@ -134,6 +134,14 @@ TEST(MonitorRecordJson, NamesTheFilterThroughItsGeneration) {
     EXPECT_EQ(m["ethertype"], "0x0800");
 }
 
+TEST(MonitorRecordText, AnyLineReadsWithoutThrowing) {
+    for (const char* text : {"{}", "[]", "3", "null", R"({"verdict":"drop","reason":7,"vlan":"x","line":"y","filter":"f"})",
+                             R"({"lost":"many"})", R"({"vlan":[1,"a"],"length":-1})"})
+        EXPECT_NO_THROW(record_text(nlohmann::json::parse(text))) << text;
+    EXPECT_EQ(record_text(nlohmann::json::parse(R"({"lost":"many"})")),
+              "-- ? lines lost (this monitor read too slowly), ? records lost in the workers' rings");
+}
+
 TEST(MonitorRecordText, LostLine) {
     EXPECT_EQ(record_text({{"lost", 3}, {"ring_lost", 0}}),
               "-- 3 lines lost (this monitor read too slowly), 0 records lost in the workers' rings");
