@@ -32,6 +32,9 @@ struct ParsePolicy {
     bool fragments_track = true;  ///< false: `fragments = drop`
     std::vector<Addr> me_v4;
     std::vector<Addr> me_v6;
+    /// Frames longer than this (bytes from the Ethernet header, no FCS) are dropped as malformed:
+    /// a giant beyond the ports' MTU (frame_limit() of the `mtu` key), whatever the PMD let in.
+    std::uint32_t max_frame = 65535 + 40 + 14 + 8;
 };
 
 /// True when `a` (of family `fam`) is one of the `me` addresses of `pol`. Any thread. Always
@@ -97,7 +100,7 @@ void parse_frame_in_full(const std::uint8_t* frame, std::uint32_t len, Ingress i
                          PacketMeta& out) noexcept;
 
 /// Parses a burst. Worker only; `out.size() >= pkts.size()`. Multi-segment mbufs are parsed
-/// from a linear copy (at most kMaxFrame bytes; longer frames are malformed). Returns how many
+/// from a linear copy; frames longer than `pol.max_frame` (at most kMaxFrame) are malformed. Returns how many
 /// of the packets are fragments (FragmentTable::settle has work only when there are some).
 std::size_t parse_burst(std::span<rte_mbuf* const> pkts, Ingress in, const ParsePolicy& pol,
                         std::span<PacketMeta> out) noexcept;

@@ -1,9 +1,11 @@
 #include "dataplane/port.h"
 
+#include <rte_bus.h>
 #include <rte_dev.h>
 #include <rte_devargs.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_mbuf.h>
 
 #include <algorithm>
 #include <vector>
@@ -32,6 +34,45 @@ constexpr std::uint64_t kRssTypes = RTE_ETH_RSS_IP | RTE_ETH_RSS_NONFRAG_IPV4_TC
                                     RTE_ETH_RSS_NONFRAG_IPV6_UDP | RTE_ETH_RSS_NONFRAG_IPV6_SCTP;
 
 }  // namespace
+
+std::uint16_t mbuf_data_room(std::uint32_t mtu) noexcept {
+    const std::uint32_t frame = frame_limit(mtu) + RTE_ETHER_CRC_LEN;
+    const std::uint32_t room = RTE_PKTMBUF_HEADROOM + (frame + 1023) / 1024 * 1024;
+    return static_cast<std::uint16_t>(std::max<std::uint32_t>(room, RTE_MBUF_DEFAULT_BUF_SIZE));
+}
+
+std::string mtu_refusal(std::uint32_t mtu, const FrameLimits& l) {
+    if (mtu < l.min_mtu || mtu > l.max_mtu)
+        return "mtu = " + std::to_string(mtu) + " is outside the MTUs this port takes (" + std::to_string(l.min_mtu) +
+               " to " + std::to_string(l.max_mtu) + ")";
+    // ethdev's own rule (eth_dev_get_overhead_len): the port's overhead when it reports one.
+    const std::uint32_t overhead = l.max_mtu != UINT16_MAX && l.max_rx_pktlen > l.max_mtu
+                                       ? l.max_rx_pktlen - l.max_mtu
+                                       : RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
+    if (mtu + overhead > l.max_rx_pktlen)
+        return "mtu = " + std::to_string(mtu) + " needs frames of " + std::to_string(mtu + overhead) +
+               " bytes and this port receives at most " + std::to_string(l.max_rx_pktlen);
+    return {};
+}
+
+std::string memory_refusal(std::string_view role, std::string_view bus, bool hugepages) {
+    if (hugepages || bus != "pci")
+        return {};
+    return std::string(role) +
+           " port is a PCI device and EAL runs without hugepages (--no-huge): a NIC needs its packet buffers "
+           "in hugepages. Reserve them (echo 1024 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages, or "
+           "hugepages=N on the kernel command line), mount hugetlbfs (mount -t hugetlbfs nodev /dev/hugepages) "
+           "and remove --no-huge from eal; see README, Deploying on real hardware";
+}
+
+std::string port_bus(std::uint16_t port) {
+    rte_eth_dev_info info{};
+    if (rte_eth_dev_info_get(port, &info) != 0 || info.device == nullptr)
+        return {};
+    const rte_bus* bus = rte_dev_bus(info.device);
+    const char* name = bus ? rte_bus_name(bus) : nullptr;
+    return name ? name : "";
+}
 
 QueuePlan plan_queues(std::uint16_t max_rx_queues, std::uint16_t max_tx_queues, std::uint64_t rss_offloads,
                       std::uint16_t queues) {
@@ -82,7 +123,13 @@ std::string start_port(std::uint16_t port, const PortConfig& cfg) {
     const QueuePlan plan = multi_queue_plan(port, cfg.queues);
     if (!plan.limit.empty())
         return std::to_string(cfg.queues) + " workers need a queue pair each, but " + plan.limit;
+    if (const std::string no = mtu_refusal(cfg.mtu, {info.min_mtu, info.max_mtu, info.max_rx_pktlen}); !no.empty())
+        return no;
+    if (cfg.pool && rte_pktmbuf_data_room_size(cfg.pool) < RTE_PKTMBUF_HEADROOM + frame_limit(cfg.mtu))
+        return "the mbufs hold " + std::to_string(rte_pktmbuf_data_room_size(cfg.pool) - RTE_PKTMBUF_HEADROOM) +
+               " bytes and mtu = " + std::to_string(cfg.mtu) + " needs " + std::to_string(frame_limit(cfg.mtu));
     rte_eth_conf conf{};  // no offloads: packets leave exactly as they came
+    conf.rxmode.mtu = cfg.mtu;
     std::vector<std::uint8_t> key = symmetric_key(info.hash_key_size);
     if (plan.spread == Spread::rss) {
         conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;

@@ -10,8 +10,32 @@
 
 namespace moat::dp {
 
+/// Bytes a frame has beyond its IP packet, as moatd forwards it: the Ethernet header and two VLAN
+/// tags (802.1ad + 802.1Q), no FCS (ports strip it).
+inline constexpr std::uint32_t kL2Overhead = 14 + 2 * 4;
+
+/// The longest frame (no FCS) a port with `mtu` passes: what the parser accepts (ParsePolicy::max_frame).
+constexpr std::uint32_t frame_limit(std::uint32_t mtu) noexcept { return mtu + kL2Overhead; }
+
+/// The mbuf data room (headroom included) for ports with `mtu`: a whole frame with its FCS in
+/// one segment, so the parser finds the headers contiguous; rounded up to 1 KB, the receive
+/// buffer granularity of many NICs. Never below DPDK's default (RTE_MBUF_DEFAULT_BUF_SIZE).
+std::uint16_t mbuf_data_room(std::uint32_t mtu) noexcept;
+
+/// What the port reports about frame sizes (rte_eth_dev_info).
+struct FrameLimits {
+    std::uint16_t min_mtu = 0, max_mtu = 0;
+    std::uint32_t max_rx_pktlen = 0;
+};
+
+/// Why a port with `limits` cannot take `mtu`, or "" when it can. The port's own L2 overhead is
+/// max_rx_pktlen - max_mtu where it reports both, else Ethernet header + FCS (as ethdev counts
+/// it). Pure.
+std::string mtu_refusal(std::uint32_t mtu, const FrameLimits& limits);
+
 struct PortConfig {
     std::uint16_t queues = 1;
+    std::uint16_t mtu = 1500;  ///< set on the port at configure time (rxmode.mtu)
     std::uint16_t rx_desc = 1024;
     std::uint16_t tx_desc = 1024;
     rte_mempool* pool = nullptr;
@@ -52,6 +76,14 @@ QueuePlan multi_queue_plan(std::uint16_t port, std::uint16_t queues);
 /// worker; without RSS each packet stays on the queue its sender put it on. Returns "" on
 /// success, otherwise what failed.
 std::string start_port(std::uint16_t port, const PortConfig& cfg);
+
+/// Why moatd must not run `role`'s port on bus `bus` ("pci", "vdev", ...; rte_bus_name) with
+/// `hugepages` false (--no-huge), or "" when it may: a PCI NIC DMAs into the mbufs, which needs
+/// hugepage memory with fixed physical (IOVA) addresses. Pure.
+std::string memory_refusal(std::string_view role, std::string_view bus, bool hugepages);
+
+/// The bus a probed port sits on ("pci", "vdev", ...), "" when unknown. Control thread.
+std::string port_bus(std::uint16_t port);
 
 /// Stops and closes a port started by start_port().
 void stop_port(std::uint16_t port) noexcept;

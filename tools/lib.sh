@@ -7,7 +7,7 @@ MOAT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MOAT_PACKAGES=(
     g++ pkg-config meson ninja-build python3
     dpdk dpdk-dev libdpdk-dev
-    libhyperscan-dev libinih-dev nlohmann-json3-dev
+    libhyperscan-dev libinih-dev nlohmann-json3-dev libcpp-httplib-dev
     libgtest-dev libbenchmark-dev libpcap-dev clang libclang-rt-14-dev
     iproute2 ethtool iputils-ping curl xz-utils
 )

@@ -1,6 +1,7 @@
 #include "control/compile/tables.h"
 
 #include "control/compile/patterns.h"
+#include "dataplane/port.h"
 
 namespace moat::ctl {
 
@@ -48,6 +49,7 @@ std::unique_ptr<dp::TableSet> base_tables(const Config& cfg, const CompiledPolic
     t->parse.ip_options_allow = a.ip_options_allow;
     t->parse.antispoof = a.antispoof;
     t->parse.fragments_track = a.fragments == FragmentMode::track;
+    t->parse.max_frame = dp::frame_limit(a.mtu);
     for (const auto& m : a.me)
         (m.family == dp::Family::ipv4 ? t->parse.me_v4 : t->parse.me_v6).push_back(m.addr);
     t->rules = cp.rules;

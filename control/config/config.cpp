@@ -1,7 +1,9 @@
 #include "control/config/config.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,10 +52,10 @@ std::string default_config_path() {
 
 namespace {
 
-constexpr std::array<std::string_view, 19> kApplianceKeys{
+constexpr std::array<std::string_view, 22> kApplianceKeys{
     "outside", "inside", "me", "workers", "eal", "control", "control_readonly", "control_group",
     "control_readonly_group", "non_ip", "fragments", "ip_options", "antispoof", "assign", "strict",
-    "payload_scan_bytes", "classifier", "classifier_memory_mb", "fragment_table"};
+    "payload_scan_bytes", "classifier", "classifier_memory_mb", "fragment_table", "metrics", "mtu", "link_propagation"};
 constexpr std::array<std::string_view, 2> kFilterListKeys{"filter", "description"};
 constexpr std::array<std::string_view, 2> kFilterActionKeys{"action", "description"};
 constexpr std::array<std::string_view, 2> kPolicyKeys{"rule", "description"};
@@ -288,6 +290,8 @@ private:
                     error(e.line, key + " " + quoted(v) + " is not a group of this machine (a name from /etc/group or a number)");
                 (key == "control_group" ? a.control_gid : a.control_readonly_gid) = gid;
                 (key == "control_group" ? a.control_group : a.control_readonly_group) = std::string(v);
+            } else if (key == "metrics") {
+                metrics(e);
             } else if (key == "non_ip") {
                 non_ip(e);
             } else if (key == "fragments") {
@@ -302,9 +306,9 @@ private:
                     a.ip_options_allow = lower(v) == "allow";
                 else
                     error(e.line, "ip_options " + quoted(v) + ": write drop or allow");
-            } else if (key == "antispoof" || key == "strict") {
+            } else if (key == "antispoof" || key == "strict" || key == "link_propagation") {
                 if (const auto b = parse_on_off(v))
-                    (key == "antispoof" ? a.antispoof : a.strict) = *b;
+                    (key == "antispoof" ? a.antispoof : key == "strict" ? a.strict : a.link_propagation) = *b;
                 else
                     error(e.line, key + " " + quoted(v) + ": write on or off");
             } else if (key == "assign") {
@@ -330,6 +334,12 @@ private:
                     a.fragment_table = *n;
                 else
                     error(e.line, "fragment_table " + quoted(v) + " is not a number of datagrams from 8 to 4194304");
+            } else if (key == "mtu") {
+                if (const auto n = parse_number(v, Appliance::kMinMtu, Appliance::kMaxMtu))
+                    a.mtu = *n;
+                else
+                    error(e.line, "mtu " + quoted(v) + " is not a number of bytes from " + std::to_string(Appliance::kMinMtu) +
+                                      " to " + std::to_string(Appliance::kMaxMtu) + " (1500: Ethernet; 9000: jumbo frames)");
             }
         }
         if (!a.outside.empty() && a.outside == a.inside)
@@ -338,6 +348,48 @@ private:
             error(sec.line, "control_readonly names the control socket itself; give the read-only socket a path of its own");
         if (a.control_readonly.empty() && !a.control_readonly_group.empty())
             warning(seen.at("control_readonly_group"), "control_readonly_group has no effect without control_readonly = PATH");
+    }
+
+    /// `metrics = ADDRESS:PORT`: a literal address, so that `moatctl check` knows what moatd will
+    /// bind without asking a resolver; `off` (or nothing) for no endpoint.
+    void metrics(const IniEntry& e) {
+        auto& a = cfg_.appliance;
+        const std::string_view v = e.value;
+        a.metrics_host.clear();
+        a.metrics_port = 0;
+        if (v.empty() || lower(v) == "off")
+            return;
+        const std::string how = " (write ADDRESS:PORT: 127.0.0.1:9464 for this machine only, [::1]:9464 for IPv6, "
+                                "0.0.0.0:9464 for every interface; off for no endpoint)";
+        const std::size_t colon = v.rfind(':');
+        if (colon == std::string_view::npos) {
+            error(e.line, "metrics " + quoted(v) + " has no port" + how);
+            return;
+        }
+        std::string_view host = v.substr(0, colon);
+        const std::string_view port = v.substr(colon + 1);
+        const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+        if (bracketed)
+            host = host.substr(1, host.size() - 2);
+        in6_addr buf{};
+        const bool v4 = !bracketed && inet_pton(AF_INET, std::string(host).c_str(), &buf) == 1;
+        const bool v6 = bracketed && inet_pton(AF_INET6, std::string(host).c_str(), &buf) == 1;
+        if (!v4 && !v6) {
+            error(e.line, "metrics " + quoted(v) + ": " +
+                              (host.empty() ? std::string("no address")
+                               : !bracketed && host.find(':') != std::string_view::npos
+                                   ? "an IPv6 address goes in brackets, [" + std::string(host) + "]:PORT"
+                                   : quoted(host) + " is not an IPv4 address or a bracketed IPv6 address") +
+                              how);
+            return;
+        }
+        const auto n = parse_uint(port, 65535);
+        if (!n || *n == 0) {
+            error(e.line, "metrics " + quoted(v) + ": port " + quoted(port) + " is not a number from 1 to 65535" + how);
+            return;
+        }
+        a.metrics_host = std::string(host);
+        a.metrics_port = static_cast<std::uint16_t>(*n);
     }
 
     void non_ip(const IniEntry& e) {

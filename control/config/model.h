@@ -36,6 +36,10 @@ struct Appliance {
     /// and a read-only socket anyone may use (0666).
     std::optional<unsigned> control_gid, control_readonly_gid;
     std::string control_group, control_readonly_group;  ///< as written
+    /// The read-only Prometheus endpoint over HTTP (`metrics = ADDRESS:PORT`), read at start-up:
+    /// a literal IPv4 address or an IPv6 one (without its brackets here) and a port; port 0: off.
+    std::string metrics_host;
+    std::uint16_t metrics_port = 0;
     std::vector<std::uint16_t> non_ip{dp::kEtherArp};  ///< EtherTypes that pass unfiltered
     FragmentMode fragments = FragmentMode::track;
     unsigned fragment_table = dp::kFragmentTableDefault;  ///< datagrams in flight remembered per worker
@@ -47,6 +51,15 @@ struct Appliance {
     unsigned payload_scan_bytes = dp::kPayloadScanBytesDefault;
     ClassifierKind classifier = ClassifierKind::trie;
     unsigned classifier_memory_mb = 2048;  ///< the trie builder's peak memory; it stops with an error beyond it
+    /// The ports' MTU (bytes of IP packet): frames up to mtu + 14 (Ethernet) + 8 (two VLAN tags)
+    /// pass; the mbufs hold such a frame whole. Restart-only.
+    unsigned mtu = kDefaultMtu;
+    /// When one port loses its link, take the other's down until it returns. Restart-only.
+    bool link_propagation = false;
+
+    static constexpr unsigned kDefaultMtu = 1500;
+    static constexpr unsigned kMinMtu = 68;     ///< RFC 791: every IPv4 host takes 68 bytes
+    static constexpr unsigned kMaxMtu = 16000;  ///< beyond any NIC's jumbo frames; the port may allow less
 };
 
 struct FilterDef {

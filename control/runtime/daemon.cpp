@@ -6,6 +6,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_cycles.h>
+#include <rte_pdump.h>
 #include <rte_telemetry.h>
 #include <poll.h>
 #include <signal.h>
@@ -33,6 +34,8 @@
 #include "control/runtime/config_watch.h"
 #include "control/runtime/control_socket.h"
 #include "control/runtime/eal_args.h"
+#include "control/runtime/link_watch.h"
+#include "control/runtime/metrics_http.h"
 #include "control/runtime/monitor.h"
 #include "control/runtime/runtime.h"
 #include "control/runtime/stats.h"
@@ -140,6 +143,35 @@ public:
     Eal(const Eal&) = delete;
     Eal& operator=(const Eal&) = delete;
     bool up() const noexcept { return up_; }
+
+private:
+    bool up_ = false;
+};
+
+/// Packet capture: rte_pdump's server in this primary process, so that `dpdk-dumpcap
+/// --file-prefix PREFIX -i PORT` (a secondary process) gets a copy of what the ports receive and
+/// send. A secondary must map moatd's memory: hugepages and a file prefix, not --in-memory.
+class Capture {
+public:
+    explicit Capture(const EalPlan& plan) {
+        if (const std::string no = secondary_refusal(plan); !no.empty()) {
+            log("packet capture (dpdk-dumpcap) unavailable: " + no);
+            return;
+        }
+        if (rte_pdump_init() != 0) {
+            log(std::string("packet capture (dpdk-dumpcap) unavailable: rte_pdump_init: ") + rte_strerror(rte_errno));
+            return;
+        }
+        up_ = true;
+        log("packet capture: dpdk-dumpcap --file-prefix=" + plan.file_prefix +
+            " -i PORT (the port names below; dpdk-dumpcap --file-prefix=" + plan.file_prefix + " -D lists them)");
+    }
+    ~Capture() {
+        if (up_)
+            rte_pdump_uninit();
+    }
+    Capture(const Capture&) = delete;
+    Capture& operator=(const Capture&) = delete;
 
 private:
     bool up_ = false;
@@ -327,6 +359,8 @@ int tel_stats(const char*, const char*, rte_tel_data* d) {
         for (const auto& p : s.ports) {
             for (const auto& k : kPortCounters)
                 rte_tel_data_add_dict_u64(d, (p.name + "_" + std::string(k.name)).c_str(), p.*k.stat);
+            for (std::size_t e = 0; e < kLinkEvents; ++e)
+                rte_tel_data_add_dict_u64(d, (p.name + "_" + std::string(kLinkCounters[e].name)).c_str(), p.link[e]);
         }
         for (std::size_t r = 1; r < dp::kDropReasons; ++r)
             rte_tel_data_add_dict_u64(d, ("drop_" + std::string(dp::kDropReasonNames[r])).c_str(), s.drops[r]);
@@ -457,26 +491,40 @@ public:
             if (rte_eth_dev_get_port_by_name(n.name.c_str(), &p->id[i]) != 0)
                 return fail("no DPDK port named '" + n.name + "' (" + kRole[i] + " = " + p->spec[i] + ")");
         }
+        // A NIC DMAs into the mbufs: without hugepages their physical addresses are not fixed.
+        for (std::size_t i = 0; i < 2; ++i)
+            if (const std::string no = dp::memory_refusal(kRole[i], dp::port_bus(p->id[i]), rte_eal_has_hugepages() != 0);
+                !no.empty())
+                return fail(no);
         p->workers = p->choose_workers(a.workers);
         if (rte_lcore_count() < p->workers + 1)
             return fail("workers = " + std::to_string(p->workers) + " needs " + std::to_string(p->workers + 1) +
                         " lcores and EAL has " + std::to_string(rte_lcore_count()));
+        const int socket = p->numa_socket();
         const dp::PortConfig defaults{};
         const unsigned mbufs = std::max(8191u, 2 * p->workers * (defaults.rx_desc + defaults.tx_desc) +
                                                    p->workers * 4 * dp::kBurstMax + 2048);
-        p->pool_.reset(rte_pktmbuf_pool_create("moat_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                               static_cast<int>(rte_socket_id())));
+        const std::uint16_t room = dp::mbuf_data_room(a.mtu);
+        p->pool_.reset(rte_pktmbuf_pool_create("moat_mbufs", mbufs, 256, 0, room, socket));
         if (!p->pool_)
-            return fail(std::string("cannot create the mbuf pool: ") + rte_strerror(rte_errno));
+            return fail("cannot create the mbuf pool (" + std::to_string(mbufs) + " mbufs of " + std::to_string(room) +
+                        " bytes on socket " + std::to_string(socket) + "): " + rte_strerror(rte_errno) +
+                        (a.mtu > Appliance::kDefaultMtu ? " (a large mtu needs more memory: reserve more hugepages, or -m)" : ""));
+        log("mbuf pool: " + std::to_string(mbufs) + " mbufs of " + std::to_string(room) + " bytes (mtu " +
+            std::to_string(a.mtu) + ": frames up to " + std::to_string(dp::frame_limit(a.mtu)) +
+            " bytes with two VLAN tags, whole in one mbuf) on NUMA socket " + std::to_string(socket));
         for (std::size_t i = 0; i < 2; ++i) {
             dp::PortConfig pc;
             pc.queues = static_cast<std::uint16_t>(p->workers);
+            pc.mtu = static_cast<std::uint16_t>(a.mtu);
             pc.pool = p->pool_.get();
             if (const std::string err = dp::start_port(p->id[i], pc); !err.empty())
                 return fail(std::string(kRole[i]) + " port " + p->spec[i] + ": " + err);
             p->started_[i] = true;
-            log(std::string(kRole[i]) + " = " + p->spec[i] + " (port " + std::to_string(p->id[i]) + ", link " +
-                dp::link_text(p->id[i]) + ")");
+            std::uint16_t mtu = 0;
+            rte_eth_dev_get_mtu(p->id[i], &mtu);
+            log(std::string(kRole[i]) + " = " + p->spec[i] + " (port " + std::to_string(p->id[i]) + ", bus " +
+                dp::port_bus(p->id[i]) + ", mtu " + std::to_string(mtu) + ", link " + dp::link_text(p->id[i]) + ")");
         }
         return p;
     }
@@ -495,6 +543,35 @@ public:
 
 private:
     Ports() = default;
+
+    /// The socket the mbufs live on: the ports' (a NIC writes them across the interconnect
+    /// otherwise), or the control lcore's when the ports have none (vdevs). Ports on two
+    /// sockets, and worker lcores on another socket than the ports, are logged: one of them
+    /// pays a remote access per packet.
+    int numa_socket() const {
+        std::array<int, 2> port_socket{};
+        for (std::size_t i = 0; i < 2; ++i)
+            port_socket[i] = rte_eth_dev_socket_id(id[i]);
+        if (port_socket[0] >= 0 && port_socket[1] >= 0 && port_socket[0] != port_socket[1])
+            log("warning: NUMA: the outside port is on socket " + std::to_string(port_socket[0]) + " and the inside port on socket " +
+                std::to_string(port_socket[1]) + "; the mbufs go to socket " + std::to_string(port_socket[0]) +
+                ", so the inside port's packets cross the interconnect (put both ports on one socket)");
+        const int socket = port_socket[0] >= 0 ? port_socket[0] : port_socket[1] >= 0 ? port_socket[1]
+                                                                                     : static_cast<int>(rte_socket_id());
+        if (port_socket[0] < 0 && port_socket[1] < 0)
+            return socket;
+        unsigned lcore = 0, seen = 0;
+        RTE_LCORE_FOREACH_WORKER(lcore) {
+            if (seen++ == workers)
+                break;
+            if (static_cast<int>(rte_lcore_to_socket_id(lcore)) != socket)
+                log("warning: NUMA: worker lcore " + std::to_string(lcore) + " is on socket " +
+                    std::to_string(rte_lcore_to_socket_id(lcore)) + " and the ports and mbufs on socket " +
+                    std::to_string(socket) + ": give eal = -l with lcores of socket " + std::to_string(socket) +
+                    " (lscpu shows which)");
+        }
+        return socket;
+    }
 
     /// Workers need a queue pair each on both ports; a port with fewer (most vdevs: pcap,
     /// af_packet) gets one worker, which sees everything. A port with the queues but no RSS
@@ -700,13 +777,79 @@ void log_reloads(Runtime& rt) {
     });
 }
 
-/// The control thread's loop: signals, the config file's directory, the control sockets and the
-/// runtime's events in one poll, until SIGINT or SIGTERM; returns that signal.
+/// Polls both ports' links from the control loop, logs and counts every change and, with
+/// link_propagation = on, carries out what LinkPropagation decides.
+class LinkWatch {
+public:
+    /// rte_eth_link_get_nowait is cheap (a register read or an ioctl); a router notices a lost
+    /// link within its own timers, so a few polls a second are plenty.
+    static constexpr std::chrono::milliseconds kPeriod{200};
+
+    LinkWatch(bool propagate, const std::array<std::uint16_t, 2>& ids, Runtime& rt)
+        : id_(ids), rt_(rt), fsm_(propagate, {link_up(0), link_up(1)}) {
+        if (propagate)
+            log("link_propagation: when one port loses its link, the other port's link is taken down until it returns");
+    }
+
+    void poll() {
+        const LinkPropagation::Step s = fsm_.observe({link_up(0), link_up(1)});
+        for (std::size_t i = 0; i < 2; ++i) {
+            const std::string port = std::string(kRole[i]) + " port";
+            if (s.lost[i]) {
+                rt_.count_link(i, LinkEvent::down);
+                log(port + ": link down");
+            }
+            if (s.returned[i])
+                log(port + ": link up (" + dp::link_text(id_[i]) + ")");
+        }
+        for (std::size_t i = 0; i < 2; ++i) {
+            const std::string port = std::string(kRole[i]) + " port";
+            const std::string other = std::string(kRole[1 - i]) + " port";
+            if (s.act[i] == LinkAct::take_down) {
+                if (const int rc = rte_eth_dev_set_link_down(id_[i]); rc == 0) {
+                    rt_.count_link(i, LinkEvent::taken_down);
+                    log(port + ": link taken down because the " + other + " lost its link (link_propagation)");
+                } else {
+                    fsm_.take_down_failed(i);
+                    log(port + ": cannot take the link down (" + rte_strerror(-rc) + "); the " + other +
+                        " lost its link but this side cannot be told so");
+                }
+            } else if (s.act[i] == LinkAct::bring_up) {
+                const int rc = rte_eth_dev_set_link_up(id_[i]);
+                if (rc == 0)
+                    rt_.count_link(i, LinkEvent::brought_up);
+                log(port + (rc == 0 ? ": link brought back up because the " + other + "'s link returned (link_propagation)"
+                                    : ": cannot bring the link back up (" + std::string(rte_strerror(-rc)) + ")"));
+            }
+        }
+    }
+
+private:
+    static constexpr std::array<const char*, 2> kRole{"outside", "inside"};
+
+    /// Port `i`'s link as it reports it; the last state seen when it cannot say.
+    bool link_up(std::size_t i) {
+        rte_eth_link link{};
+        if (rte_eth_link_get_nowait(id_[i], &link) == 0)
+            last_[i] = link.link_status == RTE_ETH_LINK_UP;
+        return last_[i];
+    }
+
+    std::array<std::uint16_t, 2> id_;
+    Runtime& rt_;
+    std::array<bool, 2> last_{true, true};
+    LinkPropagation fsm_;
+};
+
+/// The control thread's loop: signals, the config file's directory, the control sockets, the
+/// runtime's events and the metrics endpoint's requests for a snapshot in one poll, and the
+/// ports' links every LinkWatch::kPeriod, until SIGINT or SIGTERM; returns that signal.
 class ControlLoop {
 public:
     ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, MonitorHub& monitor,
-                StdoutWriter& out, int sfd)
-        : opt_(opt), rt_(rt), watch_(watch), server_(server), monitor_(monitor), out_(out), sfd_(sfd),
+                StdoutWriter& out, int sfd, MetricsBoard* board, LinkWatch& links)
+        : opt_(opt), rt_(rt), watch_(watch), server_(server), monitor_(monitor), out_(out), sfd_(sfd), board_(board),
+          links_(links),
           period_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.stats_period))),
           next_stats_(Clock::now() + period_) {}
     ControlLoop(const ControlLoop&) = delete;
@@ -714,8 +857,12 @@ public:
 
     int run() {
         while (sig_ == 0) {
-            pollfd fds[4] = {{sfd_, POLLIN, 0}, {watch_.fd(), POLLIN, 0}, {server_.fd(), POLLIN, 0}, {rt_.events_fd(), POLLIN, 0}};
-            poll(fds, 4, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout().count())));
+            pollfd fds[5] = {{sfd_, POLLIN, 0},
+                             {watch_.fd(), POLLIN, 0},
+                             {server_.fd(), POLLIN, 0},
+                             {rt_.events_fd(), POLLIN, 0},
+                             {board_ ? board_->wanted_fd() : -1, POLLIN, 0}};  // poll skips -1
+            poll(fds, 5, static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, timeout().count())));
             // Nothing that goes wrong in one turn (an exception from a query, a reload, a write)
             // ends the loop: it is logged, and the workers go on forwarding under the policy in force.
             try {
@@ -741,6 +888,7 @@ private:
         if (opt_.stats_period > 0)
             t = std::min(t, until(next_stats_));
         t = std::min(t, until(next_rates_));
+        t = std::min(t, until(next_links_));
         if (const auto d = server_.next_deadline())
             t = std::min(t, until(*d));
         if (monitor_.active())  // the workers' monitor rings fill while nobody drains them
@@ -748,7 +896,7 @@ private:
         return t;
     }
 
-    void turn(const pollfd (&fds)[4]) {
+    void turn(const pollfd (&fds)[5]) {
         if (fds[0].revents & POLLIN)
             read_signals();
         if (fds[1].revents & POLLIN)
@@ -760,9 +908,17 @@ private:
         server_.serve();  // events, and deadlines even without them
         if (monitor_.drain())
             server_.wake();  // the monitors with new lines send them on the next serve()
+        // A scraper waits for the counters: one snapshot (what `moatctl stats` takes), which the
+        // HTTP threads format and serve; they ask again when it is older than MetricsBoard::kFresh.
+        if ((fds[4].revents & POLLIN) && board_->wanted())
+            board_->publish(rt_.stats());
         if (reload_at_ && Clock::now() >= *reload_at_)
             reload_changed_file();
         rt_.reclaim();
+        if (Clock::now() >= next_links_) {
+            links_.poll();
+            next_links_ = Clock::now() + LinkWatch::kPeriod;
+        }
         if (Clock::now() >= next_rates_) {
             rt_.sample_rates();
             next_rates_ = Clock::now() + std::chrono::seconds(1);
@@ -816,10 +972,13 @@ private:
     MonitorHub& monitor_;
     StdoutWriter& out_;
     int sfd_;  ///< the signalfd of SIGINT, SIGTERM and SIGHUP
+    MetricsBoard* board_;  ///< the metrics endpoint's, nullptr: no endpoint
+    LinkWatch& links_;
     int sig_ = 0;
     Clock::duration period_;
     Clock::time_point next_stats_;
     Clock::time_point next_rates_ = Clock::now();  ///< per-worker rates (moatctl stats): once a second
+    Clock::time_point next_links_ = Clock::now();  ///< link states: every LinkWatch::kPeriod
     std::optional<Clock::time_point> reload_at_;  ///< when the pending file change is due
 };
 
@@ -875,6 +1034,7 @@ int run_stages(int argc, char** argv, bool& forwarding) {
     Eal eal(plan->args);
     if (!eal.up())
         return not_starting(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno));
+    Capture capture(*plan);
     Result<std::unique_ptr<Ports>> ports = Ports::open(appliance);
     if (!ports)
         return not_starting(ports.error());
@@ -883,6 +1043,19 @@ int run_stages(int argc, char** argv, bool& forwarding) {
         return not_starting(rt.error());
     Runtime& runtime = **rt;
     TelemetryBinding telemetry(runtime);
+    // The Prometheus endpoint, before the workers start: a configured endpoint that cannot
+    // listen (the port taken, an address this machine does not have) stops the start-up.
+    std::unique_ptr<MetricsBoard> board;
+    std::unique_ptr<MetricsServer> metrics;
+    if (appliance.metrics_port != 0) {
+        board = std::make_unique<MetricsBoard>();
+        Result<std::unique_ptr<MetricsServer>> m = MetricsServer::start(appliance.metrics_host, appliance.metrics_port, *board);
+        if (!m)
+            return not_starting("metrics: " + m.error());
+        metrics = std::move(*m);
+        log("metrics: http://" + metrics->address() + "/metrics (Prometheus text, read-only; " +
+            std::to_string(MetricsLimits::kThreads) + " threads)");
+    }
     MonitorHub monitor(runtime);  // the workers' monitor rings: freed after the workers stop
     Workers running;
     if (const Status started = start_workers(running, runtime, monitor, appliance, **ports); !started)
@@ -896,9 +1069,13 @@ int run_stages(int argc, char** argv, bool& forwarding) {
     log("forwarding");
     StdoutWriter out;
     forwarding = true;
-    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), monitor, out, signals->fd()).run();
+    LinkWatch links(appliance.link_propagation, (*ports)->id, runtime);
+    const int sig =
+        ControlLoop(*opt, runtime, watch, sockets.server(), monitor, out, signals->fd(), board.get(), links).run();
 
     log(std::string("stopping on ") + signal_name(sig));
+    if (metrics)
+        metrics->stop();  // its connections end now, whatever they were waiting for
     running.stop();
     telemetry.unbind();  // telemetry answers "not ready" from here on
     report_final(*opt, runtime.stats(), out);

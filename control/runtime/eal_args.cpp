@@ -67,6 +67,15 @@ PortName port_name(const std::string& spec) {
     return {spec, spec.substr(0, spec.find(',')), false};
 }
 
+std::string secondary_refusal(const EalPlan& plan) {
+    if (plan.in_memory)
+        return "moatd runs with --in-memory, which shares no memory with other processes";
+    if (!plan.hugepages)
+        return "moatd runs without hugepages (--no-huge), and a secondary process cannot map that memory; "
+               "reserve hugepages and mount hugetlbfs (README: Deploying on real hardware)";
+    return {};
+}
+
 Result<EalPlan> plan_eal(const Appliance& a, const std::vector<std::string>& cli_eal, const HostFacts& host) {
     EalPlan p;
     p.args = split_words(a.eal);
@@ -82,6 +91,22 @@ Result<EalPlan> plan_eal(const Appliance& a, const std::vector<std::string>& cli
         p.args.push_back("0-" + std::to_string(a.workers));
         p.notes.push_back("lcores 0-" + std::to_string(a.workers) + ": lcore 0 for control, the rest for workers");
     }
+    bool any_pci = false;
+    for (const std::string* spec : {&a.outside, &a.inside})
+        any_pci = any_pci || port_name(*spec).pci;
+    // A NIC DMAs into the mbufs: with --no-huge its buffers are ordinary pages whose physical
+    // addresses may move, so a PCI port never falls back silently, nor runs on an explicit --no-huge.
+    if (any_pci && (has_option(p.args, {"--no-huge"}) || host.free_hugepage_bytes < kMinHugepageBytes))
+        return fail(std::string("a PCI port (outside = ") + a.outside + ", inside = " + a.inside + ") needs hugepages, and " +
+                    (has_option(p.args, {"--no-huge"})
+                         ? std::string("eal asks for --no-huge: remove it")
+                         : host.free_hugepage_bytes == 0
+                               ? std::string("this machine has none mounted")
+                               : "only " + std::to_string(host.free_hugepage_bytes >> 20) + " MB are free (" +
+                                     std::to_string(kMinHugepageBytes >> 20) + " MB needed)") +
+                    ". Reserve them (echo 1024 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages, or "
+                    "default_hugepagesz=1G hugepagesz=1G hugepages=N on the kernel command line), mount hugetlbfs "
+                    "(mount -t hugetlbfs nodev /dev/hugepages) and start moatd again (README: Deploying on real hardware)");
     if (has_option(p.args, {"--no-huge"})) {
         p.notes.push_back("memory: --no-huge, as configured");
     } else if (host.free_hugepage_bytes >= kMinHugepageBytes) {
@@ -97,17 +122,22 @@ Result<EalPlan> plan_eal(const Appliance& a, const std::vector<std::string>& cli
                               : "memory: only " + std::to_string(host.free_hugepage_bytes >> 20) +
                                     " MB of free hugepages, falling back to --no-huge");
     }
+    p.hugepages = !has_option(p.args, {"--no-huge"});
     // One default name, so DPDK tools (dpdk-telemetry.py -f moat) find the appliance; a second
     // moatd on one machine needs its own --file-prefix in eal.
     if (!has_option(p.args, {"--file-prefix", "--in-memory"})) {
         p.args.push_back("--file-prefix");
         p.args.push_back("moat");
     }
+    p.in_memory = has_option(p.args, {"--in-memory"});
+    for (std::size_t i = 0; i < p.args.size(); ++i)  // the last one counts, as for EAL
+        if (p.args[i] == "--file-prefix" && i + 1 < p.args.size())
+            p.file_prefix = p.args[i + 1];
+        else if (p.args[i].starts_with("--file-prefix="))
+            p.file_prefix = p.args[i].substr(std::string_view("--file-prefix=").size());
 
-    bool any_pci = false;
     for (const std::string* spec : {&a.outside, &a.inside}) {
         const PortName n = port_name(*spec);
-        any_pci = any_pci || n.pci;
         p.args.push_back(n.pci ? "-a" : "--vdev");
         p.args.push_back(n.spec);
     }

@@ -30,9 +30,17 @@ PortName port_name(const std::string& spec);
 struct EalPlan {
     std::vector<std::string> args;   ///< argv without the program name
     std::vector<std::string> notes;  ///< decisions worth a start-up log line
+    bool hugepages = true;           ///< false: --no-huge (given or fallen back to)
+    bool in_memory = false;          ///< --in-memory: no shared files, no secondary processes
+    std::string file_prefix;         ///< --file-prefix: what dpdk-dumpcap and telemetry attach to
 };
 
-/// Free hugepages below this are not worth using: moatd falls back to --no-huge.
+/// Whether a DPDK secondary process (dpdk-dumpcap, dpdk-proc-info) can attach to moatd started
+/// with `plan`: "" when it can, otherwise why not. Pure.
+std::string secondary_refusal(const EalPlan& plan);
+
+/// Free hugepages below this are not worth using: moatd falls back to --no-huge (never for a
+/// PCI port: plan_eal refuses to start then).
 inline constexpr std::uint64_t kMinHugepageBytes = 128ull << 20;
 
 Result<EalPlan> plan_eal(const Appliance& a, const std::vector<std::string>& cli_eal, const HostFacts& host);

@@ -523,6 +523,9 @@ ReloadOutcome Runtime::run(ReloadJob& job, std::chrono::steady_clock::time_point
     auto g = std::make_unique<Generation>();
     g->config = std::move(*r->config);
     g->compiled = std::move(*r->compiled);
+    // The ports keep the MTU they started with, and so does the parser's frame limit.
+    if (!running_.outside.empty())
+        g->config.appliance.mtu = running_.mtu;
     const auto t_build = std::chrono::steady_clock::now();
     Result<BuiltTables> b = build_table_set(g->config, g->compiled, workers_count_, next_generation_, &cancel_);
     o.build_ms = ms_since(t_build);
@@ -753,6 +756,9 @@ std::vector<std::string> Runtime::restart_only_changes(const Appliance& now) con
     restart_only("control_group", was.control_gid != now.control_gid);
     restart_only("control_readonly_group", was.control_readonly_gid != now.control_readonly_gid);
     restart_only("fragment_table", was.fragment_table != now.fragment_table);
+    restart_only("metrics", was.metrics_host != now.metrics_host || was.metrics_port != now.metrics_port);
+    restart_only("mtu", was.mtu != now.mtu);
+    restart_only("link_propagation", was.link_propagation != now.link_propagation);
     return out;
 }
 
@@ -837,7 +843,11 @@ void Runtime::sample_rates() {
 
 Stats Runtime::stats() const {
     std::lock_guard lock(mu_);
-    return stats_locked();
+    Stats s = stats_locked();
+    for (std::size_t p = 0; p < 2; ++p)
+        for (std::size_t e = 0; e < kLinkEvents; ++e)
+            s.ports[p].link[e] = link_events_[p][e].load(std::memory_order_relaxed);
+    return s;
 }
 
 namespace {

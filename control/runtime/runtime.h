@@ -32,6 +32,7 @@
 #include "control/compile/load.h"
 #include "control/config/result.h"
 #include "control/runtime/control_socket.h"
+#include "control/runtime/link_watch.h"
 #include "control/runtime/publisher.h"
 #include "control/runtime/stats.h"
 #include "dataplane/worker.h"
@@ -145,6 +146,10 @@ public:
     LintReport lint() const;
 
     void set_ports(std::vector<PortInfo> ports);
+    /// Counts a link event of port `port` (0 outside, 1 inside); `stats` shows them. Any thread.
+    void count_link(std::size_t port, LinkEvent e) noexcept {
+        link_events_[port][static_cast<std::size_t>(e)].fetch_add(1, std::memory_order_relaxed);
+    }
     void set_workers(std::vector<const dp::WorkerContext*> workers);
 
     Publisher& publisher() noexcept { return *publisher_; }
@@ -226,6 +231,7 @@ private:
     std::unique_ptr<Publisher> publisher_;
     mutable std::mutex mu_;  // guards everything below and the generations' lifetime for queries
     RateMeter rates_;
+    std::array<std::array<std::atomic<std::uint64_t>, kLinkEvents>, 2> link_events_{};
     std::vector<PortInfo> ports_;
     std::vector<const dp::WorkerContext*> workers_;
     ReloadOutcome last_;

@@ -126,9 +126,12 @@ nlohmann::json stats_json_head(const Stats& s) {
     nlohmann::json j;
     j["generation"] = s.generation;
     j["policy"] = s.policy.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.policy);
-    for (const auto& p : s.ports)
+    for (const auto& p : s.ports) {
         for (const auto& k : kPortCounters)
             j["ports"][p.name][std::string(k.name)] = p.*k.stat;
+        for (std::size_t e = 0; e < kLinkEvents; ++e)
+            j["ports"][p.name][std::string(kLinkCounters[e].name)] = p.link[e];
+    }
     for (std::size_t r = 1; r < dp::kDropReasons; ++r)
         j["drops"][std::string(dp::kDropReasonNames[r])] = s.drops[r];
     j["non_ip_passed"] = s.non_ip_passed;
@@ -209,6 +212,14 @@ std::string stats_text_head(const Stats& s) {
         }
         out += "\n";
     }
+    // Link events, once there are any (link_propagation and cable pulls are rare).
+    std::string links;
+    for (const auto& p : s.ports)
+        for (std::size_t e = 0; e < kLinkEvents; ++e)
+            if (p.link[e] != 0)
+                links += " " + p.name + "." + std::string(kLinkCounters[e].name) + "=" + std::to_string(p.link[e]);
+    if (!links.empty())
+        out += "links:" + links + "\n";
     out += "drops:";
     for (std::size_t r = 1; r < dp::kDropReasons; ++r)
         out += " " + std::string(dp::kDropReasonNames[r]) + "=" + std::to_string(s.drops[r]);
@@ -300,6 +311,12 @@ std::string stats_prometheus_head(const Stats& s) {
         metric(name.c_str(), std::string(k.help).c_str());
         for (const auto& ps : s.ports)
             line(name.c_str(), "port=\"" + ps.name + "\"", ps.*k.stat);
+    }
+    for (std::size_t e = 0; e < kLinkEvents; ++e) {
+        const std::string name = "moat_port_" + std::string(kLinkCounters[e].name) + "_total";
+        metric(name.c_str(), std::string(kLinkCounters[e].help).c_str());
+        for (const auto& ps : s.ports)
+            line(name.c_str(), "port=\"" + ps.name + "\"", ps.link[e]);
     }
     metric("moat_drops_total", "Dropped packets by reason.");
     for (std::size_t r = 1; r < dp::kDropReasons; ++r)

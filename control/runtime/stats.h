@@ -13,6 +13,7 @@
 
 #include "control/compile/policy.h"
 #include "control/config/model.h"
+#include "control/runtime/link_watch.h"
 #include "control/runtime/publisher.h"
 #include "dataplane/counters.h"
 #include "dataplane/table_set.h"
@@ -23,7 +24,20 @@ namespace moat::ctl {
 struct PortStats {
     std::string name;  ///< outside / inside
     std::uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0, dropped = 0, tx_failed = 0;
+    std::array<std::uint64_t, kLinkEvents> link{};  ///< by LinkEvent: counted by the control thread
 };
+
+/// The link counters, named once like kPortCounters: JSON key `link_NAME` next to the port
+/// counters, telemetry `PORT_link_NAME`, Prometheus `moat_port_link_NAME_total{port=...}`.
+struct LinkCounterName {
+    std::string_view name;
+    std::string_view help;
+};
+inline constexpr std::array<LinkCounterName, kLinkEvents> kLinkCounters{{
+    {"link_down", "Times the port's link went down (not taken down by moatd)."},
+    {"link_taken_down", "Times moatd took the port's link down because the other port lost its link (link_propagation)."},
+    {"link_brought_up", "Times moatd brought the port's link back up when the other port's link returned."},
+}};
 
 /// The port counters, named once: the sums, the JSON keys, the telemetry keys (`PORT_NAME`), the
 /// Prometheus metrics (`moat_port_NAME_total`) and the columns of the text table follow it.

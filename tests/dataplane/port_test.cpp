@@ -2,6 +2,7 @@
 // port has it, otherwise the peer's choice of queue.
 #include <gtest/gtest.h>
 #include <rte_ethdev.h>
+#include <rte_mbuf.h>
 
 #include "dataplane/port.h"
 
@@ -56,6 +57,41 @@ TEST(MemifServer, OnlyAMemifPortWhoseRoleIsServer) {
     EXPECT_FALSE(memif_server("net_memif", "role=server,role=client"));
     EXPECT_FALSE(memif_server("net_ring", ""));
     EXPECT_FALSE(memif_server("net_null", "role=server"));
+}
+
+TEST(Mtu, TheMbufHoldsAWholeFrame) {
+    EXPECT_EQ(mbuf_data_room(1500), RTE_MBUF_DEFAULT_BUF_SIZE);  // today's pool, unchanged
+    EXPECT_EQ(mbuf_data_room(68), RTE_MBUF_DEFAULT_BUF_SIZE);
+    for (const std::uint32_t mtu : {1500u, 2000u, 2026u, 2027u, 4096u, 9000u, 9216u, 16000u}) {
+        const std::uint32_t room = mbuf_data_room(mtu);
+        EXPECT_GE(room, RTE_PKTMBUF_HEADROOM + frame_limit(mtu) + RTE_ETHER_CRC_LEN) << mtu;
+        EXPECT_EQ((room - RTE_PKTMBUF_HEADROOM) % 1024, 0u) << mtu;
+        EXPECT_LT(room, RTE_PKTMBUF_HEADROOM + frame_limit(mtu) + RTE_ETHER_CRC_LEN + 1024 + 2048) << mtu;
+    }
+    EXPECT_EQ(mbuf_data_room(9000), RTE_PKTMBUF_HEADROOM + 9216);
+    EXPECT_EQ(frame_limit(1500), 1522u);  // Ethernet header and two VLAN tags
+}
+
+TEST(Mtu, ThePortMustTakeIt) {
+    // An ixgbe-like NIC: 9710 bytes a frame, MTU to 9710 - 18.
+    const FrameLimits nic{68, 9692, 9710};
+    EXPECT_EQ(mtu_refusal(9000, nic), "");
+    EXPECT_EQ(mtu_refusal(9692, nic), "");
+    EXPECT_EQ(mtu_refusal(9693, nic), "mtu = 9693 is outside the MTUs this port takes (68 to 9692)");
+    EXPECT_EQ(mtu_refusal(67, nic), "mtu = 67 is outside the MTUs this port takes (68 to 9692)");
+    // A port that reports no MTU limit but a frame limit: Ethernet header and FCS count.
+    const FrameLimits plain{46, UINT16_MAX, 1518};
+    EXPECT_EQ(mtu_refusal(1500, plain), "");
+    EXPECT_EQ(mtu_refusal(9000, plain), "mtu = 9000 needs frames of 9018 bytes and this port receives at most 1518");
+}
+
+TEST(Mtu, PciPortsNeedHugepages) {
+    EXPECT_EQ(memory_refusal("outside", "pci", true), "");
+    EXPECT_EQ(memory_refusal("outside", "vdev", false), "");
+    EXPECT_EQ(memory_refusal("outside", "", false), "");
+    const std::string no = memory_refusal("inside", "pci", false);
+    EXPECT_TRUE(no.starts_with("inside port is a PCI device and EAL runs without hugepages (--no-huge)")) << no;
+    EXPECT_NE(no.find("remove --no-huge from eal"), std::string::npos) << no;
 }
 
 }  // namespace

@@ -341,5 +341,61 @@ TEST_F(PcapEndToEnd, NothingAssignedBlocksEveryIpPacket) {
     EXPECT_EQ(r.to_inside[0], arp_request());
 }
 
+/// A permitted web request whose IP packet is `ip_bytes` long (TCP, 20-byte headers).
+Bytes web_request_of(std::size_t ip_bytes, std::vector<std::uint16_t> vlans = {}) {
+    Pkt p;
+    p.payload = std::string(ip_bytes - 40, 'j');
+    p.vlans = std::move(vlans);
+    return frame(p);
+}
+
+// Jumbo frames: with mtu = 9000 a 9000-byte packet (also behind two VLAN tags) passes whole,
+// a longer one is a giant; without the key (mtu 1500) the same jumbo frame is dropped as
+// malformed although the pcap port hands it over (chained), and 1500 bytes still pass.
+TEST_F(PcapEndToEnd, JumboFramesPassOnlyWithALargeEnoughMtu) {
+    const std::vector<Bytes> frames{web_request_of(9000), web_request_of(9000, {0x88a8, 0x8100}), web_request_of(9009),
+                                    web_request_of(1500), web_request_of(1501), web_request_of(64)};
+    const ApplianceRun jumbo = run(write_config(kPolicy, "mtu = 9000\n"), frames, {});
+    ASSERT_TRUE(jumbo.ok) << jumbo.why;
+    EXPECT_NE(jumbo.log.find("mtu 9000: frames up to 9022 bytes"), std::string::npos) << jumbo.log;
+    EXPECT_NE(jumbo.log.find("mtu 9000, link"), std::string::npos) << jumbo.log;
+    EXPECT_EQ(jumbo.to_inside, (std::vector<Bytes>{frames[0], frames[1], frames[3], frames[4], frames[5]}));
+    EXPECT_EQ(jumbo.counters["drops"]["malformed"].get<std::uint64_t>(), 1u);  // 9009 + 14 > 9022
+    EXPECT_EQ(jumbo.counters["ports"]["outside"]["dropped"].get<std::uint64_t>(), 1u);
+    EXPECT_EQ(jumbo.counters["ports"]["inside"]["tx_bytes"].get<std::uint64_t>(),
+              frames[0].size() + frames[1].size() + frames[3].size() + frames[4].size() + frames[5].size());
+
+    const ApplianceRun plain = run(write_config(kPolicy), frames, {});
+    ASSERT_TRUE(plain.ok) << plain.why;
+    EXPECT_NE(plain.log.find("mtu 1500: frames up to 1522 bytes"), std::string::npos) << plain.log;
+    // 1501 bytes of IP is 1515 bytes of frame: within the two VLAN tags' allowance, as on a NIC.
+    EXPECT_EQ(plain.to_inside, (std::vector<Bytes>{frames[3], frames[4], frames[5]}));
+    EXPECT_EQ(plain.counters["drops"]["malformed"].get<std::uint64_t>(), 3u);
+    EXPECT_EQ(plain.counters["ports"]["outside"]["dropped"].get<std::uint64_t>(), 3u);
+}
+
+// An MTU whose mbufs do not fit in the memory given stops moatd before it forwards anything,
+// saying why (a port that cannot take an MTU: tests/e2e/link_state.py, dataplane Mtu tests).
+TEST_F(PcapEndToEnd, AnMtuTooLargeForTheMemoryRefusesToStart) {
+    write_pcap(path("or.pcap"), {});
+    write_pcap(path("ir.pcap"), {});
+    // 8191 mbufs of 16 KB do not fit in 64 MB.
+    const std::string cfg = write_config(std::string(kPolicy), "mtu = 16000\n");
+    std::string text;
+    {
+        std::ifstream in(cfg);
+        text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    text.replace(text.find("-m 256"), 6, "-m 64");
+    std::ofstream(cfg) << text;
+    Moatd moatd({"--config", cfg}, path("moatd.log"));
+    ASSERT_TRUE(moatd.started());
+    EXPECT_EQ(moatd.wait_exit(60), 1);
+    const std::string log = moatd.log();
+    EXPECT_NE(log.find("moatd: not starting: cannot create the mbuf pool"), std::string::npos) << log;
+    EXPECT_NE(log.find("a large mtu needs more memory"), std::string::npos) << log;
+    EXPECT_EQ(log.find("forwarding"), std::string::npos) << log;
+}
+
 }  // namespace
 }  // namespace moat::test

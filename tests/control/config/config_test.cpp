@@ -127,6 +127,27 @@ payload_scan_bytes = 256
     EXPECT_TRUE(d.config->appliance.antispoof);
     EXPECT_EQ(d.config->appliance.payload_scan_bytes, 1500u);
     EXPECT_EQ(d.config->appliance.control, "/run/moat/moat.sock");
+    EXPECT_EQ(d.config->appliance.mtu, 1500u);
+    EXPECT_FALSE(d.config->appliance.link_propagation);
+}
+
+TEST(Config, MtuAndLinkPropagation) {
+    for (const auto& [value, mtu] : {std::pair{"9000", 9000u}, {"68", 68u}, {"16000", 16000u}, {"1500", 1500u}}) {
+        const LoadResult r = load_policy_text(std::string("[appliance]\nmtu = ") + value + "\nlink_propagation = ON\n", "t.ini");
+        ASSERT_TRUE(r.config) << value;
+        for (const auto& d : r.diags.all())
+            EXPECT_NE(d.severity, Severity::error) << format(d);
+        EXPECT_EQ(r.config->appliance.mtu, mtu);
+        EXPECT_TRUE(r.config->appliance.link_propagation);
+    }
+    const LoadResult off = load_policy_text("[appliance]\nlink_propagation = off\n", "t.ini");
+    ASSERT_TRUE(off.config);
+    EXPECT_FALSE(off.config->appliance.link_propagation);
+    // Both mistakes at their lines, in one run.
+    const auto r = diags("[appliance]\nmtu = 9000 bytes\nlink_propagation = 1\nassign =\n");
+    ASSERT_EQ(r.size(), 3u);  // and the warning that nothing is assigned
+    EXPECT_TRUE(r[0].starts_with("t.ini:2: error: mtu '9000 bytes'")) << r[0];
+    EXPECT_TRUE(r[1].starts_with("t.ini:3: error: link_propagation '1'")) << r[1];
 }
 
 TEST(Config, NothingAssignedBlocksEverythingWithAWarning) {
@@ -183,6 +204,7 @@ TEST_P(ConfigRejects, WithFileLineMessage) {
     EXPECT_EQ(first_error(r), GetParam().diagnostic);
 }
 
+#define HOW " (write ADDRESS:PORT: 127.0.0.1:9464 for this machine only, [::1]:9464 for IPv6, 0.0.0.0:9464 for every interface; off for no endpoint)"
 INSTANTIATE_TEST_SUITE_P(
     All, ConfigRejects,
     ::testing::Values(
@@ -191,7 +213,7 @@ INSTANTIATE_TEST_SUITE_P(
         Mistake{"FragmentTableTooSmall", "[appliance]\nfragment_table = 4\n",
                 "t.ini:2: error: fragment_table '4' is not a number of datagrams from 8 to 4194304"},
         Mistake{"UnknownKey", "[appliance]\nspeed = 10\n",
-                "t.ini:2: error: unknown key 'speed' in [appliance] (keys: outside, inside, me, workers, eal, control, control_readonly, control_group, control_readonly_group, non_ip, fragments, ip_options, antispoof, assign, strict, payload_scan_bytes, classifier, classifier_memory_mb, fragment_table)"},
+                "t.ini:2: error: unknown key 'speed' in [appliance] (keys: outside, inside, me, workers, eal, control, control_readonly, control_group, control_readonly_group, non_ip, fragments, ip_options, antispoof, assign, strict, payload_scan_bytes, classifier, classifier_memory_mb, fragment_table, metrics, mtu, link_propagation)"},
         Mistake{"UnknownListKey", "[filterlist W]\nfilters = *+0\n",
                 "t.ini:2: error: unknown key 'filters' in [filterlist] (keys: filter, description)"},
         Mistake{"MissingEquals", "[filterlist W]\nfilter *+198.18.0.1:80:TCP\n",
@@ -236,6 +258,22 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.ini:4: error: filter '198.18.0.1+0': no 'me' address has the address family this filter needs"},
         Mistake{"BadMeAddress", "[appliance]\nme = 198.18.0.10, 198.18.0.300\n",
                 "t.ini:2: error: me: '198.18.0.300' is not an IPv4 or IPv6 address"},
+        Mistake{"MtuZero", "[appliance]\nmtu = 0\n",
+                "t.ini:2: error: mtu '0' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuBelowIpv4Minimum", "[appliance]\nmtu = 67\n",
+                "t.ini:2: error: mtu '67' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuBeyondAnyNic", "[appliance]\n\nmtu = 70000\n",
+                "t.ini:3: error: mtu '70000' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuText", "[appliance]\nmtu = jumbo\n",
+                "t.ini:2: error: mtu 'jumbo' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuNegative", "[appliance]\nmtu = -1500\n",
+                "t.ini:2: error: mtu '-1500' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuHuge", "[appliance]\nmtu = 99999999999999999999\n",
+                "t.ini:2: error: mtu '99999999999999999999' is not a number of bytes from 68 to 16000 (1500: Ethernet; 9000: jumbo frames)"},
+        Mistake{"MtuTwice", "[appliance]\nmtu = 9000\nmtu = 1500\n",
+                "t.ini:3: error: 'mtu' is set twice (first at line 2)"},
+        Mistake{"LinkPropagationYes", "[appliance]\nlink_propagation = yes\n",
+                "t.ini:2: error: link_propagation 'yes': write on or off"},
         Mistake{"BadFragments", "[appliance]\nfragments = reassemble\n",
                 "t.ini:2: error: fragments 'reassemble': write track or drop"},
         Mistake{"BadIpOptions", "[appliance]\nip_options = strip\n",
@@ -293,8 +331,51 @@ INSTANTIATE_TEST_SUITE_P(
         Mistake{"ReadOnlySocketIsTheControlSocket", "[appliance]\ncontrol = /run/m.sock\ncontrol_readonly = /run/m.sock\n",
                 "t.ini:1: error: control_readonly names the control socket itself; give the read-only socket a path of its own"},
         Mistake{"RelativeReadOnlySocket", "[appliance]\ncontrol_readonly = m.sock\n",
-                "t.ini:2: error: control_readonly 'm.sock' must be an absolute path to a Unix socket"}),
+                "t.ini:2: error: control_readonly 'm.sock' must be an absolute path to a Unix socket"},
+        Mistake{"MetricsWithoutPort", "[appliance]\nmetrics = 127.0.0.1\n",
+                "t.ini:2: error: metrics '127.0.0.1' has no port" HOW},
+        Mistake{"MetricsPortZero", "[appliance]\nmetrics = 127.0.0.1:0\n",
+                "t.ini:2: error: metrics '127.0.0.1:0': port '0' is not a number from 1 to 65535" HOW},
+        Mistake{"MetricsPortTooLarge", "[appliance]\nmetrics = 127.0.0.1:65536\n",
+                "t.ini:2: error: metrics '127.0.0.1:65536': port '65536' is not a number from 1 to 65535" HOW},
+        Mistake{"MetricsPortNotANumber", "[appliance]\nmetrics = 127.0.0.1:http\n",
+                "t.ini:2: error: metrics '127.0.0.1:http': port 'http' is not a number from 1 to 65535" HOW},
+        Mistake{"MetricsEmptyPort", "[appliance]\nmetrics = [::1]:\n",
+                "t.ini:2: error: metrics '[::1]:': port '' is not a number from 1 to 65535" HOW},
+        Mistake{"MetricsHostName", "[appliance]\nmetrics = localhost:9464\n",
+                "t.ini:2: error: metrics 'localhost:9464': 'localhost' is not an IPv4 address or a bracketed IPv6 address" HOW},
+        Mistake{"MetricsBadIpv4", "[appliance]\nmetrics = 127.0.0.256:9464\n",
+                "t.ini:2: error: metrics '127.0.0.256:9464': '127.0.0.256' is not an IPv4 address or a bracketed IPv6 address" HOW},
+        Mistake{"MetricsIpv6WithoutBrackets", "[appliance]\nmetrics = ::1:9464\n",
+                "t.ini:2: error: metrics '::1:9464': an IPv6 address goes in brackets, [::1]:PORT" HOW},
+        Mistake{"MetricsIpv4InBrackets", "[appliance]\nmetrics = [127.0.0.1]:9464\n",
+                "t.ini:2: error: metrics '[127.0.0.1]:9464': '127.0.0.1' is not an IPv4 address or a bracketed IPv6 address" HOW},
+        Mistake{"MetricsNoAddress", "[appliance]\nmetrics = :9464\n",
+                "t.ini:2: error: metrics ':9464': no address" HOW}),
     [](const ::testing::TestParamInfo<Mistake>& i) { return std::string(i.param.name); });
+#undef HOW
+
+TEST(Config, MetricsEndpointAddresses) {
+    const auto endpoint = [](const std::string& value) {
+        const LoadResult r = load_policy_text("[appliance]\nmetrics = " + value + "\n", "t.ini");
+        EXPECT_TRUE(r.config) << value;
+        EXPECT_EQ(first_error(r), "") << value;
+        return r.config ? std::pair(r.config->appliance.metrics_host, int{r.config->appliance.metrics_port})
+                        : std::pair(std::string("?"), -1);
+    };
+    EXPECT_EQ(endpoint("127.0.0.1:9464"), std::pair(std::string("127.0.0.1"), 9464));
+    EXPECT_EQ(endpoint("0.0.0.0:1"), std::pair(std::string("0.0.0.0"), 1));
+    EXPECT_EQ(endpoint("[::1]:9464"), std::pair(std::string("::1"), 9464));
+    EXPECT_EQ(endpoint("[::]:65535"), std::pair(std::string("::"), 65535));
+    EXPECT_EQ(endpoint("[2001:db8::10]:9100"), std::pair(std::string("2001:db8::10"), 9100));
+    EXPECT_EQ(endpoint("off"), std::pair(std::string(), 0));
+    EXPECT_EQ(endpoint("OFF"), std::pair(std::string(), 0));
+    EXPECT_EQ(endpoint(""), std::pair(std::string(), 0));
+    // Off unless asked for.
+    const LoadResult d = load_policy_text("[appliance]\n", "t.ini");
+    ASSERT_TRUE(d.config);
+    EXPECT_EQ(d.config->appliance.metrics_port, 0);
+}
 
 TEST(Config, EmptyOrCutFileIsAnError) {
     // An empty file, or one cut before its [appliance], would otherwise load as "nothing

@@ -61,6 +61,48 @@ TEST(EalArgs, PciPortsAreAllowListed) {
     EXPECT_EQ(port_name("net_pcap0,rx_pcap=/tmp/a.pcap").name, "net_pcap0");
 }
 
+TEST(EalArgs, PciPortsRefuseToStartWithoutHugepages) {
+    Appliance a = appliance();
+    a.inside = "0000:3b:00.1";  // one PCI port is enough
+    const std::string fix =
+        ". Reserve them (echo 1024 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages, or "
+        "default_hugepagesz=1G hugepagesz=1G hugepages=N on the kernel command line), mount hugetlbfs "
+        "(mount -t hugetlbfs nodev /dev/hugepages) and start moatd again (README: Deploying on real hardware)";
+    const std::string what = "a PCI port (outside = net_af_packet0,iface=moat-out0, inside = 0000:3b:00.1) needs hugepages, and ";
+    auto p = plan_eal(a, {}, {2, 0});
+    ASSERT_FALSE(p);
+    EXPECT_EQ(p.error(), what + "this machine has none mounted" + fix);
+    p = plan_eal(a, {}, {2, 64ull << 20});
+    ASSERT_FALSE(p);
+    EXPECT_EQ(p.error(), what + "only 64 MB are free (128 MB needed)" + fix);
+    a.eal = "--no-huge";
+    p = plan_eal(a, {}, {2, 2048ull << 20});  // asked for, with hugepages there: still no
+    ASSERT_FALSE(p);
+    EXPECT_EQ(p.error(), what + "eal asks for --no-huge: remove it" + fix);
+    p = plan_eal(appliance(), {"--no-huge"}, {2, 0});  // vdevs may run without
+    ASSERT_TRUE(p);
+    a.eal.clear();
+    p = plan_eal(a, {}, {2, 128ull << 20});
+    ASSERT_TRUE(p) << p.error();
+    EXPECT_TRUE(p->hugepages);
+}
+
+TEST(EalArgs, SecondaryProcessesNeedSharedHugepageMemory) {
+    EalPlan p = plan_eal(appliance(), {}, {2, 1024ull << 20}).value();
+    EXPECT_EQ(p.file_prefix, "moat");
+    EXPECT_EQ(secondary_refusal(p), "");
+    p = plan_eal(appliance(), {"--file-prefix=edge"}, {2, 1024ull << 20}).value();
+    EXPECT_EQ(p.file_prefix, "edge");
+    p = plan_eal(appliance(), {}, {2, 0}).value();
+    EXPECT_FALSE(p.hugepages);
+    EXPECT_EQ(secondary_refusal(p), "moatd runs without hugepages (--no-huge), and a secondary process cannot map that "
+                                    "memory; reserve hugepages and mount hugetlbfs (README: Deploying on real hardware)");
+    p = plan_eal(appliance(), {"--in-memory"}, {2, 1024ull << 20}).value();
+    EXPECT_TRUE(p.in_memory);
+    EXPECT_EQ(p.file_prefix, "");
+    EXPECT_EQ(secondary_refusal(p), "moatd runs with --in-memory, which shares no memory with other processes");
+}
+
 TEST(EalArgs, TooFewCores) {
     Appliance a = appliance();
     a.workers = 4;
