@@ -80,6 +80,9 @@ struct alignas(64) WorkerCounters {
     /// the packets received, the worker's cost per packet (testpmd --record-core-cycles alike).
     Counter busy_cycles;
     Counter busy_polls;  ///< those turns: the packets received over them is the mean burst
+    /// Drop-trace records its monitor ring refused (full: the control thread drains it slower
+    /// than the worker samples); the worker never waits for the ring (dataplane/monitor.h).
+    Counter monitor_lost;
 };
 
 /// Hits of one ranked filter entry, kept per worker.

@@ -116,6 +116,10 @@ int worker_main(void* arg) noexcept {
     // under a hypervisor), so a turn reads it once, and fragments take that reading too.
     unsigned polls = 0;
     std::uint64_t turn_start = rte_rdtsc();
+    // Without a monitor the drop trace costs one relaxed load a received burst (of a word the
+    // control thread writes only when a monitor attaches or detaches: the line stays in the cache).
+    static const std::atomic<std::uint64_t> no_monitor{0};
+    const std::atomic<std::uint64_t>& monitor = w.monitor.word ? *w.monitor.word : no_monitor;
     while (!w.stop->load(std::memory_order_relaxed)) [[likely]] {
         const TableSet& t = *w.tables->load(std::memory_order_acquire);
         EntryCounter* hits = t.counters[w.index].get();
@@ -134,6 +138,12 @@ int worker_main(void* arg) noexcept {
             }
             if (fragments != 0 && frags) [[unlikely]]
                 frags->settle(b.metas(), b.verdict_span(), t.generation, turn_start);
+            // Read per received burst, after the rx: a monitor that attached while the rx call
+            // ran sees this burst.
+            const std::uint64_t traced = monitor.load(std::memory_order_relaxed);
+            if (traced != 0) [[unlikely]]  // before forwarding: the frames are ours until then
+                monitor_burst(w.monitor, traced, b.packets(), b.metas(), b.verdict_span(), t.generation, turn_start,
+                              w.index, w.counters.monitor_lost);
             forward_or_drop(b, in, w.port[idx(other(in))], w.queue, w.counters, hits);
         }
         if (frags && frags->in_use() != 0 && ++polls % 64 == 0) [[unlikely]]

@@ -14,6 +14,7 @@
 #include "dataplane/classify.h"
 #include "dataplane/counters.h"
 #include "dataplane/fragments.h"
+#include "dataplane/monitor.h"
 #include "dataplane/parse.h"
 #include "dataplane/table_set.h"
 
@@ -45,6 +46,7 @@ struct alignas(64) WorkerContext {
     const std::atomic<bool>* stop = nullptr;
     WorkerCounters counters;
     std::unique_ptr<FragmentTable> fragments;  ///< made by control; worker_main makes a default one if not
+    MonitorPort monitor;  ///< the drop trace's word and ring (control sets them; unset: never traced)
     Burst burst;
 };
 

@@ -4,7 +4,9 @@
 //   moatctl explain [--config FILE] [--json] PACKET
 //   moatctl ipsecpol [--config FILE] -w REG -p POLICY ...
 //   moatctl status | stats | rules | reload | assign NAME | unassign   (the running moatd)
+//   moatctl monitor [--drops|--all] [--filter LIST] [--sample N] [--count N] [--json]
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <iomanip>
@@ -20,6 +22,7 @@
 #include "control/compile/explain.h"
 #include "control/config/packet_spec.h"
 #include "control/runtime/control_socket.h"
+#include "control/runtime/monitor.h"
 #include "control/runtime/version.h"
 #include "control/compile/ipsecpol.h"
 #include "control/config/json_text.h"
@@ -57,6 +60,13 @@ constexpr const char* kHelp =
     "  explain [--json] PACKET          as above, against the policy in force (no --config)\n"
     "  reload                           reload the config file now\n"
     "  assign NAME | unassign           set or clear 'assign' in the config file, then reload\n"
+    "  monitor [--drops|--all] [--filter LIST] [--sample N] [--count N] [--json]\n"
+    "                                   one line per packet moatd drops (--drops, the default) or\n"
+    "                                   judges (--all): time, port, VLAN, addresses, protocol, ports\n"
+    "                                   or ICMP type/code, verdict, drop reason, deciding filter and\n"
+    "                                   its line, generation; --filter: decided by that filter list;\n"
+    "                                   --sample N: one packet in N per worker; --count N: stop\n"
+    "                                   after N packets; until Ctrl-C or moatd stops\n"
     "  help                             this text\n"
     "  --version                        the version and the git revision built\n"
     "\n"
@@ -456,6 +466,92 @@ int cmd_reload(std::vector<std::string> args, const std::string& cmd) {
     return 0;
 }
 
+int cmd_monitor(std::vector<std::string> args) {
+    const std::string sock = socket_path(args);
+    nlohmann::json req{{"cmd", "monitor"}, {"mode", "drops"}};
+    bool json = false;
+    std::uint64_t count = 0;  // 0: no limit
+    const auto number = [](const std::string& opt, const std::string& text, std::uint64_t max) -> std::optional<std::uint64_t> {
+        char* end = nullptr;
+        errno = 0;
+        const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || text[0] == '-' || errno != 0 || v < 1 || v > max) {
+            std::cerr << "moatctl monitor: " << opt << " needs a whole number from 1 to " << max << "\n";
+            return std::nullopt;
+        }
+        return v;
+    };
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        const bool has_value = i + 1 < args.size();
+        if (a == "--drops" || a == "--all") {
+            req["mode"] = a.substr(2);
+        } else if (a == "--json") {
+            json = true;
+        } else if (a == "--filter" && has_value) {
+            req["filter"] = args[++i];
+        } else if (a == "--sample" && has_value) {
+            const auto n = number(a, args[++i], moat::dp::kMaxSample);
+            if (!n)
+                return 2;
+            req["sample"] = *n;
+        } else if (a == "--count" && has_value) {
+            const auto n = number(a, args[++i], std::uint64_t{1} << 62);
+            if (!n)
+                return 2;
+            count = *n;
+        } else {
+            std::cerr << "moatctl monitor: unexpected argument " << a << "\n";
+            return 2;
+        }
+    }
+    bool attached = false, refused = false;
+    std::uint64_t lines = 0;
+    const Status ended = control_stream(sock, req, g_timeout_ms, [&](std::string_view text) {
+        const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) {
+            std::cerr << "moatctl monitor: a line that is not JSON from moatd\n";
+            refused = true;
+            return false;
+        }
+        if (!attached) {
+            if (!j.value("ok", false)) {
+                for (const auto& e : j.value("errors", nlohmann::json::array()))
+                    std::cerr << (e.is_string() ? e.get<std::string>() : e.dump()) << "\n";
+                refused = true;
+                return false;
+            }
+            attached = true;
+            const auto& m = j.at("monitor");
+            std::cerr << "monitoring " << (m.at("mode") == "all" ? "every packet" : "dropped packets")
+                      << (m.at("sample").get<std::uint64_t>() > 1 ? ", one in " + std::to_string(m.at("sample").get<std::uint64_t>()) + " per worker" : "")
+                      << (m.at("filter").is_string() ? ", decided by filter list '" + m.at("filter").get<std::string>() + "'" : "")
+                      << " (generation " << j.at("generation") << ", " << plural(m.at("workers").get<std::size_t>(), "worker")
+                      << "); Ctrl-C stops\n";
+            return true;
+        }
+        if (json)
+            std::cout << text << "\n";
+        else
+            std::cout << record_text(j) << "\n";
+        std::cout.flush();
+        if (j.contains("lost"))
+            return true;  // not a packet
+        return count == 0 || ++lines < count;
+    });
+    if (!ended) {
+        std::cerr << "moatctl: " << ended.error() << "\n";
+        return 1;
+    }
+    if (refused)
+        return 1;
+    if (count != 0 && lines < count) {
+        std::cerr << "moatctl monitor: moatd closed the connection after " << lines << " of " << count << " lines\n";
+        return 1;
+    }
+    return 0;
+}
+
 }  // namespace
 
 int run(int argc, char** argv) {
@@ -503,6 +599,8 @@ int run(int argc, char** argv) {
         return cmd_stats(args);
     if (cmd == "rules")
         return cmd_rules(args);
+    if (cmd == "monitor")
+        return cmd_monitor(args);
     if (cmd == "reload" || cmd == "assign" || cmd == "unassign")
         return cmd_reload(args, cmd);
     std::cerr << "moatctl: unknown command '" << cmd << "'\n" << kHelp;

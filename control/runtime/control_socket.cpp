@@ -146,6 +146,7 @@ struct ControlServer::Conn {
     std::size_t sent = 0;  ///< of `out`
     std::function<Part(std::string&)> more;
     bool parked = false;  ///< its reply said Part::later: waits for wake()
+    bool stream = false;  ///< Reply::stream: no lifetime, no write deadline, not counted
     Clock::time_point waiting_since;  ///< accepted, then the reply's last progress
     Clock::time_point deadline;  ///< the request's newline, then the reply's next progress
     Clock::time_point expires;   ///< the end of the connection's life
@@ -242,7 +243,7 @@ void ControlServer::close_conn(std::uint64_t id) {
 }
 
 ControlServer::State ControlServer::state_of(const Conn& c) noexcept {
-    return !c.replying ? State::waiting : c.parked ? State::parked : State::replying;
+    return !c.replying ? State::waiting : c.stream ? State::streaming : c.parked ? State::parked : State::replying;
 }
 
 bool ControlServer::enforce(std::size_t li, State s, std::size_t limit, std::uint64_t keep) {
@@ -354,17 +355,22 @@ bool ControlServer::start_reply(Conn& c, std::string_view line) {
     c.replying = true;
     c.out = std::move(r.text);
     c.more = std::move(r.more);
+    c.stream = r.stream && c.more;
+    if (c.stream)
+        c.expires = Clock::time_point::max();
     if (!c.more) {
         c.out += '\n';
         c.complete = true;
     }
     c.waiting_since = Clock::now();
-    c.deadline = c.waiting_since + limits_.write_stall;
+    c.deadline = c.stream ? Clock::time_point::max() : c.waiting_since + limits_.write_stall;
     watch(c, EPOLLOUT);
     if (!flush(c)) {
         close_conn(c.id);
         return false;
     }
+    if (c.stream)
+        return true;
     // Still going out (the client reads slowly, the reply is large) or waiting for a reload.
     const ListenSpec& spec = listeners_[c.listener]->spec;
     return c.parked ? enforce(c.listener, State::parked, limits_.parked, c.id)
@@ -383,7 +389,7 @@ bool ControlServer::flush(Conn& c) {
                 return false;  // gone (EPIPE, ECONNRESET): nothing more to do for it
             c.sent += static_cast<std::size_t>(n);
             c.waiting_since = Clock::now();
-            c.deadline = c.waiting_since + limits_.write_stall;
+            c.deadline = c.stream ? Clock::time_point::max() : c.waiting_since + limits_.write_stall;
         }
         if (c.complete)
             return false;  // all sent: the exchange is over
@@ -539,6 +545,63 @@ Result<nlohmann::json> control_request(const std::string& path, const nlohmann::
     if (j.is_discarded() || !j.is_object() || !j.contains("ok") || !j["ok"].is_boolean())
         return fail("moatd's reply on " + path + " is not a reply (a JSON object with \"ok\")");
     return j;
+}
+
+Status control_stream(const std::string& path, const nlohmann::json& request, int timeout_ms,
+                      const std::function<bool(std::string_view)>& on_line) {
+    sockaddr_un a;
+    if (Status filled = fill_addr(path, a); !filled)
+        return filled;
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return fail(std::string("socket: ") + std::strerror(errno));
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        const int e = errno;
+        close(fd);
+        return fail("cannot reach moatd on " + path + ": " + std::strerror(e));
+    }
+    const std::string line = json_text(request) + "\n";
+    if (send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+        close(fd);
+        return fail("cannot send the request to moatd on " + path);
+    }
+    std::string buf;
+    bool first = true;
+    char chunk[64 * 1024];
+    for (;;) {
+        // Only the first line has a deadline: a monitor may then wait for packets for ever.
+        pollfd p{fd, POLLIN, 0};
+        const int ready = poll(&p, 1, first ? timeout_ms : -1);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready == 0) {
+            close(fd);
+            return fail("no reply from moatd on " + path);
+        }
+        const ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            close(fd);
+            if (first)
+                return fail("no reply from moatd on " + path);
+            return {};
+        }
+        buf.append(chunk, static_cast<std::size_t>(n));
+        std::size_t from = 0;
+        for (std::size_t nl; (nl = buf.find('\n', from)) != std::string::npos; from = nl + 1) {
+            first = false;
+            if (!on_line(std::string_view(buf).substr(from, nl - from))) {
+                close(fd);
+                return {};
+            }
+        }
+        buf.erase(0, from);
+        if (buf.size() > kMaxReply) {
+            close(fd);
+            return fail("a line of over 512 MB from moatd on " + path);
+        }
+    }
 }
 
 }  // namespace moat::ctl

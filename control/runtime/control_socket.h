@@ -60,6 +60,11 @@ enum class Part : std::uint8_t {
 struct Reply {
     std::string text;
     std::function<Part(std::string& out)> more;
+    /// A stream (`monitor`): `text` and each part are whole lines, and the connection stays open
+    /// for as long as the client does. It is not among the connections the limits on replies
+    /// count, has no lifetime and no write deadline: whoever makes the parts bounds what waits
+    /// for a reader that stalls (`more` says Part::later when it has nothing).
+    bool stream = false;
 };
 
 using Handler = std::function<Reply(const nlohmann::json& request, const RequestContext& ctx)>;
@@ -156,7 +161,7 @@ private:
     /// Sends what it can; false when the connection is finished or broken.
     bool flush(Conn& c);
     void close_conn(std::uint64_t id);
-    enum class State : std::uint8_t { waiting, replying, parked };
+    enum class State : std::uint8_t { waiting, replying, parked, streaming };
     static State state_of(const Conn& c) noexcept;
     /// Closes the connections of listener `li` in state `s` beyond `limit`, the one that waited
     /// longest first among those accepted before this turn; `keep` only when no other can go.
@@ -178,5 +183,13 @@ private:
 /// a boolean "ok", of up to 512 MB), or why there is none. `timeout_ms` bounds the whole
 /// exchange, connecting included.
 Result<nlohmann::json> control_request(const std::string& path, const nlohmann::json& request, int timeout_ms = 60000);
+
+/// Client side of a stream (`monitor`): sends `request` and calls `on_line` with each line that
+/// comes back (without its newline), until it returns false, moatd closes the connection, or no
+/// first line came within `timeout_ms` (connecting included). Returns why it ended early: an
+/// error when moatd could not be reached or sent nothing; fine when moatd closed it or `on_line`
+/// said stop.
+Status control_stream(const std::string& path, const nlohmann::json& request, int timeout_ms,
+                      const std::function<bool(std::string_view)>& on_line);
 
 }  // namespace moat::ctl

@@ -38,6 +38,7 @@
 #include "control/runtime/log.h"
 #include "control/runtime/metrics_http.h"
 #include "control/runtime/notify.h"
+#include "control/runtime/monitor.h"
 #include "control/runtime/runtime.h"
 #include "control/runtime/stats.h"
 #include "control/runtime/version.h"
@@ -303,6 +304,9 @@ constexpr double kReadOnlyRate = 100;
 /// Large replies going out at once on the read-only socket: each holds a snapshot of its
 /// generation (tens of MB for a 100K policy) until its reader has it.
 constexpr std::size_t kReadOnlyReplying = 4;
+/// How often the control loop drains the workers' monitor rings while a monitor is attached: a
+/// ring of MonitorHub::kRingSize records then holds the samples of this long.
+constexpr int kMonitorDrainMs = 5;
 /// Refused changing requests logged a minute.
 constexpr std::size_t kRefusedLogged = 10;
 
@@ -629,7 +633,7 @@ Result<std::unique_ptr<Runtime>> start_runtime(const std::string& path, FirstPol
 }
 
 /// One worker per worker lcore, each with its fragment table, polling its queue of both ports.
-Status start_workers(Workers& running, Runtime& rt, const Appliance& a, const Ports& ports) {
+Status start_workers(Workers& running, Runtime& rt, MonitorHub& monitor, const Appliance& a, const Ports& ports) {
     std::vector<std::unique_ptr<dp::WorkerContext>> ctx;
     unsigned lcore = 0;
     RTE_LCORE_FOREACH_WORKER(lcore) {
@@ -648,6 +652,8 @@ Status start_workers(Workers& running, Runtime& rt, const Appliance& a, const Po
             dp::FragmentTable::create(a.fragment_table, static_cast<int>(rte_lcore_to_socket_id(lcore)), frag_error);
         if (!w->fragments)
             return fail(frag_error + " (lower fragment_table)");
+        if (const Status ring = monitor.attach_worker(*w, static_cast<int>(rte_lcore_to_socket_id(lcore))); !ring)
+            return ring;
         log("worker " + std::to_string(w->index) + " on lcore " + std::to_string(lcore) + ": rx/tx queue " +
             std::to_string(w->queue) + " of both ports" +
             (a.fragments == FragmentMode::track
@@ -666,9 +672,16 @@ Status start_workers(Workers& running, Runtime& rt, const Appliance& a, const Po
 /// to the read-only socket) at most kRefusedLogged a minute, then how many more there were.
 class ControlSockets {
 public:
-    explicit ControlSockets(Runtime& rt)
-        : server_([this, &rt](const nlohmann::json& req, const RequestContext& ctx) {
+    ControlSockets(Runtime& rt, MonitorHub& monitor)
+        : server_([this, &rt, &monitor](const nlohmann::json& req, const RequestContext& ctx) {
               log_request(req, ctx);
+              if (req.value("cmd", nlohmann::json()) == "monitor") {
+                  Reply r = monitor.attach(req, ctx);
+                  if (r.stream)
+                      log("control: monitor attached from pid " + std::to_string(ctx.peer.pid) + " uid " +
+                          std::to_string(ctx.peer.uid) + " (" + std::to_string(monitor.monitors()) + " attached)");
+                  return r;
+              }
               return rt.handle(req, ctx);
           }) {
         server_.on_error([](const std::string& what) { log(Level::error, "control request failed: " + what); });
@@ -686,7 +699,7 @@ public:
         if (const Status listening = server_.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid,
                                                      kReadOnlyRate, 2 * kReadOnlyRate, kReadOnlyReplying});
             listening)
-            log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain; mode " +
+            log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain, monitor; mode " +
                 (a.control_readonly_gid ? "0660, group " + a.control_readonly_group : std::string("0666")) + ")");
         else
             log(Level::error, "no read-only control socket: " + listening.error());
@@ -847,10 +860,10 @@ private:
 /// stops turning (a request or a reload stuck on this thread) gets moatd restarted.
 class ControlLoop {
 public:
-    ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, StdoutWriter& out, int sfd,
-                MetricsBoard* board, LinkWatch& links, ServiceNotifier& notify)
-        : opt_(opt), rt_(rt), watch_(watch), server_(server), out_(out), sfd_(sfd), board_(board), links_(links),
-          notify_(notify),
+    ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, MonitorHub& monitor,
+                StdoutWriter& out, int sfd, MetricsBoard* board, LinkWatch& links, ServiceNotifier& notify)
+        : opt_(opt), rt_(rt), watch_(watch), server_(server), monitor_(monitor), out_(out), sfd_(sfd), board_(board),
+          links_(links), notify_(notify),
           period_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.stats_period))),
           next_stats_(Clock::now() + period_) {}
     ControlLoop(const ControlLoop&) = delete;
@@ -894,6 +907,8 @@ private:
             t = std::min(t, until(*d));
         if (const auto w = notify_.watchdog_due())
             t = std::min(t, until(*w));
+        if (monitor_.active())  // the workers' monitor rings fill while nobody drains them
+            t = std::min(t, std::chrono::milliseconds(kMonitorDrainMs));
         return t;
     }
 
@@ -917,6 +932,8 @@ private:
             }
         }
         server_.serve();  // events, and deadlines even without them
+        if (monitor_.drain())
+            server_.wake();  // the monitors with new lines send them on the next serve()
         // A scraper waits for the counters: one snapshot (what `moatctl stats` takes), which the
         // HTTP threads format and serve; they ask again when it is older than MetricsBoard::kFresh.
         if ((fds[4].revents & POLLIN) && board_->wanted())
@@ -980,6 +997,7 @@ private:
     Runtime& rt_;
     ConfigWatch& watch_;
     ControlServer& server_;
+    MonitorHub& monitor_;
     StdoutWriter& out_;
     int sfd_;  ///< the signalfd of SIGINT, SIGTERM and SIGHUP
     MetricsBoard* board_;  ///< the metrics endpoint's, nullptr: no endpoint
@@ -1068,13 +1086,14 @@ int run_stages(int argc, char** argv, bool& forwarding) {
         log("metrics: http://" + metrics->address() + "/metrics (Prometheus text, read-only; " +
             std::to_string(MetricsLimits::kThreads) + " threads)");
     }
+    MonitorHub monitor(runtime);  // the workers' monitor rings: freed after the workers stop
     Workers running;
-    if (const Status started = start_workers(running, runtime, appliance, **ports); !started)
+    if (const Status started = start_workers(running, runtime, monitor, appliance, **ports); !started)
         return not_starting(started.error());
 
     if (!watch.ok())
         log(Level::warning, "not watching the config file (" + watch.error() + "): reload with SIGHUP or moatctl reload");
-    ControlSockets sockets(runtime);
+    ControlSockets sockets(runtime, monitor);
     sockets.listen(appliance);
     ServiceNotifier notify;
     log_reloads(runtime, notify);
@@ -1085,8 +1104,8 @@ int run_stages(int argc, char** argv, bool& forwarding) {
     // The first policy is published, the ports are started and the workers, the control
     // sockets and the metrics endpoint run: systemd may start what is ordered after moatd.service.
     notify.ready(service_status(runtime));
-    const int sig =
-        ControlLoop(*opt, runtime, watch, sockets.server(), out, signals->fd(), board.get(), links, notify).run();
+    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), monitor, out, signals->fd(), board.get(), links,
+                                notify).run();
 
     log(std::string("stopping on ") + signal_name(sig));
     notify.stopping(std::string("stopping on ") + signal_name(sig));

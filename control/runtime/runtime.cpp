@@ -463,6 +463,7 @@ void Runtime::publish_built(std::unique_ptr<Generation> g, std::vector<std::stri
     Generation* cur = publisher_->current();
     std::vector<std::uint32_t> next_row = link_rows(*cur, *g);
     std::shared_ptr<const Generation> published;
+    std::shared_ptr<const Generation> unkept;  // freed here, on the builder, outside the lock
     {
         std::lock_guard lock(mu_);
         g->number = next_generation_++;
@@ -479,6 +480,13 @@ void Runtime::publish_built(std::unique_ptr<Generation> g, std::vector<std::stri
         lint_ = LintReport{};
         lint_.generation = o.generation;
         published = publisher_->current_shared();
+        if (keep_recent_) {
+            recent_.push_back(published);
+            if (recent_.size() > kKeptForMonitor) {
+                unkept = std::move(recent_.front());
+                recent_.pop_front();
+            }
+        }
     }
     {
         std::lock_guard lock(jobs_mu_);
@@ -688,6 +696,43 @@ void Runtime::set_ports(std::vector<PortInfo> ports) {
 void Runtime::set_workers(std::vector<const dp::WorkerContext*> workers) {
     std::lock_guard lock(mu_);
     workers_ = std::move(workers);
+}
+
+std::shared_ptr<const Generation> Runtime::current_generation() const {
+    std::lock_guard lock(mu_);
+    return publisher_->current_shared();
+}
+
+void Runtime::keep_recent(bool on) {
+    std::vector<std::shared_ptr<Generation>> unkept;
+    {
+        std::lock_guard lock(mu_);
+        keep_recent_ = on;
+        if (on && recent_.empty())
+            recent_.push_back(publisher_->current_shared());
+        if (!on)
+            for (auto& g : recent_)
+                unkept.push_back(std::const_pointer_cast<Generation>(std::move(g)));
+        if (!on)
+            recent_.clear();
+    }
+    if (!unkept.empty()) {  // the builder frees them: a large policy takes a while
+        {
+            std::lock_guard lock(jobs_mu_);
+            graveyard_.insert(graveyard_.end(), std::make_move_iterator(unkept.begin()), std::make_move_iterator(unkept.end()));
+        }
+        jobs_cv_.notify_all();
+    }
+}
+
+std::shared_ptr<const Generation> Runtime::generation_numbered(std::uint64_t n) const {
+    std::lock_guard lock(mu_);
+    if (publisher_->current() && publisher_->current()->number == n)
+        return publisher_->current_shared();
+    for (const auto& g : recent_)
+        if (g->number == n)
+            return g;
+    return nullptr;
 }
 
 std::uint64_t Runtime::generation() const {

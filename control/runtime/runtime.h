@@ -156,6 +156,19 @@ public:
     const std::string& config_path() const noexcept { return path_; }
     std::uint64_t generation() const;
 
+    /// The generation in force, alive for as long as the caller holds it. Any thread.
+    std::shared_ptr<const Generation> current_generation() const;
+
+    /// Generations kept for `moatctl monitor` (keep_recent): a record drained after this many
+    /// reloads since its packet was judged no longer names its filter.
+    static constexpr std::size_t kKeptForMonitor = 8;
+    /// While on, every published generation is kept (the last kKeptForMonitor), so that
+    /// generation_numbered finds the one a monitor record names after a reload replaced it.
+    /// Off lets them go (the builder frees them). Control thread.
+    void keep_recent(bool on);
+    /// The generation numbered `n` if it is in force or kept, else null. Any thread.
+    std::shared_ptr<const Generation> generation_numbered(std::uint64_t n) const;
+
     // Queries (any thread).
     nlohmann::json status() const;
     Stats stats() const;
@@ -227,6 +240,8 @@ private:
     std::vector<std::string> restart_needed_;
     std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
     std::uint64_t next_generation_ = 1;
+    bool keep_recent_ = false;
+    std::deque<std::shared_ptr<const Generation>> recent_;  ///< while keep_recent_, newest last
     unsigned reloads_ok_ = 0, reloads_failed_ = 0;
 
     // Jobs and their outcomes (jobs_mu_).

@@ -96,6 +96,7 @@ Stats collect_stats(std::span<const dp::WorkerContext* const> workers, std::shar
             ws.rates = rates[w->index];
         ws.payload_scanned = w->counters.payload_scanned.get();
         ws.payload_bytes = w->counters.payload_bytes.get();
+        ws.monitor_lost = w->counters.monitor_lost.get();
     }
     const std::vector<Counts> hits = row_hits(g, workers.size());
     s.filters.resize(g.row_keys.size());
@@ -150,6 +151,7 @@ nlohmann::json stats_json_head(const Stats& s) {
                                 {"payload_bytes", w.payload_bytes},
                                 {"busy_cycles", w.busy_cycles},
                                 {"busy_polls", w.busy_polls},
+                                {"monitor_lost", w.monitor_lost},
                                 {"cycles_per_packet", w.rx_packets ? static_cast<double>(w.busy_cycles) / w.rx_packets : 0.0},
                                 {"rates",
                                  {{"seconds", w.rates.seconds},
@@ -341,7 +343,10 @@ std::string stats_prometheus_head(const Stats& s) {
           PerWorker{"moat_worker_busy_polls_total", "A worker's polls that received packets.", &WorkerStats::busy_polls},
           PerWorker{"moat_payload_scanned_packets_total", "Packets whose payload a worker scanned.",
                     &WorkerStats::payload_scanned},
-          PerWorker{"moat_payload_scanned_bytes_total", "Payload bytes a worker scanned.", &WorkerStats::payload_bytes}}) {
+          PerWorker{"moat_payload_scanned_bytes_total", "Payload bytes a worker scanned.", &WorkerStats::payload_bytes},
+          PerWorker{"moat_monitor_lost_total",
+                    "Drop-trace records (moatctl monitor) a worker's full monitor ring refused.",
+                    &WorkerStats::monitor_lost}}) {
         metric(m.name, m.help);
         for (const auto& w : s.workers)
             line(m.name, "worker=\"" + std::to_string(w.index) + "\"", w.*m.field);

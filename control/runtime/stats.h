@@ -119,6 +119,7 @@ struct WorkerStats {
     std::uint64_t payload_bytes = 0;             ///< bytes it scanned
     std::uint64_t busy_cycles = 0;               ///< TSC cycles of its busy polls
     std::uint64_t busy_polls = 0;                ///< its loop turns that received packets
+    std::uint64_t monitor_lost = 0;              ///< drop-trace records its full monitor ring refused
     WorkerRates rates;
 };
 

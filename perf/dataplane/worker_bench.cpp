@@ -13,8 +13,11 @@
 //   worker_bench [--sets acl1_10K,fw1_10K,...] [--seconds 1] [--rounds 5] [--packets 512]
 //
 // Cases: `plain` (the anchor), `10 filters` (perf/ten-filters.ini with the 256 UDP flows of
-// perf/throughput's generator, 64-byte frames), and per ClassBench set its policy with the
-// permitted packets of its trace without locality (the set's own variety of keys).
+// perf/throughput's generator, 64-byte frames), the same with a drop-trace monitor attached
+// (`monitor --drops`: every packet counted, none of these permitted ones recorded; `monitor
+// --all`: every packet recorded into the worker's ring, which this thread drains as moatd's
+// control thread would), and per ClassBench set its policy with the permitted packets of its
+// trace without locality (the set's own variety of keys).
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -160,6 +163,7 @@ struct Case {
     std::vector<test::Bytes> frames;  ///< what goes round (all permitted by `policy`)
     std::vector<double> cycles;       ///< per round: busy cycles per packet
     std::vector<double> mpps;         ///< per round: packets per second the loop went round at
+    dp::MonitorWord monitor;          ///< the drop-trace word published while it runs (0: none)
 };
 
 struct Options {
@@ -178,7 +182,7 @@ Case ten_filters() {
     std::string text = std::move(*read);
     const std::string slot = "{clients}";
     text.replace(text.find(slot), slot.size(), "198.18.0.0/16");
-    Case c{"10 filters", "[appliance]\nme = 198.18.0.10, 198.18.0.20\nassign = Servers\n" + text, {}, {}, {}};
+    Case c{"10 filters", "[appliance]\nme = 198.18.0.10, 198.18.0.20\nassign = Servers\n" + text, {}, {}, {}, {}};
     for (int x = 0; x < 256; ++x) {
         test::Pkt p;
         p.src = "198.18." + std::to_string(x) + ".11";
@@ -195,7 +199,7 @@ Case ten_filters() {
 /// ../shared/data/classbench where the vendored copy has none).
 std::optional<Case> classbench(const std::string& name, const Options& opt) {
     const std::string dir = perf::classbench_dir();
-    Case c{name, perf::classbench_policy(dir + "/" + name), {}, {}, {}};
+    Case c{name, perf::classbench_policy(dir + "/" + name), {}, {}, {}, {}};
     const ctl::LoadResult l = ctl::load_policy_text(c.policy, name, {.lint = false});
     if (!l.usable())
         return std::nullopt;
@@ -260,7 +264,19 @@ bool run_round(Case& c, Loop& loop, unsigned lcore, const Options& opt, const fs
         std::fprintf(stderr, "%s: %s\n", c.name.c_str(), started.error().c_str());
         return false;
     }
+    // A monitor: the word, and a ring this thread drains while the worker runs (what the records
+    // cost the worker, not what formatting them costs the control thread).
+    std::atomic<std::uint64_t> word{c.monitor.encode()};
+    rte_ring* ring = nullptr;
+    if (word.load() != 0) {
+        ring = rte_ring_create_elem("wb_monitor", sizeof(dp::MonitorRecord), 4096, SOCKET_ID_ANY,
+                                    RING_F_SP_ENQ | RING_F_SC_DEQ);
+        if (!ring)
+            return false;
+    }
     dp::WorkerContext ctx;
+    ctx.monitor.word = &word;
+    ctx.monitor.ring = ring;
     ctx.lcore = lcore;
     ctx.port = {loop.out, loop.in};
     ctx.tables = rt.publisher().tables();
@@ -269,10 +285,27 @@ bool run_round(Case& c, Loop& loop, unsigned lcore, const Options& opt, const fs
     if (rte_eal_remote_launch(&dp::worker_main, &ctx, lcore) != 0)
         return false;
     rt.set_workers({&ctx});
-    std::this_thread::sleep_for(std::chrono::duration<double>(opt.seconds));
+    std::uint64_t drained = 0;
+    if (ring) {
+        std::array<dp::MonitorRecord, 64> recs;
+        while (seconds() < opt.seconds) {
+            const unsigned n = rte_ring_sc_dequeue_burst_elem(ring, recs.data(), sizeof(dp::MonitorRecord), recs.size(), nullptr);
+            drained += n;
+            if (n == 0)
+                std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+    } else {
+        std::this_thread::sleep_for(std::chrono::duration<double>(opt.seconds));
+    }
     stop.store(true);
     rte_eal_wait_lcore(lcore);
     rt.set_workers({});
+    if (ring) {
+        std::fprintf(stderr, "  %s: %llu records drained, %llu lost (ring full)\n", c.name.c_str(),
+                     static_cast<unsigned long long>(drained),
+                     static_cast<unsigned long long>(ctx.counters.monitor_lost.get()));
+        rte_ring_free(ring);
+    }
     const std::uint64_t rx = ctx.counters.port[0].rx_packets.get() + ctx.counters.port[1].rx_packets.get();
     const std::uint64_t dropped = ctx.counters.port[0].dropped.get() + ctx.counters.port[1].dropped.get();
     if (dropped != 0) {
@@ -376,9 +409,15 @@ int main(int argc, char** argv) {
     const unsigned lcore = rte_get_next_lcore(-1, 1, 0);
 
     std::vector<Case> cases;
-    cases.push_back({"plain forwarding", "", {}, {}, {}});
+    cases.push_back({"plain forwarding", "", {}, {}, {}, {}});
     cases.push_back(ten_filters());
     cases[0].frames = cases[1].frames;
+    cases.push_back(cases[1]);
+    cases.back().name = "10 filters, monitor --drops";
+    cases.back().monitor = {.all = 0, .drops = 1, .epoch = 1};
+    cases.push_back(cases[1]);
+    cases.back().name = "10 filters, monitor --all";
+    cases.back().monitor = {.all = 1, .drops = 0, .epoch = 1};
     for (const auto& s : sets) {
         try {
             if (auto c = classbench(s, opt))
@@ -396,7 +435,8 @@ int main(int argc, char** argv) {
         return 1;
     }
     for (std::size_t i = 1; i < cases.size(); ++i)
-        stage_costs(cases[i], loop.pool);
+        if (cases[i].monitor.encode() == 0)
+            stage_costs(cases[i], loop.pool);
     const fs::path work = fs::temp_directory_path() / ("moat-worker-bench." + std::to_string(getpid()));
     fs::create_directories(work);
     for (int r = 0; r < opt.rounds; ++r) {

@@ -146,6 +146,85 @@ TEST_F(WorkerStages, EveryBurstSize) {
     EXPECT_EQ(hits, expect_pass - expect_arp + expect_why[static_cast<std::size_t>(DropReason::policy)]);
 }
 
+/// The drop trace's stage over every burst size: with a monitor word set, the sampled packets of
+/// each burst land in the ring as records saying what the verdicts said, in order, and what a
+/// full ring refuses is counted (nothing waits).
+TEST_F(WorkerStages, MonitorBurstRecordsTheSampledPackets) {
+    constexpr unsigned kRing = 64;  // holds 63: the bursts before the last overflow it
+    rte_ring* ring = rte_ring_create_elem("monitor_test", sizeof(MonitorRecord), kRing, SOCKET_ID_ANY,
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(ring, nullptr);
+    MonitorPort mon;
+    mon.ring = ring;
+    const MonitorWord drops_every_2nd{0, 2, 1};
+    Counter lost;
+    std::uint64_t drops_seen = 0, expect_lost = 0;
+    for (unsigned n = 0; n <= kBurstMax; ++n) {
+        if (n == kBurstMax) {  // the last burst into an empty ring, to read its records
+            std::vector<MonitorRecord> old(rte_ring_count(ring));
+            rte_ring_dequeue_bulk_elem(ring, old.data(), sizeof(MonitorRecord), static_cast<unsigned>(old.size()), nullptr);
+        }
+        Burst b;
+        b.n = static_cast<std::uint16_t>(n);
+        for (unsigned i = 0; i < n; ++i) {
+            bool pass = false;
+            DropReason why = DropReason::none;
+            Bytes f = frame(i, pass, why);
+            if (i % 5 == 1) {  // blocked, with a VLAN tag
+                Pkt p;
+                p.vlans = {0x8100};
+                p.vid = static_cast<std::uint16_t>(100 + i);
+                p.sport = static_cast<std::uint16_t>(1000 + i);
+                p.dport = 22;
+                f = test::frame(p);
+            }
+            b.pkts[i] = test::mbuf(f);
+            ASSERT_NE(b.pkts[i], nullptr);
+        }
+        parse_burst(b.packets(), Ingress::outside, tables_->parse, b.metas());
+        classify_burst(*tables_, b.metas(), b.verdict_span());
+        const unsigned room = rte_ring_free_count(ring);
+        monitor_burst(mon, drops_every_2nd.encode(), b.packets(), b.metas(), b.verdict_span(), 9, 1234, 3, lost);
+        std::vector<unsigned> sampled;
+        for (unsigned i = 0; i < n; ++i)
+            if (b.verdicts[i].drop != DropReason::none && drops_seen++ % 2 == 0)
+                sampled.push_back(i);
+        expect_lost += sampled.size() - std::min<std::size_t>(sampled.size(), room);
+        EXPECT_EQ(lost.get(), expect_lost) << "burst of " << n;
+        if (n == kBurstMax) {
+            std::vector<MonitorRecord> recs(rte_ring_count(ring));
+            ASSERT_EQ(recs.size(), sampled.size());
+            rte_ring_dequeue_bulk_elem(ring, recs.data(), sizeof(MonitorRecord), static_cast<unsigned>(recs.size()), nullptr);
+            for (std::size_t k = 0; k < recs.size(); ++k) {
+                const MonitorRecord& r = recs[k];
+                const unsigned i = sampled[k];
+                EXPECT_EQ(r.drop, b.verdicts[i].drop) << i;
+                EXPECT_EQ(r.rank, b.verdicts[i].rank) << i;
+                EXPECT_EQ(r.generation, 9u);
+                EXPECT_EQ(r.tsc, 1234u);
+                EXPECT_EQ(r.worker, 3u);
+                EXPECT_EQ(r.length, b.pkts[i]->pkt_len);
+                EXPECT_EQ(r.seq_drop % 2, 0u);
+                EXPECT_EQ(r.ingress, Ingress::outside);
+                if (i % 5 == 1) {
+                    EXPECT_EQ(r.vlans, 1u);
+                    EXPECT_EQ(r.vlan[0], 100 + i);
+                    EXPECT_EQ(r.ethertype, 0x0800);
+                    EXPECT_EQ(r.proto, 6);
+                    EXPECT_EQ(r.sport, 1000 + i);
+                    EXPECT_EQ(r.dport, 22);
+                    EXPECT_EQ(r.drop, DropReason::policy);
+                } else {
+                    EXPECT_EQ(r.vlans, 0u);
+                }
+            }
+        }
+        rte_pktmbuf_free_bulk(b.pkts.data(), n);
+    }
+    EXPECT_GT(expect_lost, 0u) << "the ring never filled: the test did not test";
+    rte_ring_free(ring);
+}
+
 TEST_F(WorkerStages, PacketsTheTxQueueRefusesAreFreedAndCounted) {
     RingPort tx("ring_small", 8);  // holds 7: the rest of a burst is refused
     const unsigned in_use_before = rte_mempool_in_use_count(test::EalEnvironment::pool());
