@@ -284,7 +284,9 @@ Reply MonitorHub::attach(const nlohmann::json& req, const RequestContext&) {
     Result<MonitorSpec> spec = parse_monitor_request(req);
     if (!spec)
         return error_reply(spec.error());
-    std::erase_if(clients_, [](const auto& c) { return c->gone; });
+    // Before the refusals below: a refusal that finds every monitor gone must still stop the
+    // workers' sampling (drain() would not, the gone ones being erased already).
+    forget_gone();
     if (clients_.size() >= kMaxMonitors)
         return error_reply(std::to_string(kMaxMonitors) + " monitors are attached already, the most moatd serves: "
                            "stop one of them first");
@@ -330,14 +332,18 @@ Reply MonitorHub::attach(const nlohmann::json& req, const RequestContext&) {
             true};
 }
 
-bool MonitorHub::drain() {
+void MonitorHub::forget_gone() {
     const std::size_t before = clients_.size();
     std::erase_if(clients_, [](const auto& c) { return c->gone; });
-    if (clients_.size() != before) {
-        publish();
-        if (clients_.empty())
-            rt_.keep_recent(false);
-    }
+    if (clients_.size() == before)
+        return;
+    publish();
+    if (clients_.empty())
+        rt_.keep_recent(false);
+}
+
+bool MonitorHub::drain() {
+    forget_gone();
     if (clients_.empty())
         return false;
     const auto start = std::chrono::steady_clock::now();

@@ -104,6 +104,10 @@ public:
 private:
     struct Client;
     void publish();
+    /// Drops the monitors whose connection closed; when that changes the set, republishes the
+    /// word (0 when none is left: the workers stop sampling) and stops keeping generations.
+    /// Every path that erases gone monitors goes through here.
+    void forget_gone();
     std::chrono::system_clock::time_point wall_of(std::uint64_t tsc) const;
     std::uint64_t ring_lost() const;
 

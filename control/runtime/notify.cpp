@@ -1,12 +1,18 @@
 #include "control/runtime/notify.h"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "control/config/text.h"
 #include "control/runtime/log.h"
@@ -18,6 +24,40 @@ namespace {
 /// The shortest interval between two WATCHDOG=1, whatever the manager asks: the control loop's
 /// poll must not spin on a nonsensical WATCHDOG_USEC (systemd's own minimum is far above).
 constexpr std::chrono::milliseconds kMinWatchdogEvery{1};
+
+/// sd_notify(0, state) that never waits. libsystemd's sd_notify sends on a blocking socket: when
+/// the manager's socket is not read (a supervisor that sets $NOTIFY_SOCKET and never reads it, a
+/// manager that is itself stuck), the receive queue fills after net.unix.max_dgram_qlen
+/// datagrams (10 by default) and the next send blocks for ever, and with it the control loop
+/// (no status, no reload, no SIGTERM). Here a full queue is an error (EAGAIN) like any other:
+/// the message is dropped. Same addresses as libsystemd 252: a path, or @ for the abstract
+/// namespace. 0 without $NOTIFY_SOCKET, 1 sent, -errno otherwise.
+int notify_nonblocking(const std::string& state) {
+    const char* e = std::getenv("NOTIFY_SOCKET");
+    if (!e || !*e)
+        return 0;
+    const std::string_view path(e);
+    if (path[0] != '/' && path[0] != '@')
+        return -EAFNOSUPPORT;
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    if (path.size() > sizeof a.sun_path)
+        return -EINVAL;
+    std::memcpy(a.sun_path, path.data(), path.size());
+    if (a.sun_path[0] == '@')
+        a.sun_path[0] = '\0';
+    const socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
+    const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = 0;
+    do
+        n = sendto(fd, state.data(), state.size(), MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&a), len);
+    while (n < 0 && errno == EINTR);
+    const int err = n < 0 ? errno : 0;
+    ::close(fd);
+    return n < 0 ? -err : 1;
+}
 
 }  // namespace
 
@@ -55,14 +95,15 @@ void ServiceNotifier::watchdog(Clock::time_point now) {
 }
 
 void ServiceNotifier::send(const std::string& state) {
-    // sd_notify: 0 without $NOTIFY_SOCKET, > 0 sent, < 0 an error (a bad or unreachable socket).
-    const int r = sd_notify(0, state.c_str());
+    // 0 without $NOTIFY_SOCKET, > 0 sent, < 0 an error (a bad or unreachable socket, or one
+    // whose reader does not read: EAGAIN, the message dropped rather than the loop stopped).
+    const int r = notify_nonblocking(state);
     if (r >= 0 || failed_)
         return;
     failed_ = true;
     log(Level::warning, "cannot notify the service manager ($NOTIFY_SOCKET " +
                             quoted(printable(std::getenv("NOTIFY_SOCKET") ? std::getenv("NOTIFY_SOCKET") : "", 200)) +
-                            "): " + std::strerror(-r) + "; going on without it (further failures are not logged)");
+                            "): " + std::strerror(-r) + (r == -EAGAIN ? " (nobody reads it)" : "") + "; going on without it (further failures are not logged)");
 }
 
 }  // namespace moat::ctl

@@ -5,8 +5,10 @@
 // stops turning gets moatd restarted).
 //
 // Without $NOTIFY_SOCKET every call does nothing. A socket that cannot be reached (a missing
-// path, garbage, a manager that went away) never stops moatd: the first failure is logged as a
-// warning and the rest are ignored. Control thread only.
+// path, garbage, a manager that went away) or whose reader does not read (its queue full) never
+// stops moatd: nothing is sent with a blocking call (libsystemd's sd_notify is one, and would
+// hold the control loop for good), the first failure is logged as a warning and the rest are
+// ignored. Control thread only.
 #pragma once
 
 #include <chrono>

@@ -579,6 +579,42 @@ TEST_F(MonitorE2E, WhenTheLastMonitorGoesTheWorkersStopSampling) {
     }
 }
 
+TEST_F(MonitorE2E, ARefusedMonitorAfterTheLastOneLeftStillStopsTheSampling) {
+    // The last monitor hangs up and, in the same turn of the control loop, a client asks for a
+    // monitor that is refused (a filter list the policy lacks). The refusal must not leave the
+    // workers sampling for nobody: their rings would fill and every packet after that would cost
+    // a failed enqueue and a monitor_lost, for as long as moatd runs.
+    ASSERT_TRUE(start());
+    auto a = attach({{"cmd", "monitor"}});
+    ASSERT_EQ(a->ack.value("ok", false), true) << a->ack.dump();
+    const int b = dial(sock());  // connected, its request not sent yet
+    ASSERT_GE(b, 0);
+    // moatd has accepted b: a status round trip after it is accepted in the same or a later turn.
+    EXPECT_EQ(ask({{"cmd", "status"}}).value("ok", false), true);
+    // Both events wait for the same turn: a's hang-up first, then b's request.
+    moatd_->signal(SIGSTOP);
+    close(a->fd);
+    a->fd = -1;
+    send_bytes(b, json{{"cmd", "monitor"}, {"filter", "Nope"}}.dump() + "\n");
+    moatd_->signal(SIGCONT);
+    const json refused = json::parse(read_reply(b, 20s), nullptr, false);
+    close(b);
+    EXPECT_EQ(refused.value("ok", true), false) << refused.dump();
+    EXPECT_EQ(ask({{"cmd", "status"}}).value("ok", false), true);
+    EXPECT_EQ(ask({{"cmd", "status"}}).value("ok", false), true);
+    std::vector<Bytes> drops;
+    for (int i = 0; i < 6 * 1024; ++i) {
+        Pkt p;
+        p.sport = static_cast<std::uint16_t>(1024 + i);
+        p.dport = 23;
+        drops.push_back(frame(p));
+    }
+    ASSERT_TRUE(feed(drops));
+    const json s = stats_after(drops.size());
+    EXPECT_EQ(s["drops"]["policy"], drops.size());
+    EXPECT_EQ(s["workers"][0]["monitor_lost"], 0) << "the workers still sample with no monitor attached";
+}
+
 TEST_F(MonitorE2E, AMonitorThatNeverReadsStallsNothingAndIsToldWhatItLost) {
     ASSERT_TRUE(start());
     auto stuck = attach({{"cmd", "monitor"}, {"mode", "all"}});

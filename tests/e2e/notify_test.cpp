@@ -284,6 +284,32 @@ TEST_F(Notify, UnreachableSocketStopsNothing) {
     }
 }
 
+TEST_F(Notify, UnreadSocketStallsNothing) {
+    // A manager (or a supervisor that merely sets $NOTIFY_SOCKET) that never reads: its socket's
+    // queue fills after net.unix.max_dgram_qlen datagrams (10 by default). A blocking send would
+    // stop the control loop there for good: no status, no reload, no SIGTERM. moatd must go on,
+    // dropping what the manager does not take.
+    NotifySocket manager(dir_ / "notify");  // bound, never read
+    ASSERT_TRUE(manager.bound());
+    env_.set("NOTIFY_SOCKET", (dir_ / "notify").string());
+    env_.set("WATCHDOG_USEC", "20000");  // a ping every 10 ms: the queue is full within a second
+    auto moatd = start();
+    ASSERT_TRUE(answers()) << moatd->log();
+    std::this_thread::sleep_for(1s);  // far more pings than the queue holds
+    for (int i = 0; i < 3; ++i) {
+        const auto s = status();
+        ASSERT_TRUE(s.ok()) << "the control loop is stuck (" << s.error() << "); moatd's log:\n" << moatd->log();
+        std::this_thread::sleep_for(200ms);
+    }
+    moatd->signal(SIGHUP);  // RELOADING=1 and READY=1 go nowhere too
+    ASSERT_TRUE(moat::test::eventually([&] {
+        const auto s = status();
+        return s.ok() && (*s)["generation"] == 2;
+    }, 30s, 50ms)) << moatd->log();
+    EXPECT_EQ(moatd->stop(), 0) << moatd->log();  // STOPPING=1 must not hold the exit either
+    EXPECT_NE(moatd->log().find("cannot notify the service manager"), std::string::npos) << moatd->log();
+}
+
 TEST_F(Notify, JournalLinesCarryPriorities) {
     // moatd's stderr is the file whose device and inode $JOURNAL_STREAM names, as under systemd.
     const fs::path log_path = dir_ / "moatd.log";
