@@ -123,13 +123,22 @@ Result<EalPlan> plan_eal(const Appliance& a, const std::vector<std::string>& cli
                                     " MB of free hugepages, falling back to --no-huge");
     }
     p.hugepages = !has_option(p.args, {"--no-huge"});
+    p.in_memory = has_option(p.args, {"--in-memory"});
+    // EAL refuses --in-memory with --no-huge ("--legacy-mem is not compatible"): an eal key
+    // written for a machine with hugepages would then not start where it falls back. Without
+    // hugepages there are no hugepage files to keep in memory, and --no-shconf is the rest of
+    // what --in-memory means (no shared config, so no second moatd or secondary collides).
+    if (!p.hugepages && p.in_memory) {
+        std::erase(p.args, std::string("--in-memory"));
+        p.args.push_back("--no-shconf");
+        p.notes.push_back("memory: --in-memory without hugepages is --no-shconf (EAL takes no --in-memory with --no-huge)");
+    }
     // One default name, so DPDK tools (dpdk-telemetry.py -f moat) find the appliance; a second
     // moatd on one machine needs its own --file-prefix in eal.
-    if (!has_option(p.args, {"--file-prefix", "--in-memory"})) {
+    if (!has_option(p.args, {"--file-prefix"}) && !p.in_memory) {
         p.args.push_back("--file-prefix");
         p.args.push_back("moat");
     }
-    p.in_memory = has_option(p.args, {"--in-memory"});
     for (std::size_t i = 0; i < p.args.size(); ++i)  // the last one counts, as for EAL
         if (p.args[i] == "--file-prefix" && i + 1 < p.args.size())
             p.file_prefix = p.args[i + 1];

@@ -103,6 +103,26 @@ TEST(EalArgs, SecondaryProcessesNeedSharedHugepageMemory) {
     EXPECT_EQ(secondary_refusal(p), "moatd runs with --in-memory, which shares no memory with other processes");
 }
 
+// EAL refuses --in-memory with --no-huge: an eal key with --in-memory (written where hugepages
+// exist) used to stop moatd on a machine without them, where moatd falls back to --no-huge.
+TEST(EalArgs, InMemoryWithoutHugepagesBecomesNoShconf) {
+    for (const std::vector<std::string>& eal : {std::vector<std::string>{"--in-memory"},
+                                                std::vector<std::string>{"--in-memory", "--no-huge", "-m", "256"}}) {
+        const EalPlan p = plan_eal(appliance(), eal, {2, 0}).value();
+        EXPECT_FALSE(p.hugepages);
+        EXPECT_TRUE(p.in_memory);
+        EXPECT_EQ(std::count(p.args.begin(), p.args.end(), "--in-memory"), 0);
+        EXPECT_EQ(std::count(p.args.begin(), p.args.end(), "--no-huge"), 1);
+        EXPECT_EQ(std::count(p.args.begin(), p.args.end(), "--no-shconf"), 1);
+        EXPECT_EQ(std::count(p.args.begin(), p.args.end(), "--file-prefix"), 0);
+        EXPECT_NE(secondary_refusal(p), "");
+    }
+    // With hugepages --in-memory stays as it is.
+    const EalPlan h = plan_eal(appliance(), {"--in-memory"}, {2, 1024ull << 20}).value();
+    EXPECT_EQ(std::count(h.args.begin(), h.args.end(), "--in-memory"), 1);
+    EXPECT_EQ(std::count(h.args.begin(), h.args.end(), "--no-shconf"), 0);
+}
+
 TEST(EalArgs, TooFewCores) {
     Appliance a = appliance();
     a.workers = 4;
