@@ -207,9 +207,17 @@ public:
     }
 
     ssize_t write(const char* ptr, size_t size) override {
-        if (!is_writable())
-            return -1;
-        return send(sock_, ptr, size, MSG_NOSIGNAL);
+        // Never a blocking send: httplib hands over the whole body at once, and on the blocking
+        // socket a client that does not read held the thread in send() until SO_SNDTIMEO
+        // (kWriteTimeout), past the connection's deadline and deaf to the server's stop (SIGTERM
+        // waited for it). Here every wait is the poll of wait(), which both end.
+        for (;;) {
+            if (!is_writable())
+                return -1;
+            const ssize_t n = send(sock_, ptr, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+                return n;
+        }
     }
 
     void get_remote_ip_and_port(std::string& ip, int& port) const override { name_of(getpeername, ip, port); }
