@@ -391,6 +391,37 @@ TEST_F(Metrics, SigtermStopsMoatdPromptlyWhileScrapersDoNotRead) {
     EXPECT_LT(took, scaled_seconds(2)) << "moatd took " << took << " s to stop; its log:\n" << moatd.log();
 }
 
+TEST_F(Metrics, PipelinedRequestsAreEachAnswered) {
+    // HTTP/1.1 lets a client send its next request before the reply to the last: both in one
+    // segment. The second must be answered, not left in moatd's buffer until the connection's
+    // keep-alive wait gives up on a socket that has nothing more to say.
+    Moatd moatd({"--config", cfg_}, (dir_ / "moatd.log").string());
+    ASSERT_TRUE(moatd.started());
+    ASSERT_TRUE(traffic_done()) << moatd.log();
+    Fd c = connect_to(port_);
+    ASSERT_GE(c.get(), 0);
+    const std::string two = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                            "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    ASSERT_EQ(send(c.get(), two.data(), two.size(), MSG_NOSIGNAL), static_cast<ssize_t>(two.size()));
+    std::string got;
+    const auto deadline = Clock::now() + std::chrono::duration<double>(scaled_seconds(10));
+    while (Clock::now() < deadline) {
+        pollfd p{c.get(), POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        char buf[65536];
+        const ssize_t n = recv(c.get(), buf, sizeof buf, 0);
+        if (n <= 0)
+            break;
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    std::size_t replies = 0;
+    for (std::size_t at = 0; (at = got.find("HTTP/1.1 200 OK\r\n", at)) != std::string::npos; ++at)
+        ++replies;
+    EXPECT_EQ(replies, 2u) << got.substr(0, 2000);
+    EXPECT_EQ(moatd.stop(), 0) << moatd.log();
+}
+
 TEST_F(Metrics, APortThatCannotBeHadStopsTheStart) {
     std::uint16_t taken = 0;
     const Fd other = listener(taken);  // another program has the port
