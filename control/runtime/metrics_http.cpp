@@ -186,7 +186,10 @@ public:
         return n > 0 && fds[1].revents == 0 && fds[0].revents != 0;
     }
 
-    bool is_readable() const override { return pos_ < len_ || wait(POLLIN, MetricsLimits::kReadTimeout); }
+    /// Bytes received and not yet read (httplib reads a request a byte at a time: what followed
+    /// it in the same segment, a pipelined request, is here and not in the socket).
+    bool buffered() const noexcept { return pos_ < len_; }
+    bool is_readable() const override { return buffered() || wait(POLLIN, MetricsLimits::kReadTimeout); }
     bool is_writable() const override { return wait(POLLOUT, MetricsLimits::kWriteTimeout); }
 
     ssize_t read(char* ptr, size_t size) override {
@@ -207,9 +210,17 @@ public:
     }
 
     ssize_t write(const char* ptr, size_t size) override {
-        if (!is_writable())
-            return -1;
-        return send(sock_, ptr, size, MSG_NOSIGNAL);
+        // Never a blocking send: httplib hands over the whole body at once, and on the blocking
+        // socket a client that does not read held the thread in send() until SO_SNDTIMEO
+        // (kWriteTimeout), past the connection's deadline and deaf to the server's stop (SIGTERM
+        // waited for it). Here every wait is the poll of wait(), which both end.
+        for (;;) {
+            if (!is_writable())
+                return -1;
+            const ssize_t n = send(sock_, ptr, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+                return n;
+        }
     }
 
     void get_remote_ip_and_port(std::string& ip, int& port) const override { name_of(getpeername, ip, port); }
@@ -254,8 +265,11 @@ private:
         if (!t_shed && !stopping()) {
             BoundedStream strm(sock, stop_fd_);
             for (std::size_t n = MetricsLimits::kRequestsPerConnection; n > 0; --n) {
-                if (!strm.wait(POLLIN, MetricsLimits::kKeepAlive))
+                // A request already received (pipelined behind the last) needs no wait.
+                if (!strm.buffered() && !strm.wait(POLLIN, MetricsLimits::kKeepAlive))
                     break;  // idle, past the deadline, or stopping
+                if (stopping())
+                    break;
                 t_close_after = false;
                 bool closed = false;
                 ok = process_request(strm, n == 1, closed, nullptr);

@@ -192,6 +192,7 @@ struct MonitorHub::Client {
     std::uint64_t lost = 0;       ///< lines dropped since the last report
     std::uint64_t ring_seen = 0;  ///< the rings' losses at the last report
     bool gone = false;            ///< its connection closed
+    bool read_only = false;       ///< attached on the read-only socket
 
     /// Appends `line`, after a report of what was lost when there is any and room for it.
     /// True when something was appended.
@@ -280,7 +281,7 @@ void MonitorHub::publish() {
     word_.store(monitor_word(specs, epoch_).encode(), std::memory_order_relaxed);
 }
 
-Reply MonitorHub::attach(const nlohmann::json& req, const RequestContext&) {
+Reply MonitorHub::attach(const nlohmann::json& req, const RequestContext& ctx) {
     Result<MonitorSpec> spec = parse_monitor_request(req);
     if (!spec)
         return error_reply(spec.error());
@@ -290,6 +291,11 @@ Reply MonitorHub::attach(const nlohmann::json& req, const RequestContext&) {
     if (clients_.size() >= kMaxMonitors)
         return error_reply(std::to_string(kMaxMonitors) + " monitors are attached already, the most moatd serves: "
                            "stop one of them first");
+    const bool read_only = ctx.access != Access::full;
+    if (read_only && std::count_if(clients_.begin(), clients_.end(), [](const auto& c) { return c->read_only; }) >=
+                         static_cast<std::ptrdiff_t>(kMaxReadOnlyMonitors))
+        return error_reply(std::to_string(kMaxReadOnlyMonitors) + " monitors are attached on the read-only socket "
+                           "already, the most it may hold (the last place is kept for the control socket)");
     const std::shared_ptr<const Generation> g = rt_.current_generation();
     if (spec->list && std::none_of(g->config.lists.begin(), g->config.lists.end(),
                                    [&](const FilterList& l) { return l.name == *spec->list; }))
@@ -297,6 +303,7 @@ Reply MonitorHub::attach(const nlohmann::json& req, const RequestContext&) {
                            ") has no filter list " + ctl::quoted(valid_utf8(spec->list->substr(0, 200))));
     auto c = std::make_shared<Client>();
     c->spec = *spec;
+    c->read_only = read_only;
     c->ring_seen = ring_lost();
     if (clients_.empty()) {
         // Monitoring starts: records left from an earlier monitor go, the workers restart their

@@ -72,6 +72,9 @@ std::string record_text(const nlohmann::json& line);
 class MonitorHub {
 public:
     static constexpr std::size_t kMaxMonitors = 4;
+    /// Of those, the most the read-only socket may hold (often mode 0666): one place is always
+    /// left to the full socket, so no local user can lock the operator out of `moatctl monitor`.
+    static constexpr std::size_t kMaxReadOnlyMonitors = kMaxMonitors - 1;
     static constexpr unsigned kRingSize = 4096;               ///< records per worker ring
     static constexpr std::size_t kClientBuffer = 256 * 1024;  ///< bytes of lines per monitor
     static constexpr std::size_t kDrainPerTurn = 4096;        ///< records per control-loop turn

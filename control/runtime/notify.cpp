@@ -24,6 +24,10 @@ namespace {
 /// The shortest interval between two WATCHDOG=1, whatever the manager asks: the control loop's
 /// poll must not spin on a nonsensical WATCHDOG_USEC (systemd's own minimum is far above).
 constexpr std::chrono::milliseconds kMinWatchdogEvery{1};
+/// And the longest: sd_watchdog_enabled takes any value below UINT64_MAX microseconds, and half
+/// of such a value in nanoseconds overflows the clock's 64 bits (18446744073709551614 came out
+/// as a ping every millisecond). A day is far within, and more often than asked is harmless.
+constexpr std::uint64_t kMaxWatchdogEveryUsec = std::uint64_t{24} * 3600 * 1000 * 1000;
 
 /// sd_notify(0, state) that never waits. libsystemd's sd_notify sends on a blocking socket: when
 /// the manager's socket is not read (a supervisor that sets $NOTIFY_SOCKET and never reads it, a
@@ -72,7 +76,7 @@ ServiceNotifier::ServiceNotifier() {
         return;
     // Half the interval, as sd_watchdog_enabled(3) advises: a ping late by one poll timeout
     // still arrives in time.
-    every_ = std::max<Clock::duration>(std::chrono::microseconds(usec / 2), kMinWatchdogEvery);
+    every_ = std::max<Clock::duration>(std::chrono::microseconds(std::min(usec / 2, kMaxWatchdogEveryUsec)), kMinWatchdogEvery);
     due_ = Clock::now();
     log("service manager watchdog: " + std::to_string(usec / 1000) + " ms, WATCHDOG=1 every " +
         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(every_).count()) + " ms");

@@ -359,6 +359,69 @@ TEST_F(Metrics, SigtermStopsMoatdWhileAClientHoldsAConnection) {
     EXPECT_TRUE(closed_by_peer(held.get(), 1));
 }
 
+TEST_F(Metrics, SigtermStopsMoatdPromptlyWhileScrapersDoNotRead) {
+    // A large policy: the text is megabytes, far more than the sockets' buffers hold, so every
+    // thread of the endpoint is in the middle of sending a reply its client does not read.
+    std::string text = config_text(dir_, "127.0.0.1:" + std::to_string(port_));
+    const std::string rule = "rule = Web -> permit\n";
+    text.replace(text.find(rule), rule.size(), rule + "rule = Many -> permit\n");
+    text += "\n[filterlist Many]\n";
+    for (int i = 0; i < 20000; ++i)
+        text += "filter = *+10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + ".1:80:TCP\n";
+    std::ofstream(cfg_) << text;
+    Moatd moatd({"--config", cfg_}, (dir_ / "moatd.log").string());
+    ASSERT_TRUE(moatd.started());
+    ASSERT_TRUE(traffic_done()) << moatd.log();
+    std::vector<Fd> stalled;
+    for (int i = 0; i < 4; ++i) {  // MetricsLimits::kThreads
+        Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        int small = 4096;  // a small window: the reply piles up in moatd's send
+        setsockopt(s.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        const sockaddr_in a = loopback(port_);
+        ASSERT_EQ(connect(s.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a), 0);
+        const std::string req = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+        send(s.get(), req.data(), req.size(), MSG_NOSIGNAL);
+        stalled.push_back(std::move(s));
+    }
+    std::this_thread::sleep_for(1s);  // the replies are made and stuck in their sends
+    // SIGTERM ends every connection's wait at once: no send holds the exit for its timeout.
+    const auto t0 = Clock::now();
+    EXPECT_EQ(moatd.stop(SIGTERM, 30), 0) << moatd.log();
+    const double took = std::chrono::duration<double>(Clock::now() - t0).count();
+    EXPECT_LT(took, scaled_seconds(2)) << "moatd took " << took << " s to stop; its log:\n" << moatd.log();
+}
+
+TEST_F(Metrics, PipelinedRequestsAreEachAnswered) {
+    // HTTP/1.1 lets a client send its next request before the reply to the last: both in one
+    // segment. The second must be answered, not left in moatd's buffer until the connection's
+    // keep-alive wait gives up on a socket that has nothing more to say.
+    Moatd moatd({"--config", cfg_}, (dir_ / "moatd.log").string());
+    ASSERT_TRUE(moatd.started());
+    ASSERT_TRUE(traffic_done()) << moatd.log();
+    Fd c = connect_to(port_);
+    ASSERT_GE(c.get(), 0);
+    const std::string two = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                            "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    ASSERT_EQ(send(c.get(), two.data(), two.size(), MSG_NOSIGNAL), static_cast<ssize_t>(two.size()));
+    std::string got;
+    const auto deadline = Clock::now() + std::chrono::duration<double>(scaled_seconds(10));
+    while (Clock::now() < deadline) {
+        pollfd p{c.get(), POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        char buf[65536];
+        const ssize_t n = recv(c.get(), buf, sizeof buf, 0);
+        if (n <= 0)
+            break;
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    std::size_t replies = 0;
+    for (std::size_t at = 0; (at = got.find("HTTP/1.1 200 OK\r\n", at)) != std::string::npos; ++at)
+        ++replies;
+    EXPECT_EQ(replies, 2u) << got.substr(0, 2000);
+    EXPECT_EQ(moatd.stop(), 0) << moatd.log();
+}
+
 TEST_F(Metrics, APortThatCannotBeHadStopsTheStart) {
     std::uint16_t taken = 0;
     const Fd other = listener(taken);  // another program has the port

@@ -542,6 +542,21 @@ TEST_F(MonitorE2E, GarbageRequestsAreRefusedAndTheLimitHolds) {
     stats_after(32);
 }
 
+TEST_F(MonitorE2E, TheReadOnlySocketCannotTakeTheLastPlace) {
+    // The read-only socket is often mode 0666: any local user could attach every monitor moatd
+    // serves, never read, and lock the operator out of `moatctl monitor` for good.
+    ASSERT_TRUE(start());
+    std::vector<std::unique_ptr<Monitor>> ro;
+    for (int i = 0; i < 4; ++i)
+        ro.push_back(attach({{"cmd", "monitor"}, {"mode", "all"}}, path("ro.sock")));
+    for (int i = 0; i < 3; ++i)
+        EXPECT_EQ(ro[static_cast<std::size_t>(i)]->ack.value("ok", false), true) << ro[static_cast<std::size_t>(i)]->ack.dump();
+    EXPECT_EQ(ro[3]->ack.value("ok", true), false) << ro[3]->ack.dump();
+    EXPECT_NE(ro[3]->ack.dump().find("read-only socket"), std::string::npos) << ro[3]->ack.dump();
+    auto admin = attach({{"cmd", "monitor"}});
+    EXPECT_EQ(admin->ack.value("ok", false), true) << admin->ack.dump();
+}
+
 TEST_F(MonitorE2E, WhenTheLastMonitorGoesTheWorkersStopSampling) {
     ASSERT_TRUE(start());
     {

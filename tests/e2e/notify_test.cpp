@@ -243,6 +243,24 @@ TEST_F(Notify, WatchdogPingsWhileRunning) {
     EXPECT_EQ(moatd->stop(), 0) << moatd->log();
 }
 
+TEST_F(Notify, AHugeWatchdogIntervalIsNotAFlood) {
+    // The largest interval sd_watchdog_enabled accepts (UINT64_MAX - 1 us): half of it in the
+    // clock's nanoseconds overflowed, and moatd pinged every millisecond.
+    NotifySocket manager(dir_ / "notify");
+    ASSERT_TRUE(manager.bound());
+    env_.set("NOTIFY_SOCKET", (dir_ / "notify").string());
+    env_.set("WATCHDOG_USEC", "18446744073709551614");
+    auto moatd = start();
+    ASSERT_TRUE(manager.wait_for("READY=1", 60s)) << moatd->log();
+    int pings = 0;
+    const auto until = std::chrono::steady_clock::now() + 1s;
+    while (std::chrono::steady_clock::now() < until)
+        if (const auto m = manager.receive(50ms); m && NotifySocket::has_line(*m, "WATCHDOG=1"))
+            ++pings;
+    EXPECT_LE(pings, 1) << "WATCHDOG=1 " << pings << " times in a second; moatd's log:\n" << moatd->log();
+    EXPECT_EQ(moatd->stop(), 0) << moatd->log();
+}
+
 TEST_F(Notify, NoWatchdogForAnotherProcess) {
     // $WATCHDOG_PID names the process the manager watches: not moatd, so moatd must not ping.
     NotifySocket manager(dir_ / "notify");
