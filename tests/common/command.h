@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -32,14 +33,16 @@ inline std::string slurp(const std::filesystem::path& p) {
     return s.str();
 }
 
-/// Runs `argv` (each element shell-quoted) and captures its output.
+/// Runs `argv` (each element shell-quoted) and captures its output. Safe from several threads at
+/// once (the monitor tests run two clients side by side): each call has files of its own.
 inline Result run_command(const std::vector<std::string>& argv) {
     namespace fs = std::filesystem;
-    static int counter = 0;
+    static std::atomic<int> counter = 0;
+    const int n = counter.fetch_add(1);
     const fs::path dir = fs::temp_directory_path() / ("moat-cmd." + std::to_string(getpid()));
     fs::create_directories(dir);
-    const fs::path out = dir / ("out" + std::to_string(counter));
-    const fs::path err = dir / ("err" + std::to_string(counter++));
+    const fs::path out = dir / ("out" + std::to_string(n));
+    const fs::path err = dir / ("err" + std::to_string(n));
     std::string cmd;
     for (const auto& a : argv)
         cmd += (cmd.empty() ? "" : " ") + shell_quote(a);
