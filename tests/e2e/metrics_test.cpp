@@ -323,8 +323,11 @@ TEST_F(Metrics, HostileClientsDoNotReachTheControlLoop) {
     EXPECT_TRUE(flood_cut) << "moatd read " << flood_sent << " bytes of headers without cutting the connection";
     slowloris.join();
     EXPECT_TRUE(slow_cut) << "the slowloris kept its connection for 30 s";
+    // A garbage connection may wait behind the silent ones for a thread (64 waiting, 4 threads,
+    // 2 s each: 32 s at worst), then is read, refused and closed: closed within a minute, not
+    // held for ever. (15 s was seen too short on a loaded 2-core machine.)
     for (auto& g : garbage)
-        EXPECT_TRUE(closed_by_peer(g.get(), 15)) << "a connection that sent garbage was not closed";
+        EXPECT_TRUE(closed_by_peer(g.get(), 60)) << "a connection that sent garbage was not closed";
 
     // The attackers leave; a well-behaved scraper is answered, with the policy reloaded 3 times.
     silent.clear();
