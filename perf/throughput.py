@@ -40,6 +40,7 @@ policy, in the same rounds; the table shows each figure's median over the rounds
 difference to plain forwarding.
 """
 import argparse
+import collections
 import json
 import os
 import re
@@ -48,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -102,6 +104,33 @@ class Proc:
         return self.p.returncode
 
 
+class Monitor:
+    """moatctl monitor --json, its lines read as they come (as a client would) and counted, not kept."""
+
+    def __init__(self, args):
+        self.packets = 0
+        self.last = collections.deque(maxlen=5)
+        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.last.append(line.decode(errors="replace"))
+            if b'"verdict"' in line:
+                self.packets += 1
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.reader.join(15)
+
+
 def lcores(workers, cpus):
     """--lcores value: lcore 0 (main) on CPU 0, forwarding lcores 1..workers round robin on `cpus`."""
     return ",".join(["0@0"] + [f"{i + 1}@{cpus[i % len(cpus)]}" for i in range(workers)])
@@ -113,14 +142,26 @@ def queue_args(queues):
 
 
 def generator(tmp, size, queues=1):
+    """The txonly generator, returned once its memif server port has started: a memif client that
+    comes before that is turned away and never retries (a fixed pause was too short without
+    hugepages on a busy machine, where testpmd takes seconds to fill its pools, and the device
+    under test then measured 0 packets)."""
     # One forwarding lcore on CPU 0 transmits on every tx queue in turn (testpmd gives a lone
     # forwarding core all the streams), so each queue, and each worker behind it, gets a share.
-    return Proc(["dpdk-testpmd"] + eal_common("moat-tput-gen", "0@0,1@0") +
+    gen = Proc(["dpdk-testpmd"] + eal_common("moat-tput-gen", "0@0,1@0") +
                 ["--vdev", f"net_memif0,role=server,socket={tmp}/memif.sock,id=0", "--",
                  "--forward-mode=txonly", f"--txpkts={size}", "--tx-ip=198.18.0.10,198.18.0.10",
                  "--tx-udp=40000,53", "--txonly-multi-flow", "--total-num-mbufs=32768", "--stats-period", "1"] +
                 queue_args(queues) + (["--nb-cores=1"] if queues > 1 else []),
                 f"{tmp}/generator.log")
+    deadline = time.time() + 120
+    while "Checking link statuses" not in gen.text():  # testpmd prints it once its ports have started
+        if gen.p.poll() is not None or time.time() > deadline:
+            gen.stop()
+            sys.exit("the generator did not start its port; its log:\n" + gen.text()[-3000:])
+        time.sleep(0.1)
+    time.sleep(0.2)
+    return gen
 
 
 def testpmd_rates(text):
@@ -139,7 +180,6 @@ def testpmd_rates(text):
 
 def run_plain(tmp, size, warmup, seconds, queues=1, cpus=(1,)):
     gen = generator(tmp, size, queues)
-    time.sleep(1.5)
     dut = Proc(["dpdk-testpmd"] + eal_common("moat-tput-dut", lcores(queues, cpus)) +
                ["--vdev", f"net_memif0,role=client,socket={tmp}/memif.sock,id=0", "--vdev", "net_null0,no-rx=1",
                 "--", "--forward-mode=io", "--total-num-mbufs=32768", "--stats-period", "1", "--record-core-cycles"] +
@@ -183,25 +223,39 @@ def moatd_config(tmp, outside, inside, policy, workers=1, cpus=(1,)):
     return cfg
 
 
-def run_moatd(tmp, size, policy, warmup, seconds, moatd, workers=1, cpus=(1,)):
-    """(Mpps in, Mpps forwarded, cycles a packet, [(worker's Mpps in, its cycles a packet)])."""
+def run_moatd(tmp, size, policy, warmup, seconds, moatd, workers=1, cpus=(1,), monitor=None):
+    """(Mpps in, Mpps forwarded, cycles a packet, [(worker's Mpps in, its cycles a packet)]).
+
+    monitor: moatctl monitor's arguments (e.g. ["--drops", "--sample", "64"]) for a drop trace
+    attached from moatd's first stats line to the end, its JSON lines read into a file as a
+    client would; None: no monitor (the workers then never record)."""
     cfg = moatd_config(tmp, f"net_memif0,role=client,socket={tmp}/memif.sock,id=0", "net_null0,no-rx=1", policy,
                        workers, cpus)
     gen = generator(tmp, size, workers)
-    time.sleep(1.5)
     dut = Proc([moatd, "--config", cfg, "--stats-period", "1"], f"{tmp}/moatd.log")
     stats = []
     deadline = time.time() + 60 + warmup + seconds
     started = None
+    trace = None
     while time.time() < deadline and dut.p.poll() is None:
         time.sleep(0.2)
         lines = [l for l in dut.text().splitlines() if l.startswith("stats ")]
         if lines and started is None:
             started = time.time()
+            if monitor is not None:
+                trace = Monitor([os.path.join(os.path.dirname(moatd), "moatctl"), "monitor", "--socket", f"{tmp}/moat.sock",
+                                 "--json", *monitor])
         if started and time.time() - started >= warmup + seconds:
             break
+    if trace is not None:
+        trace.stop()
     dut.stop(signal.SIGTERM)
     gen.stop()
+    if trace is not None:
+        if trace.packets == 0:
+            sys.exit("moatctl monitor printed no packet line; its last lines:\n" + "".join(trace.last) +
+                     "\nmoatd's log:\n" + dut.text()[-3000:])
+        print(f"    monitor: {trace.packets} packet lines", file=sys.stderr)
     for line in dut.text().splitlines():
         if line.startswith("stats "):
             stats.append(json.loads(line[6:]))
@@ -309,10 +363,14 @@ def main():
         sys.exit("error: --worker-cpus: none given")
     if args.only_workers and not worker_counts:
         sys.exit("--only-workers needs --workers")
-    cases = [("plain testpmd io", s, None) for s in sizes]
-    cases += [("moatd, 10-filter policy", s, ipsec) for s in sizes]
-    cases += [(f"moatd, ClassBench {n}", sizes[0], None) for n in args.sets.split(",") if n]
-    cases.append(("moatd, 10 filters, 50% blocked", sizes[0], half))
+    cases = [("plain testpmd io", s, None, None) for s in sizes]
+    cases += [("moatd, 10-filter policy", s, ipsec, None) for s in sizes]
+    cases += [(f"moatd, ClassBench {n}", sizes[0], None, None) for n in args.sets.split(",") if n]
+    cases.append(("moatd, 10 filters, 50% blocked", sizes[0], half, None))
+    # The drop trace: the rows above run without a monitor (the workers' cost of the feature is
+    # then one load a burst); these attach `moatctl monitor` to the same traffic.
+    cases.append(("moatd, 10 filters, 50% blocked, monitor --drops --sample 64", sizes[0], half, ["--drops", "--sample", "64"]))
+    cases.append(("moatd, 10 filters, 50% blocked, monitor --drops", sizes[0], half, ["--drops"]))
     if args.only_workers:
         cases = []
         args.latency_rate = 0
@@ -334,14 +392,14 @@ def main():
                 latency[i].append(run_latency(tmp, policy, args, moatd, probe))
                 l = latency[i][-1]
                 print(f"    median {l['median_us']:.2f} us, p99 {l['p99_us']:.2f} us, {l['lost']} lost", file=sys.stderr)
-            for i, (name, size, policy) in enumerate(cases):
+            for i, (name, size, policy, monitor) in enumerate(cases):
                 print(f"  round {r + 1}/{args.rounds}: {name}, {size}-byte frames ...", file=sys.stderr, flush=True)
                 if name.startswith("plain"):
                     results[i].append(run_plain(tmp, size, args.warmup, args.seconds))
                 else:
                     if name.startswith("moatd, ClassBench"):
                         policy = classbench(args.build, name.split()[-1], GENERATOR_FLOWS)
-                    results[i].append(run_moatd(tmp, size, policy, args.warmup, args.seconds, moatd))
+                    results[i].append(run_moatd(tmp, size, policy, args.warmup, args.seconds, moatd, monitor=monitor))
                 print(f"    {results[i][-1][0]:.2f} Mpps in, {results[i][-1][1]:.2f} forwarded, "
                       f"{results[i][-1][2]:.1f} cycles a packet", file=sys.stderr)
             for n in worker_counts:
@@ -357,7 +415,7 @@ def main():
                       ", ".join(f"{w:.2f} Mpps at {c:.0f} cycles" for w, c in m[3]), file=sys.stderr)
     rows = []
     plain, plain_cycles = {}, {}
-    for i, (name, size, _) in enumerate(cases):
+    for i, (name, size, _, _) in enumerate(cases):
         # The best round: on this shared machine a neighbour's burst only ever takes rate away
         # (runs fall to about a third now and then, whatever is measured), and only ever adds
         # cycles to a busy poll (a preempted or cache-starved poll takes longer, never shorter).
