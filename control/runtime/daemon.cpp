@@ -836,6 +836,23 @@ public:
         }
     }
 
+    /// At stop: a port whose link moatd holds down is brought back up, so that what moatd changed
+    /// does not outlive it. A net_af_packet port's link is its host interface's IFF_UP: left down,
+    /// the next moatd started on a wire that stayed cut (its PMD reports the link up at start, so
+    /// nothing would ever bring the interface up again).
+    void release() {
+        for (std::size_t i = 0; i < 2; ++i) {
+            if (!fsm_.held(i))
+                continue;
+            const std::string port = std::string(kRole[i]) + " port";
+            if (const int rc = rte_eth_dev_set_link_up(id_[i]); rc == 0)
+                log(port + ": link brought back up as moatd stops (link_propagation had taken it down)");
+            else
+                log(Level::error, port + ": cannot bring the link back up as moatd stops (" + rte_strerror(-rc) +
+                                      "); link_propagation had taken it down");
+        }
+    }
+
 private:
     static constexpr std::array<const char*, 2> kRole{"outside", "inside"};
 
@@ -1112,6 +1129,7 @@ int run_stages(int argc, char** argv, bool& forwarding) {
     if (metrics)
         metrics->stop();  // its connections end now, whatever they were waiting for
     running.stop();
+    links.release();  // after the workers, before the ports close
     telemetry.unbind();  // telemetry answers "not ready" from here on
     report_final(*opt, runtime.stats(), out);
     return 0;

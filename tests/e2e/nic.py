@@ -80,18 +80,19 @@ def wait_until(pred, seconds=20):
 class Moatd:
     """moatd in the namespace, its log in `d`."""
 
-    def __init__(self, d, appliance, name="moatd"):
+    def __init__(self, d, appliance, name="moatd", inside=None):
         self.d = d
+        inside = inside or "net_tap1,iface=%s" % IN_IF
         self.cfg = os.path.join(d, name + ".ini")
         self.sock = os.path.join(d, name + ".sock")
         with open(self.cfg, "w") as f:
             f.write("[appliance]\n"
-                    "outside = net_tap0,iface=%s\ninside = net_tap1,iface=%s\n"
+                    "outside = net_tap0,iface=%s\ninside = %s\n"
                     "control = %s\nme = 198.18.0.10\nassign = Web\n%s\n"
                     "[filterlist HTTP]\nfilter = *+198.18.0.10:80:TCP\n"
                     "[filterlist All]\nfilter = *+0\n"
                     "[policy Web]\nrule = HTTP -> permit\nrule = All -> block\n"
-                    % (OUT_IF, IN_IF, self.sock, appliance))
+                    % (OUT_IF, inside, self.sock, appliance))
         self.log_path = os.path.join(d, name + ".log")
         self.p = subprocess.Popen(["ip", "netns", "exec", NS, "timeout", "-s", "KILL", "180", MOATD, "--config", self.cfg],
                                   stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
@@ -182,6 +183,45 @@ def test_link(d):
         status = m.stop()
     check(status == 0, "moatd exited with %s" % status, m)
     print("ok: link_propagation takes the other port down and back up, both ways; flaps settle; counted")
+
+    # A port moatd holds down when it stops is brought back up (what moatd changed does not
+    # outlive it; a tap interface goes with moatd, so the log line is what can be seen of it).
+    m = Moatd(d, "eal = -l 0-1 --no-huge -m 256 --file-prefix %s\nlink_propagation = on" % PREFIX, "held")
+    try:
+        check(m.wait_for("moatd: forwarding"), "moatd did not start", m)
+        check(wait_until(lambda: "UP" in flags(OUT_IF) and "UP" in flags(IN_IF)), "the tap interfaces are not up", m)
+        ns("ip", "link", "set", OUT_IF, "down")
+        check(wait_until(lambda: "UP" not in flags(IN_IF)), "inside was not taken down", m)
+    finally:
+        status = m.stop()
+    check(status == 0, "moatd exited with %s" % status, m)
+    check("inside port: link brought back up as moatd stops" in m.log(), "the held port was not brought back up at stop", m)
+    print("ok: a port link_propagation holds down is brought back up when moatd stops")
+
+    # A driver that cannot set its link (net_af_packet in DPDK 22.11): logged, the port stays up,
+    # forwarding goes on.
+    veth, peer = "mnv%d" % (os.getpid() % 100000), "mnp%d" % (os.getpid() % 100000)
+    r = ns("ip", "link", "add", veth, "type", "veth", "peer", "name", peer)
+    check(r.returncode == 0, "cannot make a veth pair: " + r.stderr)
+    ns("ip", "link", "set", veth, "up")
+    ns("ip", "link", "set", peer, "up")
+    ns("ip", "link", "set", OUT_IF, "up")
+    m = Moatd(d, "eal = -l 0-1 --no-huge -m 256 --file-prefix %s\nlink_propagation = on" % PREFIX, "unable",
+              inside="net_af_packet0,iface=%s" % veth)
+    try:
+        check(m.wait_for("moatd: forwarding"), "moatd did not start", m)
+        check(wait_until(lambda: "UP" in flags(OUT_IF)), "the outside tap interface is not up", m)
+        ns("ip", "link", "set", OUT_IF, "down")
+        check(m.wait_for("inside port: cannot take the link down"), "an unsupported take-down is not logged", m)
+        time.sleep(1)
+        check("UP" in flags(veth), "the af_packet port's interface went down", m)
+        check(m.log().count("inside port: cannot take the link down") == 1, "logged more than once per failure", m)
+        check(m.stats() is not None, "moatd stopped answering", m)
+    finally:
+        status = m.stop()
+    check(status == 0, "moatd exited with %s" % status, m)
+    ns("ip", "link", "del", veth)
+    print("ok: a port whose driver cannot take its link down is logged once and left up")
 
     # Off: a lost link is logged and counted, the other port stays up.
     m = Moatd(d, "eal = -l 0-1 --no-huge -m 256 --file-prefix %s" % PREFIX, "off")
