@@ -294,9 +294,9 @@ void parse_option(std::string_view tok, FilterSpec& f, std::vector<std::string>&
         p.flags = std::string(v.substr(close + 1));
         if (p.regex.empty())
             errors.push_back("payload pattern is empty");
-        for (char c : p.flags)
-            if (c != 'i' && c != 's' && c != 'm') {
-                errors.push_back("payload flag " + quoted(std::string(1, c)) +
+        for (std::size_t i = 0; i < p.flags.size(); ++i)
+            if (const char c = p.flags[i]; c != 'i' && c != 's' && c != 'm') {
+                errors.push_back("payload flag " + quoted(valid_utf8(utf8_char_at(p.flags, i))) +
                                  " is unknown (flags are i caseless, s dot-all, m multi-line)");
                 break;
             }

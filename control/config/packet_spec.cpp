@@ -97,12 +97,13 @@ void take_payload(std::string_view& text, std::optional<std::string>& payload, s
     std::string out;
     if (hex) {
         int high = -1;
-        for (const char c : value) {
+        for (std::size_t i = 0; i < value.size(); ++i) {
+            const char c = value[i];
             if (c == ' ' || c == ':')
                 continue;
             const int d = hex_digit(c);
             if (d < 0) {
-                errors.push_back("payload-hex " + quoted(value) + ": " + quoted(std::string(1, c)) + " is not a hex digit");
+                errors.push_back("payload-hex " + quoted(value) + ": " + quoted(utf8_char_at(value, i)) + " is not a hex digit");
                 return;
             }
             if (high < 0) {

@@ -70,6 +70,11 @@ std::optional<std::size_t> invalid_utf8_at(std::string_view s) noexcept {
     return std::nullopt;
 }
 
+std::string_view utf8_char_at(std::string_view s, std::size_t i) noexcept {
+    const std::size_t n = utf8_sequence(s, i);
+    return s.substr(i, n == 0 ? 1 : n);
+}
+
 std::string valid_utf8(std::string_view s) {
     std::string out;
     out.reserve(s.size());

@@ -26,6 +26,10 @@ std::string quoted(std::string_view s);
 /// all of `s` is valid UTF-8.
 std::optional<std::size_t> invalid_utf8_at(std::string_view s) noexcept;
 
+/// The character of `s` that begins at byte `i`: its whole UTF-8 sequence, or the one byte when
+/// none begins there (a message that quotes one character never quotes half of one).
+std::string_view utf8_char_at(std::string_view s, std::size_t i) noexcept;
+
 /// `s` with every ill-formed UTF-8 byte replaced by U+FFFD, so that it can go anywhere text goes.
 std::string valid_utf8(std::string_view s);
 

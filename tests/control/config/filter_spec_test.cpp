@@ -248,6 +248,8 @@ INSTANTIATE_TEST_SUITE_P(
         Rejected{"*+0:80:TCP on=outside on=inside", "option on= is given twice"},
         Rejected{"*+0:80:TCP via=eth0", "unknown option 'via=eth0' (options are on=outside|inside and payload=/regex/flags)"},
         Rejected{"*+0:80:TCP payload=/abc/x", "payload flag 'x' is unknown (flags are i caseless, s dot-all, m multi-line)"},
+        // A flag outside ASCII is quoted whole, never half a character (the config fuzzer's find).
+        Rejected{"*+0:80:TCP payload=/abc/i\xC3\xA9", "payload flag '\xC3\xA9' is unknown (flags are i caseless, s dot-all, m multi-line)"},
         Rejected{"*+0:80:TCP payload=//", "payload pattern is empty"},
         Rejected{"*+0:80:TCP payload=/abc", "payload pattern 'payload=/abc' has no closing '/'"},
         Rejected{"*+0 payload=/abc/", "a payload pattern needs a protocol (e.g. :TCP): the payload starts after the transport header"},
@@ -352,6 +354,8 @@ TEST(Packets, Rejects) {
               "payload: \\x needs two hex digits (\\x90)");
     EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 payload-hex 4745g").errors.at(0),
               "payload-hex '4745g': 'g' is not a hex digit");
+    EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 payload-hex 47\xE2\x82\xAC").errors.at(0),
+              "payload-hex '47\xE2\x82\xAC': '\xE2\x82\xAC' is not a hex digit");
     EXPECT_EQ(parse_packet("tcp 198.18.0.1:1 -> 198.18.0.2:80 payload-hex 474").errors.at(0),
               "payload-hex '474': write an even number of hex digits, e.g. payload-hex 474554");
     EXPECT_EQ(parse_packet("icmp 198.18.0.1:5 -> 198.18.0.2").errors.at(0), "protocol ICMP has no ports");
