@@ -21,13 +21,14 @@ enum class DropReason : std::uint8_t {
     spoofed,     ///< a `me` source address arriving on the outside port (`antispoof`)
     ip_options,  ///< IPv4 options with `ip_options = drop`
     payload,     ///< a payload filter blocked it
+    state,       ///< only a flow could let it pass (`state = keep`), and it has none or left its window
 };
 
-inline constexpr std::size_t kDropReasons = 9;
+inline constexpr std::size_t kDropReasons = 10;
 
 /// Counter names, used by the final report, the CLI, telemetry and the tests. Index = DropReason.
 inline constexpr std::array<std::string_view, kDropReasons> kDropReasonNames{
-    "none", "policy", "no_match", "malformed", "fragment", "non_ip", "spoofed", "ip_options", "payload",
+    "none", "policy", "no_match", "malformed", "fragment", "non_ip", "spoofed", "ip_options", "payload", "state",
 };
 
 /// Why a fragment was dropped: the detail behind DropReason::fragment.
@@ -83,6 +84,11 @@ struct alignas(64) WorkerCounters {
     /// Drop-trace records its monitor ring refused (full: the control thread drains it slower
     /// than the worker samples); the worker never waits for the ring (dataplane/monitor.h).
     Counter monitor_lost;
+    /// The flow table of `state = keep` (dataplane/state.h): flows started, freed when their
+    /// timeout passed (or a closed connection's ports were reused), cut because a reload's
+    /// policy would not start them, refused because the table was full; ICMP errors passed
+    /// because they quote a tracked flow.
+    Counter state_created, state_expired, state_cut, state_full, state_related;
 };
 
 /// Hits of one ranked filter entry, kept per worker.

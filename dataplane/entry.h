@@ -23,6 +23,13 @@ enum class OnPort : std::uint8_t { any, outside, inside };
 
 enum class Action : std::uint8_t { permit, block };
 
+/// What an entry asks of the flow table (`state = keep` on a permit, dataplane/state.h).
+enum class StateMode : std::uint8_t {
+    none,    ///< stateless: the action alone decides
+    create,  ///< a stateful permit in its written direction: a new flow may start here
+    reply,   ///< its mirror: only packets of a tracked flow pass
+};
+
 /// An IPv4 or IPv6 address in network byte order. IPv4 uses bytes 0..3; bytes 4..15 are zero.
 struct Addr {
     std::array<std::uint8_t, 16> bytes{};
@@ -87,6 +94,7 @@ struct Entry {
     std::int16_t icmp_type = kAnyIcmp;  ///< given only with ICMP / ICMPv6
     std::int16_t icmp_code = kAnyIcmp;
     std::uint32_t payload = kNoPayload;  ///< pattern id, or kNoPayload for a header-only entry
+    StateMode state = StateMode::none;
 };
 
 /// What the classifier knows about one packet. Ports and ICMP fields are host byte order.

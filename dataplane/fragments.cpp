@@ -1,5 +1,7 @@
 #include "dataplane/fragments.h"
 
+#include "dataplane/fixed_hash.h"
+
 #include <rte_hash_crc.h>
 
 #include <rte_cycles.h>
@@ -12,19 +14,10 @@
 namespace moat::dp {
 
 std::unique_ptr<FragmentTable> FragmentTable::create(unsigned entries, int socket, std::string& error) {
-    static std::atomic<unsigned> made{0};
     std::unique_ptr<FragmentTable> t(new FragmentTable);
     t->capacity_ = std::max(entries, 8u);
     t->timeout_ = rte_get_tsc_hz() * kFragmentTimeoutMs / 1000;
-    const std::string name = "moat_frag_" + std::to_string(made.fetch_add(1));
-    rte_hash_parameters p{};
-    p.name = name.c_str();
-    p.entries = t->capacity_;
-    p.key_len = sizeof(Key);
-    p.hash_func = rte_hash_crc;
-    p.socket_id = socket;
-    p.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;  // room for exactly `entries` keys, whatever they hash to
-    t->hash_ = rte_hash_create(&p);
+    t->hash_ = create_fixed_hash("moat_frag_", t->capacity_, sizeof(Key), socket);
     if (!t->hash_) {
         error = "cannot create the fragment table (" + std::to_string(t->capacity_) + " entries): " +
                 rte_strerror(rte_errno);

@@ -1,7 +1,10 @@
 #include "dataplane/monitor.h"
 
+#include <rte_cycles.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 
 #include "dataplane/wire.h"
@@ -16,18 +19,7 @@ void fill_record(const rte_mbuf* m, const PacketMeta& meta, const Verdict& v, st
     r.generation = generation;
     r.rank = v.rank;
     r.length = m->pkt_len;
-    const PacketKey& k = meta.key;
-    r.src = k.src;
-    r.dst = k.dst;
-    r.family = k.family;
-    r.proto = k.proto;
-    r.has_ports = k.has_ports;
-    r.has_icmp = k.has_icmp;
-    r.sport = k.sport;
-    r.dport = k.dport;
-    r.icmp_type = k.icmp_type;
-    r.icmp_code = k.icmp_code;
-    r.ingress = k.ingress;
+    r.key = meta.key;
     r.drop = v.drop;
     r.fragment = meta.frag.present;
     r.bypass = meta.bypass;
@@ -53,27 +45,47 @@ void monitor_burst(MonitorPort& mon, std::uint64_t word, std::span<rte_mbuf* con
                    std::span<const PacketMeta> meta, std::span<const Verdict> verdicts, std::uint64_t generation,
                    std::uint64_t tsc, unsigned worker, Counter& lost) noexcept {
     const MonitorWord w = MonitorWord::decode(word);
+    // Which packets are sampled first: a burst with none (the usual case of --drops, or of a
+    // sample rate) costs no clock read and no look at the ring.
+    std::array<std::uint8_t, kBurstMax> picked;
+    const unsigned k = mon.sampler.pick(w, verdicts.subspan(0, pkts.size()), picked.data());
+    if (k == 0)
+        return;
+    // The clock now, not the turn's start (`tsc`): a receive call may have waited (net_pcap on a
+    // FIFO blocks), and a stale start would keep an exhausted window open for that long.
+    if (const std::uint64_t now = rte_rdtsc(); now - mon.window_start >= mon.window_cycles) {
+        mon.window_start = now;
+        mon.window_left = kMonitorRecordsPerWindow;
+    }
+    // What may be recorded: the window's budget and the ring's free room (read once: only this
+    // worker adds to the ring, so the room can only grow meanwhile).
+    const unsigned room = mon.ring ? std::min<unsigned>(mon.window_left, rte_ring_free_count(mon.ring)) : 0;
+    const unsigned n = std::min(k, room);
     // Raw storage, not std::array<MonitorRecord>: that would zero 3 KB a burst before sampling
     // anything (with small bursts, tens of cycles a packet); fill_record writes each record whole.
     alignas(MonitorRecord) std::byte storage[sizeof(MonitorRecord) * kBurstMax];
     auto* recs = reinterpret_cast<MonitorRecord*>(storage);
-    unsigned n = 0;
-    for (std::size_t i = 0; i < pkts.size(); ++i) {
+    // The counts at the end of the burst, walked back to each recorded packet's indexes.
+    std::uint64_t seq_all = mon.sampler.seq_all, seq_drop = mon.sampler.seq_drop;
+    for (std::size_t i = pkts.size(), j = k; i-- > 0;) {
         const bool dropped = verdicts[i].drop != DropReason::none;
-        if (!mon.sampler.take(w, dropped))
+        --seq_all;
+        seq_drop -= dropped;
+        if (j == 0 || picked[j - 1] != i)
             continue;
-        MonitorRecord& r = recs[n++];
+        --j;
+        if (j >= n)  // beyond the room: counted lost below
+            continue;
+        MonitorRecord& r = recs[j];
         fill_record(pkts[i], meta[i], verdicts[i], generation, tsc, r);
-        // take() has counted the packet: its indexes are one less than the counts.
-        r.seq_all = mon.sampler.seq_all - 1;
-        r.seq_drop = dropped ? mon.sampler.seq_drop - 1 : mon.sampler.seq_drop;
+        r.seq_all = seq_all;
+        r.seq_drop = seq_drop;
         r.worker = static_cast<std::uint8_t>(worker);
     }
-    if (n == 0)
-        return;
-    const unsigned sent = mon.ring ? rte_ring_sp_enqueue_burst_elem(mon.ring, recs, sizeof(MonitorRecord), n, nullptr) : 0;
-    if (sent < n)
-        lost.add(n - sent);
+    const unsigned sent = n ? rte_ring_sp_enqueue_burst_elem(mon.ring, recs, sizeof(MonitorRecord), n, nullptr) : 0;
+    mon.window_left -= sent;
+    if (const unsigned missed = k - sent; missed != 0)
+        lost.add(missed);
 }
 
 }  // namespace moat::dp

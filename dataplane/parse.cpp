@@ -108,6 +108,7 @@ void parse_l4(const std::uint8_t* l4, std::uint32_t n, std::uint32_t base, std::
         k.sport = be16(l4);
         k.dport = be16(l4 + 2);
     }
+    m.l4_offset = static_cast<std::uint16_t>(std::min<std::uint32_t>(base, 0xffff));
     m.payload_offset = static_cast<std::uint16_t>(std::min<std::uint32_t>(base + hdr, 0xffff));
     m.payload_length = static_cast<std::uint16_t>(std::min<std::uint32_t>(n - hdr, 0xffff));
 }
@@ -264,6 +265,7 @@ void parse_ipv6(const std::uint8_t* ip, std::uint32_t n, std::uint32_t base, con
     k.has_ports = true;
     k.sport = be16(l4);
     k.dport = be16(l4 + 2);
+    m.l4_offset = kL3 + 20;
     m.payload_offset = static_cast<std::uint16_t>(kL3 + 20 + hdr);
     m.payload_length = static_cast<std::uint16_t>(n - hdr);
     return true;

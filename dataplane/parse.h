@@ -81,6 +81,7 @@ struct PacketMeta {
     FragmentInfo frag;  ///< a later fragment (begin > 0) has no ports: the fragment table judges it
     DropReason drop = DropReason::none;  ///< set: drop without classifying
     bool bypass = false;                 ///< a permitted non-IP EtherType: forward unfiltered
+    std::uint16_t l4_offset = 0;         ///< the transport header, from the start of the frame
     std::uint16_t payload_offset = 0;    ///< L4 payload, from the start of the frame
     std::uint16_t payload_length = 0;
 

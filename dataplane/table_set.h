@@ -36,6 +36,7 @@ struct TableSet {
     Trie v4_payload;
     Trie v6_payload;
     bool has_payload[2] = {false, false};  ///< by family (0: IPv4)
+    bool has_state = false;  ///< some entry keeps state (Entry::state): the worker's flow table judges
     PayloadTables payload;
     std::vector<std::unique_ptr<EntryCounter[]>> counters;  ///< [worker][rank]
 

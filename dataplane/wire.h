@@ -47,6 +47,8 @@ constexpr const char* ipv6_extension_header(std::uint8_t proto) noexcept {
 
 /// `fragment_table`: datagrams in flight remembered per worker.
 inline constexpr unsigned kFragmentTableDefault = 8192;
+/// `state_table`: flows remembered per worker for `state = keep` (dataplane/state.h).
+inline constexpr unsigned kStateTableDefault = 65536;
 /// `payload_scan_bytes`: the bytes of a payload a pattern is searched in (one Ethernet MTU).
 inline constexpr unsigned kPayloadScanBytesDefault = 1500;
 

@@ -101,6 +101,25 @@ void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t 
         c.fragments_passed.add(fragments_passed);
 }
 
+void drop_stateful(const TableSet& t, std::span<Verdict> verdicts) noexcept {
+    for (Verdict& v : verdicts)
+        if (v.rank != kNoMatch && v.drop == DropReason::none && t.rules[v.rank].state != StateMode::none)
+            v.drop = DropReason::state;
+}
+
+void count_states(const StateCounts& s, WorkerCounters& c) noexcept {
+    if (s.created)
+        c.state_created.add(s.created);
+    if (s.expired)
+        c.state_expired.add(s.expired);
+    if (s.cut)
+        c.state_cut.add(s.cut);
+    if (s.full)
+        c.state_full.add(s.full);
+    if (s.related)
+        c.state_related.add(s.related);
+}
+
 int worker_main(void* arg) noexcept {
     auto& w = *static_cast<WorkerContext*>(arg);
     Burst& b = w.burst;
@@ -109,6 +128,11 @@ int worker_main(void* arg) noexcept {
         w.fragments = FragmentTable::create(kFragmentTableDefault, static_cast<int>(rte_socket_id()), error);
     }
     FragmentTable* frags = w.fragments.get();
+    if (!w.flows) {
+        std::string error;  // without a table, stateful entries drop (drop_stateful)
+        w.flows = FlowTable::create(kStateTableDefault, static_cast<int>(rte_socket_id()), error);
+    }
+    FlowTable* flows = w.flows.get();
     rte_rcu_qsbr_thread_register(w.qsbr, w.index);
     rte_rcu_qsbr_thread_online(w.qsbr, w.index);
     // One TSC reading per loop turn: the start of this turn is the end of the last, and a turn
@@ -136,6 +160,16 @@ int worker_main(void* arg) noexcept {
                 w.counters.payload_scanned.add(scanned.packets);
                 w.counters.payload_bytes.add(scanned.bytes);
             }
+            if (t.has_state) [[unlikely]] {
+                // After the payload scans (a scan's winner may keep state), before the fragments
+                // (a first fragment's verdict, state included, is what its datagram follows).
+                StateCounts states;
+                if (flows)
+                    flows->settle(t, b.packets(), b.metas(), b.verdict_span(), turn_start, states);
+                else
+                    drop_stateful(t, b.verdict_span());
+                count_states(states, w.counters);
+            }
             if (fragments != 0 && frags) [[unlikely]]
                 frags->settle(b.metas(), b.verdict_span(), t.generation, turn_start);
             // Read per received burst, after the rx: a monitor that attached while the rx call
@@ -146,8 +180,15 @@ int worker_main(void* arg) noexcept {
                               w.index, w.counters.monitor_lost);
             forward_or_drop(b, in, w.port[idx(other(in))], w.queue, w.counters, hits);
         }
-        if (frags && frags->in_use() != 0 && ++polls % 64 == 0) [[unlikely]]
-            frags->sweep(turn_start, 64 * 4);  // as many as 4 a poll would have freed
+        if (++polls % 64 == 0) [[unlikely]] {
+            if (frags && frags->in_use() != 0)
+                frags->sweep(turn_start, 64 * 4);  // as many as 4 a poll would have freed
+            if (flows && flows->in_use() != 0) {
+                StateCounts swept;
+                flows->sweep(turn_start, 64 * 4, swept);
+                count_states(swept, w.counters);
+            }
+        }
         rte_rcu_qsbr_quiescent(w.qsbr, w.index);  // no table reference lives past this line
         const std::uint64_t now = rte_rdtsc();
         if (busy) {

@@ -16,6 +16,7 @@
 #include "dataplane/fragments.h"
 #include "dataplane/monitor.h"
 #include "dataplane/parse.h"
+#include "dataplane/state.h"
 #include "dataplane/table_set.h"
 
 namespace moat::dp {
@@ -46,6 +47,7 @@ struct alignas(64) WorkerContext {
     const std::atomic<bool>* stop = nullptr;
     WorkerCounters counters;
     std::unique_ptr<FragmentTable> fragments;  ///< made by control; worker_main makes a default one if not
+    std::unique_ptr<FlowTable> flows;  ///< made by control; worker_main makes a default one if not
     MonitorPort monitor;  ///< the drop trace's word and ring (control sets them; unset: never traced)
     Burst burst;
 };
@@ -54,6 +56,13 @@ struct alignas(64) WorkerContext {
 /// take (counted as tx_failed) and the dropped packets in one bulk free, and counts it all.
 void forward_or_drop(Burst& b, Ingress rx, std::uint16_t tx_port, std::uint16_t queue, WorkerCounters& c,
                      EntryCounter* hits) noexcept;
+
+/// The state stage without a flow table (none could be made): every packet whose deciding entry
+/// keeps state is dropped (DropReason::state), so that no stateful mirror opens anything.
+void drop_stateful(const TableSet& t, std::span<Verdict> verdicts) noexcept;
+
+/// Adds what the state stage did to the worker's counters.
+void count_states(const StateCounts& s, WorkerCounters& c) noexcept;
 
 /// The lcore entry point: runs until `*stop`; `arg` is the WorkerContext. Registers with the
 /// publisher's RCU state and goes online before its loop, reports a quiescent state at the end

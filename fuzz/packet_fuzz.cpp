@@ -1,8 +1,10 @@
-// libFuzzer target: the packet parser, both classifiers and the fragment table on arbitrary
-// frames. The first input byte picks the parse settings and the arrival port, the rest is the
+// libFuzzer target: the packet parser, both classifiers, the fragment table and the flow table
+// of `state = keep` on arbitrary frames. The first input byte picks the parse settings and the arrival port, the rest is the
 // frame (libFuzzer hands it over in a buffer of exactly its size, so AddressSanitizer sees any
-// read past its end). Besides memory errors it checks what the parser promises, that the trie
-// and the reference classifier agree, and that the fragment table stays within its bounds.
+// read past its end; the flow table reads the frame through an mbuf whose external buffer is that
+// exact buffer). Besides memory errors it checks what the parser promises, that the trie and the
+// reference classifier agree, that the fragment and flow tables stay within their bounds, and that
+// the state stage only ever drops what its stateful entries or ICMP errors concern.
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <unistd.h>
@@ -20,6 +22,7 @@
 #include "dataplane/classify.h"
 #include "dataplane/fragments.h"
 #include "dataplane/parse.h"
+#include "dataplane/state.h"
 #include "fuzz/check.h"
 
 namespace {
@@ -55,6 +58,12 @@ struct State {
     std::unique_ptr<moat::dp::TableSet> tables;
     std::unique_ptr<moat::dp::FragmentTable> fragments;
     std::uint64_t now = 0;
+    // The same policy with its permits stateful, a small flow table, and an mbuf to lend frames.
+    moat::ctl::LoadResult loaded_stateful;
+    std::unique_ptr<moat::dp::TableSet> stateful;
+    std::unique_ptr<moat::dp::FlowTable> flows;
+    rte_mempool* pool = nullptr;
+    rte_mbuf_ext_shared_info shinfo{};
 };
 
 State* state = nullptr;
@@ -80,6 +89,21 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     std::string error;
     state->fragments = moat::dp::FragmentTable::create(64, SOCKET_ID_ANY, error);
     MOAT_FUZZ_CHECK(state->fragments);
+    std::string stateful = kPolicy;
+    stateful += "[filteraction Keep]\naction = permit\nstate = keep\n";
+    for (const std::string rule : {"rule = Web -> permit", "rule = Services -> permit"})
+        stateful.replace(stateful.find(rule), rule.size(), rule.substr(0, rule.size() - 6) + "Keep");
+    state->loaded_stateful = moat::ctl::load_policy_text(stateful, "packet_fuzz_stateful.ini");
+    MOAT_FUZZ_CHECK(state->loaded_stateful.usable());
+    auto built_stateful = moat::ctl::build_table_set(*state->loaded_stateful.config, *state->loaded_stateful.compiled, 1, 1);
+    MOAT_FUZZ_CHECK(built_stateful);
+    state->stateful = std::move(built_stateful->tables);
+    MOAT_FUZZ_CHECK(state->stateful->has_state);
+    state->flows = moat::dp::FlowTable::create(64, SOCKET_ID_ANY, error);
+    MOAT_FUZZ_CHECK(state->flows);
+    state->pool = rte_pktmbuf_pool_create("packet_fuzz", 63, 0, 0, 0, SOCKET_ID_ANY);
+    MOAT_FUZZ_CHECK(state->pool);
+    state->shinfo.free_cb = [](void*, void*) {};  // the buffer is libFuzzer's
     return 0;
 }
 
@@ -139,5 +163,46 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     MOAT_FUZZ_CHECK(state->fragments->in_use() <= state->fragments->capacity());
     if (v.drop == DropReason::fragment)
         MOAT_FUZZ_CHECK(m.frag.present && m.frag.why != FragDrop::none);
+
+    // The state stage over the frame as an mbuf whose buffer is exactly the input's bytes, with
+    // the same packet twice in the burst (the second finds what the first created) and the
+    // stateful policy's verdicts.
+    const TableSet& st = *state->stateful;
+    PacketMeta sm[2] = {m, m};
+    Verdict sv[2];
+    classify_burst(st, sm, sv);
+    if (sv[0].scan) {  // the payload decides, as scan_payloads settles it (this table set's own ranks)
+        const std::uint32_t n = std::min<std::uint32_t>(m.payload_length, st.payload.scan_bytes);
+        const Rank r = settle_payload(st, st.payload.scratch[0].get(), m.key, header_winner(st, m.key),
+                                      {frame + m.payload_offset, n}, {st.payload.matched[0].get(), st.payload.patterns});
+        sv[0] = sv[1] = Verdict{r, drop_for(st, r)};
+    }
+    const Verdict before = sv[0];
+    rte_mbuf* mb = rte_pktmbuf_alloc(state->pool);
+    MOAT_FUZZ_CHECK(mb);
+    rte_mbuf_ext_refcnt_set(&state->shinfo, 1);
+    rte_pktmbuf_attach_extbuf(mb, const_cast<std::uint8_t*>(frame), 0, static_cast<std::uint16_t>(len), &state->shinfo);
+    mb->data_off = 0;
+    mb->data_len = static_cast<std::uint16_t>(len);
+    mb->pkt_len = len;
+    rte_mbuf* burst[2] = {mb, mb};
+    StateCounts counts;
+    state->flows->settle(st, burst, sm, sv, state->now, counts);
+    state->flows->sweep(state->now, 8, counts);
+    rte_pktmbuf_free(mb);
+    MOAT_FUZZ_CHECK(state->flows->in_use() <= state->flows->capacity());
+    MOAT_FUZZ_CHECK(counts.created <= 1);
+    for (const Verdict& x : sv) {
+        // What the state stage changes: a stateful entry's verdict (to a pass or a `state` drop)
+        // or, for an ICMP error, a drop to a pass; nothing else.
+        if (x.drop == before.drop && x.rank == before.rank)
+            continue;
+        const bool stateful_entry = before.rank != kNoMatch && st.rules[before.rank].state != StateMode::none;
+        const bool related = m.key.has_icmp && x.drop == DropReason::none && x.rank == kNoMatch;
+        MOAT_FUZZ_CHECK((stateful_entry && (x.drop == DropReason::state || x.drop == DropReason::none)) || related);
+    }
+    // A reply entry never passes a packet without a flow: with none in the table, it drops.
+    if (state->flows->in_use() == 0 && before.rank != kNoMatch && st.rules[before.rank].state == StateMode::reply)
+        MOAT_FUZZ_CHECK(sv[0].drop == DropReason::state);
     return 0;
 }

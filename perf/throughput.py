@@ -22,6 +22,12 @@ the table shows each case's best round (noise on a shared machine only ever lowe
 ratio is against plain forwarding at the same frame size. A two-core machine has no third core for a separate
 rxonly sink process, so the sink is net_null inside the process under test (see the README).
 
+Drop trace: the last two moatd rows attach `moatctl monitor --json --drops [--sample 64]` to
+the 50%-blocked traffic and read its lines as a client would. The client (moatctl and this
+script's reader) stays on CPU 0, with the generator and moatd's control thread, as it would on a
+box whose worker CPUs are isolated (isolcpus): left to the scheduler it lands on the worker's CPU
+and the row measures the time it takes from the worker, not the cost of tracing.
+
 Workers (--workers 1,2,4): for each N, the generator sends on N tx queues (--txq N, one
 forwarding lcore on CPU 0 serving them all), so each of the N queue pairs of the memif port gets
 its share; memif has no RSS, so the generator's choice of queue is the worker's. Plain testpmd io
@@ -110,11 +116,13 @@ class Monitor:
     def __init__(self, args):
         self.packets = 0
         self.last = collections.deque(maxlen=5)
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  preexec_fn=lambda: os.sched_setaffinity(0, {0}))
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
     def _read(self):
+        os.sched_setaffinity(0, {0})  # this thread only (Linux affinity is per thread)
         for line in self.p.stdout:
             self.last.append(line.decode(errors="replace"))
             if b'"verdict"' in line:

@@ -69,11 +69,28 @@ nlohmann::json entry_json(const Config& cfg, const CompiledPolicy& cp, const Exp
     return j;
 }
 
+bool k_is_tcp(const Explanation& e) { return e.packet.key.proto == dp::kProtoTcp; }
+
+/// An ICMP echo request (`request`) or reply of the packet's family.
+bool is_echo(const dp::PacketKey& k, bool request) {
+    const bool v4 = k.family == dp::Family::ipv4;
+    return k.has_icmp && k.icmp_type == (request ? (v4 ? 8 : 128) : (v4 ? 0 : 129));
+}
+
+/// An ICMP error the flow table relates to a tracked flow when it quotes one (dataplane/state.h).
+bool is_icmp_error(const dp::PacketKey& k) {
+    if (!k.has_icmp)
+        return false;
+    return k.family == dp::Family::ipv4 ? k.icmp_type == 3 || k.icmp_type == 11 || k.icmp_type == 12
+                                        : k.icmp_type >= 1 && k.icmp_type <= 4;
+}
+
 const char* reason_name(VerdictReason r) {
     switch (r) {
     case VerdictReason::filter: return "filter";
     case VerdictReason::no_match: return "no match";
     case VerdictReason::antispoof: return "antispoof";
+    case VerdictReason::state: return "state";
     }
     return "";
 }
@@ -160,6 +177,16 @@ Explanation explain_over(const Config& cfg, const CompiledPolicy& cp, const dp::
     } else if (e.winner != dp::kNoMatch) {
         e.reason = VerdictReason::filter;
         e.action = cp.rules[e.winner].action;
+        // A packet on its own, as explain sees it: the first of its flow (dataplane/state.h).
+        // ICMP has flows for echo only: an echo request starts one, an echo reply needs one,
+        // any other message passes a stateful permit as a stateless one and no mirror.
+        e.state = cp.rules[e.winner].state;
+        if (e.state == dp::StateMode::create && k.has_icmp)
+            e.state = is_echo(k, true) ? dp::StateMode::create : is_echo(k, false) ? dp::StateMode::reply : dp::StateMode::none;
+        if (e.state == dp::StateMode::reply) {
+            e.reason = VerdictReason::state;
+            e.action = dp::Action::block;
+        }
     }
     return e;
 }
@@ -199,11 +226,29 @@ std::string explain_text(const Config& cfg, const CompiledPolicy& cp, const Expl
     case VerdictReason::antispoof:
         o << " (antispoof: a 'me' source address arriving on the outside port)\n";
         break;
-    case VerdictReason::filter: o << "\n"; break;
+    case VerdictReason::filter:
+        if (e.state == dp::StateMode::create)
+            o << " (state = keep: it starts a flow" << (k_is_tcp(e) ? " if it is a SYN; other TCP segments pass only in one" : "")
+              << ", and the flow's answers pass while it lives)";
+        o << "\n";
+        break;
+    case VerdictReason::state:
+        o << (is_echo(e.packet.key, false) || !e.packet.key.has_icmp
+                  ? " (state = keep: the filter's mirror passes only packets of a flow its written direction started;"
+                    " a packet of such a tracked flow would pass)\n"
+                  : " (state = keep: of ICMP, only the echo replies of tracked pings pass a mirror)\n");
+        break;
     }
+    // ICMP errors the filters drop pass when they quote a packet of a tracked flow (unless a
+    // block filter written for ICMP drops them).
+    const bool has_state = std::any_of(cp.rules.begin(), cp.rules.end(),
+                                       [](const dp::Entry& r) { return r.state != dp::StateMode::none; });
+    if (has_state && is_icmp_error(e.packet.key) && e.action == dp::Action::block && e.reason != VerdictReason::antispoof &&
+        (e.winner == dp::kNoMatch || cp.rules[e.winner].proto == dp::kAnyProto || e.reason == VerdictReason::state))
+        o << "note      an ICMP error that quotes a packet of a tracked flow (sent by the host it goes to) passes by state\n";
     if (e.winner != dp::kNoMatch) {
         const auto v = view(cfg, cp, e.winner);
-        o << (e.reason == VerdictReason::filter ? "decided by\n" : "best matching filter\n");
+        o << (e.reason == VerdictReason::filter || e.reason == VerdictReason::state ? "decided by\n" : "best matching filter\n");
         o << "  rule        " << v.rule.text << "  (line " << v.rule.line << ")\n";
         o << "  filter list " << v.list.name << "\n";
         o << "  filter      " << v.filter.text << "  (line " << v.filter.line << ")"
@@ -248,6 +293,9 @@ nlohmann::json explain_json(const Config& cfg, const CompiledPolicy& cp, const E
                                  : nlohmann::json(nullptr);
     j["action"] = action_name(e.action);
     j["reason"] = reason_name(e.reason);
+    j["state"] = e.state == dp::StateMode::create  ? nlohmann::json("starts a flow")
+                 : e.state == dp::StateMode::reply ? nlohmann::json("only in a tracked flow")
+                                                   : nlohmann::json(nullptr);
     j["entries"] = cp.rules.size();
     if (e.winner != dp::kNoMatch) {
         const auto w = entry_json(cfg, cp, e, e.winner);

@@ -16,6 +16,7 @@ enum class VerdictReason {
     filter,     ///< a filter matched; its action decides
     no_match,   ///< nothing matched: default deny
     antispoof,  ///< a `me` source arrived on the outside port
+    state,      ///< the deciding filter keeps state and answers only inside a tracked flow
 };
 
 struct Explanation {
@@ -24,6 +25,9 @@ struct Explanation {
     dp::Action action = dp::Action::block;
     VerdictReason reason = VerdictReason::no_match;
     dp::Rank winner = dp::kNoMatch;
+    /// The winner's Entry::state: create (permitted, and it starts a flow whose answers pass),
+    /// reply (blocked on its own: it passes only as part of a tracked flow; reason `state`).
+    dp::StateMode state = dp::StateMode::none;
     std::vector<dp::Rank> matches;  ///< every entry whose header fields match, in rank order
     /// With a payload given: by pattern id, whether it matched the first payload_scan_bytes.
     std::vector<bool> pattern_matched;

@@ -487,6 +487,46 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                       in_policy + "and " + std::to_string(shadowed - opt.listed) +
                           " more filters never decide a packet ('moatctl lint --all' lists them)",
                       "more");
+
+    // A stateless permit whose mirror lets a fixed source port of a wider set of hosts reach
+    // every port of a narrower one: the hole that `state = keep` closes (198.18.0.20+*:25 lets
+    // anyone's source port 25 reach any port of the server; *+198.18.0.10:80, whose mirror goes
+    // from the one server to anyone, is not warned about).
+    const auto host_bits = [](const HostSpec& h) {
+        return h.kind == HostKind::any ? 0u : h.kind == HostKind::me ? 32u : unsigned{h.len};
+    };
+    std::size_t open_mirrors = 0;
+    for (const RuleDef& rd : pol.rules) {
+        const FilterAction& a = cfg.actions[static_cast<std::size_t>(rd.action)];
+        if (a.action != dp::Action::permit || a.keep_state)
+            continue;
+        for (const FilterDef& f : cfg.lists[static_cast<std::size_t>(rd.list)].filters) {
+            const FilterSpec& s = f.spec;
+            if (!s.mirrored || !s.proto || !dp::proto_has_ports(static_cast<std::uint8_t>(*s.proto)) || s.dport.any ||
+                !s.sport.any || host_bits(s.dst) >= host_bits(s.src))
+                continue;
+            if (++open_mirrors > opt.listed)
+                continue;
+            const std::string port = s.dport.range.lo == s.dport.range.hi
+                                         ? "source port " + std::to_string(s.dport.range.lo)
+                                         : "source ports " + std::to_string(s.dport.range.lo) + "-" +
+                                               std::to_string(s.dport.range.hi);
+            diags.warning(cfg.file, f.line,
+                          in_policy + "filter '" + f.text + "' (rule at line " + std::to_string(rd.line) +
+                              "): its mirror lets " + port + " of " + (s.dst.kind == HostKind::any ? "any host" : "its destination") +
+                              " reach every port of its source; give the action '" +
+                              a.name + "' 'state = keep' (a [filteraction] of its own) so that only the answers of "
+                              "connections it started pass",
+                          "open-mirror");
+        }
+    }
+    if (open_mirrors > 0)
+        counts["open-mirror"] += open_mirrors;
+    if (open_mirrors > opt.listed)
+        diags.warning(cfg.file, pol.line,
+                      in_policy + "and " + std::to_string(open_mirrors - opt.listed) +
+                          " more mirrored permits open a fixed source port ('moatctl lint --all' lists them)",
+                      "more");
     if (undetermined > 0) {
         counts["incomplete"] += undetermined;
         diags.warning(cfg.file, pol.line,

@@ -46,6 +46,14 @@ bool same_rule(const dp::Entry& x, const dp::Entry& y) {
            x.icmp_code == y.icmp_code;
 }
 
+/// A stateful permit's entry: the original starts flows, the mirror passes their packets; the
+/// mirror of an echo request is the echo reply (its flow's other half).
+void keep_state(dp::Entry& r, bool mirror) {
+    r.state = mirror ? dp::StateMode::reply : dp::StateMode::create;
+    if (mirror && r.icmp_type == (r.family == dp::Family::ipv4 ? 8 : 128))
+        r.icmp_type = r.family == dp::Family::ipv4 ? 0 : 129;
+}
+
 }  // namespace
 
 unsigned port_specificity(bool any, dp::PortRange r) noexcept {
@@ -132,6 +140,9 @@ CompiledPolicy compile_policy(const Config& cfg, int policy) {
         const RuleDef& rd = pol.rules[ri];
         const FilterList& list = cfg.lists[static_cast<std::size_t>(rd.list)];
         const dp::Action action = cfg.actions[static_cast<std::size_t>(rd.action)].action;
+        // `state = keep`: the written direction starts flows, the mirror passes their packets
+        // only; a stateful filter has that mirror whether or not it is written mirrored.
+        const bool keep = action == dp::Action::permit && cfg.actions[static_cast<std::size_t>(rd.action)].keep_state;
         for (std::size_t fi = 0; fi < list.filters.size(); ++fi) {
             const FilterDef& fd = list.filters[fi];
             std::uint32_t pattern = dp::kNoPayload;
@@ -140,10 +151,12 @@ CompiledPolicy compile_policy(const Config& cfg, int policy) {
                 cp.patterns.push_back(*fd.spec.payload);
             }
             const auto originals = expand_filter(fd.spec, cfg.appliance.me, action, false);
-            for (int half = 0; half < (fd.spec.mirrored ? 2 : 1); ++half) {
+            for (int half = 0; half < (fd.spec.mirrored || keep ? 2 : 1); ++half) {
                 const auto entries = half == 0 ? originals : expand_filter(fd.spec, cfg.appliance.me, action, true);
                 for (std::size_t x = 0; x < entries.size(); ++x) {
                     dp::Entry r = entries[x];
+                    if (keep)
+                        keep_state(r, half == 1);  // before the test: an echo's mirror is another type
                     // A mirror identical to its original (e.g. `*+*`) adds nothing; keep one.
                     if (half == 1 && std::any_of(originals.begin(), originals.end(),
                                                  [&](const dp::Entry& o) { return same_rule(o, r); }))

@@ -3,6 +3,8 @@
 #include "control/compile/patterns.h"
 #include "dataplane/port.h"
 
+#include <algorithm>
+
 namespace moat::ctl {
 
 namespace {
@@ -53,6 +55,8 @@ std::unique_ptr<dp::TableSet> base_tables(const Config& cfg, const CompiledPolic
     for (const auto& m : a.me)
         (m.family == dp::Family::ipv4 ? t->parse.me_v4 : t->parse.me_v6).push_back(m.addr);
     t->rules = cp.rules;
+    t->has_state = std::any_of(cp.rules.begin(), cp.rules.end(),
+                               [](const dp::Entry& e) { return e.state != dp::StateMode::none; });
     t->use_reference = a.classifier == ClassifierKind::reference;
     t->scan = dp::best_leaf_scan();
     return t;

@@ -52,12 +52,13 @@ std::string default_config_path() {
 
 namespace {
 
-constexpr std::array<std::string_view, 22> kApplianceKeys{
+constexpr std::array<std::string_view, 23> kApplianceKeys{
     "outside", "inside", "me", "workers", "eal", "control", "control_readonly", "control_group",
     "control_readonly_group", "non_ip", "fragments", "ip_options", "antispoof", "assign", "strict",
-    "payload_scan_bytes", "classifier", "classifier_memory_mb", "fragment_table", "metrics", "mtu", "link_propagation"};
+    "payload_scan_bytes", "classifier", "classifier_memory_mb", "fragment_table", "metrics", "mtu", "link_propagation",
+    "state_table"};
 constexpr std::array<std::string_view, 2> kFilterListKeys{"filter", "description"};
-constexpr std::array<std::string_view, 2> kFilterActionKeys{"action", "description"};
+constexpr std::array<std::string_view, 3> kFilterActionKeys{"action", "state", "description"};
 constexpr std::array<std::string_view, 2> kPolicyKeys{"rule", "description"};
 
 bool is_one_of(std::string_view key, std::span<const std::string_view> keys) {
@@ -150,8 +151,8 @@ class ConfigParser {
 public:
     ConfigParser(const std::string& file, Diagnostics& diags) : file_(file), diags_(diags) {
         cfg_.file = file;
-        cfg_.actions.push_back({"permit", 0, dp::Action::permit, "built-in"});
-        cfg_.actions.push_back({"block", 0, dp::Action::block, "built-in"});
+        cfg_.actions.push_back({"permit", 0, dp::Action::permit, "built-in", false});
+        cfg_.actions.push_back({"block", 0, dp::Action::block, "built-in", false});
     }
 
     Config build(const IniDoc& doc) {
@@ -334,6 +335,11 @@ private:
                     a.fragment_table = *n;
                 else
                     error(e.line, "fragment_table " + quoted(v) + " is not a number of datagrams from 8 to 4194304");
+            } else if (key == "state_table") {
+                if (const auto n = parse_number(v, 8, 1u << 24))
+                    a.state_table = *n;
+                else
+                    error(e.line, "state_table " + quoted(v) + " is not a number of flows from 8 to 16777216");
             } else if (key == "mtu") {
                 if (const auto n = parse_number(v, Appliance::kMinMtu, Appliance::kMaxMtu))
                     a.mtu = *n;
@@ -475,6 +481,7 @@ private:
         std::map<std::string, int> seen;
         bool has_action = false;
         int action_line = sec.line;
+        int state_line = sec.line;
         for (const auto& e : sec.entries) {
             const std::string key = lower(e.key);
             if (key == "description") {
@@ -493,12 +500,27 @@ private:
                 } else {
                     error(e.line, "action " + quoted(e.value) + ": write permit or block");
                 }
+            } else if (key == "state") {
+                if (!once(seen, e, key))
+                    continue;
+                const auto v = lower(e.value);
+                if (v == "keep" || v == "off")
+                    a.keep_state = v == "keep";
+                else
+                    error(e.line, "state " + quoted(e.value) + ": write keep (track flows: replies pass only in a flow) or off");
+                state_line = e.line;
             } else {
                 unknown_key(e, "[filteraction]", kFilterActionKeys);
             }
         }
         if (!has_action && !seen.contains("action"))
             error(sec.line, "filter action " + quoted(name) + " has no 'action = permit' or 'action = block'");
+        if (a.keep_state && builtin.empty() && has_action && a.action == dp::Action::block)
+            error(state_line, "filter action " + quoted(name) + " blocks, and 'state = keep' is for permits: a block starts "
+                              "no flows (remove the state line)");
+        if (a.keep_state && !builtin.empty())
+            error(state_line, "filter action " + quoted(name) + " is the built-in stateless " + builtin +
+                              ": give the stateful action another name, e.g. [filteraction Permit stateful]");
         if (!builtin.empty()) {
             const char* means = builtin == "permit" ? "permit" : "block";
             if (has_action && (a.action == dp::Action::permit) != (builtin == "permit"))
@@ -581,6 +603,17 @@ private:
                     warning(r.line, "rule repeats line " + std::to_string(it->second));
                 if (cfg_.lists[static_cast<std::size_t>(r.list)].filters.empty())
                     warning(r.line, "filter list " + quoted(list) + " has no filters: this rule matches nothing");
+                // A TCP flow starts with a SYN, which carries no payload: a stateful payload
+                // filter would never start one, and its mirror would drop every answer.
+                if (cfg_.actions[static_cast<std::size_t>(r.action)].keep_state)
+                    for (const FilterDef& f : cfg_.lists[static_cast<std::size_t>(r.list)].filters)
+                        if (f.spec.payload) {
+                            error(r.line, "rule " + quoted(r.text) + ": filter " + quoted(f.text) + " (line " +
+                                              std::to_string(f.line) + ") has a payload pattern, and action " +
+                                              quoted(action) + " keeps state, whose flows start with a packet "
+                                              "without payload (a SYN): use a stateless action for payload filters");
+                            break;
+                        }
             }
         }
         for (std::size_t i = 0; i < cfg_.lists.size(); ++i)

@@ -43,6 +43,7 @@ struct Appliance {
     std::vector<std::uint16_t> non_ip{dp::kEtherArp};  ///< EtherTypes that pass unfiltered
     FragmentMode fragments = FragmentMode::track;
     unsigned fragment_table = dp::kFragmentTableDefault;  ///< datagrams in flight remembered per worker
+    unsigned state_table = dp::kStateTableDefault;  ///< flows remembered per worker (`state = keep`)
     bool ip_options_allow = false;
     bool antispoof = true;
     std::string assign;  ///< empty: nothing assigned, block everything
@@ -80,6 +81,7 @@ struct FilterAction {
     int line = 0;  ///< 0 for the built-in permit and block
     dp::Action action = dp::Action::block;
     std::string description;
+    bool keep_state = false;  ///< `state = keep`: a permit that tracks flows (dataplane/state.h)
 };
 
 struct RuleDef {

@@ -548,7 +548,8 @@ Result<nlohmann::json> control_request(const std::string& path, const nlohmann::
 }
 
 Status control_stream(const std::string& path, const nlohmann::json& request, int timeout_ms,
-                      const std::function<bool(std::string_view)>& on_line) {
+                      const std::function<bool(std::string_view)>& on_line,
+                      const std::function<void()>& on_read) {
     sockaddr_un a;
     if (Status filled = fill_addr(path, a); !filled)
         return filled;
@@ -597,6 +598,8 @@ Status control_stream(const std::string& path, const nlohmann::json& request, in
             }
         }
         buf.erase(0, from);
+        if (on_read)
+            on_read();
         if (buf.size() > kMaxReply) {
             close(fd);
             return fail("a line of over 512 MB from moatd on " + path);

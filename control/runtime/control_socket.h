@@ -188,8 +188,10 @@ Result<nlohmann::json> control_request(const std::string& path, const nlohmann::
 /// comes back (without its newline), until it returns false, moatd closes the connection, or no
 /// first line came within `timeout_ms` (connecting included). Returns why it ended early: an
 /// error when moatd could not be reached or sent nothing; fine when moatd closed it or `on_line`
-/// said stop.
+/// said stop. `on_read`, when given, is called after the lines of each read have been handed to
+/// `on_line` (a client that prints them flushes there: once a read, not once a line).
 Status control_stream(const std::string& path, const nlohmann::json& request, int timeout_ms,
-                      const std::function<bool(std::string_view)>& on_line);
+                      const std::function<bool(std::string_view)>& on_line,
+                      const std::function<void()>& on_read = {});
 
 }  // namespace moat::ctl

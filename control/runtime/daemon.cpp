@@ -365,6 +365,9 @@ int tel_stats(const char*, const char*, rte_tel_data* d) {
         for (std::size_t r = 1; r < dp::kFragDrops; ++r)
             rte_tel_data_add_dict_u64(d, ("fragment_drop_" + std::string(dp::kFragDropNames[r])).c_str(), s.fragment_drops[r]);
         rte_tel_data_add_dict_u64(d, "fragments_passed", s.fragments_passed);
+        for (const auto& k : kStateCounters)
+            rte_tel_data_add_dict_u64(d, ("state_" + std::string(k.name)).c_str(), s.states.*k.stat);
+        rte_tel_data_add_dict_u64(d, "state_active", s.states.active());
         return 0;
     });
 }
@@ -652,6 +655,9 @@ Status start_workers(Workers& running, Runtime& rt, MonitorHub& monitor, const A
             dp::FragmentTable::create(a.fragment_table, static_cast<int>(rte_lcore_to_socket_id(lcore)), frag_error);
         if (!w->fragments)
             return fail(frag_error + " (lower fragment_table)");
+        w->flows = dp::FlowTable::create(a.state_table, static_cast<int>(rte_lcore_to_socket_id(lcore)), frag_error);
+        if (!w->flows)
+            return fail(frag_error + " (lower state_table, or give EAL more memory with -m)");
         if (const Status ring = monitor.attach_worker(*w, static_cast<int>(rte_lcore_to_socket_id(lcore))); !ring)
             return ring;
         log("worker " + std::to_string(w->index) + " on lcore " + std::to_string(lcore) + ": rx/tx queue " +
@@ -659,7 +665,8 @@ Status start_workers(Workers& running, Runtime& rt, MonitorHub& monitor, const A
             (a.fragments == FragmentMode::track
                  ? ", fragments tracked (" + std::to_string(a.fragment_table) + " datagrams, " +
                        std::to_string(dp::kFragmentTimeoutMs / 1000) + " s)"
-                 : ", fragments dropped"));
+                 : ", fragments dropped") +
+            ", " + std::to_string(a.state_table) + " flows for state = keep");
         ctx.push_back(std::move(w));
     }
     if (const Status launched = running.launch(std::move(ctx)); !launched)
@@ -826,12 +833,17 @@ public:
                         " lost its link but this side cannot be told so");
                 }
             } else if (s.act[i] == LinkAct::bring_up) {
-                const int rc = rte_eth_dev_set_link_up(id_[i]);
-                if (rc == 0)
+                // A failure is tried again every poll (the port stays held), and logged once.
+                if (const int rc = rte_eth_dev_set_link_up(id_[i]); rc == 0) {
                     rt_.count_link(i, LinkEvent::brought_up);
-                log(rc == 0 ? Level::info : Level::error,
-                    port + (rc == 0 ? ": link brought back up because the " + other + "'s link returned (link_propagation)"
-                                    : ": cannot bring the link back up (" + std::string(rte_strerror(-rc)) + ")"));
+                    log(port + ": link brought back up because the " + other + "'s link returned (link_propagation)");
+                    up_failing_[i] = false;
+                } else {
+                    fsm_.bring_up_failed(i);
+                    if (!std::exchange(up_failing_[i], true))
+                        log(Level::error, port + ": cannot bring the link back up (" + rte_strerror(-rc) +
+                                              "); trying again every " + std::to_string(kPeriod.count()) + " ms");
+                }
             }
         }
     }
@@ -855,6 +867,7 @@ public:
 
 private:
     static constexpr std::array<const char*, 2> kRole{"outside", "inside"};
+    std::array<bool, 2> up_failing_{};  ///< bringing the port up failed, and is being tried again
 
     /// Port `i`'s link as it reports it; the last state seen when it cannot say.
     bool link_up(std::size_t i) {

@@ -47,4 +47,8 @@ void LinkPropagation::take_down_failed(std::size_t port) noexcept {
     unable_[port] = true;
 }
 
+void LinkPropagation::bring_up_failed(std::size_t port) noexcept {
+    held_[port] = true;
+}
+
 }  // namespace moat::ctl

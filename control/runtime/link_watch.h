@@ -48,6 +48,10 @@ public:
     /// has had its link back.
     void take_down_failed(std::size_t port) noexcept;
 
+    /// The bring_up of `port` could not be carried out: it stays held, and the next observe()
+    /// asks for the bring_up again (a port left down for good would cut the wire after its cause
+    /// came back).
+    void bring_up_failed(std::size_t port) noexcept;
     bool held(std::size_t port) const noexcept { return held_[port]; }
 
 private:

@@ -70,16 +70,28 @@ std::shared_ptr<const std::string> MetricsBoard::text(std::chrono::milliseconds 
         if (closed_ || !stats_)
             return nullptr;
     }
+    // The first HTTP thread to serve this snapshot formats it, outside the lock (a large policy's
+    // text takes seconds); the others wait for that text instead of formatting copies of their
+    // own (four scrapers of a 200,000-filter policy made four 60 MB texts at once).
+    const auto until = Clock::now() + wait;
+    while (!text_ && formatting_ && formatting_ == stats_) {
+        if (!cv_.wait_until(lock, until, [&] { return closed_ || text_ || formatting_ != stats_; }))
+            return nullptr;  // still formatting after `wait`: this scrape gets 503
+        if (closed_)
+            return nullptr;
+    }
     if (text_)
         return text_;
-    // The first HTTP thread to serve this snapshot formats it, outside the lock (a large policy's
-    // text takes a while); the others serve the text it leaves.
     const std::shared_ptr<const Stats> s = stats_;
+    formatting_ = s;
     lock.unlock();
     auto text = std::make_shared<const std::string>(stats_prometheus(*s));
     lock.lock();
     if (stats_ == s)
         text_ = text;
+    if (formatting_ == s)
+        formatting_ = nullptr;
+    cv_.notify_all();
     return text;
 }
 
@@ -107,6 +119,9 @@ thread_local bool t_shed = false;
 /// Set by the routing of a request that is refused: its connection ends after the reply (the
 /// refused request's body, if any, was never read).
 thread_local bool t_close_after = false;
+class BoundedStream;
+/// The connection whose request this thread is routing (its reply may extend the deadline).
+thread_local BoundedStream* t_stream = nullptr;
 
 /// httplib's TaskQueue: kThreads threads at the lowest CPU priority and a bounded waiting line.
 class BoundedPool final : public httplib::TaskQueue {
@@ -168,11 +183,28 @@ private:
     std::vector<std::thread> threads_;
 };
 
+/// The slowest a reply may be read: a reply of B bytes gets kWriteTimeout more than B takes at
+/// this rate, past the connection's deadline if need be (a large policy's text is tens of
+/// megabytes: it is not cut short as a 200); the connection then ends with that reply.
+constexpr std::size_t kReplyBytesPerSecond = 1 << 20;
+
 /// httplib's Stream over one accepted socket, with the connection's deadline and byte budget;
 /// every wait also ends when the server stops.
 class BoundedStream final : public httplib::Stream {
 public:
     BoundedStream(int sock, int stop_fd) : sock_(sock), stop_fd_(stop_fd), deadline_(Clock::now() + kConnectionDeadline) {}
+
+    /// A reply of `bytes` is about to be sent: when what it takes at kReplyBytesPerSecond (and
+    /// one write's wait) from now is past the deadline, the deadline moves there and the answer
+    /// is true: the connection must end with this reply, or every request on a kept-alive
+    /// connection would buy more time.
+    bool allow_reply(std::size_t bytes) {
+        const auto need = Clock::now() + MetricsLimits::kWriteTimeout + std::chrono::seconds(bytes / kReplyBytesPerSecond);
+        if (need <= deadline_)
+            return false;
+        deadline_ = need;
+        return true;
+    }
 
     /// Waits up to `timeout` (and the deadline) for `events` on the socket.
     bool wait(short events, std::chrono::milliseconds timeout) const {
@@ -272,7 +304,9 @@ private:
                     break;
                 t_close_after = false;
                 bool closed = false;
+                t_stream = &strm;
                 ok = process_request(strm, n == 1, closed, nullptr);
+                t_stream = nullptr;
                 if (!ok || closed || t_close_after)
                     break;
             }
@@ -353,7 +387,16 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& h
             res.set_content("moatd has no counters to show yet, or is stopping\n", "text/plain; charset=utf-8");
             return;
         }
-        res.set_content(*text, "text/plain; version=0.0.4");
+        if (t_stream && t_stream->allow_reply(text->size())) {
+            t_close_after = true;
+            res.set_header("Connection", "close");
+        }
+        // Sent from the shared text, not a copy of it per reply.
+        res.set_content_provider(
+            text->size(), "text/plain; version=0.0.4",
+            [text](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+                return sink.write(text->data() + offset, std::min(length, text->size() - offset));
+            });
     });
 
     const std::string address = address_text(host, port);

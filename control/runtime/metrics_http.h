@@ -58,6 +58,7 @@ private:
     std::condition_variable cv_;
     std::shared_ptr<const Stats> stats_;
     std::shared_ptr<const std::string> text_;  ///< stats_ formatted, by the first HTTP thread that needed it
+    std::shared_ptr<const Stats> formatting_;  ///< the snapshot an HTTP thread is formatting now, if any
     Clock::time_point at_;                      ///< when stats_ was taken
     std::uint64_t published_ = 0;
     bool asked_ = false;  ///< a request is on wanted_fd() and not yet taken (wanted())

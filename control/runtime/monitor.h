@@ -57,14 +57,14 @@ dp::MonitorWord monitor_word(const std::vector<MonitorSpec>& specs, std::uint16_
 /// of r's deciding filter, empty when none or unknown). Pure.
 bool monitor_wants(const MonitorSpec& spec, const dp::MonitorRecord& r, const std::string& list);
 
-/// A record as a monitor line's JSON object: time, worker, port, vlan, length, ethertype, then for
+/// A record as a monitor line, one JSON object without the newline: time, worker, port, vlan, length, ethertype, then for
 /// IP packets family, proto, src, dst, ports or ICMP type and code, packet (as explain writes it),
 /// verdict, reason (fragment: the fragment reason too), generation, and the deciding filter
 /// (rank, filter, filterlist, rule, line, action) named through `g` (null: not kept any more),
 /// and seq (the packet's index among those its worker counted since monitoring started) and, when
 /// dropped, drop_seq (among the dropped ones): what --sample N takes every Nth of.
-/// `wall` is the record's TSC as wall-clock time.
-nlohmann::json record_json(const dp::MonitorRecord& r, const Generation* g, std::chrono::system_clock::time_point wall);
+/// `wall` is the record's TSC as wall-clock time. Members come in that order.
+std::string record_line(const dp::MonitorRecord& r, const Generation* g, std::chrono::system_clock::time_point wall);
 
 /// A monitor line as `moatctl monitor` prints it without --json.
 std::string record_text(const nlohmann::json& line);
@@ -77,6 +77,9 @@ public:
     static constexpr std::size_t kMaxReadOnlyMonitors = kMaxMonitors - 1;
     static constexpr unsigned kRingSize = 4096;               ///< records per worker ring
     static constexpr std::size_t kClientBuffer = 256 * 1024;  ///< bytes of lines per monitor
+    /// A line is shorter than this (its names come from config lines, which are at most 200
+    /// bytes): a monitor with less room left loses the line before it is made.
+    static constexpr std::size_t kLineRoom = 4096;
     static constexpr std::size_t kDrainPerTurn = 4096;        ///< records per control-loop turn
 
     explicit MonitorHub(Runtime& rt);

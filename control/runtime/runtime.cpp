@@ -756,6 +756,7 @@ std::vector<std::string> Runtime::restart_only_changes(const Appliance& now) con
     restart_only("control_group", was.control_gid != now.control_gid);
     restart_only("control_readonly_group", was.control_readonly_gid != now.control_readonly_gid);
     restart_only("fragment_table", was.fragment_table != now.fragment_table);
+    restart_only("state_table", was.state_table != now.state_table);
     restart_only("metrics", was.metrics_host != now.metrics_host || was.metrics_port != now.metrics_port);
     restart_only("mtu", was.mtu != now.mtu);
     restart_only("link_propagation", was.link_propagation != now.link_propagation);

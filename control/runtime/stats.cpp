@@ -97,6 +97,10 @@ Stats collect_stats(std::span<const dp::WorkerContext* const> workers, std::shar
         ws.payload_scanned = w->counters.payload_scanned.get();
         ws.payload_bytes = w->counters.payload_bytes.get();
         ws.monitor_lost = w->counters.monitor_lost.get();
+        for (const auto& k : kStateCounters) {
+            ws.states.*k.stat = (w->counters.*k.counter).get();
+            s.states.*k.stat += ws.states.*k.stat;
+        }
     }
     const std::vector<Counts> hits = row_hits(g, workers.size());
     s.filters.resize(g.row_keys.size());
@@ -138,6 +142,14 @@ nlohmann::json stats_json_head(const Stats& s) {
     for (std::size_t r = 1; r < dp::kFragDrops; ++r)
         j["fragments"]["dropped"][std::string(dp::kFragDropNames[r])] = s.fragment_drops[r];
     j["fragments"]["passed"] = s.fragments_passed;
+    const auto states_json = [](const StateStats& st) {
+        nlohmann::json o;
+        for (const auto& k : kStateCounters)
+            o[std::string(k.name)] = st.*k.stat;
+        o["active"] = st.active();
+        return o;
+    };
+    j["states"] = states_json(s.states);
     std::uint64_t scanned = 0, scanned_bytes = 0;
     j["workers"] = nlohmann::json::array();
     for (const auto& w : s.workers) {
@@ -152,6 +164,7 @@ nlohmann::json stats_json_head(const Stats& s) {
                                 {"busy_cycles", w.busy_cycles},
                                 {"busy_polls", w.busy_polls},
                                 {"monitor_lost", w.monitor_lost},
+                                {"states", states_json(w.states)},
                                 {"cycles_per_packet", w.rx_packets ? static_cast<double>(w.busy_cycles) / w.rx_packets : 0.0},
                                 {"rates",
                                  {{"seconds", w.rates.seconds},
@@ -227,6 +240,10 @@ std::string stats_text_head(const Stats& s) {
     out += "fragments: passed=" + std::to_string(s.fragments_passed) + "; dropped:";
     for (std::size_t r = 1; r < dp::kFragDrops; ++r)
         out += " " + std::string(dp::kFragDropNames[r]) + "=" + std::to_string(s.fragment_drops[r]);
+    out += "\n";
+    out += "states: active=" + std::to_string(s.states.active());
+    for (const auto& k : kStateCounters)
+        out += " " + std::string(k.name) + "=" + std::to_string(s.states.*k.stat);
     out += "\n";
     // Per worker: rates over the last second (moatd samples once a second), then totals.
     // cyc/pkt: TSC cycles of the busy polls per packet received, the worker's cost per packet;
@@ -351,6 +368,15 @@ std::string stats_prometheus_head(const Stats& s) {
         for (const auto& w : s.workers)
             line(m.name, "worker=\"" + std::to_string(w.index) + "\"", w.*m.field);
     }
+    for (const auto& k : kStateCounters) {
+        const std::string name = "moat_state_" + std::string(k.name) + "_total";
+        metric(name.c_str(), std::string(k.help).c_str());
+        for (const auto& w : s.workers)
+            line(name.c_str(), "worker=\"" + std::to_string(w.index) + "\"", w.states.*k.stat);
+    }
+    o += "# HELP moat_state_active Flows a worker's flow table holds (state = keep).\n# TYPE moat_state_active gauge\n";
+    for (const auto& w : s.workers)
+        line("moat_state_active", "worker=\"" + std::to_string(w.index) + "\"", w.states.active());
     return o;
 }
 

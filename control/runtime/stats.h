@@ -59,6 +59,32 @@ inline constexpr std::array<PortCounterName, 6> kPortCounters{{
     {"tx_failed", "tx failed", 10, "Permitted packets the port's tx queue refused.", &dp::PortCounters::tx_failed, &PortStats::tx_failed},
 }};
 
+/// The flow table's counters of a worker (`state = keep`), named once: JSON `states.NAME`,
+/// telemetry `state_NAME`, Prometheus `moat_state_NAME_total{worker=...}`; active is a gauge.
+struct StateStats {
+    std::uint64_t created = 0, expired = 0, cut = 0, full = 0, related = 0;
+    std::uint64_t active() const noexcept { return created - expired - cut; }
+};
+
+struct StateCounterName {
+    std::string_view name;
+    std::string_view help;
+    dp::Counter dp::WorkerCounters::*counter;
+    std::uint64_t StateStats::*stat;
+};
+
+inline constexpr std::array<StateCounterName, 5> kStateCounters{{
+    {"created", "Flows a stateful permit started (state = keep).", &dp::WorkerCounters::state_created, &StateStats::created},
+    {"expired", "Flows freed when their timeout passed or their closed connection's ports were reused.",
+     &dp::WorkerCounters::state_expired, &StateStats::expired},
+    {"cut", "Flows a reload's policy would not start, removed at their next packet.", &dp::WorkerCounters::state_cut,
+     &StateStats::cut},
+    {"full", "New flows refused because the worker's flow table (state_table) was full.", &dp::WorkerCounters::state_full,
+     &StateStats::full},
+    {"related", "ICMP errors passed because the header they quote belongs to a tracked flow.",
+     &dp::WorkerCounters::state_related, &StateStats::related},
+}};
+
 /// One filter row. The names point into the generation the Stats holds.
 struct FilterStats {
     std::string_view filterlist;
@@ -120,6 +146,7 @@ struct WorkerStats {
     std::uint64_t busy_cycles = 0;               ///< TSC cycles of its busy polls
     std::uint64_t busy_polls = 0;                ///< its loop turns that received packets
     std::uint64_t monitor_lost = 0;              ///< drop-trace records its full monitor ring refused
+    StateStats states;                           ///< its flow table
     WorkerRates rates;
 };
 
@@ -131,6 +158,7 @@ struct Stats {
     std::uint64_t non_ip_passed = 0;
     std::array<std::uint64_t, dp::kFragDrops> fragment_drops{};  ///< detail of drops[fragment]
     std::uint64_t fragments_passed = 0;
+    StateStats states;                 ///< summed over the workers
     std::vector<WorkerStats> workers;  ///< by worker index
     std::vector<FilterStats> filters;  ///< one per (rule, filter), in rank order
     std::shared_ptr<const Generation> source;  ///< what `filters` point into

@@ -11,13 +11,18 @@
 // and the table shows each case's median cycles per packet.
 //
 //   worker_bench [--sets acl1_10K,fw1_10K,...] [--seconds 1] [--rounds 5] [--packets 512]
+//                [--flows 1024,1048576]
 //
 // Cases: `plain` (the anchor), `10 filters` (perf/ten-filters.ini with the 256 UDP flows of
 // perf/throughput's generator, 64-byte frames), the same with a drop-trace monitor attached
 // (`monitor --drops`: every packet counted, none of these permitted ones recorded; `monitor
 // --all`: every packet recorded into the worker's ring, which this thread drains as moatd's
 // control thread would), and per ClassBench set its policy with the permitted packets of its
-// trace without locality (the set's own variety of keys).
+// trace without locality (the set's own variety of keys). Per --flows N: N distinct UDP flows
+// (each packet of the loop its own flow, so each comes back once every N packets: at 1M flows
+// the flow table and the mbufs are far out of the cache) through plain forwarding, the 10-filter
+// policy, and the same policy with its generator filter under a `state = keep` action (the table
+// sized N, the flows created during a warm-up of two passes before the measurement).
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -63,6 +68,7 @@ using perf::median;
 /// The ports of the loop and the pool of its packets.
 struct Loop {
     rte_mempool* pool = nullptr;
+    std::size_t capacity = 8191;  ///< packets the pool and the loop hold
     rte_ring* loop = nullptr;    // the outside port receives from here; the inside port sends here
     rte_ring* out_tx = nullptr;  // never used: nothing is sent outwards
     rte_ring* in_rx = nullptr;   // stays empty: polled as a worker polls it
@@ -71,9 +77,12 @@ struct Loop {
 
     bool make() {
         const auto ring = [&](const char* what) {
-            return rte_ring_create(what, 4096, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+            return rte_ring_create(what, rte_align32pow2(static_cast<std::uint32_t>(capacity) + 1), SOCKET_ID_ANY,
+                                   RING_F_SP_ENQ | RING_F_SC_DEQ);
         };
-        pool = rte_pktmbuf_pool_create("worker_bench", 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+        // Every looped frame is 64 bytes: a data room of 128 bytes after the headroom holds it.
+        pool = rte_pktmbuf_pool_create("worker_bench", static_cast<unsigned>(capacity), 256, 0,
+                                       RTE_PKTMBUF_HEADROOM + 128, SOCKET_ID_ANY);
         loop = ring("wb_loop");
         out_tx = ring("wb_otx");
         in_rx = ring("wb_irx");
@@ -164,6 +173,9 @@ struct Case {
     std::vector<double> cycles;       ///< per round: busy cycles per packet
     std::vector<double> mpps;         ///< per round: packets per second the loop went round at
     dp::MonitorWord monitor;          ///< the drop-trace word published while it runs (0: none)
+    std::size_t packets = 0;          ///< packets looped; 0: --packets
+    unsigned state_table = 0;         ///< flows the worker's flow table holds; 0: its default
+    double warmup = 0;                ///< seconds run before the measured ones (flows created)
 };
 
 struct Options {
@@ -193,6 +205,41 @@ Case ten_filters() {
         c.frames.push_back(test::frame(p));
     }
     return c;
+}
+
+/// `n` distinct UDP flows to the generator filter's port, from 198.19.0.0/16 (source ports
+/// 40000 and up once the addresses are used up), through plain forwarding, the 10-filter policy
+/// and the same with the generator filter stateful.
+std::vector<Case> flow_cases(std::size_t n) {
+    Case stateless = ten_filters();
+    const std::string from = "198.18.0.0/16+", to = "198.19.0.0/16+";
+    stateless.policy.replace(stateless.policy.find(from), from.size(), to);
+    stateless.frames.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+        test::Pkt p;
+        p.src = "198.19." + std::to_string(i / 256 % 256) + "." + std::to_string(i % 256);
+        p.proto = 17;
+        p.sport = static_cast<std::uint16_t>(40000 + i / 65536);
+        p.dport = 53;
+        p.payload = std::string(22, 'x');  // 64 bytes
+        stateless.frames.push_back(test::frame(p));
+    }
+    const std::string count = n % 1048576 == 0 ? std::to_string(n / 1048576) + "M"
+                              : n % 1024 == 0  ? std::to_string(n / 1024) + "K"
+                                               : std::to_string(n);
+    stateless.name = "10 filters, " + count + " flows";
+    stateless.packets = n;
+    stateless.warmup = 2.0 * static_cast<double>(n) / 5e6 + 0.1;  // two passes at 5 Mpps
+    Case plain = stateless;
+    plain.name = "plain forwarding, " + count + " flows";
+    plain.policy.clear();
+    Case stateful = stateless;
+    stateful.name = "10 filters, state = keep, " + count + " flows";
+    const std::string rule = "rule = Generator clients -> permit";
+    stateful.policy.replace(stateful.policy.find(rule), rule.size(), "rule = Generator clients -> Keep");
+    stateful.policy += "[filteraction Keep]\naction = permit\nstate = keep\n";
+    stateful.state_table = static_cast<unsigned>(n);
+    return {plain, stateless, stateful};
 }
 
 /// A ClassBench set's policy and the permitted packets of its trace without locality (that of
@@ -232,7 +279,8 @@ std::optional<Case> classbench(const std::string& name, const Options& opt) {
 
 /// One round of one case on lcore `lcore`: busy cycles per packet and the loop's packet rate.
 bool run_round(Case& c, Loop& loop, unsigned lcore, const Options& opt, const fs::path& work) {
-    if (!loop.fill(c.frames, opt.packets))
+    const std::size_t looped = c.packets ? c.packets : opt.packets;
+    if (!loop.fill(c.frames, looped))
         return false;
     std::atomic<bool> stop{false};
     const auto t0 = std::chrono::steady_clock::now();
@@ -275,6 +323,14 @@ bool run_round(Case& c, Loop& loop, unsigned lcore, const Options& opt, const fs
             return false;
     }
     dp::WorkerContext ctx;
+    if (c.state_table) {
+        std::string error;
+        ctx.flows = dp::FlowTable::create(c.state_table, SOCKET_ID_ANY, error);
+        if (!ctx.flows) {
+            std::fprintf(stderr, "%s: %s\n", c.name.c_str(), error.c_str());
+            return false;
+        }
+    }
     ctx.monitor.word = &word;
     ctx.monitor.ring = ring;
     ctx.lcore = lcore;
@@ -285,10 +341,21 @@ bool run_round(Case& c, Loop& loop, unsigned lcore, const Options& opt, const fs
     if (rte_eal_remote_launch(&dp::worker_main, &ctx, lcore) != 0)
         return false;
     rt.set_workers({&ctx});
+    // The warm-up's packets (flows created, caches filled) are not in the figures.
+    const auto rx_now = [&] { return ctx.counters.port[0].rx_packets.get() + ctx.counters.port[1].rx_packets.get(); };
+    std::uint64_t rx0 = 0, busy0 = 0;
+    double t_measured = 0;
+    if (c.warmup > 0) {
+        std::this_thread::sleep_for(std::chrono::duration<double>(c.warmup));
+        rx0 = rx_now();
+        busy0 = ctx.counters.busy_cycles.get();
+        t_measured = seconds();
+    }
+    const double until = t_measured + opt.seconds;
     std::uint64_t drained = 0;
     if (ring) {
         std::array<dp::MonitorRecord, 64> recs;
-        while (seconds() < opt.seconds) {
+        while (seconds() < until) {
             const unsigned n = rte_ring_sc_dequeue_burst_elem(ring, recs.data(), sizeof(dp::MonitorRecord), recs.size(), nullptr);
             drained += n;
             if (n == 0)
@@ -297,6 +364,9 @@ bool run_round(Case& c, Loop& loop, unsigned lcore, const Options& opt, const fs
     } else {
         std::this_thread::sleep_for(std::chrono::duration<double>(opt.seconds));
     }
+    const std::uint64_t rx = rx_now() - rx0;
+    const std::uint64_t busy = ctx.counters.busy_cycles.get() - busy0;
+    const double measured = seconds() - t_measured;
     stop.store(true);
     rte_eal_wait_lcore(lcore);
     rt.set_workers({});
@@ -306,15 +376,19 @@ bool run_round(Case& c, Loop& loop, unsigned lcore, const Options& opt, const fs
                      static_cast<unsigned long long>(ctx.counters.monitor_lost.get()));
         rte_ring_free(ring);
     }
-    const std::uint64_t rx = ctx.counters.port[0].rx_packets.get() + ctx.counters.port[1].rx_packets.get();
     const std::uint64_t dropped = ctx.counters.port[0].dropped.get() + ctx.counters.port[1].dropped.get();
     if (dropped != 0) {
         std::fprintf(stderr, "%s: the worker dropped %llu looped packets\n", c.name.c_str(),
                      static_cast<unsigned long long>(dropped));
         return false;
     }
-    c.cycles.push_back(static_cast<double>(ctx.counters.busy_cycles.get()) / std::max<std::uint64_t>(1, rx));
-    c.mpps.push_back(rx / seconds() / 1e6);
+    if (c.state_table && ctx.counters.state_created.get() != std::min<std::uint64_t>(c.frames.size(), looped)) {
+        std::fprintf(stderr, "%s: %llu flows created for %zu flows looped\n", c.name.c_str(),
+                     static_cast<unsigned long long>(ctx.counters.state_created.get()), c.frames.size());
+        return false;
+    }
+    c.cycles.push_back(static_cast<double>(busy) / std::max<std::uint64_t>(1, rx));
+    c.mpps.push_back(static_cast<double>(rx) / measured / 1e6);
     return true;
 }
 
@@ -338,19 +412,26 @@ void stage_costs(const Case& c, rte_mempool* pool) {
         b.pkts[b.n] = m;
     }
     constexpr int kTurns = 200000;
-    std::uint64_t parse = 0, classify = 0;
+    std::uint64_t parse = 0, classify = 0, state = 0;
+    std::string error;
+    const auto flows = t.has_state ? dp::FlowTable::create(1024, SOCKET_ID_ANY, error) : nullptr;
+    dp::StateCounts counts;
     for (int i = 0; i < kTurns; ++i) {
         const std::uint64_t t0 = rte_rdtsc();
         dp::parse_burst(b.packets(), dp::Ingress::outside, t.parse, b.metas());
         const std::uint64_t t1 = rte_rdtsc();
         dp::classify_burst(t, b.metas(), b.verdict_span());
         const std::uint64_t t2 = rte_rdtsc();
+        if (flows)
+            flows->settle(t, b.packets(), b.metas(), b.verdict_span(), t2, counts);
+        const std::uint64_t t3 = rte_rdtsc();
         parse += t1 - t0;
         classify += t2 - t1;
+        state += t3 - t2;
     }
     const double packets = double(kTurns) * b.n;
-    std::fprintf(stderr, "  %-18s in the cache: parse %.1f, classify %.1f cycles a packet\n", c.name.c_str(),
-                 parse / packets, classify / packets);
+    std::fprintf(stderr, "  %-18s in the cache: parse %.1f, classify %.1f, state %.1f cycles a packet\n", c.name.c_str(),
+                 parse / packets, classify / packets, state / packets);
     rte_pktmbuf_free_bulk(b.pkts.data(), b.n);
 }
 
@@ -360,6 +441,7 @@ void stage_costs(const Case& c, rte_mempool* pool) {
 int main(int argc, char** argv) {
     using namespace moat;
     std::vector<std::string> sets{"acl1_10K", "fw1_10K", "ipc1_10K"};
+    std::vector<std::size_t> flows{1024, 1048576};
     Options opt;
     // A value that is not wholly a number is an error line, not an uncaught std::stoul exception
     // (abort) or a silently shortened "12abc".
@@ -385,6 +467,12 @@ int main(int argc, char** argv) {
                 opt.rounds = number(argv[++i], [](const std::string& t, std::size_t* e) { return std::stoi(t, e); });
                 continue;
             }
+            if (a == "--flows" && i + 1 < argc) {
+                flows.clear();
+                for (const auto& f : perf::split_list(argv[++i]))
+                    flows.push_back(number(f.c_str(), [](const std::string& t, std::size_t* e) { return std::stoul(t, e); }));
+                continue;
+            }
             if (a == "--packets" && i + 1 < argc) {
                 opt.packets = number(argv[++i], [](const std::string& t, std::size_t* e) { return std::stoul(t, e); });
                 continue;
@@ -395,7 +483,7 @@ int main(int argc, char** argv) {
         }
         {
             std::fprintf(stderr, "usage: worker_bench [--sets acl1_10K,fw1_10K,ipc1_10K] [--seconds 1] [--rounds 5] "
-                                 "[--packets 512]\n");
+                                 "[--packets 512] [--flows 1024,1048576]\n");
             return 2;
         }
     }
@@ -403,8 +491,18 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "worker_bench: --seconds from above 0 to 3600, --rounds >= 1, --packets from 32 to 4000\n");
         return 2;
     }
+    for (const std::size_t f : flows)
+        if (f < dp::kBurstMax || f > (std::size_t{1} << 22)) {
+            std::fprintf(stderr, "worker_bench: --flows from 32 to 4194304 each\n");
+            return 2;
+        }
+    const std::size_t most_flows = flows.empty() ? 0 : *std::max_element(flows.begin(), flows.end());
+    // The loop's mbufs (about 400 bytes each with their 64-byte frames) and a flow table of that
+    // many flows (about 100 bytes each in DPDK memory) beside the 512 MB the rest needs.
+    const unsigned memory_mb = static_cast<unsigned>(512 + most_flows * 600 / (1 << 20));
     // The worker on lcore 1 (CPU 1), the control thread on lcore 0.
-    if (!perf::start_eal({"worker_bench", "--no-pci", "--lcores", "0@0,1@1", "--log-level", "*:error"}, 512, 1024))
+    if (!perf::start_eal({"worker_bench", "--no-pci", "--lcores", "0@0,1@1", "--log-level", "*:error"}, memory_mb,
+                         2 * memory_mb))
         return 1;
     const unsigned lcore = rte_get_next_lcore(-1, 1, 0);
 
@@ -429,7 +527,11 @@ int main(int argc, char** argv) {
             return 1;
         }
     }
+    for (const std::size_t f : flows)
+        for (auto& c : flow_cases(f))
+            cases.push_back(std::move(c));
     Loop loop;
+    loop.capacity = std::max<std::size_t>(8191, most_flows + 1024);
     if (!loop.make()) {
         std::fprintf(stderr, "cannot make the ring ports: %s\n", rte_strerror(rte_errno));
         return 1;
@@ -460,8 +562,20 @@ int main(int argc, char** argv) {
     const double plain = median(cases[0].cycles);
     for (const auto& c : cases) {
         const double cyc = median(c.cycles);
-        std::printf("| %s | %zu | %.1f | %.1f | %+.1f | %.2f |\n", c.name.c_str(), std::min(c.frames.size(), opt.packets),
+        std::printf("| %s | %zu | %.1f | %.1f | %+.1f | %.2f |\n", c.name.c_str(),
+                    c.packets ? c.packets : std::min(c.frames.size(), opt.packets),
                     cyc, *std::max_element(c.cycles.begin(), c.cycles.end()), cyc - plain, median(c.mpps));
     }
+    // state = keep against the same policy without it, at each number of flows (target: at most
+    // 15% fewer packets a second, that is at most 1/0.85 the cycles a packet).
+    for (std::size_t i = 0; i + 1 < cases.size(); ++i)
+        if (cases[i + 1].state_table && !cases[i].policy.empty()) {
+            const double a = median(cases[i].cycles), b = median(cases[i + 1].cycles);
+            std::printf("\nstate = keep at %zu flows: %.1f against %.1f cycles a packet (%+.1f%%), %.2f against %.2f Mpps "
+                        "(%+.1f%%)",
+                        cases[i + 1].packets, b, a, 100 * (b / a - 1), median(cases[i + 1].mpps), median(cases[i].mpps),
+                        100 * (median(cases[i + 1].mpps) / median(cases[i].mpps) - 1));
+        }
+    std::printf("\n");
     return 0;
 }

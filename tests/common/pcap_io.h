@@ -46,4 +46,16 @@ inline std::vector<Bytes> read_pcap(const std::string& path, bool* ok = nullptr)
     return out;
 }
 
+/// The pcap ports' files of the control-socket tests in `dir`: the outside port reads `web`
+/// packets to 198.18.0.10:80 and then `ssh` to port 22 (from 198.18.100.1:40000), the inside
+/// port nothing.
+inline void write_web_and_ssh(const std::string& dir, int web, int ssh) {
+    Pkt w, s;
+    s.dport = 22;
+    std::vector<Bytes> frames(static_cast<std::size_t>(web), frame(w));
+    frames.insert(frames.end(), static_cast<std::size_t>(ssh), frame(s));
+    write_pcap(dir + "/or.pcap", frames);
+    write_pcap(dir + "/ir.pcap", {});
+}
+
 }  // namespace moat::test

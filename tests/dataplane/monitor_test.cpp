@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <random>
 #include <vector>
 
 namespace moat::dp {
@@ -73,6 +75,67 @@ TEST(MonitorSampler, ANewEpochRestartsTheCount) {
     sampled(s, {0, 3, 1}, std::vector<bool>(4, true));  // counts at 4
     EXPECT_EQ(sampled(s, {0, 3, 1}, std::vector<bool>(3, true)), (std::vector<std::size_t>{2}));  // the 6th
     EXPECT_EQ(sampled(s, {0, 3, 2}, std::vector<bool>(4, true)), (std::vector<std::size_t>{0, 3}));
+}
+
+TEST(MonitorSampler, FollowsTheModuloDefinitionThroughRateChanges) {
+    // The sampler keeps the next index instead of dividing; it must take exactly the packets the
+    // definition names (index of a kind a multiple of its rate) while monitors come and go: rates
+    // change mid-stream (a second monitor: their gcd), a kind is switched off and on, the epoch
+    // changes. The reference below is the definition itself.
+    std::mt19937_64 rng(2026);
+    for (int run = 0; run < 200; ++run) {
+        MonitorSampler s;
+        std::uint64_t all = 0, drops = 0;
+        std::uint16_t epoch = 1;
+        MonitorWord w{1 + static_cast<std::uint32_t>(rng() % 7), static_cast<std::uint32_t>(rng() % 5), epoch};
+        for (int i = 0; i < 3000; ++i) {
+            if (rng() % 97 == 0) {  // the control thread publishes a new word
+                w.all = static_cast<std::uint32_t>(rng() % 4 == 0 ? 0 : 1 + rng() % 12);
+                w.drops = static_cast<std::uint32_t>(rng() % 3 == 0 ? 0 : 1 + rng() % 9);
+                if (w.all == 0 && w.drops == 0)
+                    w.drops = 1;
+                if (rng() % 5 == 0) {
+                    w.epoch = ++epoch;
+                    all = drops = 0;
+                }
+            }
+            const bool dropped = rng() % 3 == 0;
+            const bool want = (w.all != 0 && all % w.all == 0) || (dropped && w.drops != 0 && drops % w.drops == 0);
+            ASSERT_EQ(s.take(w, dropped), want) << "run " << run << " packet " << i << " all " << all << "/" << w.all
+                                                << " drops " << drops << "/" << w.drops;
+            ++all;
+            drops += dropped;
+            ASSERT_EQ(s.seq_all, all);
+            ASSERT_EQ(s.seq_drop, drops);
+        }
+    }
+    // pick() takes a burst at once (and skips bursts in which nothing is due): the same packets
+    // as take() one by one, with the same counts after, for bursts of every size.
+    for (int run = 0; run < 200; ++run) {
+        MonitorSampler one, burst;
+        MonitorWord w{static_cast<std::uint32_t>(rng() % 3 == 0 ? 0 : 1 + rng() % 70),
+                      static_cast<std::uint32_t>(1 + rng() % 50), 1};
+        for (int b = 0; b < 300; ++b) {
+            if (rng() % 40 == 0)
+                w.drops = static_cast<std::uint32_t>(1 + rng() % 50);
+            std::vector<Verdict> v(rng() % 33);  // bursts of 0 to 32 packets
+            for (Verdict& x : v)
+                x.drop = rng() % 4 == 0 ? DropReason::policy : DropReason::none;
+            std::vector<std::size_t> want;
+            for (std::size_t i = 0; i < v.size(); ++i)
+                if (one.take(w, v[i].drop != DropReason::none))
+                    want.push_back(i);
+            std::array<std::uint8_t, 32> picked{};
+            const unsigned k = burst.pick(w, v, picked.data());
+            ASSERT_EQ(std::vector<std::size_t>(picked.begin(), picked.begin() + k), want) << "run " << run << " burst " << b;
+            ASSERT_EQ(burst.seq_all, one.seq_all);
+            ASSERT_EQ(burst.seq_drop, one.seq_drop);
+        }
+    }
+    EXPECT_EQ(MonitorSampler::first_multiple(0, 7), 0u);
+    EXPECT_EQ(MonitorSampler::first_multiple(1, 7), 7u);
+    EXPECT_EQ(MonitorSampler::first_multiple(14, 7), 14u);
+    EXPECT_EQ(MonitorSampler::first_multiple(5, 0), MonitorSampler::kNever);
 }
 
 }  // namespace

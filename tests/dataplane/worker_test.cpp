@@ -87,6 +87,15 @@ protected:
         }
     }
 
+    /// A full burst of the default packet (permitted), parsed and judged by this fixture's tables.
+    void judged_burst(Burst& b) const {
+        b.n = kBurstMax;
+        for (unsigned i = 0; i < kBurstMax; ++i)
+            b.pkts[i] = test::mbuf(test::frame(Pkt{}));
+        parse_burst(b.packets(), Ingress::outside, tables_->parse, b.metas());
+        classify_burst(*tables_, b.metas(), b.verdict_span());
+    }
+
     ctl::LoadResult loaded_;
     std::unique_ptr<TableSet> tables_;
 };
@@ -205,14 +214,14 @@ TEST_F(WorkerStages, MonitorBurstRecordsTheSampledPackets) {
                 EXPECT_EQ(r.worker, 3u);
                 EXPECT_EQ(r.length, b.pkts[i]->pkt_len);
                 EXPECT_EQ(r.seq_drop % 2, 0u);
-                EXPECT_EQ(r.ingress, Ingress::outside);
+                EXPECT_EQ(r.key.ingress, Ingress::outside);
                 if (i % 5 == 1) {
                     EXPECT_EQ(r.vlans, 1u);
                     EXPECT_EQ(r.vlan[0], 100 + i);
                     EXPECT_EQ(r.ethertype, 0x0800);
-                    EXPECT_EQ(r.proto, 6);
-                    EXPECT_EQ(r.sport, 1000 + i);
-                    EXPECT_EQ(r.dport, 22);
+                    EXPECT_EQ(r.key.proto, 6);
+                    EXPECT_EQ(r.key.sport, 1000 + i);
+                    EXPECT_EQ(r.key.dport, 22);
                     EXPECT_EQ(r.drop, DropReason::policy);
                 } else {
                     EXPECT_EQ(r.vlans, 0u);
@@ -225,16 +234,39 @@ TEST_F(WorkerStages, MonitorBurstRecordsTheSampledPackets) {
     rte_ring_free(ring);
 }
 
+TEST_F(WorkerStages, MonitorBurstKeepsToItsBudgetAWindow) {
+    // However many packets a monitor asks for (--all, every one), a worker records at most
+    // kMonitorRecordsPerWindow a window; the rest are counted lost, and a new window (by the
+    // clock, not by the turn's start) allows as many again.
+    rte_ring* ring = rte_ring_create_elem("monitor_budget", sizeof(MonitorRecord), 4096, SOCKET_ID_ANY,
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(ring, nullptr);
+    MonitorPort mon;
+    mon.ring = ring;
+    mon.window_cycles = std::uint64_t{1} << 62;  // one window for the whole test ...
+    const MonitorWord every{1, 0, 1};
+    Counter lost;
+    Burst b;
+    judged_burst(b);
+    constexpr unsigned kBursts = 3 * kMonitorRecordsPerWindow / kBurstMax;
+    for (unsigned k = 0; k < kBursts; ++k)  // a stale turn start (0) must not matter
+        monitor_burst(mon, every.encode(), b.packets(), b.metas(), b.verdict_span(), 1, 0, 0, lost);
+    EXPECT_EQ(rte_ring_count(ring), kMonitorRecordsPerWindow);
+    EXPECT_EQ(lost.get(), kBursts * kBurstMax - kMonitorRecordsPerWindow);
+    EXPECT_EQ(mon.sampler.seq_all, kBursts * kBurstMax);  // every packet still counted
+    mon.window_start -= mon.window_cycles;  // ... until the clock has moved on by one
+    monitor_burst(mon, every.encode(), b.packets(), b.metas(), b.verdict_span(), 1, 0, 0, lost);
+    EXPECT_EQ(rte_ring_count(ring), kMonitorRecordsPerWindow + kBurstMax);
+    rte_pktmbuf_free_bulk(b.pkts.data(), kBurstMax);
+    rte_ring_free(ring);
+}
+
 TEST_F(WorkerStages, PacketsTheTxQueueRefusesAreFreedAndCounted) {
     RingPort tx("ring_small", 8);  // holds 7: the rest of a burst is refused
     const unsigned in_use_before = rte_mempool_in_use_count(test::EalEnvironment::pool());
     WorkerCounters c;
     Burst b;
-    b.n = kBurstMax;
-    for (unsigned i = 0; i < kBurstMax; ++i)
-        b.pkts[i] = test::mbuf(test::frame(Pkt{}));
-    parse_burst(b.packets(), Ingress::outside, tables_->parse, b.metas());
-    classify_burst(*tables_, b.metas(), b.verdict_span());
+    judged_burst(b);
     forward_or_drop(b, Ingress::outside, tx.port, 0, c, tables_->counters[0].get());
     auto out = tx.drain();
     EXPECT_EQ(out.size(), 7u);

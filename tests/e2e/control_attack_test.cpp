@@ -86,10 +86,7 @@ protected:
         sock_ = (dir_ / "moat.sock").string();
         // The outside port replays one web packet (permitted) and one SSH packet (blocked under
         // Servers) forever; what is permitted is written to /dev/null.
-        Pkt web, ssh;
-        ssh.dport = 22;
-        write_pcap((dir_ / "or.pcap").string(), {frame(web), frame(ssh)});
-        write_pcap((dir_ / "ir.pcap").string(), {});
+        write_web_and_ssh(dir_.string(), 1, 1);
         write(config("Servers"));
     }
     void TearDown() override {

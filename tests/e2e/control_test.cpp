@@ -55,10 +55,7 @@ protected:
         fs::create_directories(dir_);
         cfg_ = (dir_ / "moat.ini").string();
         // Outside: 3 web packets (permitted), 2 SSH packets (blocked under Servers).
-        Pkt web, ssh;
-        ssh.dport = 22;
-        write_pcap((dir_ / "or.pcap").string(), {frame(web), frame(web), frame(web), frame(ssh), frame(ssh)});
-        write_pcap((dir_ / "ir.pcap").string(), {});
+        write_web_and_ssh(dir_.string(), 3, 2);
         std::ofstream(cfg_) << config_text(dir_, "Servers");
     }
     void TearDown() override { fs::remove_all(dir_); }

@@ -133,10 +133,7 @@ protected:
         fs::create_directories(dir_);
         cfg_ = (dir_ / "moat.ini").string();
         // Outside: 3 web packets (permitted), 2 SSH packets (blocked).
-        Pkt web, ssh;
-        ssh.dport = 22;
-        write_pcap((dir_ / "or.pcap").string(), {frame(web), frame(web), frame(web), frame(ssh), frame(ssh)});
-        write_pcap((dir_ / "ir.pcap").string(), {});
+        write_web_and_ssh(dir_.string(), 3, 2);
         port_ = free_port();
         std::ofstream(cfg_) << config_text(dir_, "127.0.0.1:" + std::to_string(port_));
     }
@@ -425,6 +422,56 @@ TEST_F(Metrics, PipelinedRequestsAreEachAnswered) {
     EXPECT_EQ(moatd.stop(), 0) << moatd.log();
 }
 
+TEST_F(Metrics, ALargeReplyReadAtAMegabyteASecondIsNotCutShort) {
+    // A policy of 50,000 filters makes a Prometheus text of some 15 MB: read at 1.2 MB/s it takes
+    // longer than the 10 s a connection otherwise has. It must arrive whole (the deadline grows
+    // with the reply), not as a 200 cut short at 10 s.
+    std::string cfg = config_text(dir_, "127.0.0.1:" + std::to_string(port_));
+    cfg += "\n[filterlist Many]\n";
+    for (int i = 0; i < 50000; ++i)
+        cfg += "filter = 198.19." + std::to_string(i / 250) + "." + std::to_string(i % 250) + "+198.18.0.10:8080:TCP\n";
+    cfg += "[policy Big]\nrule = Many -> permit\nrule = Everything -> block\n";
+    cfg.replace(cfg.find("assign = Servers"), 16, "assign = Big");
+    std::ofstream(cfg_) << cfg;
+    Moatd moatd({"--config", cfg_}, (dir_ / "moatd.log").string());
+    ASSERT_TRUE(moatd.started());
+    ASSERT_TRUE(traffic_done()) << moatd.log();
+    const std::string expected = moatctl({"stats", "--prometheus"}).out;
+    ASSERT_GT(expected.size(), 12u << 20) << "the text is too small to outlast the 10 s deadline: the test would not test";
+    // A steady reader (curl --limit-rate reads in bursts and then sleeps for seconds, which the
+    // 5 s wait for each write rightly ends): at most 60 KiB every 40 ms through a small receive buffer.
+    Fd c(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const int rcvbuf = 64 * 1024;
+    setsockopt(c.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    const sockaddr_in a = loopback(port_);
+    ASSERT_EQ(connect(c.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+    const std::string req = "GET /metrics HTTP/1.1\r\nHost: moat\r\nConnection: close\r\n\r\n";
+    ASSERT_EQ(send(c.get(), req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    std::string reply;
+    const auto t0 = Clock::now();
+    std::vector<char> buf(60 * 1024);
+    for (;;) {
+        pollfd p{c.get(), POLLIN, 0};
+        ASSERT_GT(poll(&p, 1, scaled_seconds(30) * 1000), 0) << "no byte for 30 s after " << reply.size();
+        const ssize_t n = recv(c.get(), buf.data(), buf.size(), 0);
+        if (n <= 0)
+            break;
+        reply.append(buf.data(), static_cast<std::size_t>(n));
+        std::this_thread::sleep_for(40ms);
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::cerr << reply.size() << " bytes in " << seconds << " s\n";
+    EXPECT_GT(seconds, 10.0) << "read faster than the connection's own deadline: the test did not test";
+    ASSERT_TRUE(reply.starts_with("HTTP/1.1 200 ")) << reply.substr(0, 200);
+    const std::size_t body = reply.find("\r\n\r\n");
+    ASSERT_NE(body, std::string::npos);
+    std::smatch m;
+    const std::string head = reply.substr(0, body);
+    ASSERT_TRUE(std::regex_search(head, m, std::regex("Content-Length: ([0-9]+)"))) << head;
+    EXPECT_EQ(std::stoull(m[1]), expected.size()) << head;
+    EXPECT_EQ(reply.size() - body - 4, expected.size()) << "the reply was cut short";
+}
+
 TEST_F(Metrics, APortThatCannotBeHadStopsTheStart) {
     std::uint16_t taken = 0;
     const Fd other = listener(taken);  // another program has the port
@@ -452,6 +499,54 @@ TEST_F(Metrics, AReloadThatMovesTheEndpointSaysARestartIsNeeded) {
     // The endpoint stays where it was until a restart.
     EXPECT_EQ(scrape().status, 200);
     EXPECT_EQ(curl({}, "http://127.0.0.1:" + std::to_string(other) + "/metrics").status, 0);
+    EXPECT_EQ(moatd.stop(), 0) << moatd.log();
+}
+
+// A keep-alive client that trickles each request's headers for ~9 s must not keep a pool thread
+// for kRequestsPerConnection such requests: a reply that needs more time than the connection has
+// left gets it (allow_reply), and the connection ends after that reply. (The hostile review saw
+// replies at 9, 18 and 27 s when each reply moved the deadline to now + 10 s.)
+TEST_F(Metrics, AKeepAliveConnectionEndsAtItsDeadlineWhateverItsReplies) {
+    Moatd moatd({"--config", cfg_}, (dir_ / "moatd.log").string());
+    ASSERT_TRUE(moatd.started());
+    ASSERT_TRUE(traffic_done()) << moatd.log();
+    Fd c = connect_to(port_);
+    ASSERT_GE(c.get(), 0);
+    const auto start = Clock::now();
+    bool cut = false;
+    for (int i = 0; i < 4 && !cut; ++i) {
+        const std::string head = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        cut = send(c.get(), head.data(), head.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(head.size());
+        for (int k = 0; k < 6 && !cut; ++k) {  // a byte every 1.5 s (each read waits 2 s)
+            std::this_thread::sleep_for(1500ms);
+            cut = send(c.get(), "a", 1, MSG_NOSIGNAL) != 1;
+        }
+        if (cut || send(c.get(), "\r\n\r\n", 4, MSG_NOSIGNAL) != 4)
+            break;
+        // Read the whole reply (a few KB), or find the connection closed.
+        std::string got;
+        char buf[65536];
+        const auto until = Clock::now() + 5s;
+        while (Clock::now() < until) {
+            pollfd p{c.get(), POLLIN, 0};
+            if (poll(&p, 1, 200) <= 0)
+                continue;
+            const ssize_t n = recv(c.get(), buf, sizeof buf, 0);
+            if (n <= 0) {
+                cut = true;
+                break;
+            }
+            got.append(buf, static_cast<std::size_t>(n));
+            const auto hdr = got.find("\r\n\r\n");
+            const auto cl = got.find("Content-Length: ");
+            if (hdr != std::string::npos && cl != std::string::npos &&
+                got.size() >= hdr + 4 + std::stoul(got.substr(cl + 16)))
+                break;
+        }
+    }
+    const double lived = std::chrono::duration<double>(Clock::now() - start).count();
+    EXPECT_TRUE(cut) << "the connection was still served after " << lived << " s";
+    EXPECT_LT(lived, scaled_seconds(16)) << "a connection outlived kConnectionDeadline (10 s) by far";
     EXPECT_EQ(moatd.stop(), 0) << moatd.log();
 }
 

@@ -240,6 +240,28 @@ protected:
         return s;
     }
 
+    /// SSH packets (dropped) from source ports 1024 + i: 6,144 of them, more than a worker's
+    /// monitor ring holds.
+    static std::vector<Bytes> ring_overflow_of_drops() {
+        std::vector<Bytes> drops;
+        for (int i = 0; i < 6 * 1024; ++i) {
+            Pkt p;
+            p.sport = static_cast<std::uint16_t>(1024 + i);
+            p.dport = 23;
+            drops.push_back(frame(p));
+        }
+        return drops;
+    }
+
+    /// Sends `drops` and checks that moatd dropped them all and no worker recorded a monitor
+    /// loss: were a worker still sampling with nobody draining, its ring would fill.
+    void expect_no_sampling(const std::vector<Bytes>& drops) {
+        ASSERT_TRUE(feed(drops));
+        const json s = stats_after(drops.size());
+        EXPECT_EQ(s["drops"]["policy"], drops.size());
+        EXPECT_EQ(s["workers"][0]["monitor_lost"], 0) << "the workers still sample with no monitor attached";
+    }
+
     /// Waits for the `n`th "monitor attached" line of moatd's log.
     bool attached_in_log(std::size_t n) {
         const auto deadline = std::chrono::steady_clock::now() + scaled(30s);
@@ -569,19 +591,8 @@ TEST_F(MonitorE2E, WhenTheLastMonitorGoesTheWorkersStopSampling) {
     // accepted, possibly before the hang-ups of the same turn; the second comes a turn later).
     EXPECT_EQ(ask({{"cmd", "status"}}).value("ok", false), true);
     EXPECT_EQ(ask({{"cmd", "status"}}).value("ok", false), true);
-    // More drops than a worker's ring holds: were the worker still sampling, with nobody
-    // draining, its ring would fill and monitor_lost rise.
-    std::vector<Bytes> drops;
-    for (int i = 0; i < 6 * 1024; ++i) {
-        Pkt p;
-        p.sport = static_cast<std::uint16_t>(1024 + i);
-        p.dport = 23;
-        drops.push_back(frame(p));
-    }
-    ASSERT_TRUE(feed(drops));
-    const json s = stats_after(drops.size());
-    EXPECT_EQ(s["drops"]["policy"], drops.size());
-    EXPECT_EQ(s["workers"][0]["monitor_lost"], 0);
+    const std::vector<Bytes> drops = ring_overflow_of_drops();
+    ASSERT_NO_FATAL_FAILURE(expect_no_sampling(drops));
     // And a monitor attached now starts afresh: numbered from 0, nothing left over.
     auto c = attach({{"cmd", "monitor"}});
     ASSERT_EQ(c->ack.value("ok", false), true);
@@ -617,17 +628,7 @@ TEST_F(MonitorE2E, ARefusedMonitorAfterTheLastOneLeftStillStopsTheSampling) {
     EXPECT_EQ(refused.value("ok", true), false) << refused.dump();
     EXPECT_EQ(ask({{"cmd", "status"}}).value("ok", false), true);
     EXPECT_EQ(ask({{"cmd", "status"}}).value("ok", false), true);
-    std::vector<Bytes> drops;
-    for (int i = 0; i < 6 * 1024; ++i) {
-        Pkt p;
-        p.sport = static_cast<std::uint16_t>(1024 + i);
-        p.dport = 23;
-        drops.push_back(frame(p));
-    }
-    ASSERT_TRUE(feed(drops));
-    const json s = stats_after(drops.size());
-    EXPECT_EQ(s["drops"]["policy"], drops.size());
-    EXPECT_EQ(s["workers"][0]["monitor_lost"], 0) << "the workers still sample with no monitor attached";
+    ASSERT_NO_FATAL_FAILURE(expect_no_sampling(ring_overflow_of_drops()));
 }
 
 TEST_F(MonitorE2E, AMonitorThatNeverReadsStallsNothingAndIsToldWhatItLost) {

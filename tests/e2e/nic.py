@@ -21,6 +21,7 @@ unavailable.
 Skipped (exit 77) where the namespace, /dev/net/tun or dpdk-dumpcap are missing. Addresses:
 198.18.0.0/15 only; IPv6 is off in the namespace so the kernel sends nothing of its own.
 """
+import contextlib
 import glob
 import json
 import os
@@ -123,6 +124,18 @@ class Moatd:
             return -1
 
 
+@contextlib.contextmanager
+def forwarding(d, appliance, name="moatd", inside=None):
+    """A Moatd that has started forwarding, stopped at the end of the block, where it must exit 0."""
+    m = Moatd(d, appliance, name, inside)
+    try:
+        check(m.wait_for("moatd: forwarding"), "moatd did not start", m)
+        yield m
+    finally:
+        status = m.stop()
+    check(status == 0, "moatd exited with %s" % status, m)
+
+
 def link_counts(m):
     s = m.stats()
     if s is None:
@@ -132,9 +145,7 @@ def link_counts(m):
 
 
 def test_link(d):
-    m = Moatd(d, "eal = -l 0-1 --no-huge -m 256 --file-prefix %s\nlink_propagation = on" % PREFIX)
-    try:
-        check(m.wait_for("moatd: forwarding"), "moatd did not start", m)
+    with forwarding(d, "eal = -l 0-1 --no-huge -m 256 --file-prefix %s\nlink_propagation = on" % PREFIX) as m:
         check(m.wait_for("link_propagation: when one port loses its link"), "no link_propagation line", m)
         check(wait_until(lambda: "UP" in flags(OUT_IF) and "UP" in flags(IN_IF)), "the tap interfaces are not up", m)
         zero = {"link_down": 0, "link_taken_down": 0, "link_brought_up": 0}
@@ -179,22 +190,14 @@ def test_link(d):
         prom = m.prometheus()
         check('moat_port_link_taken_down_total{port="inside"} %d' % c["inside"]["link_taken_down"] in prom,
               "prometheus lacks the link counters:\n" + prom, m)
-    finally:
-        status = m.stop()
-    check(status == 0, "moatd exited with %s" % status, m)
     print("ok: link_propagation takes the other port down and back up, both ways; flaps settle; counted")
 
     # A port moatd holds down when it stops is brought back up (what moatd changed does not
     # outlive it; a tap interface goes with moatd, so the log line is what can be seen of it).
-    m = Moatd(d, "eal = -l 0-1 --no-huge -m 256 --file-prefix %s\nlink_propagation = on" % PREFIX, "held")
-    try:
-        check(m.wait_for("moatd: forwarding"), "moatd did not start", m)
+    with forwarding(d, "eal = -l 0-1 --no-huge -m 256 --file-prefix %s\nlink_propagation = on" % PREFIX, "held") as m:
         check(wait_until(lambda: "UP" in flags(OUT_IF) and "UP" in flags(IN_IF)), "the tap interfaces are not up", m)
         ns("ip", "link", "set", OUT_IF, "down")
         check(wait_until(lambda: "UP" not in flags(IN_IF)), "inside was not taken down", m)
-    finally:
-        status = m.stop()
-    check(status == 0, "moatd exited with %s" % status, m)
     check("inside port: link brought back up as moatd stops" in m.log(), "the held port was not brought back up at stop", m)
     print("ok: a port link_propagation holds down is brought back up when moatd stops")
 
@@ -206,10 +209,8 @@ def test_link(d):
     ns("ip", "link", "set", veth, "up")
     ns("ip", "link", "set", peer, "up")
     ns("ip", "link", "set", OUT_IF, "up")
-    m = Moatd(d, "eal = -l 0-1 --no-huge -m 256 --file-prefix %s\nlink_propagation = on" % PREFIX, "unable",
-              inside="net_af_packet0,iface=%s" % veth)
-    try:
-        check(m.wait_for("moatd: forwarding"), "moatd did not start", m)
+    with forwarding(d, "eal = -l 0-1 --no-huge -m 256 --file-prefix %s\nlink_propagation = on" % PREFIX, "unable",
+                    inside="net_af_packet0,iface=%s" % veth) as m:
         check(wait_until(lambda: "UP" in flags(OUT_IF)), "the outside tap interface is not up", m)
         ns("ip", "link", "set", OUT_IF, "down")
         check(m.wait_for("inside port: cannot take the link down"), "an unsupported take-down is not logged", m)
@@ -217,16 +218,11 @@ def test_link(d):
         check("UP" in flags(veth), "the af_packet port's interface went down", m)
         check(m.log().count("inside port: cannot take the link down") == 1, "logged more than once per failure", m)
         check(m.stats() is not None, "moatd stopped answering", m)
-    finally:
-        status = m.stop()
-    check(status == 0, "moatd exited with %s" % status, m)
     ns("ip", "link", "del", veth)
     print("ok: a port whose driver cannot take its link down is logged once and left up")
 
     # Off: a lost link is logged and counted, the other port stays up.
-    m = Moatd(d, "eal = -l 0-1 --no-huge -m 256 --file-prefix %s" % PREFIX, "off")
-    try:
-        check(m.wait_for("moatd: forwarding"), "moatd did not start", m)
+    with forwarding(d, "eal = -l 0-1 --no-huge -m 256 --file-prefix %s" % PREFIX, "off") as m:
         check(wait_until(lambda: "UP" in flags(OUT_IF) and "UP" in flags(IN_IF)), "the tap interfaces are not up", m)
         ns("ip", "link", "set", OUT_IF, "down")
         check(m.wait_for("outside port: link down"), "a lost link is not logged", m)
@@ -234,9 +230,6 @@ def test_link(d):
         check("UP" in flags(IN_IF), "inside was taken down with link_propagation off", m)
         c = link_counts(m)
         check(c["outside"]["link_down"] == 1 and c["inside"]["link_taken_down"] == 0, "counters: %s" % c, m)
-    finally:
-        status = m.stop()
-    check(status == 0, "moatd exited with %s" % status, m)
     print("ok: with link_propagation off a lost link is only logged and counted")
 
     # A port that cannot take the MTU: refused before anything is forwarded.
@@ -324,9 +317,7 @@ def test_capture(d):
     blocked = [tcp_frame(22, 100 + i) for i in range(4)]
     sent = [f for pair in zip(permitted, blocked + [None] * 2) for f in pair if f is not None]
     with Hugepages():
-        m = Moatd(d, "eal = -l 0-1 --file-prefix %s" % PREFIX)
-        try:
-            check(m.wait_for("moatd: forwarding"), "moatd did not start", m)
+        with forwarding(d, "eal = -l 0-1 --file-prefix %s" % PREFIX) as m:
             check("packet capture: dpdk-dumpcap --file-prefix=%s -i PORT" % PREFIX in m.log(), "no capture line", m)
             check(wait_until(lambda: "UP" in flags(OUT_IF) and "UP" in flags(IN_IF)), "the tap interfaces are not up", m)
             # One dumpcap a port: DPDK 22.11's dumpcap enables only the last of several -i.
@@ -365,9 +356,6 @@ def test_capture(d):
                 check(p.returncode == 0, "dpdk-dumpcap -i %s exited with %s:\n%s"
                       % (port, p.returncode, dump[2].decode(errors="replace")), m)
             s = m.stats()
-        finally:
-            status = m.stop()
-        check(status == 0, "moatd exited with %s" % status, m)
         # dumpcap numbers the interfaces of its file by DPDK port id.
         rx = read_pcapng(dumps["net_tap0"][1]).get(0, [])
         tx = read_pcapng(dumps["net_tap1"][1]).get(1, [])

@@ -82,7 +82,19 @@ TEST(MoatctlCheck, ShippedConfigsAreUsable) {
         const Result r = run({"check", e.path().string()});
         EXPECT_EQ(r.status, 0) << e.path() << "\n" << r.out << r.err;
         EXPECT_NE(r.out.find(": OK ("), std::string::npos) << r.out;
-        EXPECT_EQ(r.err, "") << "conf/ files must not even have warnings";
+        // The seed article's outbound SMTP filter is stateless, as in Windows, and the lint says
+        // what its mirror opens (README: Stateful filters; conf/testbed-stateful.ini closes it).
+        // Nothing else may warn.
+        std::string err = r.err;
+        const std::string smtp = "filter '198.18.0.20+*:25:TCP' (rule at line ";
+        for (std::size_t at; (at = err.find(smtp)) != std::string::npos;) {
+            const std::size_t begin = err.rfind('\n', at) == std::string::npos ? 0 : err.rfind('\n', at) + 1;
+            const std::size_t end = err.find('\n', at);
+            EXPECT_NE(err.find("its mirror lets source port 25 of any host reach every port of its source", at),
+                      std::string::npos);
+            err.erase(begin, end == std::string::npos ? std::string::npos : end - begin + 1);
+        }
+        EXPECT_EQ(err, "") << "conf/ files must not even have warnings";
     }
 }
 
@@ -304,6 +316,34 @@ TEST(MoatctlClient, RepliesThatAreNotMoatdsAreErrorsNotCrashes) {
             EXPECT_EQ(r.status, 1) << cmd << " on " << reply << r.err;
             EXPECT_FALSE(r.err.empty()) << cmd << " on " << reply;
         }
+    }
+}
+
+TEST(MoatctlClient, MonitorJsonCountsPacketLinesNotLossReportsAndRefusesWhatIsNotAnObject) {
+    // --json passes moatd's lines through without parsing them: a report of lost lines (its
+    // "lost" member first) must not count towards --count, and a line that is not a JSON object
+    // must still end the monitor with an error, in JSON and in text.
+    const std::string sock = (fs::temp_directory_path() / ("moatctl-mon-" + std::to_string(getpid()) + ".sock")).string();
+    const std::string head = R"({"ok":true,"monitor":{"mode":"drops","sample":1,"filter":null,"workers":1},"generation":1})" "\n";
+    const std::string lost = R"({"lost":5,"ring_lost":0})" "\n";
+    const auto packet = [](int i) { return R"({"time":"t","verdict":"drop","reason":"policy","seq":)" + std::to_string(i) + "}\n"; };
+    {
+        FakeServer fake(sock, head + lost + packet(0) + lost + packet(1) + packet(2) + packet(3), std::chrono::milliseconds(0));
+        const Result r = run({"monitor", "--socket", sock, "--json", "--count", "2"});
+        EXPECT_EQ(r.status, 0) << r.err;
+        EXPECT_EQ(r.out, lost + packet(0) + lost + packet(1));
+        const Result t = run({"monitor", "--socket", sock, "--count", "2"});
+        EXPECT_EQ(t.status, 0) << t.err;
+        EXPECT_NE(t.out.find("5 lines lost"), std::string::npos) << t.out;
+    }
+    for (const std::string& bad : {std::string("[1,2]\n"), std::string("not json\n"), std::string("{\n"), std::string("}\n")}) {
+        FakeServer fake(sock, head + packet(0) + bad + packet(1), std::chrono::milliseconds(0));
+        const Result r = run({"monitor", "--socket", sock, "--json", "--count", "2"});
+        EXPECT_EQ(r.status, 1) << bad;
+        EXPECT_NE(r.err.find("not a JSON object from moatd"), std::string::npos) << bad << r.err;
+        EXPECT_EQ(r.out, packet(0)) << bad;
+        const Result t = run({"monitor", "--socket", sock, "--count", "2"});
+        EXPECT_EQ(t.status, 1) << bad;
     }
 }
 

@@ -194,6 +194,50 @@ TEST(Specificity, MirrorIsJudgedLikeItsRequest) {
     EXPECT_EQ(q.winner("tcp 198.18.0.10:80 -> 198.18.100.1:40000"), -1);
 }
 
+TEST(StateKeep, TheWrittenDirectionStartsFlowsAndTheMirrorOnlyAnswers) {
+    const LoadResult r = load_policy_text(R"([appliance]
+me = 198.18.0.20
+assign = P
+[filteraction Out]
+action = permit
+state = keep
+[filterlist Mail]
+filter = me=*:25:TCP
+[filterlist Ping]
+filter = me+*::ICMP:8
+[filterlist Web]
+filter = *+me:80:TCP
+[policy P]
+rule = Mail -> Out
+rule = Ping -> Out
+rule = Web -> permit
+)", "t.ini");
+    ASSERT_TRUE(r.usable());
+    const CompiledPolicy& cp = *r.compiled;
+    unsigned create = 0, reply = 0, stateless = 0;
+    for (std::size_t i = 0; i < cp.rules.size(); ++i) {
+        const dp::Entry& e = cp.rules[i];
+        const EntryOrigin& o = cp.info[i].origin;
+        const std::string& list = r.config->lists[static_cast<std::size_t>(o.list)].name;
+        if (list == "Web") {
+            ++stateless;
+            EXPECT_EQ(e.state, dp::StateMode::none);
+            continue;
+        }
+        EXPECT_EQ(e.action, dp::Action::permit);
+        // A stateful filter has its mirror even when written one-way (Mail is `=`).
+        EXPECT_EQ(e.state, o.mirror ? dp::StateMode::reply : dp::StateMode::create) << list;
+        create += !o.mirror;
+        reply += o.mirror;
+        if (list == "Ping") {  // the mirror of an echo request is the echo reply
+            EXPECT_EQ(e.icmp_type, o.mirror ? 0 : 8);
+        }
+    }
+    EXPECT_EQ(create, 2u);
+    EXPECT_EQ(reply, 2u);
+    EXPECT_EQ(stateless, 2u);
+}
+
 TEST(Specificity, MirrorTakesTheOtherPort) {
     TestPolicy p({"permit *+0:80:TCP on=outside"});
     EXPECT_EQ(p.winner("tcp 198.18.100.1:4 -> 198.18.0.10:80 on outside"), 0);

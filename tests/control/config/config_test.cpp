@@ -213,7 +213,7 @@ INSTANTIATE_TEST_SUITE_P(
         Mistake{"FragmentTableTooSmall", "[appliance]\nfragment_table = 4\n",
                 "t.ini:2: error: fragment_table '4' is not a number of datagrams from 8 to 4194304"},
         Mistake{"UnknownKey", "[appliance]\nspeed = 10\n",
-                "t.ini:2: error: unknown key 'speed' in [appliance] (keys: outside, inside, me, workers, eal, control, control_readonly, control_group, control_readonly_group, non_ip, fragments, ip_options, antispoof, assign, strict, payload_scan_bytes, classifier, classifier_memory_mb, fragment_table, metrics, mtu, link_propagation)"},
+                "t.ini:2: error: unknown key 'speed' in [appliance] (keys: outside, inside, me, workers, eal, control, control_readonly, control_group, control_readonly_group, non_ip, fragments, ip_options, antispoof, assign, strict, payload_scan_bytes, classifier, classifier_memory_mb, fragment_table, metrics, mtu, link_propagation, state_table)"},
         Mistake{"UnknownListKey", "[filterlist W]\nfilters = *+0\n",
                 "t.ini:2: error: unknown key 'filters' in [filterlist] (keys: filter, description)"},
         Mistake{"MissingEquals", "[filterlist W]\nfilter *+198.18.0.1:80:TCP\n",
@@ -304,6 +304,20 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.ini:1: error: filter action 'Drop' has no 'action = permit' or 'action = block'"},
         Mistake{"ActionNegotiate", "[filteraction Secure]\naction = negotiate\n",
                 "t.ini:2: error: action 'negotiate' (IPSec security negotiation) is out of scope: write permit or block"},
+        Mistake{"StateOnBlock", "[filteraction Deny]\naction = block\nstate = keep\n",
+                "t.ini:3: error: filter action 'Deny' blocks, and 'state = keep' is for permits: a block starts no flows (remove the state line)"},
+        Mistake{"StateOnBuiltin", "[filteraction permit]\naction = permit\nstate = keep\n",
+                "t.ini:3: error: filter action 'permit' is the built-in stateless permit: give the stateful action another name, e.g. [filteraction Permit stateful]"},
+        Mistake{"StateUnknown", "[filteraction P]\naction = permit\nstate = on\n",
+                "t.ini:3: error: state 'on': write keep (track flows: replies pass only in a flow) or off"},
+        Mistake{"StateTwice", "[filteraction P]\naction = permit\nstate = keep\nstate = off\n",
+                "t.ini:4: error: 'state' is set twice (first at line 3)"},
+        Mistake{"StateWithPayload",
+                "[filteraction K]\naction = permit\nstate = keep\n[filterlist W]\nfilter = *+198.18.0.10:80:TCP payload=/GET/\n"
+                "[policy P]\nrule = W -> K\n",
+                "t.ini:7: error: rule 'W -> K': filter '*+198.18.0.10:80:TCP payload=/GET/' (line 5) has a payload pattern, and action 'K' keeps state, whose flows start with a packet without payload (a SYN): use a stateless action for payload filters"},
+        Mistake{"StateTableTooSmall", "[appliance]\nstate_table = 7\n",
+                "t.ini:2: error: state_table '7' is not a number of flows from 8 to 16777216"},
         Mistake{"BuiltinRedefined", "[filteraction Permit]\naction = block\n",
                 "t.ini:2: error: filter action 'Permit' says 'action = block', but 'Permit' is the built-in action permit: give this action another name, or make it 'action = permit'"},
         Mistake{"BuiltinDefinedTwice", "[filteraction Block]\naction = block\n[filteraction block]\naction = block\n",
@@ -584,7 +598,7 @@ rule = Rest -> block
 }
 
 TEST(Lint, ShadowedFilter) {
-    const auto r = diags(R"(
+    auto r = diags(R"(
 [appliance]
 assign = P
 [filterlist A]
@@ -598,8 +612,47 @@ rule = A -> permit
 rule = B -> permit
 rule = Rest -> block
 )");
+    // (Both filters' mirrors also open ports 0-3 of anyone to the /24: another warning's kind.)
+    std::erase_if(r, [](const std::string& d) { return d.find("its mirror lets") != std::string::npos; });
     ASSERT_EQ(r.size(), 1u);
     EXPECT_EQ(r[0], "t.ini:6: warning: filter '198.18.0.0/24+*:0-2:TCP' (rule at line 11) never decides a packet: filter '198.18.0.0/24+*:0-3:TCP' at line 4 (permit) matches all of them first");
+}
+
+TEST(Lint, AStatelessMirrorThatOpensAFixedSourcePortToEveryPort) {
+    const std::string policy = R"(
+[appliance]
+me = 198.18.0.20
+assign = P
+[filteraction Out]
+action = permit
+STATE
+[filterlist Mail out]
+filter = 198.18.0.20+*:25:TCP
+[filterlist NTP]
+filter = me+*:123:UDP
+[filterlist Web in]
+filter = *+198.18.0.20:80:TCP
+filter = 198.18.1.0/24+198.18.0.20:3389:TCP
+[filterlist Rest]
+filter = *+*
+[policy P]
+rule = Mail out -> Out
+rule = NTP -> Out
+rule = Web in -> permit
+rule = Rest -> block
+)";
+    const auto with = [&](const std::string& state) {
+        std::string t = policy;
+        t.replace(t.find("STATE"), 5, state);
+        return diags(t);
+    };
+    // Stateless: the two outbound filters, whose mirrors come from anyone, are warned about; the
+    // inbound ones (whose mirrors go from the server to its clients) are not.
+    const auto r = with("");
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_EQ(r[0], "t.ini:8: warning: filter '198.18.0.20+*:25:TCP' (rule at line 17): its mirror lets source port 25 of any host reach every port of its source; give the action 'Out' 'state = keep' (a [filteraction] of its own) so that only the answers of connections it started pass");
+    EXPECT_EQ(r[1], "t.ini:10: warning: filter 'me+*:123:UDP' (rule at line 18): its mirror lets source port 123 of any host reach every port of its source; give the action 'Out' 'state = keep' (a [filteraction] of its own) so that only the answers of connections it started pass");
+    EXPECT_TRUE(with("state = keep").empty());
 }
 
 TEST(Lint, DisjointEqualKeysAreQuiet) {

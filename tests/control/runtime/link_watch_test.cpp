@@ -98,6 +98,23 @@ TEST(LinkPropagation, APortThatCannotBeTakenDownIsNotHeld) {
     EXPECT_EQ(f.observe({false, true}).act, (Acts{kNone, kDown}));
 }
 
+TEST(LinkPropagation, APortThatCannotBeBroughtUpStaysHeldAndIsTriedAgain) {
+    LinkPropagation f(true, {true, true});
+    EXPECT_EQ(f.observe({false, true}).act, (Acts{kNone, kDown}));
+    EXPECT_EQ(f.observe({false, false}).act, (Acts{kNone, kNone}));
+    EXPECT_EQ(f.observe({true, false}).act, (Acts{kNone, kUp}));
+    f.bring_up_failed(1);
+    EXPECT_TRUE(f.held(1));
+    // Every later look asks again, and outside (back) is never taken down for inside's being down.
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(f.observe({true, false}).act, (Acts{kNone, kUp})) << i;
+        f.bring_up_failed(1);
+    }
+    EXPECT_EQ(f.observe({true, false}).act, (Acts{kNone, kUp}));
+    EXPECT_FALSE(f.held(1));  // it worked this time
+    EXPECT_EQ(f.observe({true, true}).act, (Acts{kNone, kNone}));
+}
+
 TEST(LinkPropagation, PortsThatNeverHadLinkTakeNothingDown) {
     LinkPropagation f(true, {false, true});  // outside unplugged at start
     EXPECT_EQ(f.observe({false, true}).act, (Acts{kNone, kNone}));

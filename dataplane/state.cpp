@@ -1,0 +1,550 @@
+#include "dataplane/state.h"
+
+#include "dataplane/fixed_hash.h"
+
+#include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_hash_crc.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstring>
+
+namespace moat::dp {
+
+namespace {
+
+constexpr std::int64_t kMaxAckWindow = 0xffff + 1500;  ///< pf's MAXACKWINDOW
+
+constexpr bool seq_geq(std::uint32_t a, std::uint32_t b) noexcept { return static_cast<std::int32_t>(a - b) >= 0; }
+constexpr bool seq_gt(std::uint32_t a, std::uint32_t b) noexcept { return static_cast<std::int32_t>(a - b) > 0; }
+
+std::uint16_t be16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
+std::uint32_t be32(const std::uint8_t* p) noexcept {
+    return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
+}
+
+/// The timeout of a connection in these states (pf_tcp_track_full's choice).
+unsigned tcp_timeout(TcpState src, TcpState dst) noexcept {
+    using S = TcpState;
+    if (src >= S::fin_wait_2 && dst >= S::fin_wait_2)
+        return StateTimeouts::tcp_closed;
+    if (src >= S::closing && dst >= S::closing)
+        return StateTimeouts::tcp_finwait;
+    if (src < S::established || dst < S::established)
+        return StateTimeouts::tcp_opening;
+    if (src >= S::closing || dst >= S::closing)
+        return StateTimeouts::tcp_closing;
+    return StateTimeouts::tcp_established;
+}
+
+/// The segment length in sequence space: payload, plus one each for SYN and FIN.
+std::uint32_t seq_len(const TcpSegment& s) noexcept {
+    return s.len + ((s.flags & kTcpSyn) ? 1u : 0u) + ((s.flags & kTcpFin) ? 1u : 0u);
+}
+
+constexpr bool is_icmp_error(Family f, std::uint8_t type) noexcept {
+    return f == Family::ipv4 ? (type == 3 || type == 11 || type == 12) : (type >= 1 && type <= 4);
+}
+
+/// Echo request and reply types of a family.
+constexpr std::uint8_t echo_request(Family f) noexcept { return f == Family::ipv4 ? 8 : 128; }
+constexpr std::uint8_t echo_reply(Family f) noexcept { return f == Family::ipv4 ? 0 : 129; }
+
+/// The ports an ICMP message of `type` with identifier `id` has in a flow key: (id, 0) for an
+/// echo request, (0, id) for a reply; false for every other type (no flow of its own).
+bool echo_ports(Family f, std::uint8_t type, std::uint16_t id, std::uint16_t& sport, std::uint16_t& dport) noexcept {
+    if (type == echo_request(f)) {
+        sport = id;
+        dport = 0;
+        return true;
+    }
+    if (type == echo_reply(f)) {
+        sport = 0;
+        dport = id;
+        return true;
+    }
+    return false;
+}
+
+/// Reads the TCP header of a packet into `s`; false when it is not all in the frame.
+bool read_tcp(const rte_mbuf* pkt, const PacketMeta& m, TcpSegment& s) noexcept {
+    std::array<std::uint8_t, 60> buf;
+    const std::uint32_t avail = pkt->pkt_len > m.l4_offset ? pkt->pkt_len - m.l4_offset : 0;
+    const std::uint32_t hdr = m.payload_offset > m.l4_offset ? m.payload_offset - m.l4_offset : 0;
+    if (hdr < 20 || hdr > 60 || hdr > avail)
+        return false;
+    const auto* h = static_cast<const std::uint8_t*>(rte_pktmbuf_read(pkt, m.l4_offset, hdr, buf.data()));
+    if (!h)
+        return false;
+    s.seq = be32(h + 4);
+    s.ack = be32(h + 8);
+    s.flags = h[13];
+    s.win = be16(h + 14);
+    s.len = m.payload_length;
+    s.wscale = -1;
+    if (s.flags & kTcpSyn) {
+        for (std::uint32_t i = 20; i < hdr;) {  // RFC 9293 options: EOL, NOP, kind-length-value
+            const std::uint8_t kind = h[i];
+            if (kind == 0)
+                break;
+            if (kind == 1) {
+                ++i;
+                continue;
+            }
+            if (i + 1 >= hdr || h[i + 1] < 2 || i + h[i + 1] > hdr)
+                break;
+            if (kind == 3 && h[i + 1] == 3)
+                s.wscale = static_cast<std::int8_t>(std::min<std::uint8_t>(h[i + 2], 14));  // RFC 7323: at most 14
+            i += h[i + 1];
+        }
+    }
+    return true;
+}
+
+/// The ICMP identifier of an echo packet (bytes 4-5 of the ICMP header).
+bool read_icmp_id(const rte_mbuf* pkt, const PacketMeta& m, std::uint16_t& id) noexcept {
+    std::array<std::uint8_t, 8> buf;
+    if (pkt->pkt_len < std::uint32_t{m.l4_offset} + 8u)
+        return false;
+    const auto* h = static_cast<const std::uint8_t*>(rte_pktmbuf_read(pkt, m.l4_offset, 8, buf.data()));
+    if (!h)
+        return false;
+    id = be16(h + 4);
+    return true;
+}
+
+/// The flow tuple of a packet whose deciding entry keeps state; false when it has none (an ICMP
+/// message other than echo: its entry's action alone decides).
+bool packet_tuple(const rte_mbuf* pkt, const PacketMeta& m, FlowTuple& t) noexcept {
+    const PacketKey& k = m.key;
+    t.src = k.src;
+    t.dst = k.dst;
+    t.family = k.family;
+    t.proto = k.proto;
+    t.sport = t.dport = 0;
+    if (k.has_ports) {
+        t.sport = k.sport;
+        t.dport = k.dport;
+    } else if (k.has_icmp) {
+        std::uint16_t id = 0;
+        return read_icmp_id(pkt, m, id) && echo_ports(k.family, k.icmp_type, id, t.sport, t.dport);
+    }
+    return true;
+}
+
+}  // namespace
+
+unsigned tcp_start(TcpTrack& t, const TcpSegment& s) noexcept {
+    TcpPeer& src = t.peer[0];
+    TcpPeer& dst = t.peer[1];
+    src = TcpPeer{};
+    dst = TcpPeer{};
+    src.seen = true;
+    src.seqlo = s.seq;
+    src.seqhi = s.seq + seq_len(s) + 1;
+    src.isn = s.seq;
+    src.syn_end = s.seq + seq_len(s);
+    src.wscale = s.wscale;
+    src.max_win = std::max<std::uint32_t>(s.win, 1);
+    if (src.wscale > 0)  // a SYN's window is never scaled: keep it in the scaled unit
+        src.max_win = (src.max_win + (1u << src.wscale) - 1) >> src.wscale;
+    dst.seqhi = 1;
+    dst.max_win = 1;
+    src.state = TcpState::syn_sent;
+    dst.state = TcpState::closed;
+    return StateTimeouts::tcp_first;
+}
+
+bool tcp_closed(const TcpTrack& t) noexcept {
+    return t.peer[0].state >= TcpState::fin_wait_2 && t.peer[1].state >= TcpState::fin_wait_2;
+}
+
+unsigned tcp_track(TcpTrack& track, unsigned from, const TcpSegment& s) noexcept {
+    TcpTrack t = track;  // changed only when the segment passes
+    TcpPeer& src = t.peer[from & 1];
+    TcpPeer& dst = t.peer[(from & 1) ^ 1];
+    const bool syn = s.flags & kTcpSyn;
+    unsigned sws = 0, dws = 0;
+    if (src.wscale >= 0 && dst.wscale >= 0 && !syn) {
+        sws = static_cast<unsigned>(src.wscale);
+        dws = static_cast<unsigned>(dst.wscale);
+    }
+    std::uint32_t win = s.win;
+    std::uint32_t seq = s.seq;
+    std::uint32_t ack = s.ack;
+    std::uint32_t end = seq + seq_len(s);
+    if (!src.seen) {
+        // The first packet from the other end answers the SYN: a SYN-ACK or a RST-ACK that
+        // acknowledges it (RFC 9293). Anything else would set this end's sequence numbers from a
+        // packet a blind attacker chose, and the real SYN-ACK would then be out of window.
+        const std::uint8_t first = s.flags & kTcpFirst;
+        if ((first != (kTcpSyn | kTcpAck) && first != (kTcpRst | kTcpAck)) || !seq_gt(ack, dst.isn) ||
+            seq_gt(ack, dst.syn_end))
+            return 0;  // (an answer acknowledges the SYN, ISN + 1, and at most the data it carried)
+        if (syn && dst.wscale >= 0) {
+            src.wscale = s.wscale;
+            if (src.wscale >= 0) {
+                sws = static_cast<unsigned>(src.wscale);
+                win = (win + (1u << sws) - 1) >> sws;
+                dws = static_cast<unsigned>(dst.wscale);
+            } else {  // the other end's offer was refused: its window was never scaled
+                dst.max_win = std::min<std::uint32_t>(0xffff, dst.max_win << dst.wscale);
+                dst.wscale = -1;
+            }
+        }
+        src.seen = true;
+        src.seqlo = seq;
+        if (src.state < TcpState::syn_sent)
+            src.state = TcpState::syn_sent;
+        const std::uint32_t hi = end + std::max<std::uint32_t>(1, dst.max_win << dws);
+        if (src.seqhi == 1 || seq_geq(hi, src.seqhi))  // 1: tcp_start's "not yet known"
+            src.seqhi = hi;
+        src.max_win = std::max(src.max_win, win);
+    }
+    if (!(s.flags & kTcpAck))
+        ack = dst.seqlo;  // nothing acknowledged: let it through the ack check
+    else if ((ack == 0 && (s.flags & (kTcpAck | kTcpRst)) == (kTcpAck | kTcpRst)) || dst.state < TcpState::syn_sent)
+        ack = dst.seqlo;  // stacks that do not set the ack of a RST, or a peer not heard yet
+    const std::uint32_t orig_seq = seq;
+    if (seq == end) {  // no data: ease the sequence check
+        seq = src.seqlo;
+        end = seq;
+    }
+    const std::int64_t ackskew = static_cast<std::int32_t>(dst.seqlo - ack);
+    const std::uint32_t back = dst.max_win << dws;
+    const bool in_window =
+        seq_geq(src.seqhi, end) &&                                 // the last byte within the peer's window
+        seq_geq(seq, src.seqlo - back) &&                          // a retransmission at most one window back
+        ackskew >= -kMaxAckWindow &&                               // acking at most one window ahead
+        ackskew <= (kMaxAckWindow << sws) &&                       // or back
+        (!(s.flags & kTcpRst) || orig_seq == src.seqlo || orig_seq == src.seqlo + 1 || orig_seq + 1 == src.seqlo);
+    const bool loose = !in_window &&
+                       (dst.state < TcpState::syn_sent || dst.state >= TcpState::fin_wait_2 ||
+                        src.state >= TcpState::fin_wait_2) &&
+                       seq_geq(src.seqhi + static_cast<std::uint32_t>(kMaxAckWindow), end) &&
+                       seq_geq(seq, src.seqlo - static_cast<std::uint32_t>(kMaxAckWindow)) && !(s.flags & kTcpRst);
+    if (!in_window && !loose)
+        return 0;
+    src.max_win = std::max(src.max_win, win);
+    if (seq_gt(end, src.seqlo))
+        src.seqlo = end;
+    if ((s.flags & kTcpAck) && seq_geq(ack + (win << sws), dst.seqhi))
+        dst.seqhi = ack + std::max<std::uint32_t>(win << sws, 1);
+    if (syn && src.state < TcpState::syn_sent)
+        src.state = TcpState::syn_sent;
+    if ((s.flags & kTcpFin) && src.state < TcpState::closing)
+        src.state = TcpState::closing;
+    if (in_window && (s.flags & kTcpAck)) {
+        if (dst.state == TcpState::syn_sent)
+            dst.state = TcpState::established;
+        else if (dst.state == TcpState::closing)
+            dst.state = TcpState::fin_wait_2;
+    }
+    if (s.flags & kTcpRst)
+        src.state = dst.state = TcpState::time_wait;
+    track = t;
+    return tcp_timeout(src.state, dst.state);
+}
+
+FlowKey flow_key(const FlowTuple& t, bool& src_is_a) noexcept {
+    static_assert(sizeof(FlowKey) == 48, "no implicit padding: every byte of the key is hashed");
+    // Any total order of the endpoints will do: the addresses as two 64-bit words, then the port.
+    std::uint64_t s[2], d[2];
+    std::memcpy(s, t.src.bytes.data(), 16);
+    std::memcpy(d, t.dst.bytes.data(), 16);
+    src_is_a = s[0] != d[0] ? s[0] < d[0] : s[1] != d[1] ? s[1] < d[1] : t.sport <= t.dport;
+    FlowKey k{};
+    k.a = src_is_a ? t.src : t.dst;
+    k.b = src_is_a ? t.dst : t.src;
+    k.port_a = src_is_a ? t.sport : t.dport;
+    k.port_b = src_is_a ? t.dport : t.sport;
+    k.family = static_cast<std::uint8_t>(t.family);
+    k.proto = t.proto;
+    return k;
+}
+
+std::unique_ptr<FlowTable> FlowTable::create(unsigned entries, int socket, std::string& error) {
+    std::unique_ptr<FlowTable> t(new FlowTable);
+    t->capacity_ = std::max(entries, 8u);
+    t->hz_ = rte_get_tsc_hz();
+    t->hash_ = create_fixed_hash("moat_state_", t->capacity_, sizeof(FlowKey), socket);
+    if (!t->hash_) {
+        error = "cannot create the flow table (" + std::to_string(t->capacity_) + " flows): " + rte_strerror(rte_errno);
+        return nullptr;
+    }
+    t->flows_ = std::make_unique<Flow[]>(t->capacity_);
+    return t;
+}
+
+FlowTable::~FlowTable() { rte_hash_free(hash_); }
+
+void FlowTable::erase(unsigned pos) noexcept {
+    Flow& f = flows_[pos];
+    if (!f.used)
+        return;
+    rte_hash_del_key(hash_, &f.key);
+    f.used = false;
+    --in_use_;
+}
+
+std::int32_t FlowTable::find(const FlowKey& key) const noexcept { return rte_hash_lookup(hash_, &key); }
+
+FlowTable::Flow* FlowTable::live(std::int32_t pos, const FlowKey& key, std::uint64_t now, StateCounts& counts) noexcept {
+    if (pos < 0 || static_cast<unsigned>(pos) >= capacity_)
+        return nullptr;
+    Flow& f = flows_[static_cast<unsigned>(pos)];
+    if (!f.used || !(f.key == key))
+        return nullptr;  // freed or reused earlier in this burst
+    if (f.expires <= now) {
+        erase(static_cast<unsigned>(pos));
+        ++counts.expired;
+        return nullptr;
+    }
+    return &f;
+}
+
+void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::int32_t pos,
+                      const FlowKey& key, bool src_is_a, std::uint64_t now, StateCounts& counts) noexcept {
+    const StateMode mode = t.rules[v.rank].state;
+    const bool tcp = m.key.proto == kProtoTcp;
+    TcpSegment seg;
+    if (tcp && !read_tcp(pkt, m, seg)) {
+        v.drop = DropReason::state;
+        return;
+    }
+    Flow* f = live(pos, key, now, counts);
+    if (!f)
+        f = live(find(key), key, now, counts);  // created earlier in this burst, or a stale position
+    if (f && f->generation != t.generation) {
+        // A reload since the flow's last packet: does the new policy still create it?
+        const Flow& g = *f;
+        PacketKey k{};
+        k.family = static_cast<Family>(g.key.family);
+        k.proto = g.key.proto;
+        k.src = g.initiator_is_a ? g.key.a : g.key.b;
+        k.dst = g.initiator_is_a ? g.key.b : g.key.a;
+        k.ingress = g.ingress;
+        if (proto_has_ports(k.proto)) {
+            k.has_ports = true;
+            k.sport = g.initiator_is_a ? g.key.port_a : g.key.port_b;
+            k.dport = g.initiator_is_a ? g.key.port_b : g.key.port_a;
+        } else if (proto_is_icmp(k.proto)) {
+            k.has_icmp = true;
+            k.icmp_type = echo_request(k.family);
+        }
+        const Rank r = t.payload.empty() ? classify_key(t, k) : header_winner(t, k);
+        if (r != kNoMatch && t.rules[r].action == Action::permit && t.rules[r].state == StateMode::create) {
+            f->generation = t.generation;
+        } else {
+            erase(static_cast<unsigned>(f - flows_.get()));
+            ++counts.cut;
+            f = nullptr;
+        }
+    }
+    const unsigned from = f ? (src_is_a == f->initiator_is_a ? 0u : 1u) : 0u;
+    // A flow's packets arrive on its ports: the initiator's on the port its first packet came
+    // in on, the answers on the other. A packet that claims a flow's addresses from the wrong
+    // side of the wire is not of that flow.
+    if (f && (m.key.ingress == f->ingress) != (from == 0)) {
+        v.drop = DropReason::state;
+        return;
+    }
+    if (f && tcp && from == 0 && (seg.flags & kTcpFirst) == kTcpSyn && tcp_closed(f->tcp)) {
+        erase(static_cast<unsigned>(f - flows_.get()));  // a new connection on the ports of a closed one
+        ++counts.expired;
+        f = nullptr;
+    }
+    if (f) {
+        unsigned timeout;
+        if (tcp) {
+            timeout = tcp_track(f->tcp, from, seg);
+            if (timeout == 0) {
+                v.drop = DropReason::state;
+                return;
+            }
+        } else if (proto_is_icmp(m.key.proto)) {
+            timeout = StateTimeouts::icmp_reply;
+        } else {
+            f->answered = f->answered || from == 1;
+            const bool both = f->answered;
+            timeout = m.key.proto == kProtoUdp ? (both ? StateTimeouts::udp_multiple : StateTimeouts::udp_single)
+                                               : (both ? StateTimeouts::other_multiple : StateTimeouts::other_single);
+        }
+        f->expires = now + ticks(timeout);
+        v.drop = DropReason::none;
+        return;
+    }
+    // No flow: only a stateful permit's first packet of a flow may start one.
+    const bool starts = mode == StateMode::create &&
+                        (tcp ? (seg.flags & kTcpFirst) == kTcpSyn
+                             : !proto_is_icmp(m.key.proto) || m.key.icmp_type == echo_request(m.key.family));
+    if (!starts) {
+        v.drop = DropReason::state;
+        return;
+    }
+    const std::int32_t at = rte_hash_add_key(hash_, &key);
+    if (at < 0 || static_cast<unsigned>(at) >= capacity_) {
+        if (at >= 0)
+            rte_hash_del_key(hash_, &key);
+        ++counts.full;
+        v.drop = DropReason::state;
+        return;
+    }
+    Flow& n = flows_[static_cast<unsigned>(at)];
+    n = Flow{};
+    n.key = key;
+    n.used = true;
+    n.initiator_is_a = src_is_a;
+    n.ingress = m.key.ingress;
+    n.generation = t.generation;
+    unsigned timeout = m.key.proto == kProtoUdp ? StateTimeouts::udp_first : StateTimeouts::other_first;
+    if (tcp)
+        timeout = tcp_start(n.tcp, seg);
+    else if (proto_is_icmp(m.key.proto))
+        timeout = StateTimeouts::icmp_first;
+    n.expires = now + ticks(timeout);
+    ++in_use_;
+    ++counts.created;
+    v.drop = DropReason::none;
+}
+
+void FlowTable::related(rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uint64_t now, StateCounts& counts) noexcept {
+    // The quoted packet: an IP header and at least 8 bytes of its transport header.
+    const bool v4 = m.key.family == Family::ipv4;
+    std::array<std::uint8_t, 68> buf;
+    const std::uint32_t off = m.payload_offset;
+    const std::uint32_t avail = std::min<std::uint32_t>(pkt->pkt_len > off ? pkt->pkt_len - off : 0, buf.size());
+    if (avail < (v4 ? 28u : 48u))
+        return;
+    const auto* q = static_cast<const std::uint8_t*>(rte_pktmbuf_read(pkt, off, avail, buf.data()));
+    if (!q)
+        return;
+    FlowTuple t;
+    t.family = m.key.family;
+    std::uint32_t l4;
+    if (v4) {
+        const std::uint32_t ihl = (q[0] & 0x0f) * 4u;
+        if ((q[0] >> 4) != 4 || ihl < 20 || ihl + 8 > avail || (be16(q + 6) & 0x1fff) != 0)
+            return;  // not IPv4, or a later fragment: no transport header quoted
+        t.proto = q[9];
+        std::memcpy(t.src.bytes.data(), q + 12, 4);
+        std::memcpy(t.dst.bytes.data(), q + 16, 4);
+        l4 = ihl;
+    } else {
+        if ((q[0] >> 4) != 6)
+            return;
+        t.proto = q[6];  // a transport header right after the IPv6 header; extension headers are not walked
+        std::memcpy(t.src.bytes.data(), q + 8, 16);
+        std::memcpy(t.dst.bytes.data(), q + 24, 16);
+        l4 = 40;
+    }
+    // The error goes back to the quoted packet's sender.
+    if (!(t.src == m.key.dst))
+        return;
+    const std::uint8_t* h = q + l4;
+    if (proto_has_ports(t.proto)) {
+        t.sport = be16(h);
+        t.dport = be16(h + 2);
+    } else if (t.proto == (v4 ? kProtoIcmp : kProtoIcmpv6)) {
+        if (!echo_ports(t.family, h[0], be16(h + 4), t.sport, t.dport))
+            return;
+    } else if (proto_is_icmp(t.proto)) {
+        return;
+    }
+    bool src_is_a = false;
+    const FlowKey key = flow_key(t, src_is_a);
+    const Flow* f = live(find(key), key, now, counts);
+    if (!f)
+        return;
+    // It travels against the quoted packet: it arrives on the port the quoted packet left by.
+    const unsigned from = src_is_a == f->initiator_is_a ? 0u : 1u;  // the quoted packet's sender
+    if ((m.key.ingress == f->ingress) != (from == 1))
+        return;
+    if (t.proto == kProtoTcp) {
+        // The quoted sequence number lies in what its sender may have sent (pf's check):
+        // a forged error must guess it.
+        const TcpPeer& src = f->tcp.peer[from];
+        const TcpPeer& dst = f->tcp.peer[from ^ 1];
+        const unsigned dws = src.wscale >= 0 && dst.wscale >= 0 ? static_cast<unsigned>(dst.wscale) : 0;
+        const std::uint32_t seq = be32(h + 4);
+        if (!src.seen || !seq_geq(src.seqhi, seq) || !seq_geq(seq, src.seqlo - (dst.max_win << dws)))
+            return;
+    }
+    v = Verdict{kNoMatch, DropReason::none};
+    ++counts.related;
+}
+
+void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta,
+                       std::span<Verdict> verdicts, std::uint64_t now, StateCounts& counts) noexcept {
+    constexpr std::size_t kChunk = RTE_HASH_LOOKUP_BULK_MAX;
+    for (std::size_t base = 0; base < meta.size(); base += kChunk) {
+        const std::size_t n = std::min(kChunk, meta.size() - base);
+        std::array<FlowKey, kChunk> keys;
+        std::array<const void*, kChunk> key_ptrs;
+        std::array<std::int32_t, kChunk> positions;
+        std::array<std::uint16_t, kChunk> index;
+        std::array<bool, kChunk> src_is_a;
+        unsigned count = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+            const std::size_t i = base + j;
+            const PacketMeta& m = meta[i];
+            Verdict& v = verdicts[i];
+            if (m.drop != DropReason::none || m.bypass || v.rank == kNoMatch || v.drop != DropReason::none ||
+                (m.frag.present && m.frag.begin != 0))
+                continue;
+            if (t.rules[v.rank].state == StateMode::none)
+                continue;
+            FlowTuple tuple;
+            if (!packet_tuple(pkts[i], m, tuple)) {
+                // An ICMP message of no flow of its own: a stateful permit passes it as a
+                // stateless one would; its mirror does not (an error may still be related).
+                if (t.rules[v.rank].state == StateMode::reply)
+                    v.drop = DropReason::state;
+                continue;
+            }
+            keys[count] = flow_key(tuple, src_is_a[count]);
+            key_ptrs[count] = &keys[count];
+            index[count] = static_cast<std::uint16_t>(i);
+            ++count;
+        }
+        if (count != 0) {
+            if (rte_hash_lookup_bulk(hash_, key_ptrs.data(), count, positions.data()) != 0)
+                positions.fill(-1);
+            for (unsigned c = 0; c < count; ++c) {
+                const std::size_t i = index[c];
+                judge(t, pkts[i], meta[i], verdicts[i], positions[c], keys[c], src_is_a[c], now, counts);
+            }
+        }
+    }
+    // ICMP errors their filters dropped (rare): related to a tracked flow, they pass.
+    if (in_use_ == 0)
+        return;
+    for (std::size_t i = 0; i < meta.size(); ++i) {
+        const PacketMeta& m = meta[i];
+        const Verdict& v = verdicts[i];
+        if (!m.key.has_icmp || m.drop != DropReason::none || m.frag.present || !is_icmp_error(m.key.family, m.key.icmp_type))
+            continue;
+        // Dropped by no filter, by a stateful mirror, or by a block that does not name ICMP (a
+        // catch-all such as *+0): a block filter written for ICMP keeps its word.
+        const bool icmp_block = v.drop == DropReason::policy && v.rank != kNoMatch && t.rules[v.rank].proto != kAnyProto;
+        if ((v.drop == DropReason::policy && !icmp_block) || v.drop == DropReason::no_match || v.drop == DropReason::state)
+            related(pkts[i], m, verdicts[i], now, counts);
+    }
+}
+
+void FlowTable::sweep(std::uint64_t now, unsigned n, StateCounts& counts) noexcept {
+    if (in_use_ == 0)
+        return;
+    for (unsigned i = 0; i < n; ++i) {
+        const unsigned at = cursor_;
+        cursor_ = cursor_ + 1 == capacity_ ? 0 : cursor_ + 1;
+        if (flows_[at].used && flows_[at].expires <= now) {
+            erase(at);
+            ++counts.expired;
+        }
+    }
+}
+
+}  // namespace moat::dp

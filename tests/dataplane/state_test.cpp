@@ -1,0 +1,563 @@
+// `state = keep` over real mbufs: the flow table after parse and classify, as the worker runs it.
+// The holes a stateless mirror leaves (SMTP's source port 25, NTP's 123) are open without state
+// and closed with it; TCP must start with a SYN and stay in its windows; ICMP errors pass only for
+// tracked flows; a full table refuses new flows and keeps the old; a reload cuts what the new
+// policy would not start. The TCP tracker alone is held to pf's rules by hand-made conversations.
+#include "dataplane/state.h"
+
+#include <gtest/gtest.h>
+#include <rte_cycles.h>
+
+#include <random>
+#include <string>
+
+#include "control/compile/load.h"
+#include "control/compile/tables.h"
+#include "dataplane/classify.h"
+#include "tests/common/eal_env.h"
+
+namespace moat::dp {
+namespace {
+
+using test::Bytes;
+using test::Pkt;
+
+/// A mail server that may send SMTP anywhere, an NTP client, ping out, and nothing else; the
+/// actions' state line is filled in by each test.
+std::string policy(const std::string& state) {
+    return R"([appliance]
+me = 198.18.0.20
+assign = P
+[filteraction Out]
+action = permit
+)" + state + R"(
+[filterlist Mail out]
+filter = 198.18.0.20+*:25:TCP
+[filterlist NTP]
+filter = me+*:123:UDP
+[filterlist Ping]
+filter = me+*::ICMP:8
+[filterlist Web in]
+filter = *+me:80:TCP
+[policy P]
+rule = Mail out -> Out
+rule = NTP -> Out
+rule = Ping -> Out
+rule = Web in -> permit
+)";
+}
+
+constexpr const char* kServer = "198.18.0.20";
+constexpr const char* kPeer = "198.19.5.5";
+
+/// A TCP segment; `wscale` >= 0 adds a window-scale option.
+Bytes tcp_frame(const std::string& src, const std::string& dst, std::uint16_t sport, std::uint16_t dport,
+                std::uint8_t flags, std::uint32_t seq, std::uint32_t ack, std::uint16_t win = 65535,
+                const std::string& payload = "", int wscale = -1) {
+    struct {
+        const std::string &src, &dst;
+        std::uint16_t sport, dport;
+        std::uint8_t flags;
+        std::uint32_t seq, ack;
+        std::uint16_t win;
+        const std::string& payload;
+        int wscale;
+    } t{src, dst, sport, dport, flags, seq, ack, win, payload, wscale};
+    Pkt p;
+    p.src = t.src;
+    p.dst = t.dst;
+    p.proto = 6;
+    p.sport = t.sport;
+    p.dport = t.dport;
+    p.payload = t.payload;
+    p.tcp_doff = t.wscale >= 0 ? 6 : 5;
+    test::Built b = test::build(p);
+    Bytes& f = b.bytes;
+    const std::size_t l4 = b.l4;
+    for (int i = 0; i < 4; ++i) {
+        f[l4 + 4 + i] = static_cast<std::uint8_t>(t.seq >> (24 - 8 * i));
+        f[l4 + 8 + i] = static_cast<std::uint8_t>(t.ack >> (24 - 8 * i));
+    }
+    f[l4 + 13] = t.flags;
+    test::put16(f, l4 + 14, t.win);
+    if (t.wscale >= 0) {
+        f[l4 + 20] = 1;  // NOP, then window scale
+        f[l4 + 21] = 3;
+        f[l4 + 22] = 3;
+        f[l4 + 23] = static_cast<std::uint8_t>(t.wscale);
+    }
+    return f;
+}
+
+Bytes udp_frame(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport) {
+    Pkt p;
+    p.src = src;
+    p.dst = dst;
+    p.proto = 17;
+    p.sport = sport;
+    p.dport = dport;
+    p.payload = "ntp";
+    return test::frame(p);
+}
+
+Bytes icmp_echo(const std::string& src, const std::string& dst, std::uint8_t type, std::uint16_t id) {
+    Pkt p;
+    p.src = src;
+    p.dst = dst;
+    p.proto = 1;
+    p.icmp_type = type;
+    test::Built b = test::build(p);
+    test::put16(b.bytes, b.l4 + 4, id);
+    return b.bytes;
+}
+
+/// An ICMP error from `router` to `to` that quotes the first bytes of `quoted` (a frame).
+Bytes icmp_error(const std::string& router, const std::string& to, std::uint8_t type, std::uint8_t code,
+                 const Bytes& quoted) {
+    Pkt p;
+    p.src = router;
+    p.dst = to;
+    p.proto = 1;
+    p.icmp_type = type;
+    p.icmp_code = code;
+    p.payload.assign(quoted.begin() + 14, quoted.begin() + 14 + 28);  // its IP header and 8 bytes
+    return test::frame(p);
+}
+
+class State : public ::testing::Test {
+protected:
+    /// Publishes `text` as the next generation; the flow table stays, as across moatd's reloads.
+    void reload(const std::string& text) {
+        loaded_ = ctl::load_policy_text(text, "t.ini");
+        ASSERT_TRUE(loaded_.usable()) << text;
+        auto built = ctl::build_table_set(*loaded_.config, *loaded_.compiled, 1, ++generation_);
+        ASSERT_TRUE(built) << built.error();
+        tables_ = std::move(built->tables);
+    }
+
+    /// The test policy with `state` on its action, and a flow table of `entries` if none yet.
+    void load(const std::string& state, unsigned entries = 64) {
+        reload(policy(state));
+        std::string error;
+        if (!flows_)
+            flows_ = FlowTable::create(entries, SOCKET_ID_ANY, error);
+        ASSERT_TRUE(flows_) << error;
+    }
+
+    /// Parses, classifies and settles one frame arriving on `in`; the verdict.
+    Verdict judge(const Bytes& frame, Ingress in) {
+        rte_mbuf* m = test::mbuf(frame);
+        EXPECT_NE(m, nullptr);
+        PacketMeta meta;
+        Verdict v;
+        parse_burst({&m, 1}, in, tables_->parse, {&meta, 1});
+        classify_burst(*tables_, {&meta, 1}, {&v, 1});
+        if (tables_->has_state)
+            flows_->settle(*tables_, {&m, 1}, {&meta, 1}, {&v, 1}, now_, counts_);
+        rte_pktmbuf_free(m);
+        return v;
+    }
+    bool passes(const Bytes& frame, Ingress in) { return judge(frame, in).drop == DropReason::none; }
+
+    /// A TCP handshake from the server (inside) to the peer's SMTP port; true when all of it passed.
+    bool smtp_handshake(std::uint16_t sport) {
+        return passes(tcp_frame(kServer, kPeer, sport, 25, kTcpSyn, 1000, 0), Ingress::inside) &&
+               passes(tcp_frame(kPeer, kServer, 25, sport, kTcpSyn | kTcpAck, 5000, 1001), Ingress::outside) &&
+               passes(tcp_frame(kServer, kPeer, sport, 25, kTcpAck, 1001, 5001), Ingress::inside);
+    }
+
+    ctl::LoadResult loaded_;
+    std::unique_ptr<TableSet> tables_;
+    std::unique_ptr<FlowTable> flows_;
+    std::uint64_t generation_ = 0;
+    std::uint64_t now_ = 1'000'000;
+    StateCounts counts_;
+};
+
+constexpr const char* kKeep = "state = keep";
+constexpr const char* kStateless = "";
+
+TEST_F(State, SmtpSourcePortIsAHoleWithoutStateAndClosedWithIt) {
+    // Anyone whose source port is 25 reaches every TCP port of the mail server...
+    load(kStateless);
+    const Bytes attack = tcp_frame(kPeer, kServer, 25, 3389, kTcpSyn, 7, 0);
+    EXPECT_TRUE(passes(attack, Ingress::outside));
+    EXPECT_TRUE(passes(tcp_frame(kPeer, kServer, 25, 22, kTcpAck, 7, 9), Ingress::outside));
+    // ... unless the action keeps state: the mirror passes only the server's own connections.
+    load(kKeep);
+    const Verdict v = judge(attack, Ingress::outside);
+    EXPECT_EQ(v.drop, DropReason::state);
+    EXPECT_EQ(judge(tcp_frame(kPeer, kServer, 25, 22, kTcpAck, 7, 9), Ingress::outside).drop, DropReason::state);
+    EXPECT_TRUE(smtp_handshake(40000));
+    EXPECT_TRUE(passes(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5001, 1001, 65535, "220 mail"), Ingress::outside));
+    EXPECT_EQ(counts_.created, 1u);
+    EXPECT_EQ(flows_->in_use(), 1u);
+    // The same attack on the port of the tracked connection's neighbour still finds no flow.
+    EXPECT_EQ(judge(tcp_frame(kPeer, kServer, 25, 40001, kTcpSyn | kTcpAck, 5000, 1001), Ingress::outside).drop,
+              DropReason::state);
+}
+
+TEST_F(State, NtpSourcePortReachesSnmpWithoutStateAndNotWithIt) {
+    // An NTP client's filter, me+*:123: its mirror *:123+me lets source port 123 reach SNMP.
+    const Bytes snmp = udp_frame(kPeer, 123, kServer, 161);
+    load(kStateless);
+    EXPECT_TRUE(passes(snmp, Ingress::outside));
+    load(kKeep);
+    EXPECT_EQ(judge(snmp, Ingress::outside).drop, DropReason::state);
+    EXPECT_EQ(judge(udp_frame(kPeer, 123, kServer, 40000), Ingress::outside).drop, DropReason::state);
+    EXPECT_TRUE(passes(udp_frame(kServer, 40000, kPeer, 123), Ingress::inside));
+    EXPECT_TRUE(passes(udp_frame(kPeer, 123, kServer, 40000), Ingress::outside));  // the answer
+    EXPECT_EQ(judge(snmp, Ingress::outside).drop, DropReason::state);  // still closed
+    EXPECT_EQ(counts_.created, 1u);
+}
+
+TEST_F(State, ATcpFlowStartsOnlyWithASyn) {
+    load(kKeep);
+    for (const std::uint8_t flags : {kTcpAck, std::uint8_t(kTcpSyn | kTcpAck), kTcpRst, kTcpFin, std::uint8_t(0),
+                                     std::uint8_t(kTcpSyn | kTcpRst), std::uint8_t(kTcpSyn | kTcpFin)})
+        EXPECT_EQ(judge(tcp_frame(kServer, kPeer, 40000, 25, flags, 1000, 1), Ingress::inside).drop, DropReason::state)
+            << int(flags);
+    EXPECT_EQ(counts_.created, 0u);
+    EXPECT_TRUE(passes(tcp_frame(kServer, kPeer, 40000, 25, kTcpSyn, 1000, 0), Ingress::inside));
+    EXPECT_EQ(counts_.created, 1u);
+}
+
+TEST_F(State, ABlindAnswerDuringTheHandshakeNeitherPassesNorSpoilsIt) {
+    // The review's attack: while the server's SYN waits for its answer, a spoofed packet from
+    // the peer's address and port, without ACK (PSH with data, a bare RST, a SYN-ACK that does
+    // not acknowledge the SYN), would have set the peer's sequence numbers and the real SYN-ACK
+    // would then be out of window.
+    load(kKeep);
+    ASSERT_TRUE(passes(tcp_frame(kServer, kPeer, 40000, 25, kTcpSyn, 1000, 0), Ingress::inside));
+    for (const auto& [flags, ack] : {std::pair<std::uint8_t, std::uint32_t>{0x08, 0}, {kTcpRst, 0}, {kTcpFin, 0},
+                                     {kTcpSyn | kTcpAck, 1000}, {kTcpSyn | kTcpAck, 1002}, {kTcpAck, 1001},
+                                     {kTcpSyn, 0}, {kTcpRst | kTcpAck, 999}})
+        EXPECT_EQ(judge(tcp_frame(kPeer, kServer, 25, 40000, flags, 0xdeadbeef, ack, 65535, "EVIL"), Ingress::outside).drop,
+                  DropReason::state)
+            << int(flags) << " ack " << ack;
+    EXPECT_TRUE(passes(tcp_frame(kPeer, kServer, 25, 40000, kTcpSyn | kTcpAck, 5000, 1001), Ingress::outside));
+    EXPECT_TRUE(passes(tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001, 5001), Ingress::inside));
+    // A refused connection's RST-ACK passes.
+    ASSERT_TRUE(passes(tcp_frame(kServer, kPeer, 40002, 25, kTcpSyn, 7000, 0), Ingress::inside));
+    EXPECT_TRUE(passes(tcp_frame(kPeer, kServer, 25, 40002, kTcpRst | kTcpAck, 0, 7001), Ingress::outside));
+}
+
+TEST_F(State, AFlowsPacketsFromTheWrongSideOfTheWireAreNotOfIt) {
+    load(kKeep);
+    ASSERT_TRUE(smtp_handshake(40000));
+    // The peer's answer, in window, but arriving on the inside port (spoofed from the inside),
+    // and the server's next segment arriving on the outside port.
+    EXPECT_EQ(judge(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5001, 1001, 65535, "220"), Ingress::inside).drop,
+              DropReason::state);
+    EXPECT_EQ(judge(tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001, 5001, 65535, "EHLO"), Ingress::outside).drop,
+              DropReason::spoofed);  // (antispoof sees this one first: the server is `me`)
+    EXPECT_TRUE(passes(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5001, 1001, 65535, "220"), Ingress::outside));
+    // UDP likewise.
+    ASSERT_TRUE(passes(udp_frame(kServer, 40000, kPeer, 123), Ingress::inside));
+    EXPECT_EQ(judge(udp_frame(kPeer, 123, kServer, 40000), Ingress::inside).drop, DropReason::state);
+}
+
+TEST_F(State, SegmentsOutsideTheWindowsAreDropped) {
+    load(kKeep);
+    ASSERT_TRUE(smtp_handshake(40000));
+    // In window: data both ways.
+    EXPECT_TRUE(passes(tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001, 5001, 65535, "EHLO x"), Ingress::inside));
+    EXPECT_TRUE(passes(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5001, 1007, 65535, "250 ok"), Ingress::outside));
+    // A blind injection far from the peer's sequence numbers.
+    EXPECT_EQ(judge(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5001 + 1'000'000, 1007, 65535, "evil"),
+                    Ingress::outside).drop, DropReason::state);
+    // Data beyond what the server's window allows.
+    EXPECT_EQ(judge(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5007 + 70000, 1007, 65535, "x"), Ingress::outside).drop,
+              DropReason::state);
+    // Acknowledging data never sent.
+    EXPECT_EQ(judge(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5007, 1007 + 200000, 65535, "y"),
+                    Ingress::outside).drop, DropReason::state);
+    // A RST must carry the exact next sequence number (RFC 5961's blind reset).
+    EXPECT_EQ(judge(tcp_frame(kPeer, kServer, 25, 40000, kTcpRst | kTcpAck, 5007 + 3000, 1007), Ingress::outside).drop,
+              DropReason::state);
+    EXPECT_TRUE(passes(tcp_frame(kPeer, kServer, 25, 40000, kTcpRst | kTcpAck, 5007, 1007), Ingress::outside));
+}
+
+TEST_F(State, IcmpFragmentationNeededPassesForATrackedFlowOnly) {
+    load(kKeep);
+    const Bytes data = tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001, 5001, 65535, "EHLO x");
+    ASSERT_TRUE(smtp_handshake(40000));
+    ASSERT_TRUE(passes(data, Ingress::inside));
+    // A router beyond the appliance says the server's segment was too big: it quotes that segment.
+    EXPECT_TRUE(passes(icmp_error("198.19.0.1", kServer, 3, 4, data), Ingress::outside));
+    EXPECT_EQ(counts_.related, 1u);
+    // The same error quoting a connection that does not exist.
+    const Bytes other = tcp_frame(kServer, kPeer, 40999, 25, kTcpAck, 1001, 5001);
+    EXPECT_EQ(judge(icmp_error("198.19.0.1", kServer, 3, 4, other), Ingress::outside).drop, DropReason::no_match);
+    // Quoting the tracked connection with a sequence number far outside what the server sent.
+    const Bytes forged = tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001 + 3'000'000, 5001);
+    EXPECT_EQ(judge(icmp_error("198.19.0.1", kServer, 3, 4, forged), Ingress::outside).drop, DropReason::no_match);
+    // Going to the wrong host: the quoted packet's sender is the server, not the peer.
+    EXPECT_EQ(judge(icmp_error("198.19.0.1", kPeer, 3, 4, data), Ingress::inside).drop, DropReason::no_match);
+    // An error type that is not one (echo reply with a quoted header) is not related.
+    EXPECT_EQ(judge(icmp_error("198.19.0.1", kServer, 5, 0, data), Ingress::outside).drop, DropReason::no_match);
+    // The right error arriving on the wrong port (from inside: the quoted segment left outwards).
+    EXPECT_EQ(judge(icmp_error("198.18.0.1", kServer, 3, 4, data), Ingress::inside).drop, DropReason::no_match);
+    EXPECT_EQ(counts_.related, 1u);
+}
+
+TEST_F(State, ARelatedErrorPassesACatchAllBlockButNotABlockWrittenForIcmp) {
+    const Bytes data = tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001, 5001, 65535, "EHLO x");
+    const auto with = [&](const std::string& block) {
+        // [policy P] is the last section: its last rule, then the list.
+        reload(policy(kKeep) + "rule = Block -> block\n[filterlist Block]\nfilter = " + block + "\n");
+        std::string error;
+        flows_ = FlowTable::create(64, SOCKET_ID_ANY, error);
+        ASSERT_TRUE(smtp_handshake(40000));
+        ASSERT_TRUE(passes(data, Ingress::inside));
+    };
+    with("*+0");  // a catch-all: the error is related, it passes
+    EXPECT_TRUE(passes(icmp_error("198.19.0.1", kServer, 3, 4, data), Ingress::outside));
+    with("*=0::ICMP:3");  // the operator blocks unreachables to the server: they stay blocked
+    EXPECT_EQ(judge(icmp_error("198.19.0.1", kServer, 3, 4, data), Ingress::outside).drop, DropReason::policy);
+}
+
+TEST_F(State, PingRepliesPassByIdentifier) {
+    load(kKeep);
+    EXPECT_EQ(judge(icmp_echo(kPeer, kServer, 0, 77), Ingress::outside).drop, DropReason::state);  // unasked
+    EXPECT_TRUE(passes(icmp_echo(kServer, kPeer, 8, 77), Ingress::inside));
+    EXPECT_TRUE(passes(icmp_echo(kPeer, kServer, 0, 77), Ingress::outside));
+    EXPECT_EQ(judge(icmp_echo(kPeer, kServer, 0, 78), Ingress::outside).drop, DropReason::state);  // another id
+    // An echo request from outside matches no filter (ping is permitted outward only).
+    EXPECT_EQ(judge(icmp_echo(kPeer, kServer, 8, 77), Ingress::outside).drop, DropReason::no_match);
+}
+
+TEST_F(State, AFullTableRefusesNewFlowsAndKeepsTheTrackedOnes) {
+    load(kKeep, 8);
+    ASSERT_TRUE(smtp_handshake(40000));
+    // A SYN flood from the server side (say, a compromised host) fills the table.
+    unsigned passed = 0;
+    for (std::uint16_t p = 41000; p < 41100; ++p)
+        passed += passes(tcp_frame(kServer, kPeer, p, 25, kTcpSyn, p, 0), Ingress::inside);
+    EXPECT_EQ(flows_->in_use(), flows_->capacity());
+    EXPECT_EQ(passed, flows_->capacity() - 1);
+    EXPECT_EQ(counts_.full, 100u - passed);
+    // The established connection goes on.
+    EXPECT_TRUE(passes(tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001, 5001, 65535, "DATA"), Ingress::inside));
+    EXPECT_TRUE(passes(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5001, 1005, 65535, "354"), Ingress::outside));
+    // Once their first timeout passes, the half-open flows are swept and new ones fit again.
+    now_ += rte_get_tsc_hz() * (StateTimeouts::tcp_first + 1);
+    flows_->sweep(now_, flows_->capacity(), counts_);
+    EXPECT_EQ(flows_->in_use(), 1u);  // the established connection lasts 24 h
+}
+
+TEST_F(State, AReloadThatRemovesTheFilterCutsItsFlows) {
+    load(kKeep);
+    ASSERT_TRUE(smtp_handshake(40000));
+    ASSERT_TRUE(passes(udp_frame(kServer, 40000, kPeer, 123), Ingress::inside));
+    // The same policy again (a reload that changes nothing): the flows go on.
+    load(kKeep);
+    EXPECT_TRUE(passes(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5001, 1001, 65535, "220"), Ingress::outside));
+    EXPECT_TRUE(passes(udp_frame(kPeer, 123, kServer, 40000), Ingress::outside));
+    EXPECT_EQ(counts_.cut, 0u);
+    // A policy without the mail rule: the SMTP connection's next packets are dropped both ways;
+    // NTP's flow goes on.
+    reload(R"([appliance]
+me = 198.18.0.20
+assign = P
+[filteraction Out]
+action = permit
+state = keep
+[filterlist NTP]
+filter = me+*:123:UDP
+[policy P]
+rule = NTP -> Out
+)");
+    EXPECT_FALSE(passes(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5004, 1001, 65535, "250"), Ingress::outside));
+    EXPECT_FALSE(passes(tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001, 5007, 65535, "QUIT"), Ingress::inside));
+    EXPECT_TRUE(passes(udp_frame(kPeer, 123, kServer, 40000), Ingress::outside));
+    EXPECT_EQ(counts_.cut, 0u);  // NTP's flow was asked again and kept
+}
+
+TEST_F(State, AReloadCutsAFlowItsFilterWouldNoLongerStart) {
+    load(kKeep);
+    ASSERT_TRUE(smtp_handshake(40000));
+    // The new policy still has a stateful mirror that matches the reply (`*:25+*` keeps state),
+    // but its written direction starts flows from port 25, not to it: the flow is cut.
+    reload(R"([appliance]
+me = 198.18.0.20
+assign = P
+[filteraction Out]
+action = permit
+state = keep
+[filterlist Reverse]
+filter = *:25+198.18.0.20::TCP
+[policy P]
+rule = Reverse -> Out
+)");
+    const Verdict v = judge(tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001, 5001, 65535, "DATA"), Ingress::inside);
+    EXPECT_EQ(v.drop, DropReason::state);
+    EXPECT_EQ(counts_.cut, 1u);
+    EXPECT_EQ(flows_->in_use(), 0u);
+}
+
+TEST(TcpTrack, AHandshakeDataAndCloseWithWindowScaling) {
+    TcpTrack t;
+    EXPECT_EQ(tcp_start(t, {1000, 0, 65535, kTcpSyn, 7, 0}), StateTimeouts::tcp_first);
+    EXPECT_EQ(tcp_track(t, 1, {5000, 1001, 65535, kTcpSyn | kTcpAck, 7, 0}), StateTimeouts::tcp_opening);
+    EXPECT_EQ(tcp_track(t, 0, {1001, 5001, 512, kTcpAck, -1, 0}), StateTimeouts::tcp_established);
+    // With both scaled by 2^7, a window of 512 allows 64 KiB: 60000 bytes fit, 70000 do not.
+    EXPECT_EQ(tcp_track(t, 1, {5001, 1001, 512, kTcpAck, -1, 60000}), StateTimeouts::tcp_established);
+    EXPECT_EQ(tcp_track(t, 1, {65001, 1001, 512, kTcpAck, -1, 70000}), 0u);
+    EXPECT_EQ(tcp_track(t, 0, {1001, 65001, 512, kTcpAck | kTcpFin, -1, 0}), StateTimeouts::tcp_closing);
+    EXPECT_EQ(tcp_track(t, 1, {65001, 1002, 512, kTcpAck | kTcpFin, -1, 0}), StateTimeouts::tcp_finwait);
+    EXPECT_EQ(tcp_track(t, 0, {1002, 65002, 512, kTcpAck, -1, 0}), StateTimeouts::tcp_closed);
+    EXPECT_TRUE(tcp_closed(t));
+}
+
+TEST(TcpTrack, ARefusedScaleOfferLeavesTheWindowsUnscaled) {
+    TcpTrack t;
+    tcp_start(t, {1000, 0, 65535, kTcpSyn, 7, 0});
+    ASSERT_NE(tcp_track(t, 1, {5000, 1001, 8192, kTcpSyn | kTcpAck, -1, 0}), 0u);
+    ASSERT_NE(tcp_track(t, 0, {1001, 5001, 512, kTcpAck, -1, 0}), 0u);
+    // The client's window of 512 is 512 bytes now, not 64 KiB: once it has acknowledged 60000
+    // bytes with it, the server may not send 10000 more (pf keeps the SYN's 64 KiB until then).
+    ASSERT_NE(tcp_track(t, 1, {5001, 1001, 8192, kTcpAck, -1, 60000}), 0u);
+    ASSERT_NE(tcp_track(t, 0, {1001, 65001, 512, kTcpAck, -1, 0}), 0u);
+    EXPECT_EQ(tcp_track(t, 1, {65001, 1001, 8192, kTcpAck, -1, 10000}), 0u);
+    EXPECT_NE(tcp_track(t, 1, {65001, 1001, 8192, kTcpAck, -1, 4000}), 0u);
+}
+
+TEST(TcpTrack, ADroppedSegmentLeavesTheTrackAsItWas) {
+    TcpTrack t;
+    tcp_start(t, {1000, 0, 65535, kTcpSyn, -1, 0});
+    tcp_track(t, 1, {5000, 1001, 65535, kTcpSyn | kTcpAck, -1, 0});
+    const TcpTrack before = t;
+    EXPECT_EQ(tcp_track(t, 1, {5001 + 0x40000000, 1001, 65535, kTcpAck | kTcpFin, -1, 10}), 0u);
+    EXPECT_EQ(t, before);
+}
+
+/// One end of a TCP connection as a simple model sends: in order, within the window its peer
+/// last advertised, acknowledging everything it has received.
+struct ModelEnd {
+    std::uint32_t snd_nxt = 0;   ///< next sequence number to send
+    std::uint32_t rcv_nxt = 0;   ///< next expected from the peer
+    std::uint32_t peer_ack = 0;  ///< the peer's last acknowledgement
+    std::uint32_t peer_win = 0;  ///< the peer's last window, in bytes
+    std::uint32_t win = 0;       ///< its own window, in bytes
+    int wscale = -1;
+    std::uint32_t last_seq = 0, last_len = 0;  ///< its last data segment, for a retransmission
+};
+
+TEST(TcpTrack, ModelConversationsPassAndBlindSegmentsDoNot) {
+    // Random connections between two model ends (random sequence numbers, window scales, windows
+    // and data sizes, retransmissions of the last segment, pure ACKs), each closed with FINs:
+    // every segment the model sends passes. Between them, segments a blind attacker could send
+    // (sequence numbers far from the sender's, acknowledgements of data never sent, a RST off by
+    // more than one) are dropped and leave the track as it was.
+    std::mt19937 rng(20261202);
+    unsigned passed = 0, blocked = 0;
+    for (int conn = 0; conn < 2000; ++conn) {
+        ModelEnd e[2];
+        for (auto& x : e) {
+            x.snd_nxt = static_cast<std::uint32_t>(rng());
+            x.wscale = static_cast<int>(rng() % 16) - 1;  // -1 (none) .. 14
+            if (x.wscale > 14)
+                x.wscale = 14;
+        }
+        const bool scaled = e[0].wscale >= 0 && e[1].wscale >= 0;
+        const auto shift = [&](const ModelEnd& x) { return scaled ? static_cast<unsigned>(x.wscale) : 0u; };
+        for (auto& x : e)
+            x.win = 1 + static_cast<std::uint32_t>(rng() % (std::uint32_t{65535} << shift(x)));
+        TcpTrack t;
+        // The handshake (SYN windows are never scaled).
+        const auto syn_win = [](const ModelEnd& x) { return static_cast<std::uint16_t>(std::min<std::uint32_t>(x.win, 65535)); };
+        ASSERT_NE(tcp_start(t, {e[0].snd_nxt, 0, syn_win(e[0]), kTcpSyn, static_cast<std::int8_t>(e[0].wscale), 0}), 0u);
+        e[0].snd_nxt += 1;
+        e[1].rcv_nxt = e[0].snd_nxt;
+        e[1].peer_win = std::min<std::uint32_t>(e[0].win, 65535);
+        ASSERT_NE(tcp_track(t, 1, {e[1].snd_nxt, e[1].rcv_nxt, syn_win(e[1]), kTcpSyn | kTcpAck,
+                                   static_cast<std::int8_t>(e[0].wscale >= 0 ? e[1].wscale : -1), 0}), 0u)
+            << "SYN-ACK, connection " << conn;
+        e[1].snd_nxt += 1;
+        e[0].rcv_nxt = e[1].snd_nxt;
+        e[0].peer_ack = e[0].snd_nxt;
+        e[0].peer_win = std::min<std::uint32_t>(e[1].win, 65535);
+        const auto send = [&](unsigned from, std::uint8_t flags, std::uint32_t seq, std::uint32_t len) {
+            ModelEnd& x = e[from];
+            const TcpSegment seg{seq, x.rcv_nxt, static_cast<std::uint16_t>(x.win >> shift(x)), flags, -1, len};
+            return tcp_track(t, from, seg);
+        };
+        const auto deliver = [&](unsigned from, std::uint32_t end) {
+            ModelEnd& y = e[from ^ 1];
+            if (static_cast<std::int32_t>(end - y.rcv_nxt) > 0)
+                y.rcv_nxt = end;
+            y.peer_ack = e[from].rcv_nxt;
+            y.peer_win = (e[from].win >> shift(e[from])) << shift(e[from]);
+        };
+        ASSERT_NE(send(0, kTcpAck, e[0].snd_nxt, 0), 0u) << "ACK, connection " << conn;
+        deliver(0, e[0].snd_nxt);
+        for (int step = 0; step < 40; ++step) {
+            const unsigned from = rng() % 2;
+            ModelEnd& x = e[from];
+            const std::uint32_t room = x.peer_ack + x.peer_win - x.snd_nxt;
+            const unsigned what = rng() % 10;
+            if (what == 0 && x.last_len != 0) {  // retransmit the last data segment
+                ASSERT_NE(send(from, kTcpAck, x.last_seq, x.last_len), 0u) << "retransmission, connection " << conn;
+                ++passed;
+                continue;
+            }
+            if (what == 1) {  // a blind segment: far from this end's sequence numbers
+                const TcpTrack before = t;
+                const std::uint32_t far = x.snd_nxt + 0x40000000u + static_cast<std::uint32_t>(rng() % 0x40000000u);
+                EXPECT_EQ(send(from, kTcpAck, far, 1 + rng() % 1000), 0u) << "connection " << conn;
+                // An acknowledgement of data the peer never sent.
+                const TcpSegment ack{x.snd_nxt, e[from ^ 1].snd_nxt + 0x20000000u, 1000, kTcpAck, -1, 0};
+                EXPECT_EQ(tcp_track(t, from, ack), 0u) << "connection " << conn;
+                // A RST two or more away from the exact sequence number.
+                const TcpSegment rst{x.snd_nxt + 2 + static_cast<std::uint32_t>(rng() % 5000), 0, 0, kTcpRst, -1, 0};
+                EXPECT_EQ(tcp_track(t, from, rst), 0u) << "connection " << conn;
+                EXPECT_EQ(t, before);
+                blocked += 3;
+                continue;
+            }
+            const std::uint32_t len = what == 2 || room == 0 ? 0 : 1 + static_cast<std::uint32_t>(rng() % std::min<std::uint32_t>(room, 9000));
+            ASSERT_NE(send(from, kTcpAck, x.snd_nxt, len), 0u)
+                << "connection " << conn << " step " << step << " from " << from << " len " << len << " room " << room;
+            ++passed;
+            if (len) {
+                x.last_seq = x.snd_nxt;
+                x.last_len = len;
+            }
+            x.snd_nxt += len;
+            deliver(from, x.snd_nxt);
+        }
+        // Close: FIN from each end, each acknowledged.
+        for (const unsigned from : {0u, 1u}) {
+            ASSERT_NE(send(from, kTcpAck | kTcpFin, e[from].snd_nxt, 0), 0u) << "FIN, connection " << conn;
+            e[from].snd_nxt += 1;
+            deliver(from, e[from].snd_nxt);
+            ASSERT_NE(send(from ^ 1, kTcpAck, e[from ^ 1].snd_nxt, 0), 0u) << "ACK of FIN, connection " << conn;
+            deliver(from ^ 1, e[from ^ 1].snd_nxt);
+        }
+        EXPECT_TRUE(tcp_closed(t)) << "connection " << conn;
+    }
+    EXPECT_GT(passed, 50000u);
+    EXPECT_GT(blocked, 10000u);
+}
+
+TEST(FlowKey, BothDirectionsHaveOneKey) {
+    FlowTuple a;
+    a.src.bytes[0] = 198;
+    a.dst.bytes[0] = 199;
+    a.sport = 40000;
+    a.dport = 25;
+    a.proto = 6;
+    FlowTuple b = a;
+    std::swap(b.src, b.dst);
+    std::swap(b.sport, b.dport);
+    bool a_first = false, b_first = false;
+    EXPECT_EQ(flow_key(a, a_first), flow_key(b, b_first));
+    EXPECT_NE(a_first, b_first);
+    FlowTuple c = a;
+    c.dport = 26;
+    EXPECT_FALSE(flow_key(c, a_first) == flow_key(a, b_first));
+}
+
+}  // namespace
+}  // namespace moat::dp
