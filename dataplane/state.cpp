@@ -337,6 +337,7 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
         const Rank r = t.payload.empty() ? classify_key(t, k) : header_winner(t, k);
         if (r != kNoMatch && t.rules[r].action == Action::permit && t.rules[r].state == StateMode::create) {
             f->generation = t.generation;
+            f->rank = r;
         } else {
             erase(static_cast<unsigned>(f - flows_.get()));
             ++counts.cut;
@@ -365,6 +366,7 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
                 return;
             }
         } else if (proto_is_icmp(m.key.proto)) {
+            f->answered = f->answered || from == 1;
             timeout = StateTimeouts::icmp_reply;
         } else {
             f->answered = f->answered || from == 1;
@@ -399,6 +401,7 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
     n.initiator_is_a = src_is_a;
     n.ingress = m.key.ingress;
     n.generation = t.generation;
+    n.rank = v.rank;
     unsigned timeout = m.key.proto == kProtoUdp ? StateTimeouts::udp_first : StateTimeouts::other_first;
     if (tcp)
         timeout = tcp_start(n.tcp, seg);
@@ -545,6 +548,35 @@ void FlowTable::sweep(std::uint64_t now, unsigned n, StateCounts& counts) noexce
             ++counts.expired;
         }
     }
+}
+
+void FlowTable::list(StateListing& l, std::uint32_t want, std::uint64_t now, unsigned worker, unsigned slots) noexcept {
+    if (l.walking != want) {
+        l.walking = want;
+        l.cursor = 0;
+    }
+    const unsigned end = std::min(capacity_, l.cursor + slots);
+    for (; l.cursor < end; ++l.cursor) {
+        const Flow& f = flows_[l.cursor];
+        if (!f.used || f.expires <= now)
+            continue;
+        FlowRecord r{};
+        r.key = f.key;
+        r.generation = f.generation;
+        r.listing = want;
+        r.expires_ms = static_cast<std::uint32_t>(std::min<std::uint64_t>((f.expires - now) * 1000 / hz_, UINT32_MAX));
+        r.rank = f.rank;
+        r.tcp[0] = f.tcp.peer[0].state;
+        r.tcp[1] = f.tcp.peer[1].state;
+        r.initiator_is_a = f.initiator_is_a;
+        r.ingress = f.ingress;
+        r.answered = f.answered;
+        r.worker = static_cast<std::uint8_t>(worker);
+        if (rte_ring_sp_enqueue_elem(l.ring, &r, sizeof r) != 0)
+            return;  // the ring is full: this position again next time
+    }
+    if (l.cursor == capacity_)
+        l.done.store(want, std::memory_order_release);
 }
 
 }  // namespace moat::dp

@@ -20,11 +20,14 @@
 
 #include <rte_hash.h>
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 
 #include "dataplane/classify.h"
 #include "dataplane/counters.h"
@@ -132,6 +135,44 @@ struct StateCounts {
     std::uint32_t related = 0;  ///< ICMP errors passed because they quote a tracked flow
 };
 
+/// One flow as `moatctl states` lists it, copied out of the table by its worker. POD: it goes
+/// through an rte_ring.
+struct FlowRecord {
+    FlowKey key;
+    std::uint64_t generation;  ///< the table set that last judged it (`rank` is in that one)
+    std::uint32_t listing;     ///< the listing it was copied for (StateListing::request)
+    std::uint32_t expires_ms;  ///< until it expires, from its worker's loop turn that copied it
+    Rank rank;                 ///< the stateful permit that created it (or let it live after a reload)
+    TcpState tcp[2];           ///< TCP: the initiator's state and the responder's
+    bool initiator_is_a;       ///< the first packet's source is key.a
+    Ingress ingress;           ///< the port the first packet arrived on
+    bool answered;             ///< the responder has sent
+    std::uint8_t worker;
+    std::uint8_t pad[2];
+};
+static_assert(std::is_trivially_copyable_v<FlowRecord>);
+static_assert(sizeof(FlowRecord) % 4 == 0, "rte_ring elements are multiples of 4 bytes");
+
+/// A listing of one worker's flows (`moatctl states`), as pfctl -ss gives. The control thread
+/// asks for one by storing a new number in `request` (0: none). Every 64 polls while `request`
+/// is neither 0 nor `done`, the worker walks a slice of its table (kListingSlots positions) and
+/// copies the live flows into `ring` (an SP/SC rte_ring made at start-up: the worker produces,
+/// the control thread consumes); having walked it all, it stores the number in `done` (release:
+/// every record is in the ring before). A full ring pauses the walk until the next time; the
+/// worker never waits, and a new number starts the walk over. Not an atomic snapshot: a flow
+/// that starts or ends during the walk may or may not be listed.
+struct StateListing {
+    std::atomic<std::uint32_t> request{0};  ///< control: the listing wanted now
+    std::atomic<std::uint32_t> done{0};     ///< the worker: the last listing it finished
+    rte_ring* ring = nullptr;               ///< of FlowRecord; unset: this worker lists nothing
+    std::uint32_t walking = 0;              ///< the worker's: the listing it is walking
+    unsigned cursor = 0;                    ///< the worker's: the next table position
+};
+
+/// Table positions a worker walks for a listing every 64 polls: a bounded slice of its loop
+/// (at most this many flows copied, a few thousand cycles), whatever the table's size.
+inline constexpr unsigned kListingSlots = 256;
+
 class FlowTable {
 public:
     /// A table for `entries` flows (at least 8) in DPDK memory on `socket`. nullptr and `error`
@@ -151,6 +192,10 @@ public:
     /// Frees up to `n` expired flows, continuing where the last call stopped. Worker only.
     void sweep(std::uint64_t now, unsigned n, StateCounts& counts) noexcept;
 
+    /// One step of listing `want` into `l` (see StateListing): up to `slots` positions from where
+    /// the last step stopped. Worker only; `now` in TSC cycles.
+    void list(StateListing& l, std::uint32_t want, std::uint64_t now, unsigned worker, unsigned slots) noexcept;
+
     unsigned capacity() const noexcept { return capacity_; }
     unsigned in_use() const noexcept { return in_use_; }
 
@@ -159,10 +204,11 @@ private:
         FlowKey key;
         std::uint64_t expires;
         std::uint64_t generation;  ///< the table set that last judged it (a reload re-judges it)
+        Rank rank;                 ///< the stateful permit that created it, in `generation`
         bool used;
         bool initiator_is_a;  ///< the first packet's source is key.a
         Ingress ingress;      ///< the port the first packet arrived on
-        bool answered;        ///< the other end has sent (UDP and others: pf's single/multiple)
+        bool answered;        ///< the other end has sent (pf's single/multiple; TCP has its own states)
         TcpTrack tcp;
     };
 

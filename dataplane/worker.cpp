@@ -188,6 +188,12 @@ int worker_main(void* arg) noexcept {
                 flows->sweep(turn_start, 64 * 4, swept);
                 count_states(swept, w.counters);
             }
+            // `moatctl states`: a bounded slice of the table a time while a listing is asked for.
+            if (flows && w.listing.ring) {
+                const std::uint32_t want = w.listing.request.load(std::memory_order_acquire);
+                if (want != 0 && want != w.listing.done.load(std::memory_order_relaxed)) [[unlikely]]
+                    flows->list(w.listing, want, turn_start, w.index, kListingSlots);
+            }
         }
         rte_rcu_qsbr_quiescent(w.qsbr, w.index);  // no table reference lives past this line
         const std::uint64_t now = rte_rdtsc();

@@ -49,6 +49,7 @@ struct alignas(64) WorkerContext {
     std::unique_ptr<FragmentTable> fragments;  ///< made by control; worker_main makes a default one if not
     std::unique_ptr<FlowTable> flows;  ///< made by control; worker_main makes a default one if not
     MonitorPort monitor;  ///< the drop trace's word and ring (control sets them; unset: never traced)
+    StateListing listing;  ///< `moatctl states` (control sets the ring; unset: never listed)
     Burst burst;
 };
 

@@ -5,6 +5,7 @@
 //   moatctl ipsecpol [--config FILE] -w REG -p POLICY ...
 //   moatctl status | stats | rules | reload | assign NAME | unassign   (the running moatd)
 //   moatctl monitor [--drops|--all] [--filter LIST] [--sample N] [--count N] [--json]
+//   moatctl states [--limit N] [--json]
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -23,6 +24,7 @@
 #include "control/config/packet_spec.h"
 #include "control/runtime/control_socket.h"
 #include "control/runtime/monitor.h"
+#include "control/runtime/states.h"
 #include "control/runtime/version.h"
 #include "control/compile/ipsecpol.h"
 #include "control/config/json_text.h"
@@ -67,6 +69,8 @@ constexpr const char* kHelp =
     "                                   its line, generation; --filter: decided by that filter list;\n"
     "                                   --sample N: one packet in N per worker; --count N: stop\n"
     "                                   after N packets; until Ctrl-C or moatd stops\n"
+    "  states [--limit N] [--json]      the flows of state = keep, like pfctl -ss: worker, protocol,\n"
+    "                                   initiator -> responder, state, expiry, the filter that made it\n"
     "  help                             this text\n"
     "  --version                        the version and the git revision built\n"
     "\n"
@@ -442,6 +446,40 @@ int cmd_rules(std::vector<std::string> args) {
     return 0;
 }
 
+int cmd_states(std::vector<std::string> args) {
+    const std::string sock = socket_path(args);
+    nlohmann::json req{{"cmd", "states"}};
+    bool json = false;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--json") {
+            json = true;
+        } else if (args[i] == "--limit" && i + 1 < args.size()) {
+            char* end = nullptr;
+            errno = 0;
+            const unsigned long long n = std::strtoull(args[++i].c_str(), &end, 10);
+            if (args[i].empty() || *end != '\0' || errno != 0 || args[i][0] == '-') {
+                std::cerr << "moatctl: --limit needs a whole number of flows (0: all)\n";
+                return 2;
+            }
+            req["limit"] = n;
+        } else {
+            std::cerr << "moatctl: states takes --limit N and --json, not '" << args[i] << "'\n";
+            return 2;
+        }
+    }
+    nlohmann::json r;
+    if (!ask(sock, req, r))
+        return 1;
+    if (json)
+        return print_reply(r);
+    const auto& rows = r.at("states");
+    std::cout << rows.size() << (rows.size() == 1 ? " flow" : " flows") << ", generation " << r.at("generation")
+              << (r.value("truncated", false) ? " (stopped at --limit)" : "") << "\n";
+    for (const auto& row : rows)
+        std::cout << flow_text(row) << "\n";
+    return 0;
+}
+
 int cmd_reload(std::vector<std::string> args, const std::string& cmd) {
     const std::string sock = socket_path(args);
     nlohmann::json req{{"cmd", cmd}};
@@ -609,6 +647,8 @@ int run(int argc, char** argv) {
         return cmd_rules(args);
     if (cmd == "monitor")
         return cmd_monitor(args);
+    if (cmd == "states")
+        return cmd_states(args);
     if (cmd == "reload" || cmd == "assign" || cmd == "unassign")
         return cmd_reload(args, cmd);
     std::cerr << "moatctl: unknown command '" << cmd << "'\n" << kHelp;

@@ -39,6 +39,7 @@
 #include "control/runtime/metrics_http.h"
 #include "control/runtime/notify.h"
 #include "control/runtime/monitor.h"
+#include "control/runtime/states.h"
 #include "control/runtime/runtime.h"
 #include "control/runtime/stats.h"
 #include "control/runtime/version.h"
@@ -636,7 +637,8 @@ Result<std::unique_ptr<Runtime>> start_runtime(const std::string& path, FirstPol
 }
 
 /// One worker per worker lcore, each with its fragment table, polling its queue of both ports.
-Status start_workers(Workers& running, Runtime& rt, MonitorHub& monitor, const Appliance& a, const Ports& ports) {
+Status start_workers(Workers& running, Runtime& rt, MonitorHub& monitor, StatesHub& states, const Appliance& a,
+                     const Ports& ports) {
     std::vector<std::unique_ptr<dp::WorkerContext>> ctx;
     unsigned lcore = 0;
     RTE_LCORE_FOREACH_WORKER(lcore) {
@@ -660,6 +662,8 @@ Status start_workers(Workers& running, Runtime& rt, MonitorHub& monitor, const A
             return fail(frag_error + " (lower state_table, or give EAL more memory with -m)");
         if (const Status ring = monitor.attach_worker(*w, static_cast<int>(rte_lcore_to_socket_id(lcore))); !ring)
             return ring;
+        if (const Status ring = states.attach_worker(*w, static_cast<int>(rte_lcore_to_socket_id(lcore))); !ring)
+            return ring;
         log("worker " + std::to_string(w->index) + " on lcore " + std::to_string(lcore) + ": rx/tx queue " +
             std::to_string(w->queue) + " of both ports" +
             (a.fragments == FragmentMode::track
@@ -679,9 +683,11 @@ Status start_workers(Workers& running, Runtime& rt, MonitorHub& monitor, const A
 /// to the read-only socket) at most kRefusedLogged a minute, then how many more there were.
 class ControlSockets {
 public:
-    ControlSockets(Runtime& rt, MonitorHub& monitor)
-        : server_([this, &rt, &monitor](const nlohmann::json& req, const RequestContext& ctx) {
+    ControlSockets(Runtime& rt, MonitorHub& monitor, StatesHub& states)
+        : server_([this, &rt, &monitor, &states](const nlohmann::json& req, const RequestContext& ctx) {
               log_request(req, ctx);
+              if (req.value("cmd", nlohmann::json()) == "states")
+                  return states.list(req, ctx);
               if (req.value("cmd", nlohmann::json()) == "monitor") {
                   Reply r = monitor.attach(req, ctx);
                   if (r.stream)
@@ -706,7 +712,7 @@ public:
         if (const Status listening = server_.listen({a.control_readonly, Access::read_only, mode, a.control_readonly_gid,
                                                      kReadOnlyRate, 2 * kReadOnlyRate, kReadOnlyReplying});
             listening)
-            log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain, monitor; mode " +
+            log("read-only control socket " + a.control_readonly + " (status, stats, rules, explain, monitor, states; mode " +
                 (a.control_readonly_gid ? "0660, group " + a.control_readonly_group : std::string("0666")) + ")");
         else
             log(Level::error, "no read-only control socket: " + listening.error());
@@ -891,8 +897,9 @@ private:
 class ControlLoop {
 public:
     ControlLoop(const Options& opt, Runtime& rt, ConfigWatch& watch, ControlServer& server, MonitorHub& monitor,
-                StdoutWriter& out, int sfd, MetricsBoard* board, LinkWatch& links, ServiceNotifier& notify)
-        : opt_(opt), rt_(rt), watch_(watch), server_(server), monitor_(monitor), out_(out), sfd_(sfd), board_(board),
+                StatesHub& states, StdoutWriter& out, int sfd, MetricsBoard* board, LinkWatch& links,
+                ServiceNotifier& notify)
+        : opt_(opt), rt_(rt), watch_(watch), server_(server), monitor_(monitor), states_(states), out_(out), sfd_(sfd), board_(board),
           links_(links), notify_(notify),
           period_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.stats_period))),
           next_stats_(Clock::now() + period_) {}
@@ -937,7 +944,7 @@ private:
             t = std::min(t, until(*d));
         if (const auto w = notify_.watchdog_due())
             t = std::min(t, until(*w));
-        if (monitor_.active())  // the workers' monitor rings fill while nobody drains them
+        if (monitor_.active() || states_.active())  // the workers' rings fill while nobody drains them
             t = std::min(t, std::chrono::milliseconds(kMonitorDrainMs));
         return t;
     }
@@ -964,6 +971,8 @@ private:
         server_.serve();  // events, and deadlines even without them
         if (monitor_.drain())
             server_.wake();  // the monitors with new lines send them on the next serve()
+        if (states_.drain())
+            server_.wake();  // a flow listing has rows, or has ended
         // A scraper waits for the counters: one snapshot (what `moatctl stats` takes), which the
         // HTTP threads format and serve; they ask again when it is older than MetricsBoard::kFresh.
         if ((fds[4].revents & POLLIN) && board_->wanted())
@@ -1028,6 +1037,7 @@ private:
     ConfigWatch& watch_;
     ControlServer& server_;
     MonitorHub& monitor_;
+    StatesHub& states_;
     StdoutWriter& out_;
     int sfd_;  ///< the signalfd of SIGINT, SIGTERM and SIGHUP
     MetricsBoard* board_;  ///< the metrics endpoint's, nullptr: no endpoint
@@ -1117,13 +1127,14 @@ int run_stages(int argc, char** argv, bool& forwarding) {
             std::to_string(MetricsLimits::kThreads) + " threads)");
     }
     MonitorHub monitor(runtime);  // the workers' monitor rings: freed after the workers stop
+    StatesHub states(runtime);    // their flow-listing rings, likewise
     Workers running;
-    if (const Status started = start_workers(running, runtime, monitor, appliance, **ports); !started)
+    if (const Status started = start_workers(running, runtime, monitor, states, appliance, **ports); !started)
         return not_starting(started.error());
 
     if (!watch.ok())
         log(Level::warning, "not watching the config file (" + watch.error() + "): reload with SIGHUP or moatctl reload");
-    ControlSockets sockets(runtime, monitor);
+    ControlSockets sockets(runtime, monitor, states);
     sockets.listen(appliance);
     ServiceNotifier notify;
     log_reloads(runtime, notify);
@@ -1134,8 +1145,8 @@ int run_stages(int argc, char** argv, bool& forwarding) {
     // The first policy is published, the ports are started and the workers, the control
     // sockets and the metrics endpoint run: systemd may start what is ordered after moatd.service.
     notify.ready(service_status(runtime));
-    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), monitor, out, signals->fd(), board.get(), links,
-                                notify).run();
+    const int sig = ControlLoop(*opt, runtime, watch, sockets.server(), monitor, states, out, signals->fd(), board.get(),
+                                links, notify).run();
 
     log(std::string("stopping on ") + signal_name(sig));
     notify.stopping(std::string("stopping on ") + signal_name(sig));

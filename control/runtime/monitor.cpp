@@ -15,6 +15,7 @@
 #include "control/config/json_text.h"
 #include "control/config/packet_spec.h"
 #include "control/config/text.h"
+#include "control/runtime/json_line.h"
 #include "control/runtime/runtime.h"
 
 namespace moat::ctl {
@@ -86,55 +87,28 @@ bool has_tuple(const dp::MonitorRecord& r) {
 
 }  // namespace
 
-namespace {
-
-/// A JSON object written straight into a string, members in the order they are added. The
-/// monitor's lines are made this way, not through nlohmann::json: building and dumping a
-/// 25-member object cost some 14 us a line, which capped a monitor near 25,000 lines a second.
-class JsonLine {
-public:
-    explicit JsonLine(std::string& out) : out_(out) { out_ += '{'; }
-
-    JsonLine& str(std::string_view k, std::string_view v) {
-        key(k);
-        // Text moatd makes (addresses, names of its own) is plain ASCII; a name from the config
-        // file may hold anything, and json_text writes that safely (U+FFFD for bad UTF-8).
-        if (std::all_of(v.begin(), v.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; })) {
-            out_ += '"';
-            out_ += v;
-            out_ += '"';
-        } else {
-            out_ += json_text(nlohmann::json(std::string(v)));
-        }
-        return *this;
+void deciding_filter(JsonLine& j, dp::Rank rank, std::uint64_t generation, const Generation* g) {
+    if (rank == dp::kNoMatch)
+        j.null("rank");
+    else
+        j.num("rank", rank);
+    if (rank != dp::kNoMatch && g && g->compiled.policy >= 0 && rank < g->compiled.info.size()) {
+        const EntryOrigin& o = g->compiled.info[rank].origin;
+        const Policy& pol = g->config.policies[static_cast<std::size_t>(g->compiled.policy)];
+        const FilterList& list = g->config.lists[static_cast<std::size_t>(o.list)];
+        const FilterDef& filter = list.filters[static_cast<std::size_t>(o.filter)];
+        j.str("filter", filter.text)
+            .str("filterlist", list.name)
+            .str("rule", pol.rules[static_cast<std::size_t>(o.rule)].text)
+            .num("line", filter.line)
+            .str("action", g->compiled.rules[rank].action == dp::Action::permit ? "permit" : "block");
+    } else {
+        for (const char* f : {"filter", "filterlist", "rule", "line", "action"})
+            j.null(f);
+        if (rank != dp::kNoMatch)
+            j.str("filter_unknown", "generation " + std::to_string(generation) + " is no longer kept");
     }
-    template <std::integral T>
-    JsonLine& num(std::string_view k, T v) {
-        key(k);
-        char buf[24];
-        out_.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
-        return *this;
-    }
-    JsonLine& raw(std::string_view k, std::string_view json) {
-        key(k);
-        out_ += json;
-        return *this;
-    }
-    JsonLine& null(std::string_view k) { return raw(k, "null"); }
-    void close() { out_ += '}'; }
-
-private:
-    void key(std::string_view k) {
-        if (out_.back() != '{')
-            out_ += ',';
-        out_ += '"';
-        out_ += k;
-        out_ += "\":";
-    }
-    std::string& out_;
-};
-
-}  // namespace
+}
 
 std::string record_line(const dp::MonitorRecord& r, const Generation* g, std::chrono::system_clock::time_point wall) {
     std::string s;
@@ -167,26 +141,7 @@ std::string record_line(const dp::MonitorRecord& r, const Generation* g, std::ch
     if (r.drop == dp::DropReason::fragment)
         j.str("fragment_reason", dp::kFragDropNames[static_cast<std::size_t>(r.frag)]);
     j.num("generation", r.generation);
-    if (r.rank == dp::kNoMatch)
-        j.null("rank");
-    else
-        j.num("rank", r.rank);
-    if (r.rank != dp::kNoMatch && g && g->compiled.policy >= 0 && r.rank < g->compiled.info.size()) {
-        const EntryOrigin& o = g->compiled.info[r.rank].origin;
-        const Policy& pol = g->config.policies[static_cast<std::size_t>(g->compiled.policy)];
-        const FilterList& list = g->config.lists[static_cast<std::size_t>(o.list)];
-        const FilterDef& filter = list.filters[static_cast<std::size_t>(o.filter)];
-        j.str("filter", filter.text)
-            .str("filterlist", list.name)
-            .str("rule", pol.rules[static_cast<std::size_t>(o.rule)].text)
-            .num("line", filter.line)
-            .str("action", g->compiled.rules[r.rank].action == dp::Action::permit ? "permit" : "block");
-    } else {
-        for (const char* f : {"filter", "filterlist", "rule", "line", "action"})
-            j.null(f);
-        if (r.rank != dp::kNoMatch)
-            j.str("filter_unknown", "generation " + std::to_string(r.generation) + " is no longer kept");
-    }
+    deciding_filter(j, r.rank, r.generation, g);
     j.num("seq", r.seq_all);
     if (r.drop != dp::DropReason::none)
         j.num("drop_seq", r.seq_drop);

@@ -57,6 +57,13 @@ dp::MonitorWord monitor_word(const std::vector<MonitorSpec>& specs, std::uint16_
 /// of r's deciding filter, empty when none or unknown). Pure.
 bool monitor_wants(const MonitorSpec& spec, const dp::MonitorRecord& r, const std::string& list);
 
+class JsonLine;
+
+/// The members that name a deciding entry: rank, then filter, filterlist, rule, line, action
+/// through `g`, the generation numbered `generation` (null: not kept any more, and then
+/// filter_unknown says so), all null when `rank` is kNoMatch.
+void deciding_filter(JsonLine& j, dp::Rank rank, std::uint64_t generation, const Generation* g);
+
 /// A record as a monitor line, one JSON object without the newline: time, worker, port, vlan, length, ethertype, then for
 /// IP packets family, proto, src, dst, ports or ICMP type and code, packet (as explain writes it),
 /// verdict, reason (fragment: the fragment reason too), generation, and the deciding filter

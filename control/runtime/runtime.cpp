@@ -940,7 +940,7 @@ Reply Runtime::handle(const nlohmann::json& req, const RequestContext& ctx) {
     const auto known = std::find_if(kCommands.begin(), kCommands.end(), [&](const Command& c) { return c.name == cmd; });
     if (known == kCommands.end())
         return error_reply("unknown command " + ctl::quoted(valid_utf8(cmd.substr(0, 40))) +
-                           " (status, stats, rules, explain, reload, assign, unassign)");
+                           " (status, stats, rules, explain, monitor, states, reload, assign, unassign)");
     if (known->changes && ctx.access != Access::full)
         return error_reply("'" + cmd + "' changes the running policy, and this control socket is read-only: "
                            "send it to the control socket (root or its group)");

@@ -9,10 +9,14 @@
 #include <rte_cycles.h>
 
 #include <random>
+#include <set>
 #include <string>
 
 #include "control/compile/load.h"
 #include "control/compile/tables.h"
+#include "control/config/filter_spec.h"
+#include "control/runtime/publisher.h"
+#include "control/runtime/states.h"
 #include "dataplane/classify.h"
 #include "tests/common/eal_env.h"
 
@@ -394,6 +398,149 @@ rule = Reverse -> Out
     EXPECT_EQ(v.drop, DropReason::state);
     EXPECT_EQ(counts_.cut, 1u);
     EXPECT_EQ(flows_->in_use(), 0u);
+}
+
+/// Walks listing `id` of `flows` to its end through a ring of 8 records (7 fit), `slots`
+/// positions a step, taking at most 3 records out between steps (a control thread that lags);
+/// the records of listing `id`, and how many steps the walk took.
+std::vector<FlowRecord> walk(FlowTable& flows, StateListing& l, std::uint32_t id, std::uint64_t now, unsigned slots,
+                             unsigned* steps = nullptr) {
+    std::vector<FlowRecord> out;
+    l.request.store(id);
+    unsigned n = 0;
+    for (; n < 100000 && l.done.load() != id; ++n) {
+        flows.list(l, id, now, 3, slots);
+        FlowRecord r;
+        for (int k = 0; k < 3 && rte_ring_sc_dequeue_elem(l.ring, &r, sizeof r) == 0; ++k)
+            if (r.listing == id)
+                out.push_back(r);
+    }
+    FlowRecord r;
+    while (rte_ring_sc_dequeue_elem(l.ring, &r, sizeof r) == 0)
+        if (r.listing == id)
+            out.push_back(r);
+    if (steps)
+        *steps = n;
+    return out;
+}
+
+TEST_F(State, AListingCopiesEveryLiveFlowOnceThroughASmallRing) {
+    load(kKeep, 64);
+    for (std::uint16_t p = 40000; p < 40010; ++p)
+        ASSERT_TRUE(smtp_handshake(p));
+    for (std::uint16_t p = 50000; p < 50005; ++p)  // UDP flows, three of them answered
+        ASSERT_TRUE(passes(udp_frame(kServer, p, kPeer, 123), Ingress::inside));
+    for (std::uint16_t p = 50000; p < 50003; ++p)
+        ASSERT_TRUE(passes(udp_frame(kPeer, 123, kServer, p), Ingress::outside));
+    ASSERT_EQ(flows_->in_use(), 15u);
+    rte_ring* ring = rte_ring_create_elem("state_test_listing", sizeof(FlowRecord), 8, SOCKET_ID_ANY,
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(ring, nullptr);
+    StateListing l;
+    l.ring = ring;
+    unsigned steps = 0;
+    const std::vector<FlowRecord> got = walk(*flows_, l, 1, now_, 16, &steps);
+    EXPECT_GT(steps, 2u) << "a full ring must pause the walk, not lose records";
+    ASSERT_EQ(got.size(), 15u);
+    std::set<std::pair<std::uint16_t, std::uint8_t>> seen;  // (the server's port, proto)
+    for (const FlowRecord& r : got) {
+        EXPECT_EQ(r.worker, 3);
+        EXPECT_EQ(r.ingress, Ingress::inside);  // the server started every one
+        ASSERT_NE(r.rank, kNoMatch);
+        EXPECT_EQ(tables_->rules[r.rank].state, StateMode::create);
+        EXPECT_EQ(r.generation, generation_);
+        const Addr& src = r.initiator_is_a ? r.key.a : r.key.b;
+        const std::uint16_t sport = r.initiator_is_a ? r.key.port_a : r.key.port_b;
+        EXPECT_EQ(ctl::format_addr(Family::ipv4, src), kServer);
+        EXPECT_TRUE(seen.insert({sport, r.key.proto}).second) << "listed twice: " << sport;
+        if (r.key.proto == kProtoTcp) {
+            EXPECT_EQ(r.tcp[0], TcpState::established);
+            EXPECT_EQ(r.tcp[1], TcpState::established);
+            EXPECT_GT(r.expires_ms, (StateTimeouts::tcp_established - 1) * 1000u);
+        } else {
+            EXPECT_EQ(r.answered, sport < 50003) << sport;
+            EXPECT_LE(r.expires_ms, StateTimeouts::udp_multiple * 1000u);
+        }
+    }
+    // A listing abandoned half-way (its client went away) and a new one: the new one starts its
+    // walk over and lists every flow once; the old one's records are told apart by number.
+    l.request.store(2);
+    flows_->list(l, 2, now_, 3, 8);
+    EXPECT_NE(l.done.load(), 2u);
+    EXPECT_EQ(walk(*flows_, l, 3, now_, 5).size(), 15u);
+    // Flows past their timeout are not listed, though not yet swept.
+    const std::uint64_t later = now_ + rte_get_tsc_hz() * (StateTimeouts::udp_multiple + 1);
+    const std::vector<FlowRecord> tcp_only = walk(*flows_, l, 4, later, kListingSlots);
+    EXPECT_EQ(tcp_only.size(), 10u);
+    for (const FlowRecord& r : tcp_only)
+        EXPECT_EQ(r.key.proto, kProtoTcp);
+    rte_ring_free(ring);
+}
+
+TEST_F(State, AListedFlowReadsAsItsInitiatorSentItAndNamesItsFilter) {
+    load(kKeep, 64);
+    ASSERT_TRUE(smtp_handshake(40000));
+    ASSERT_TRUE(passes(icmp_echo(kServer, kPeer, 8, 77), Ingress::inside));
+    rte_ring* ring = rte_ring_create_elem("state_test_rows", sizeof(FlowRecord), 64, SOCKET_ID_ANY,
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(ring, nullptr);
+    StateListing l;
+    l.ring = ring;
+    const std::vector<FlowRecord> got = walk(*flows_, l, 1, now_, kListingSlots);
+    rte_ring_free(ring);
+    ASSERT_EQ(got.size(), 2u);
+    ctl::Generation g;
+    g.number = generation_;
+    g.config = *loaded_.config;
+    g.compiled = *loaded_.compiled;
+    for (const FlowRecord& r : got) {
+        const nlohmann::json row = nlohmann::json::parse(ctl::flow_row(r, &g));
+        EXPECT_EQ(row["worker"], 3);
+        EXPECT_EQ(row["port"], "inside");
+        EXPECT_EQ(row["src"], kServer);
+        EXPECT_EQ(row["dst"], kPeer);
+        EXPECT_EQ(row["generation"], generation_);
+        EXPECT_EQ(row["action"], "permit");
+        if (row["proto"] == "TCP") {
+            EXPECT_EQ(row["sport"], 40000);
+            EXPECT_EQ(row["dport"], 25);
+            EXPECT_EQ(row["state"], "ESTABLISHED:ESTABLISHED");
+            EXPECT_EQ(row["filter"], "198.18.0.20+*:25:TCP");
+            EXPECT_EQ(row["filterlist"], "Mail out");
+            EXPECT_EQ(row["line"], 8);
+            EXPECT_EQ(ctl::flow_text(row), "worker 3  TCP  198.18.0.20:40000 -> 198.19.5.5:25  ESTABLISHED:ESTABLISHED"
+                                           "  on inside  expires 86400s  gen " + std::to_string(generation_) +
+                                           "  line 8: 198.18.0.20+*:25:TCP (Mail out)");
+        } else {
+            EXPECT_EQ(row["proto"], "ICMP");
+            EXPECT_EQ(row["id"], 77);
+            EXPECT_FALSE(row.contains("sport"));
+            EXPECT_EQ(row["state"], "SINGLE:NO_TRAFFIC");
+            EXPECT_EQ(row["filterlist"], "Ping");
+            EXPECT_EQ(row["expires_s"], StateTimeouts::icmp_first);
+            EXPECT_EQ(ctl::flow_text(row), "worker 3  ICMP  198.18.0.20 -> 198.19.5.5 id 77  SINGLE:NO_TRAFFIC  on inside"
+                                           "  expires 20s  gen " + std::to_string(generation_) +
+                                           "  line 12: me+*::ICMP:8 (Ping)");
+        }
+        // Through a generation no longer kept: the filter is not named, and the row says why.
+        const nlohmann::json unnamed = nlohmann::json::parse(ctl::flow_row(r, nullptr));
+        EXPECT_TRUE(unnamed["filter"].is_null());
+        EXPECT_EQ(unnamed["filter_unknown"], "generation " + std::to_string(generation_) + " is no longer kept");
+    }
+    // A row of another version (members missing or of other types) prints, with "?" for them.
+    EXPECT_EQ(ctl::flow_text(nlohmann::json::parse(R"({"proto":7,"src":"::1","family":"ipv6","dport":"x"})")),
+              "worker ?  ?  [::1] -> [?]:?  ?  on ?  expires ?s  gen ?");
+    EXPECT_EQ(ctl::flow_text(nlohmann::json::array()), "worker ?  ?  ? -> ?  ?  on ?  expires ?s  gen ?");
+}
+
+TEST(StatesRequest, TakesALimitOrRefusesWhatIsNotOne) {
+    EXPECT_EQ(*ctl::parse_states_request({{"cmd", "states"}}), 0u);
+    EXPECT_EQ(*ctl::parse_states_request({{"cmd", "states"}, {"limit", 25}}), 25u);
+    for (const nlohmann::json& bad : {nlohmann::json(-1), nlohmann::json("10"), nlohmann::json(1.5), nlohmann::json::array()}) {
+        const auto r = ctl::parse_states_request({{"cmd", "states"}, {"limit", bad}});
+        ASSERT_FALSE(r) << bad;
+        EXPECT_EQ(r.error(), "states: limit is a whole number of flows (0: all)");
+    }
 }
 
 TEST(TcpTrack, AHandshakeDataAndCloseWithWindowScaling) {

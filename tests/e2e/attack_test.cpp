@@ -112,9 +112,9 @@ Bytes fragment(const Pkt& whole, std::uint32_t id, std::uint32_t begin, std::uin
 
 class Attacks : public PcapAppliance {
 protected:
-    /// Runs `a` with `appliance` settings and checks frames and counters.
-    void expect_stopped(const Attack& a, const std::string& appliance = "") {
-        const ApplianceRun r = run(write_config(kPolicy, appliance), frames(a.outside, false), frames(a.inside, false));
+    /// Runs `a` under `policy` with `appliance` settings and checks frames and counters.
+    void expect_stopped(const Attack& a, const std::string& appliance = "", const char* policy = kPolicy) {
+        const ApplianceRun r = run(write_config(policy, appliance), frames(a.outside, false), frames(a.inside, false));
         ASSERT_TRUE(r.ok) << r.why;
         expect_same(r.to_inside, frames(a.outside, true), "outside -> inside");
         expect_same(r.to_outside, frames(a.inside, true), "inside -> outside");
@@ -557,6 +557,93 @@ TEST_F(Attacks, NonIpEtherTypes) {
     arp.non_ip = true;
     a.outside.push_back(arp);
     expect_stopped(a);  // non_ip = 0x0806 (ARP) is the default
+}
+
+// The same servers with stateful permits (`state = keep`) and a mail server that may send SMTP
+// out: the mirror halves that a stateless policy opens to anyone with the right source port
+// open nothing here, and no TCP packet but a bare SYN starts a flow, whatever its flags,
+// family or fragmentation.
+constexpr const char* kStatefulPolicy = R"(me         = 198.18.0.10, 198.18.0.20, [2001:db8::10]
+assign     = Servers
+
+[filteraction Keep]
+action = permit
+state  = keep
+
+[filterlist Web]
+filter = *+198.18.0.10:80:TCP
+filter = *+[2001:db8::10]:80:TCP
+
+[filterlist Mail out]
+filter = 198.18.0.20+*:25:TCP
+filter = [2001:db8::10]+*:25:TCP
+
+[filterlist All inbound traffic]
+filter = *+0
+
+[policy Servers]
+rule = Web -> Keep
+rule = Mail out -> Keep
+rule = All inbound traffic -> block
+)";
+
+/// `p` with TCP flags `flags` (the test packets are SYNs otherwise).
+Bytes with_flags(const Pkt& p, std::uint8_t flags) {
+    Built b = build(p);
+    b.bytes[b.l4 + 13] = flags;
+    return b.bytes;
+}
+
+TEST_F(Attacks, StatefulMirrorsOpenNothing) {
+    constexpr std::uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10;
+    Attack a;
+    // Source port 25 reaches no port of the mail server, in either family, with any flags.
+    for (const std::uint16_t port : {22, 25, 80, 3389}) {
+        Pkt p = tcp4(port, 0);
+        p.sport = 25;
+        p.dst = "198.18.0.20";
+        a.out(with_flags(p, kSyn), DropReason::state);
+        a.out(with_flags(p, kSyn | kAck), DropReason::state);
+        a.out(with_flags(p, kAck), DropReason::state);
+        a.out(with_flags(p, kRst), DropReason::state);
+        if (port == 80)
+            continue;  // [2001:db8::10]:80 is the web server's: a SYN there starts a flow
+        Pkt v6 = tcp6(port, 0);
+        v6.sport = 25;
+        a.out(with_flags(v6, kSyn), DropReason::state);
+        a.out(with_flags(v6, kAck), DropReason::state);
+    }
+    // To the web server only a bare SYN starts a flow: an ACK scan, SYN+FIN, SYN+RST, a FIN
+    // scan and a data segment out of nowhere are refused.
+    for (const std::uint8_t flags : {kAck, std::uint8_t(kSyn | kFin), std::uint8_t(kSyn | kRst), kFin, std::uint8_t(kAck | 0x08)}) {
+        Pkt p = tcp4(80, 16);
+        p.sport = 41000;
+        a.out(with_flags(p, flags), DropReason::state);
+        Pkt v6 = tcp6(80, 16);
+        v6.sport = 41000;
+        a.out(with_flags(v6, flags), DropReason::state);
+    }
+    // A first fragment that is not a SYN starts nothing, and its datagram's later fragment
+    // goes with it; a fragmented SYN starts its flow whole.
+    {
+        Pkt whole = tcp4(80, 64);
+        whole.sport = 42000;
+        const std::size_t l4 = build(whole).l4;  // the first fragment has its TCP header there too
+        Bytes first = fragment(whole, 77, 0, 40);
+        first[l4 + 13] = kAck;  // (the IP checksum does not cover it)
+        a.out(first, DropReason::state);
+        a.frag(fragment(whole, 77, 40, 84), FragDrop::no_first);
+    }
+    {
+        Pkt syn = tcp4(80, 64);
+        syn.sport = 42001;
+        a.frag(fragment(syn, 78, 0, 40));
+        a.frag(fragment(syn, 78, 40, 84));
+    }
+    // The legitimate clients: a SYN from each family starts a flow and passes.
+    a.out(frame(tcp4(80, 0)));
+    a.out(frame(tcp6(80, 0)));
+    expect_stopped(a, "", kStatefulPolicy);
 }
 
 }  // namespace

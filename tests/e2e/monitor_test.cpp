@@ -18,6 +18,8 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "tests/common/command.h"
@@ -121,9 +123,11 @@ protected:
     std::string path(const std::string& f) const { return (dir_ / f).string(); }
     std::string sock() const { return path("moat.sock"); }
 
-    /// Starts moatd with the outside port reading a FIFO the test writes; false when it does not
-    /// come up (with the reason recorded as a failure).
-    bool start(const std::string& extra_appliance = "") {
+    /// Starts moatd with the outside port reading a FIFO the test writes (or, when `outside` is
+    /// given, a file of those frames: the worker then polls freely once it has read them); false
+    /// when it does not come up (with the reason recorded as a failure).
+    bool start(const std::string& extra_appliance = "", const std::string& policy = kPolicy,
+               const std::vector<Bytes>* outside = nullptr) {
         const std::string cfg = path("moat.ini");
         std::ofstream(cfg) << "[appliance]\n"                                                                    // 1
                            << "outside = net_pcap0,rx_pcap=" << path("or.pcap") << ",tx_pcap=" << path("ot.pcap")  // 2
@@ -131,8 +135,10 @@ protected:
                            << "\neal = --no-huge -m 256 " << lcores_option() << " --file-prefix moat-mon-" << getpid()  // 4
                            << "\ncontrol = " << sock() << "\n"                                                    // 5
                            << "control_readonly = " << path("ro.sock") << "\n"                                    // 6
-                           << kPolicy << extra_appliance;
-        if (mkfifo(path("or.pcap").c_str(), 0600) != 0) {
+                           << policy << extra_appliance;
+        if (outside) {
+            write_pcap(path("or.pcap"), *outside);
+        } else if (mkfifo(path("or.pcap").c_str(), 0600) != 0) {
             ADD_FAILURE() << "mkfifo: " << std::strerror(errno);
             return false;
         }
@@ -142,8 +148,10 @@ protected:
             ADD_FAILURE() << "moatd did not start";
             return false;
         }
-        // moatd opens the FIFO while it probes the port: until then there is no reader.
         const auto deadline = std::chrono::steady_clock::now() + scaled(60s);
+        if (outside)
+            return answers(deadline);
+        // moatd opens the FIFO while it probes the port: until then there is no reader.
         while ((fifo_ = open(path("or.pcap").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
             if (std::chrono::steady_clock::now() > deadline || moatd_->wait_exit(0) != -1) {
                 ADD_FAILURE() << "moatd never opened its outside port's FIFO; its log:\n" << moatd_->log();
@@ -156,6 +164,11 @@ protected:
         const std::uint32_t head[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535, 1};
         if (!write_all(head, sizeof head))
             return false;
+        return answers(deadline);
+    }
+
+    /// Waits for moatd's control socket to answer.
+    bool answers(std::chrono::steady_clock::time_point deadline) {
         while (!ask({{"cmd", "status"}}).value("ok", false)) {
             if (std::chrono::steady_clock::now() > deadline || moatd_->wait_exit(0) != -1) {
                 ADD_FAILURE() << "moatd's control socket does not answer; its log:\n" << moatd_->log();
@@ -701,6 +714,164 @@ TEST_F(MonitorE2E, AMonitorThatNeverReadsStallsNothingAndIsToldWhatItLost) {
         if (j->contains("lost"))
             --i;
     }
+}
+
+// `moatctl states` (`{"cmd":"states"}`) on the same bed: the flows of a stateful filter, listed by
+// the worker that holds them, as the client reads. The outside port reads a file here, not the
+// FIFO: a worker walks its table for a listing between polls, and net_pcap's read of a FIFO
+// blocks the worker until 32 more frames come.
+
+// Line numbers below are those of this text (the appliance section takes lines 1-6).
+const std::string kStatefulPolicy =
+    "me = 198.18.0.10\n"                  // 7
+    "assign = Servers\n"                  // 8
+    "[filteraction Keep]\n"               // 9
+    "action = permit\n"                   // 10
+    "state = keep\n"                      // 11
+    "[filterlist Web]\n"                  // 12
+    "filter = *+198.18.0.10:80:TCP\n"     // 13
+    "[policy Servers]\n"                  // 14
+    "rule = Web -> Keep\n";               // 15
+
+/// SYNs to the web server from `n` clients (one flow each), numbered from `first`.
+std::vector<Bytes> syns(int first, int n) {
+    std::vector<Bytes> out;
+    for (int i = first; i < first + n; ++i) {
+        Pkt p;
+        p.src = "198.18." + std::to_string(100 + i / 200) + "." + std::to_string(i % 200 + 1);
+        p.sport = static_cast<std::uint16_t>(20000 + i);
+        out.push_back(frame(p));  // a SYN: the packets' default flags
+    }
+    return out;
+}
+
+TEST_F(MonitorE2E, StatesListsEveryFlowWithTheFilterThatMadeIt) {
+    std::vector<Bytes> frames = syns(0, 64);
+    for (int i = 0; i < 32; ++i) {  // not SYNs: they make no flow (dropped as `state`)
+        Pkt p;
+        p.src = "198.18.99." + std::to_string(i + 1);
+        Built b = build(p);
+        b.bytes[b.l4 + 13] = 0x10;  // ACK
+        frames.push_back(b.bytes);
+    }
+    ASSERT_TRUE(start("", kStatefulPolicy, &frames));
+    const json s = stats_after(96);
+    EXPECT_EQ(s["drops"]["state"], 32);
+    EXPECT_EQ(s["states"]["created"], 64);
+
+    const json r = ask({{"cmd", "states"}});
+    ASSERT_EQ(r.value("ok", false), true) << r.dump();
+    EXPECT_EQ(r["flows"], 64);
+    EXPECT_EQ(r["truncated"], false);
+    ASSERT_EQ(r["states"].size(), 64u);
+    std::set<std::pair<std::string, int>> clients;
+    for (const json& row : r["states"]) {
+        clients.insert({row.value("src", ""), row.value("sport", 0)});
+        EXPECT_EQ(row["worker"], 0);
+        EXPECT_EQ(row["port"], "outside");
+        EXPECT_EQ(row["proto"], "TCP");
+        EXPECT_EQ(row["dst"], "198.18.0.10");
+        EXPECT_EQ(row["dport"], 80);
+        EXPECT_EQ(row["state"], "SYN_SENT:CLOSED");
+        EXPECT_EQ(row["filterlist"], "Web");
+        EXPECT_EQ(row["line"], 13);
+        EXPECT_EQ(row["generation"], r["generation"]);
+        EXPECT_LE(row["expires_s"].get<int>(), 120);  // pf's tcp.first
+    }
+    std::set<std::pair<std::string, int>> sent;
+    for (int i = 0; i < 64; ++i)
+        sent.insert({"198.18.100." + std::to_string(i + 1), 20000 + i});
+    EXPECT_EQ(clients, sent);
+
+    const json some = ask({{"cmd", "states"}, {"limit", 10}});
+    EXPECT_EQ(some["states"].size(), 10u) << some.dump();
+    EXPECT_EQ(some["truncated"], true);
+    const json bad = ask({{"cmd", "states"}, {"limit", "all"}});
+    EXPECT_EQ(bad["errors"][0], "states: limit is a whole number of flows (0: all)") << bad.dump();
+    // Anyone who may ask for stats may list the flows: the read-only socket answers too.
+    EXPECT_EQ(ask({{"cmd", "states"}}, path("ro.sock"))["flows"], 64);
+
+    const char* moatctl = std::getenv("MOATCTL");
+    ASSERT_NE(moatctl, nullptr);
+    const Result text = run_command({moatctl, "states", "--socket", sock()});
+    EXPECT_EQ(text.status, 0) << text.err;
+    std::istringstream lines(text.out);
+    std::string head, line;
+    std::getline(lines, head);
+    EXPECT_EQ(head, "64 flows, generation " + r["generation"].dump());
+    int n = 0;
+    for (; std::getline(lines, line); ++n)
+        EXPECT_NE(line.find("TCP  198.18.100."), std::string::npos) << line;
+    EXPECT_EQ(n, 64);
+    EXPECT_NE(text.out.find("worker 0  TCP  198.18.100.1:20000 -> 198.18.0.10:80  SYN_SENT:CLOSED  on outside  expires "),
+              std::string::npos) << text.out;
+    EXPECT_NE(text.out.find("line 13: *+198.18.0.10:80:TCP (Web)"), std::string::npos) << text.out;
+    const Result js = run_command({moatctl, "states", "--socket", sock(), "--json", "--limit", "3"});
+    EXPECT_EQ(js.status, 0) << js.err;
+    const json parsed = json::parse(js.out, nullptr, false);
+    ASSERT_FALSE(parsed.is_discarded()) << js.out;
+    EXPECT_EQ(parsed["states"].size(), 3u);
+    EXPECT_FALSE(parsed.contains("ok"));
+    EXPECT_EQ(run_command({moatctl, "states", "--socket", sock(), "--limit", "-3"}).status, 2);
+}
+
+// A SYN flood through a stateful permit open to anyone fills the flow table: the flows beyond it
+// are refused and counted (`full`, dropped as `state`), the flows tracked before it go on, and
+// the listing shows exactly the table.
+TEST_F(MonitorE2E, ASynFloodFillsTheFlowTableAndTheTrackedFlowsGoOn) {
+    constexpr int kFlood = 4096;
+    std::vector<Bytes> frames = syns(0, 32);  // 32 clients before the flood
+    for (Bytes& f : syns(1000, kFlood))       // the flood: 32 of it fit
+        frames.push_back(std::move(f));
+    for (Bytes& f : syns(0, 32))  // the first clients' SYNs again, as their stacks retransmit
+        frames.push_back(std::move(f));
+    ASSERT_TRUE(start("", "state_table = 64\n" + kStatefulPolicy, &frames));
+    const json s = stats_after(32 + kFlood + 32);
+    EXPECT_EQ(s["states"]["created"], 64);
+    EXPECT_EQ(s["states"]["full"], kFlood - 32);
+    EXPECT_EQ(s["drops"]["state"], kFlood - 32) << "only the flood's SYNs beyond the table may be refused";
+    EXPECT_EQ(s["ports"]["inside"]["tx_packets"], 32 + 32 + 32);
+    EXPECT_EQ(ask({{"cmd", "states"}})["flows"], 64);
+}
+
+// A listing larger than the socket's buffers whose client never reads holds only its own reply:
+// status answers at once, and the next listing (which needs the worker to walk its table again)
+// comes whole once the stalled one is closed (the socket's write stall); a client that asks and
+// vanishes ends its listing at once.
+TEST_F(MonitorE2E, AStatesClientThatNeverReadsStallsNeitherTheWorkerNorTheNextListing) {
+    // Some 2.6 MB of rows: more than a listing holds for its reader (StatesHub::kHeld) and the
+    // worker's ring together, so the stalled listing cannot end before its client is closed.
+    constexpr int kFlows = 8192;
+    const std::vector<Bytes> frames = syns(0, kFlows);
+    ASSERT_TRUE(start("", kStatefulPolicy, &frames));
+    stats_after(kFlows);
+
+    const int stalled = dial(sock());
+    ASSERT_GE(stalled, 0);
+    send_bytes(stalled, json({{"cmd", "states"}}).dump() + "\n");
+    const int vanished = dial(sock());
+    ASSERT_GE(vanished, 0);
+    send_bytes(vanished, json({{"cmd", "states"}}).dump() + "\n");
+    close(vanished);
+
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(ask({{"cmd", "status"}}).value("ok", false), true);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, scaled(2s)) << "status waited for the listings";
+
+    const int next = dial(sock());
+    ASSERT_GE(next, 0);
+    send_bytes(next, json({{"cmd", "states"}}).dump() + "\n");
+    const std::string reply = read_reply(next, 60s);
+    close(next);
+    const json r = json::parse(reply, nullptr, false);
+    ASSERT_FALSE(r.is_discarded()) << reply.size() << " bytes: " << reply.substr(0, 200);
+    EXPECT_EQ(r["flows"], kFlows);
+    EXPECT_EQ(r["states"].size(), static_cast<std::size_t>(kFlows));
+    // The stalled client was cut off: what it can still read is part of a reply, then the end.
+    const std::string part = read_reply(stalled, 20s);
+    EXPECT_GT(part.size(), 0u);
+    EXPECT_NE(part.back(), '\n') << "the stalled listing was sent whole: its client was not what held the next one";
+    close(stalled);
 }
 
 }  // namespace

@@ -59,14 +59,18 @@ constexpr bool kPermits[2][4] = {{true, true, false, false}, {true, false, true,
 /// Policy P1 (which = 0) or P2. With `payload`, the filter that tells them apart carries a
 /// pattern that every test packet matches (a different one in each), so that each reload
 /// publishes a new Hyperscan database and scratch while the worker scans with the old ones.
-std::string policy(int which, const std::string& sock, bool payload = false) {
+/// With `state`, the permits keep state (`state = keep`): every packet also goes through the
+/// worker's flow table, whose flows outlive the generations that made them.
+std::string policy(int which, const std::string& sock, bool payload = false, bool state = false) {
     const int b = which == 0 ? 2000 : 3000;
     const std::string pattern = !payload ? "" : which == 0 ? " payload=/^.{8}/s" : " payload=/.{4}$/s";
-    return "[appliance]\ncontrol = " + sock + "\nassign = P\n"
+    const std::string permit = state ? "Keep" : "permit";
+    return "[appliance]\ncontrol = " + sock + "\nassign = P\n" +
+           (state ? "[filteraction Keep]\naction = permit\nstate = keep\n" : "") +
            "[filterlist Both]\nfilter = 198.18.100.0/24=198.18.0.10:1000:UDP\n"
            "[filterlist This one]\nfilter = 198.18.100.0/24=198.18.0.10:" + std::to_string(b) + ":UDP" + pattern + "\n"
            "[filterlist Rest]\nfilter = *+198.18.0.10\n"
-           "[policy P]\nrule = Both -> permit\nrule = This one -> permit\nrule = Rest -> block\n"
+           "[policy P]\nrule = Both -> " + permit + "\nrule = This one -> " + permit + "\nrule = Rest -> block\n"
            "; variant " + std::to_string(which) + "\n";
 }
 
@@ -118,7 +122,7 @@ rte_mbuf* packet(std::uint64_t seq) {
     p.proto = 17;
     p.src = "198.18.100.1";
     p.dst = "198.18.0.10";
-    p.sport = static_cast<std::uint16_t>(seq);
+    p.sport = static_cast<std::uint16_t>(seq % 1024);  // a flow's packets come back across reloads
     p.dport = kPort[seq % 4];
     p.payload.assign(reinterpret_cast<const char*>(&seq), sizeof seq);
     const Bytes b = test::frame(p);
@@ -146,7 +150,7 @@ protected:
     }
     void TearDown() override { fs::remove_all(dir_); }
 
-    void write(int which) const { std::ofstream(path_) << policy(which, (dir_ / "s").string(), payload_); }
+    void write(int which) const { std::ofstream(path_) << policy(which, (dir_ / "s").string(), payload_, state_); }
     void write_text(const std::string& t) const { std::ofstream(path_) << t; }
 
     /// Loads the config file and starts `rt` on it: generation 1.
@@ -190,6 +194,7 @@ protected:
     void reloads_under_load();
 
     bool payload_ = false;  ///< policies with payload filters (set before write())
+    bool state_ = false;    ///< policies whose permits keep state (set before write())
     fs::path dir_;
     std::string path_;
     std::unique_ptr<dp::WorkerContext> ctx_;
@@ -201,7 +206,7 @@ void Swap::reloads_under_load() {
     write(0);
     const unsigned in_use_before = rte_mempool_in_use_count(Eal2::pool);
     {
-        Ports ports(payload_ ? "p" : "a");
+        Ports ports(payload_ ? "p" : state_ ? "s" : "a");  // a port name is taken for the whole run
         Runtime rt(path_, 1);
         ASSERT_NO_FATAL_FAILURE(start(rt));
         launch(rt, ports);
@@ -296,6 +301,18 @@ void Swap::reloads_under_load() {
         } else {
             EXPECT_EQ(ctx_->counters.payload_scanned.get(), 0u);
         }
+        // With state, every class A packet passed through its flow (UDP's first packet starts
+        // one, the next ones follow it) whatever generation made the flow; nothing was refused
+        // for state or for room, and no flow was cut: no reload here changes what starts one.
+        if (state_) {
+            EXPECT_GT(s.states.created, 0u);
+            EXPECT_LE(s.states.created, 1024u) << "a flow was made twice";
+            EXPECT_EQ(s.drops[static_cast<std::size_t>(dp::DropReason::state)], 0u);
+            EXPECT_EQ(s.states.full, 0u);
+            EXPECT_EQ(s.states.cut, 0u);
+        } else {
+            EXPECT_EQ(s.states.created, 0u);
+        }
         // The worker's cost: every poll that received packets was timed, and none that did not
         // (at most one poll per packet received, at least one per full burst).
         const std::uint64_t polls = ctx_->counters.busy_polls.get();
@@ -310,6 +327,12 @@ void Swap::reloads_under_load() {
 }
 
 TEST_F(Swap, TwoHundredReloadsUnderLoad) { reloads_under_load(); }
+
+// The same with stateful permits: the flow table under swaps (under ASan in tools/check).
+TEST_F(Swap, TwoHundredReloadsWithStatefulPermitsUnderLoad) {
+    state_ = true;
+    reloads_under_load();
+}
 
 // The same with a new Hyperscan database and scratch in every generation: under ASan (tools/check)
 // any use of a freed one by the worker is a failure.
