@@ -171,7 +171,7 @@ struct StateListing {
 
 /// Table positions a worker walks for a listing every 64 polls: a bounded slice of its loop
 /// (at most this many flows copied, a few thousand cycles), whatever the table's size.
-inline constexpr unsigned kListingSlots = 256;
+inline constexpr unsigned kListingSlots = 64;
 
 class FlowTable {
 public:

@@ -22,7 +22,9 @@
 // (each packet of the loop its own flow, so each comes back once every N packets: at 1M flows
 // the flow table and the mbufs are far out of the cache) through plain forwarding, the 10-filter
 // policy, and the same policy with its generator filter under a `state = keep` action (the table
-// sized N, the flows created during a warm-up of two passes before the measurement).
+// sized N, the flows created during a warm-up of two passes before the measurement), and that
+// again while this thread asks for one `moatctl states` listing after another (the worker walks
+// its table into a ring this thread empties, as moatd's control thread would).
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -176,6 +178,7 @@ struct Case {
     std::size_t packets = 0;          ///< packets looped; 0: --packets
     unsigned state_table = 0;         ///< flows the worker's flow table holds; 0: its default
     double warmup = 0;                ///< seconds run before the measured ones (flows created)
+    bool listing = false;             ///< `moatctl states` asked over and over while it runs
 };
 
 struct Options {
@@ -239,7 +242,10 @@ std::vector<Case> flow_cases(std::size_t n) {
     stateful.policy.replace(stateful.policy.find(rule), rule.size(), "rule = Generator clients -> Keep");
     stateful.policy += "[filteraction Keep]\naction = permit\nstate = keep\n";
     stateful.state_table = static_cast<unsigned>(n);
-    return {plain, stateless, stateful};
+    Case listed = stateful;
+    listed.name = "10 filters, state = keep, " + count + " flows, moatctl states looping";
+    listed.listing = true;
+    return {plain, stateless, stateful, listed};
 }
 
 /// A ClassBench set's policy and the permitted packets of its trace without locality (that of
@@ -322,7 +328,16 @@ bool run_round(Case& c, Loop& loop, unsigned lcore, const Options& opt, const fs
         if (!ring)
             return false;
     }
+    // `moatctl states`: a ring of flow records this thread empties while the worker walks.
+    rte_ring* states_ring = nullptr;
+    if (c.listing) {
+        states_ring = rte_ring_create_elem("wb_states", sizeof(dp::FlowRecord), 2048, SOCKET_ID_ANY,
+                                           RING_F_SP_ENQ | RING_F_SC_DEQ);
+        if (!states_ring)
+            return false;
+    }
     dp::WorkerContext ctx;
+    ctx.listing.ring = states_ring;
     if (c.state_table) {
         std::string error;
         ctx.flows = dp::FlowTable::create(c.state_table, SOCKET_ID_ANY, error);
@@ -352,12 +367,29 @@ bool run_round(Case& c, Loop& loop, unsigned lcore, const Options& opt, const fs
         t_measured = seconds();
     }
     const double until = t_measured + opt.seconds;
-    std::uint64_t drained = 0;
-    if (ring) {
+    std::uint64_t drained = 0, listed = 0, listings = 0;
+    if (ring || states_ring) {
         std::array<dp::MonitorRecord, 64> recs;
+        std::array<dp::FlowRecord, 64> flows;
+        std::uint32_t listing = 1;  // one listing after another, as a client in a loop would ask
+        ctx.listing.request.store(listing, std::memory_order_release);
         while (seconds() < until) {
-            const unsigned n = rte_ring_sc_dequeue_burst_elem(ring, recs.data(), sizeof(dp::MonitorRecord), recs.size(), nullptr);
-            drained += n;
+            unsigned n = 0;
+            if (ring) {
+                n = rte_ring_sc_dequeue_burst_elem(ring, recs.data(), sizeof(dp::MonitorRecord), recs.size(), nullptr);
+                drained += n;
+            }
+            if (states_ring) {
+                const bool walked = ctx.listing.done.load(std::memory_order_acquire) == listing;
+                const unsigned k = rte_ring_sc_dequeue_burst_elem(states_ring, flows.data(), sizeof(dp::FlowRecord),
+                                                                  flows.size(), nullptr);
+                listed += k;
+                n += k;
+                if (walked && rte_ring_count(states_ring) == 0) {
+                    ++listings;
+                    ctx.listing.request.store(++listing, std::memory_order_release);
+                }
+            }
             if (n == 0)
                 std::this_thread::sleep_for(std::chrono::microseconds(100));
         }
@@ -370,6 +402,11 @@ bool run_round(Case& c, Loop& loop, unsigned lcore, const Options& opt, const fs
     stop.store(true);
     rte_eal_wait_lcore(lcore);
     rt.set_workers({});
+    if (states_ring) {
+        std::fprintf(stderr, "  %s: %llu listings walked whole, %llu flow records\n", c.name.c_str(),
+                     static_cast<unsigned long long>(listings), static_cast<unsigned long long>(listed));
+        rte_ring_free(states_ring);
+    }
     if (ring) {
         std::fprintf(stderr, "  %s: %llu records drained, %llu lost (ring full)\n", c.name.c_str(),
                      static_cast<unsigned long long>(drained),
@@ -569,12 +606,19 @@ int main(int argc, char** argv) {
     // state = keep against the same policy without it, at each number of flows (target: at most
     // 15% fewer packets a second, that is at most 1/0.85 the cycles a packet).
     for (std::size_t i = 0; i + 1 < cases.size(); ++i)
-        if (cases[i + 1].state_table && !cases[i].policy.empty()) {
+        if (cases[i + 1].state_table && !cases[i + 1].listing && !cases[i].policy.empty()) {
             const double a = median(cases[i].cycles), b = median(cases[i + 1].cycles);
             std::printf("\nstate = keep at %zu flows: %.1f against %.1f cycles a packet (%+.1f%%), %.2f against %.2f Mpps "
                         "(%+.1f%%)",
                         cases[i + 1].packets, b, a, 100 * (b / a - 1), median(cases[i + 1].mpps), median(cases[i].mpps),
                         100 * (median(cases[i + 1].mpps) / median(cases[i].mpps) - 1));
+        }
+    // What a listing that never stops costs the worker: against the same traffic with none.
+    for (std::size_t i = 0; i + 1 < cases.size(); ++i)
+        if (cases[i + 1].listing) {
+            const double a = median(cases[i].cycles), b = median(cases[i + 1].cycles);
+            std::printf("\nmoatctl states looping at %zu flows: %.1f against %.1f cycles a packet (%+.1f%%)",
+                        cases[i + 1].packets, b, a, 100 * (b / a - 1));
         }
     std::printf("\n");
     return 0;
