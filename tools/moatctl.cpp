@@ -453,15 +453,16 @@ int cmd_states(std::vector<std::string> args) {
     for (std::size_t i = 0; i < args.size(); ++i) {
         if (args[i] == "--json") {
             json = true;
-        } else if (args[i] == "--limit" && i + 1 < args.size()) {
-            char* end = nullptr;
-            errno = 0;
-            const unsigned long long n = std::strtoull(args[++i].c_str(), &end, 10);
-            if (args[i].empty() || *end != '\0' || errno != 0 || args[i][0] == '-') {
+        } else if (args[i] == "--limit") {
+            // Digits only: strtoull alone would take " -3" as 2^64 - 3, and "+5".
+            const std::string n = i + 1 < args.size() ? args[++i] : std::string();
+            const bool digits = !n.empty() && n.size() <= 18 &&
+                                std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; });
+            if (!digits) {
                 std::cerr << "moatctl: --limit needs a whole number of flows (0: all)\n";
                 return 2;
             }
-            req["limit"] = n;
+            req["limit"] = std::stoull(n);
         } else {
             std::cerr << "moatctl: states takes --limit N and --json, not '" << args[i] << "'\n";
             return 2;

@@ -812,7 +812,9 @@ TEST_F(MonitorE2E, StatesListsEveryFlowWithTheFilterThatMadeIt) {
     ASSERT_FALSE(parsed.is_discarded()) << js.out;
     EXPECT_EQ(parsed["states"].size(), 3u);
     EXPECT_FALSE(parsed.contains("ok"));
-    EXPECT_EQ(run_command({moatctl, "states", "--socket", sock(), "--limit", "-3"}).status, 2);
+    for (const char* bad : {"-3", " -3", "+5", "", "1e3", "99999999999999999999"})
+        EXPECT_EQ(run_command({moatctl, "states", "--socket", sock(), "--limit", bad}).status, 2) << bad;
+    EXPECT_EQ(run_command({moatctl, "states", "--socket", sock(), "--limit"}).status, 2);
 }
 
 // A SYN flood through a stateful permit open to anyone fills the flow table: the flows beyond it
