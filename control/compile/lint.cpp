@@ -480,13 +480,17 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                           " (" + action_name(s.by) + ") matches all of them first",
                       "shadowed");
     }
-    if (shadowed > 0)
-        counts["shadowed"] += shadowed;
-    if (shadowed > opt.listed)
-        diags.warning(cfg.file, pol.line,
-                      in_policy + "and " + std::to_string(shadowed - opt.listed) +
-                          " more filters never decide a packet ('moatctl lint --all' lists them)",
-                      "more");
+    // A kind's count, and one line for those of this policy beyond the `listed` ones.
+    const auto tally = [&](const char* kind, std::size_t n, const std::string& what) {
+        if (n > 0)
+            counts[kind] += n;
+        if (n > opt.listed)
+            diags.warning(cfg.file, pol.line,
+                          in_policy + "and " + std::to_string(n - opt.listed) + " more " + what +
+                              " ('moatctl lint --all' lists them)",
+                          "more");
+    };
+    tally("shadowed", shadowed, "filters never decide a packet");
 
     // A stateless permit whose mirror lets a fixed source port of a wider set of hosts reach
     // every port of a narrower one: the hole that `state = keep` closes (198.18.0.20+*:25 lets
@@ -520,13 +524,7 @@ void lint_policy(const Config& cfg, const CompiledPolicy& cp, Diagnostics& diags
                           "open-mirror");
         }
     }
-    if (open_mirrors > 0)
-        counts["open-mirror"] += open_mirrors;
-    if (open_mirrors > opt.listed)
-        diags.warning(cfg.file, pol.line,
-                      in_policy + "and " + std::to_string(open_mirrors - opt.listed) +
-                          " more mirrored permits open a fixed source port ('moatctl lint --all' lists them)",
-                      "more");
+    tally("open-mirror", open_mirrors, "mirrored permits open a fixed source port");
     if (undetermined > 0) {
         counts["incomplete"] += undetermined;
         diags.warning(cfg.file, pol.line,
