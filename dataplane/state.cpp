@@ -1,14 +1,15 @@
 #include "dataplane/state.h"
 
-#include "dataplane/fixed_hash.h"
-
 #include <rte_cycles.h>
-#include <rte_errno.h>
-#include <rte_hash_crc.h>
+#include <rte_malloc.h>
+#include <rte_prefetch.h>
+#include <rte_random.h>
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 
 namespace moat::dp {
@@ -248,55 +249,191 @@ unsigned tcp_track(TcpTrack& track, unsigned from, const TcpSegment& s) noexcept
     return tcp_timeout(src.state, dst.state);
 }
 
-FlowKey flow_key(const FlowTuple& t, bool& src_is_a) noexcept {
+void flow_key(const FlowTuple& t, FlowKey& key, bool& src_is_a) noexcept {
     static_assert(sizeof(FlowKey) == 48, "no implicit padding: every byte of the key is hashed");
+    static_assert(offsetof(FlowKey, port_a) == 32 && offsetof(FlowKey, port_b) == 34 && offsetof(FlowKey, family) == 36 &&
+                  offsetof(FlowKey, proto) == 37 && std::endian::native == std::endian::little);
     // Any total order of the endpoints will do: the addresses as two 64-bit words, then the port.
+    // The key is written in 64-bit words or wider: the hash reads it back at once, and a load
+    // that spans several narrower stores waits for them to retire (the stall was most of the
+    // state stage's cost).
     std::uint64_t s[2], d[2];
     std::memcpy(s, t.src.bytes.data(), 16);
     std::memcpy(d, t.dst.bytes.data(), 16);
     src_is_a = s[0] != d[0] ? s[0] < d[0] : s[1] != d[1] ? s[1] < d[1] : t.sport <= t.dport;
-    FlowKey k{};
-    k.a = src_is_a ? t.src : t.dst;
-    k.b = src_is_a ? t.dst : t.src;
-    k.port_a = src_is_a ? t.sport : t.dport;
-    k.port_b = src_is_a ? t.dport : t.sport;
-    k.family = static_cast<std::uint8_t>(t.family);
-    k.proto = t.proto;
+    const std::uint64_t* lo = src_is_a ? s : d;
+    const std::uint64_t* hi = src_is_a ? d : s;
+    const std::uint64_t ports = src_is_a ? (std::uint64_t{t.sport} | std::uint64_t{t.dport} << 16)
+                                         : (std::uint64_t{t.dport} | std::uint64_t{t.sport} << 16);
+    const std::uint64_t tail = ports | std::uint64_t{static_cast<std::uint8_t>(t.family)} << 32 | std::uint64_t{t.proto} << 40;
+    const std::uint64_t zero = 0;
+    auto* out = reinterpret_cast<std::uint8_t*>(&key);  // (one array of words here, GCC would assemble it on the stack)
+    std::memcpy(out, lo, 16);
+    std::memcpy(out + 16, hi, 16);
+    std::memcpy(out + 32, &tail, 8);
+    std::memcpy(out + 40, &zero, 8);
+}
+
+FlowKey flow_key(const FlowTuple& t, bool& src_is_a) noexcept {
+    FlowKey k;
+    flow_key(t, k, src_is_a);
     return k;
 }
 
-std::unique_ptr<FlowTable> FlowTable::create(unsigned entries, int socket, std::string& error) {
+std::unique_ptr<FlowTable> FlowTable::create(unsigned entries, int socket, std::string& error, unsigned buckets) {
     std::unique_ptr<FlowTable> t(new FlowTable);
     t->capacity_ = std::max(entries, 8u);
     t->hz_ = rte_get_tsc_hz();
-    t->hash_ = create_fixed_hash("moat_state_", t->capacity_, sizeof(FlowKey), socket);
-    if (!t->hash_) {
-        error = "cannot create the flow table (" + std::to_string(t->capacity_) + " flows): " + rte_strerror(rte_errno);
+    std::uint64_t home = buckets;
+    if (home == 0)
+        home = std::max<std::uint64_t>(std::bit_ceil((std::uint64_t{t->capacity_} + 1) / 2), 4);
+    if (!std::has_single_bit(home)) {
+        error = "flow table: " + std::to_string(home) + " buckets is not a power of two";
         return nullptr;
     }
-    t->flows_ = std::make_unique<Flow[]>(t->capacity_);
+    t->bucket_mask_ = home - 1;
+    t->ext_count_ = t->capacity_ / kSlots + 1;
+    t->ext_free_ = t->ext_count_;
+    t->flows_ = static_cast<Flow*>(rte_zmalloc_socket("moat_flows", sizeof(Flow) * t->capacity_, 64, socket));
+    t->free_ = static_cast<std::uint32_t*>(rte_malloc_socket("moat_flows_free", 4ull * t->capacity_, 64, socket));
+    t->buckets_ = static_cast<Bucket*>(rte_zmalloc_socket("moat_flow_index", sizeof(Bucket) * home, 64, socket));
+    t->ext_ = static_cast<Bucket*>(rte_zmalloc_socket("moat_flow_overflow", sizeof(Bucket) * t->ext_count_, 64, socket));
+    t->ext_stack_ = static_cast<std::uint32_t*>(rte_malloc_socket("moat_flow_overflow_free", 4ull * t->ext_count_, 64, socket));
+    if (!t->flows_ || !t->free_ || !t->buckets_ || !t->ext_ || !t->ext_stack_) {
+        const std::uint64_t bytes = (sizeof(Flow) + 4) * std::uint64_t{t->capacity_} + sizeof(Bucket) * home +
+                                    (sizeof(Bucket) + 4) * std::uint64_t{t->ext_count_};
+        error = "cannot create the flow table (" + std::to_string(t->capacity_) + " flows, " +
+                std::to_string((bytes + (1 << 20) - 1) >> 20) + " MB of DPDK memory): lower state_table or give DPDK more memory";
+        return nullptr;
+    }
+    for (unsigned i = 0; i < t->capacity_; ++i)  // popped from the back: position 0 first
+        t->free_[i] = t->capacity_ - 1 - i;
+    for (unsigned i = 0; i < t->ext_count_; ++i)
+        t->ext_stack_[i] = t->ext_count_ - 1 - i;
+    for (std::uint32_t& w : t->hash_key_)
+        w = static_cast<std::uint32_t>(rte_rand());
     return t;
 }
 
-FlowTable::~FlowTable() { rte_hash_free(hash_); }
+FlowTable::~FlowTable() {
+    rte_free(flows_);
+    rte_free(free_);
+    rte_free(buckets_);
+    rte_free(ext_);
+    rte_free(ext_stack_);
+}
+
+[[gnu::always_inline]] inline std::uint64_t FlowTable::hash(const FlowKey& key) const noexcept {
+    // NH (UMAC, RFC 4418): sum of products of key words plus secret words, almost universal
+    // (two keys collide with probability 2^-32 over the secret), then murmur3's finalizer so
+    // that the bucket's low bits and the signature's high bits both depend on every word.
+    // Read in 64-bit words, as flow_key wrote them (see there), each one NH's pair of 32-bit words.
+    const auto* p = reinterpret_cast<const std::uint8_t*>(&key);
+    std::uint64_t h = 0;
+    for (unsigned i = 0; i < 6; ++i) {
+        std::uint64_t x;
+        std::memcpy(&x, p + 8 * i, 8);
+        h += std::uint64_t{static_cast<std::uint32_t>(x) + hash_key_[2 * i]} *
+             std::uint64_t{static_cast<std::uint32_t>(x >> 32) + hash_key_[2 * i + 1]};
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+std::int32_t FlowTable::find(const FlowKey& key, std::uint64_t h) const noexcept {
+    const std::uint32_t sig = signature(h);
+    for (const Bucket* b = &home(h);; b = &overflow(b->next)) {
+        for (unsigned s = 0; s < kSlots; ++s) {
+            if (b->sig[s] == 0)
+                return -1;  // a dense chain: nothing after an empty slot
+            if (b->sig[s] == sig && flows_[b->flow[s]].key == key)
+                return static_cast<std::int32_t>(b->flow[s]);
+        }
+        if (b->next == 0)
+            return -1;
+    }
+}
+
+[[gnu::always_inline]] inline std::int32_t FlowTable::candidate(std::uint64_t h) const noexcept {
+    const std::uint32_t sig = signature(h);
+    const Bucket& b = home(h);
+    for (unsigned s = 0; s < kSlots; ++s)
+        if (b.sig[s] == sig)
+            return static_cast<std::int32_t>(b.flow[s]);
+    return -1;
+}
+
+bool FlowTable::index(std::uint64_t h, std::uint32_t pos) noexcept {
+    Bucket* b = &home(h);
+    while (b->next != 0)
+        b = &overflow(b->next);
+    unsigned s = 0;
+    while (s < kSlots && b->sig[s] != 0)
+        ++s;
+    if (s == kSlots) {
+        if (ext_free_ == 0)
+            return false;
+        const std::uint32_t e = ext_stack_[--ext_free_];
+        ext_[e] = Bucket{};
+        b->next = e + 1;
+        b = &ext_[e];
+        s = 0;
+    }
+    b->sig[s] = signature(h);
+    b->flow[s] = pos;
+    return true;
+}
+
+void FlowTable::unindex(std::uint64_t h, std::uint32_t pos) noexcept {
+    Bucket* hole = nullptr;
+    unsigned hole_slot = 0;
+    Bucket* prev = nullptr;  // the bucket before the chain's last
+    Bucket* b = &home(h);
+    for (;;) {
+        for (unsigned s = 0; s < kSlots && b->sig[s] != 0; ++s)
+            if (b->flow[s] == pos) {
+                hole = b;
+                hole_slot = s;
+            }
+        if (b->next == 0)
+            break;
+        prev = b;
+        b = &overflow(b->next);
+    }
+    if (!hole)
+        return;
+    unsigned last = 0;  // the chain's last slot in use: it fills the hole
+    while (last + 1 < kSlots && b->sig[last + 1] != 0)
+        ++last;
+    hole->sig[hole_slot] = b->sig[last];
+    hole->flow[hole_slot] = b->flow[last];
+    b->sig[last] = 0;
+    if (last == 0 && prev) {  // an overflow bucket left empty goes back to the pool
+        ext_stack_[ext_free_++] = prev->next - 1;
+        prev->next = 0;
+    }
+}
 
 void FlowTable::erase(unsigned pos) noexcept {
     Flow& f = flows_[pos];
     if (!f.used)
         return;
-    rte_hash_del_key(hash_, &f.key);
+    unindex(hash(f.key), pos);
     f.used = false;
+    free_[capacity_ - in_use_] = pos;
     --in_use_;
 }
-
-std::int32_t FlowTable::find(const FlowKey& key) const noexcept { return rte_hash_lookup(hash_, &key); }
 
 FlowTable::Flow* FlowTable::live(std::int32_t pos, const FlowKey& key, std::uint64_t now, StateCounts& counts) noexcept {
     if (pos < 0 || static_cast<unsigned>(pos) >= capacity_)
         return nullptr;
     Flow& f = flows_[static_cast<unsigned>(pos)];
     if (!f.used || !(f.key == key))
-        return nullptr;  // freed or reused earlier in this burst
+        return nullptr;  // a signature's false match, or freed or reused earlier in this burst
     if (f.expires <= now) {
         erase(static_cast<unsigned>(pos));
         ++counts.expired;
@@ -306,7 +443,8 @@ FlowTable::Flow* FlowTable::live(std::int32_t pos, const FlowKey& key, std::uint
 }
 
 void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::int32_t pos,
-                      const FlowKey& key, bool src_is_a, std::uint64_t now, StateCounts& counts) noexcept {
+                      const FlowKey& key, std::uint64_t h, bool src_is_a, std::uint64_t now,
+                      StateCounts& counts) noexcept {
     const StateMode mode = t.rules[v.rank].state;
     const bool tcp = m.key.proto == kProtoTcp;
     TcpSegment seg;
@@ -316,7 +454,7 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
     }
     Flow* f = live(pos, key, now, counts);
     if (!f)
-        f = live(find(key), key, now, counts);  // created earlier in this burst, or a stale position
+        f = live(find(key, h), key, now, counts);  // not in its home bucket's first match, or created earlier in this burst
     if (f && f->generation != t.generation) {
         // A reload since the flow's last packet: does the new policy still create it?
         const Flow& g = *f;
@@ -339,7 +477,7 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
             f->generation = t.generation;
             f->rank = r;
         } else {
-            erase(static_cast<unsigned>(f - flows_.get()));
+            erase(static_cast<unsigned>(f - flows_));
             ++counts.cut;
             f = nullptr;
         }
@@ -353,7 +491,7 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
         return;
     }
     if (f && tcp && from == 0 && (seg.flags & kTcpFirst) == kTcpSyn && tcp_closed(f->tcp)) {
-        erase(static_cast<unsigned>(f - flows_.get()));  // a new connection on the ports of a closed one
+        erase(static_cast<unsigned>(f - flows_));  // a new connection on the ports of a closed one
         ++counts.expired;
         f = nullptr;
     }
@@ -386,15 +524,13 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
         v.drop = DropReason::state;
         return;
     }
-    const std::int32_t at = rte_hash_add_key(hash_, &key);
-    if (at < 0 || static_cast<unsigned>(at) >= capacity_) {
-        if (at >= 0)
-            rte_hash_del_key(hash_, &key);
+    const std::uint32_t at = in_use_ < capacity_ ? free_[capacity_ - in_use_ - 1] : 0;  // the free stack's top
+    if (in_use_ == capacity_ || !index(h, at)) {
         ++counts.full;
         v.drop = DropReason::state;
         return;
     }
-    Flow& n = flows_[static_cast<unsigned>(at)];
+    Flow& n = flows_[at];
     n = Flow{};
     n.key = key;
     n.used = true;
@@ -458,7 +594,7 @@ void FlowTable::related(rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uin
     }
     bool src_is_a = false;
     const FlowKey key = flow_key(t, src_is_a);
-    const Flow* f = live(find(key), key, now, counts);
+    const Flow* f = live(find(key, hash(key)), key, now, counts);
     if (!f)
         return;
     // It travels against the quoted packet: it arrives on the port the quoted packet left by.
@@ -481,15 +617,17 @@ void FlowTable::related(rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uin
 
 void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta,
                        std::span<Verdict> verdicts, std::uint64_t now, StateCounts& counts) noexcept {
-    constexpr std::size_t kChunk = RTE_HASH_LOOKUP_BULK_MAX;
+    constexpr std::size_t kChunk = 64;
     for (std::size_t base = 0; base < meta.size(); base += kChunk) {
         const std::size_t n = std::min(kChunk, meta.size() - base);
         std::array<FlowKey, kChunk> keys;
-        std::array<const void*, kChunk> key_ptrs;
+        std::array<std::uint64_t, kChunk> hashes;
         std::array<std::int32_t, kChunk> positions;
         std::array<std::uint16_t, kChunk> index;
         std::array<bool, kChunk> src_is_a;
         unsigned count = 0;
+        // Three passes, so that the cache misses of a burst's packets overlap: hash each key and
+        // prefetch its bucket; match signatures and prefetch each candidate flow; judge.
         for (std::size_t j = 0; j < n; ++j) {
             const std::size_t i = base + j;
             const PacketMeta& m = meta[i];
@@ -507,18 +645,23 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
                     v.drop = DropReason::state;
                 continue;
             }
-            keys[count] = flow_key(tuple, src_is_a[count]);
-            key_ptrs[count] = &keys[count];
+            flow_key(tuple, keys[count], src_is_a[count]);
+            hashes[count] = hash(keys[count]);
+            rte_prefetch0(&home(hashes[count]));
             index[count] = static_cast<std::uint16_t>(i);
             ++count;
         }
-        if (count != 0) {
-            if (rte_hash_lookup_bulk(hash_, key_ptrs.data(), count, positions.data()) != 0)
-                positions.fill(-1);
-            for (unsigned c = 0; c < count; ++c) {
-                const std::size_t i = index[c];
-                judge(t, pkts[i], meta[i], verdicts[i], positions[c], keys[c], src_is_a[c], now, counts);
+        for (unsigned c = 0; c < count; ++c) {
+            positions[c] = candidate(hashes[c]);
+            if (positions[c] >= 0) {
+                const Flow* f = &flows_[static_cast<unsigned>(positions[c])];
+                rte_prefetch0(f);
+                rte_prefetch0(reinterpret_cast<const char*>(f) + 64);
             }
+        }
+        for (unsigned c = 0; c < count; ++c) {
+            const std::size_t i = index[c];
+            judge(t, pkts[i], meta[i], verdicts[i], positions[c], keys[c], hashes[c], src_is_a[c], now, counts);
         }
     }
     // ICMP errors their filters dropped (rare): related to a tracked flow, they pass.

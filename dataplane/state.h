@@ -12,13 +12,12 @@
 // it quotes belongs to a tracked flow and was sent by the host the error goes to (RFC 4890).
 //
 // One table per worker, written only by it (RSS's symmetric key sends both directions of a flow
-// to one worker): an rte_hash of fixed capacity whose positions index an array of flows. A full
-// table drops new flows and counts them; flows expire by pf's timeouts and are swept a few at a
-// time. A flow remembers the generation that created it: after a reload its next packet asks the
+// to one worker), of fixed capacity: an array of flows and a hash index over them (see
+// FlowTable). A full table drops new flows and counts them; flows expire by pf's timeouts and are
+// swept a few at a time. A flow remembers the generation that created it: after a reload its next packet asks the
 // new policy whether it would create the flow, and the flow is cut when not.
 #pragma once
 
-#include <rte_hash.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
@@ -96,9 +95,9 @@ bool tcp_closed(const TcpTrack& t) noexcept;
 /// A flow's key: its two endpoints, the lower first (address, then port, in an order of flow_key's
 /// own), so that both directions find one entry. Ports are the transport ports, for ICMP echo
 /// (identifier, 0) as the request's sender sees it and (0, identifier) as the reply's does; 0 for
-/// other protocols. 48 bytes, a size rte_hash compares with vector instructions (40 would be a
-/// memcmp call a lookup); flow_key zeroes the padding, which is hashed. No member initializers: a
-/// burst's array of keys is not cleared before it is filled.
+/// other protocols. 48 bytes (twelve 32-bit words for the hash, three 16-byte compares); flow_key
+/// zeroes the padding, which is hashed. No member initializers: a burst's array of keys is not
+/// cleared before it is filled.
 struct FlowKey {
     Addr a;
     Addr b;
@@ -125,6 +124,8 @@ struct FlowTuple {
 
 /// The key of the flow `t` belongs to, and whether `t`'s source is the key's first endpoint.
 FlowKey flow_key(const FlowTuple& t, bool& src_is_a) noexcept;
+/// The same, written into `key` (the burst's array: no copy).
+void flow_key(const FlowTuple& t, FlowKey& key, bool& src_is_a) noexcept;
 
 /// What the state stage did to a burst, for the worker's counters.
 struct StateCounts {
@@ -173,11 +174,31 @@ struct StateListing {
 /// (at most this many flows copied, a few thousand cycles), whatever the table's size.
 inline constexpr unsigned kListingSlots = 64;
 
+/// A worker's flows: an array of `capacity` flows (128 bytes each, two cache lines: the key and
+/// the times in the first, the TCP tracking in the second) and a hash index over them.
+///
+/// Why not rte_hash: the state stage must cost a packet a few tens of cycles at a million flows,
+/// and rte_hash (extendable, 48-byte keys) cost about 70 cycles a key with everything in the
+/// cache, before the flow's own cache lines were touched. Here a burst is looked up in three
+/// passes that overlap the memory latency of its packets (hash and prefetch every packet's
+/// bucket; match signatures and prefetch every candidate flow; then judge), and the key is
+/// hashed once. The hash is keyed with a random key per table (NH, UMAC's universal hash, then
+/// a 64-bit finalizer), so that nobody can aim flows at one bucket: with CRC32 (rte_hash's),
+/// keys that collide are computed offline, whatever the seed, since CRC is linear.
+///
+/// Index: a power-of-two number of 64-byte buckets (at least capacity / 2, so that a bucket
+/// holds two flows on average when the table is full), each with 7 slots of a 32-bit signature
+/// and a flow number, and a chain of overflow buckets from a pool. A chain is kept dense (every
+/// bucket but its last is full; a removal moves the chain's last slot into the hole), so the
+/// pool of capacity / 7 + 1 buckets always suffices: exactly `capacity` flows fit, whatever
+/// they hash to.
 class FlowTable {
 public:
     /// A table for `entries` flows (at least 8) in DPDK memory on `socket`. nullptr and `error`
-    /// set when it cannot be had. Control thread or the worker before its loop.
-    static std::unique_ptr<FlowTable> create(unsigned entries, int socket, std::string& error);
+    /// set when it cannot be had. `buckets`: the index's bucket count (a power of two), 0 for the
+    /// default; tests give 1 to put every flow into one chain. Control thread or the worker
+    /// before its loop.
+    static std::unique_ptr<FlowTable> create(unsigned entries, int socket, std::string& error, unsigned buckets = 0);
     ~FlowTable();
     FlowTable(const FlowTable&) = delete;
     FlowTable& operator=(const FlowTable&) = delete;
@@ -198,37 +219,69 @@ public:
 
     unsigned capacity() const noexcept { return capacity_; }
     unsigned in_use() const noexcept { return in_use_; }
+    /// Overflow buckets in use (for tests: the pool's bound holds).
+    unsigned overflow_buckets() const noexcept { return ext_count_ - ext_free_; }
 
 private:
-    struct Flow {
+    struct alignas(64) Flow {
         FlowKey key;
         std::uint64_t expires;
         std::uint64_t generation;  ///< the table set that last judged it (a reload re-judges it)
-        Rank rank;                 ///< the stateful permit that created it, in `generation`
+        TcpTrack tcp;
+        Rank rank;            ///< the stateful permit that created it, in `generation`
         bool used;
         bool initiator_is_a;  ///< the first packet's source is key.a
         Ingress ingress;      ///< the port the first packet arrived on
         bool answered;        ///< the other end has sent (pf's single/multiple; TCP has its own states)
-        TcpTrack tcp;
     };
+    static_assert(sizeof(Flow) == 128, "two cache lines a flow");
+
+    static constexpr unsigned kSlots = 7;
+    struct alignas(64) Bucket {
+        std::uint32_t sig[kSlots];   ///< 0: empty (a chain's slots are filled from its front)
+        std::uint32_t next;          ///< the next overflow bucket of the chain, plus one; 0: none
+        std::uint32_t flow[kSlots];  ///< the flow's position in `flows_`
+        std::uint32_t pad;
+    };
+    static_assert(sizeof(Bucket) == 64);
 
     FlowTable() = default;
-    /// One packet whose deciding entry keeps state. `pos`: its flow's position from the bulk
-    /// lookup, or negative.
+    /// One packet whose deciding entry keeps state. `pos`: its flow's candidate position from the
+    /// burst's lookup, or negative; `h` its key's hash.
     void judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::int32_t pos,
-               const FlowKey& key, bool src_is_a, std::uint64_t now, StateCounts& counts) noexcept;
+               const FlowKey& key, std::uint64_t h, bool src_is_a, std::uint64_t now, StateCounts& counts) noexcept;
     /// An ICMP error that its filters dropped: passes when it quotes a tracked flow.
     void related(rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uint64_t now, StateCounts& counts) noexcept;
     /// The live flow at `pos` with `key`, or null (an expired one is freed on the way).
     Flow* live(std::int32_t pos, const FlowKey& key, std::uint64_t now, StateCounts& counts) noexcept;
-    std::int32_t find(const FlowKey& key) const noexcept;
+
+    std::uint64_t hash(const FlowKey& key) const noexcept;
+    static std::uint32_t signature(std::uint64_t h) noexcept { return static_cast<std::uint32_t>(h >> 32) | 1u; }
+    Bucket& home(std::uint64_t h) const noexcept { return buckets_[h & bucket_mask_]; }
+    Bucket& overflow(std::uint32_t next) const noexcept { return ext_[next - 1]; }
+    /// The position of the flow with `key` (hash `h`), or -1.
+    std::int32_t find(const FlowKey& key, std::uint64_t h) const noexcept;
+    /// The first flow of `h`'s home bucket whose signature matches, or -1: a candidate to
+    /// prefetch, not an answer.
+    std::int32_t candidate(std::uint64_t h) const noexcept;
+    /// Puts flow `pos` into `h`'s chain; false when no overflow bucket is left (cannot happen).
+    bool index(std::uint64_t h, std::uint32_t pos) noexcept;
+    /// Takes flow `pos` out of `h`'s chain, keeping the chain dense.
+    void unindex(std::uint64_t h, std::uint32_t pos) noexcept;
     void erase(unsigned pos) noexcept;
     std::uint64_t ticks(unsigned seconds) const noexcept { return hz_ * seconds; }
 
-    rte_hash* hash_ = nullptr;
-    std::unique_ptr<Flow[]> flows_;
+    Flow* flows_ = nullptr;               ///< capacity_ flows
+    std::uint32_t* free_ = nullptr;       ///< a stack of unused positions in flows_
+    Bucket* buckets_ = nullptr;           ///< bucket_mask_ + 1 home buckets
+    Bucket* ext_ = nullptr;               ///< ext_count_ overflow buckets
+    std::uint32_t* ext_stack_ = nullptr;  ///< a stack of unused overflow buckets
+    std::uint32_t hash_key_[12] = {};     ///< NH's key: random per table
+    std::uint64_t bucket_mask_ = 0;
     unsigned capacity_ = 0;
     unsigned in_use_ = 0;
+    unsigned ext_count_ = 0;
+    unsigned ext_free_ = 0;
     unsigned cursor_ = 0;
     std::uint64_t hz_ = 0;
 };

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <rte_cycles.h>
 
+#include <functional>
+#include <map>
 #include <random>
 #include <set>
 #include <string>
@@ -348,6 +350,75 @@ TEST_F(State, AFullTableRefusesNewFlowsAndKeepsTheTrackedOnes) {
     now_ += rte_get_tsc_hz() * (StateTimeouts::tcp_first + 1);
     flows_->sweep(now_, flows_->capacity(), counts_);
     EXPECT_EQ(flows_->in_use(), 1u);  // the established connection lasts 24 h
+}
+
+/// UDP flows against a model (a map of live flows and their expiry), in a table whose index has
+/// `buckets` buckets: with one, every flow shares one chain of overflow buckets, the case an
+/// attacker who could aim flows at one bucket would make. Exactly `capacity` flows fit, the
+/// chain stays dense (as few overflow buckets as its flows need) and nothing is lost or found
+/// twice when flows come and go in any order.
+void flows_against_a_model(std::unique_ptr<FlowTable>& flows, unsigned buckets, std::uint64_t& now,
+                           StateCounts& counts, const std::function<bool(const Bytes&, Ingress)>& passes) {
+    constexpr unsigned kCapacity = 64;
+    std::string error;
+    flows = FlowTable::create(kCapacity, SOCKET_ID_ANY, error, buckets);
+    ASSERT_TRUE(flows) << error;
+    struct Live {
+        std::uint64_t expires;
+        bool answered;
+    };
+    std::map<std::uint16_t, Live> model;
+    const std::uint64_t hz = rte_get_tsc_hz();
+    std::mt19937 rng(buckets * 7919u + 1);
+    unsigned refused = 0;  // new flows a full table refused: the test went where it means to
+    for (int step = 0; step < 20000; ++step) {
+        const std::uint16_t port = static_cast<std::uint16_t>(40000 + rng() % 200);
+        const unsigned what = rng() % 100;
+        auto it = model.find(port);
+        if (what < 50) {  // the client sends: a new flow when there is room, or its flow goes on
+            const bool pass = passes(udp_frame(kServer, port, kPeer, 123), Ingress::inside);
+            if (it != model.end()) {
+                ASSERT_TRUE(pass) << "step " << step << ": a tracked flow's packet was dropped";
+                it->second.expires = now + hz * (it->second.answered ? StateTimeouts::udp_multiple : StateTimeouts::udp_single);
+            } else {
+                ASSERT_EQ(pass, model.size() < kCapacity) << "step " << step << ", " << model.size() << " flows";
+                refused += !pass;
+                if (pass)
+                    model[port] = {now + hz * StateTimeouts::udp_first, false};
+            }
+        } else if (what < 97) {  // the server answers: only a tracked flow's answer passes
+            const bool pass = passes(udp_frame(kPeer, 123, kServer, port), Ingress::outside);
+            ASSERT_EQ(pass, it != model.end()) << "step " << step;
+            if (pass)
+                it->second = {now + hz * StateTimeouts::udp_multiple, true};
+        } else {  // time passes; everything expired is swept
+            now += hz * (rng() % 40);
+            flows->sweep(now, kCapacity, counts);
+            std::erase_if(model, [&](const auto& f) { return f.second.expires <= now; });
+        }
+        ASSERT_EQ(flows->in_use(), model.size()) << "step " << step;
+        if (buckets == 1) {  // one dense chain: a home bucket of 7 and as few overflow buckets as the rest need
+            ASSERT_EQ(flows->overflow_buckets(), model.size() <= 7 ? 0u : (model.size() - 7 + 6) / 7) << "step " << step;
+        }
+    }
+    EXPECT_GT(refused, 100u);
+    EXPECT_GT(counts.expired, 1000u);
+}
+
+TEST_F(State, FlowsInOneChainOfBucketsComeAndGoAsTheModelSays) {
+    load(kKeep);
+    flows_against_a_model(flows_, 1, now_, counts_, [&](const Bytes& f, Ingress in) { return passes(f, in); });
+}
+
+TEST_F(State, FlowsInTheDefaultIndexComeAndGoAsTheModelSays) {
+    load(kKeep);
+    flows_against_a_model(flows_, 0, now_, counts_, [&](const Bytes& f, Ingress in) { return passes(f, in); });
+}
+
+TEST(FlowTableCreate, RefusesABucketCountThatIsNotAPowerOfTwo) {
+    std::string error;
+    EXPECT_EQ(FlowTable::create(64, SOCKET_ID_ANY, error, 3), nullptr);
+    EXPECT_NE(error.find("power of two"), std::string::npos) << error;
 }
 
 TEST_F(State, AReloadThatRemovesTheFilterCutsItsFlows) {
