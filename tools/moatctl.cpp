@@ -475,7 +475,10 @@ int cmd_states(std::vector<std::string> args) {
         return print_reply(r);
     const auto& rows = r.at("states");
     std::cout << rows.size() << (rows.size() == 1 ? " flow" : " flows") << ", generation " << r.at("generation")
-              << (r.value("truncated", false) ? " (stopped at --limit)" : "") << "\n";
+              << (r.value("interrupted", false) ? " (interrupted: the operator's socket asked for a listing; ask again)"
+                  : r.value("truncated", false) ? " (stopped at --limit)"
+                                                : "")
+              << "\n";
     for (const auto& row : rows)
         std::cout << flow_text(row) << "\n";
     return 0;

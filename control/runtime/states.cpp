@@ -105,6 +105,23 @@ struct StatesHub::Listing {
     bool truncated = false;              ///< ended by its limit
     std::shared_ptr<const Generation> gen;  ///< the last generation a row named its filter through
     bool read_only = false;              ///< asked on the read-only socket
+    bool interrupted = false;            ///< a read-only listing a full-socket request ended early
+    std::shared_ptr<std::size_t> held;   ///< the hub's count of read-only rows held (read-only only)
+
+    void take(const dp::FlowRecord& r) {
+        rows.push_back(r);
+        if (held)
+            ++*held;
+    }
+    void pop() {
+        rows.pop_front();
+        if (held)
+            --*held;
+    }
+    ~Listing() {
+        if (held)
+            *held -= rows.size();
+    }
 };
 
 StatesHub::StatesHub(Runtime& rt) : rt_(rt) {}
@@ -139,15 +156,25 @@ Reply StatesHub::list(const nlohmann::json& req, const RequestContext& ctx) {
     auto l = std::make_shared<Listing>();
     l->limit = *limit;
     l->read_only = ctx.access == Access::read_only;
+    if (l->read_only)
+        l->held = held_read_only_;
     // The operator's socket goes before every waiting request of the read-only one (often open
-    // to every local user), so that nobody there can keep the operator waiting but the listing
-    // that already runs.
+    // to every local user), and interrupts a read-only listing that runs, so that nobody there
+    // can keep the operator waiting, however slowly they read.
     auto at = queue_.end();
-    if (!l->read_only)
+    if (!l->read_only) {
         at = std::find_if(queue_.begin(), queue_.end(), [](const std::weak_ptr<Listing>& w) {
             const auto q = w.lock();
-            return q && q->read_only && q->id == 0;
+            return q && q->read_only && (q->id == 0 || !q->ended);
         });
+        if (at != queue_.end()) {
+            const auto running = at->lock();
+            if (running->id != 0) {  // it runs: it ends with what it has, drain() starts the next
+                running->ended = running->truncated = running->interrupted = true;
+                ++at;
+            }
+        }
+    }
     queue_.insert(at, l);
     Reply r;
     r.text = "{\"ok\":true,\"generation\":" + std::to_string(rt_.generation()) + ",\"states\":[";
@@ -155,7 +182,8 @@ Reply StatesHub::list(const nlohmann::json& req, const RequestContext& ctx) {
         if (l->rows.empty()) {
             if (!l->ended)
                 return Part::later;
-            out += "],\"flows\":" + std::to_string(l->sent) + ",\"truncated\":" + (l->truncated ? "true" : "false") + "}";
+            out += "],\"flows\":" + std::to_string(l->sent) + ",\"truncated\":" + (l->truncated ? "true" : "false") +
+                   (l->interrupted ? ",\"interrupted\":true}" : "}");
             return Part::done;
         }
         for (std::size_t n = 0; n < kRowsPerPart && !l->rows.empty(); ++n) {
@@ -165,7 +193,7 @@ Reply StatesHub::list(const nlohmann::json& req, const RequestContext& ctx) {
             if (l->sent++ != 0)
                 out += ',';
             out += flow_row(rec, l->gen.get());
-            l->rows.pop_front();
+            l->pop();
         }
         return Part::more;
     };
@@ -195,10 +223,11 @@ bool StatesHub::drain() {
             const bool walked = workers_[i]->listing.done.load(std::memory_order_acquire) == l->id;
             rte_ring* ring = workers_[i]->listing.ring;
             dp::FlowRecord rec;
-            while (l->rows.size() < kHeld && rte_ring_sc_dequeue_elem(ring, &rec, sizeof rec) == 0) {
+            while (l->rows.size() < kHeld && (!l->read_only || *held_read_only_ < kHeldReadOnly) &&
+                   rte_ring_sc_dequeue_elem(ring, &rec, sizeof rec) == 0) {
                 if (rec.listing != l->id)
                     continue;  // left over from a listing whose client went away
-                l->rows.push_back(rec);
+                l->take(rec);
                 woke = true;
                 if (l->limit != 0 && ++l->taken == l->limit) {
                     l->ended = l->truncated = true;

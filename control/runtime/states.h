@@ -5,9 +5,12 @@
 //
 // One listing runs at a time; requests that come meanwhile wait their turn (the control socket's
 // limits bound how many wait and for how long), those of the full socket before those of the
-// read-only one. A client that stops reading holds its listing
-// only until the socket's write stall closes it, then the next one goes on; one that goes away
-// ends its listing at once. The workers never wait for any of it: a full ring pauses a walk, and
+// read-only one, and a full-socket request interrupts a running read-only listing (its reply
+// ends with what it has and says "interrupted"): nobody on the read-only socket, reading slowly,
+// can keep the operator waiting. A client that stops reading holds its listing only until the
+// socket's write stall closes it, then the next one goes on; one that goes away ends its listing
+// at once. Rows taken for read-only replies and not yet sent are capped across all of them
+// (kHeldReadOnly): listings their clients do not read cannot pile up memory. The workers never wait for any of it: a full ring pauses a walk, and
 // a walk costs a worker at most kListingSlots table positions every 64 polls.
 #pragma once
 
@@ -49,6 +52,9 @@ public:
     static constexpr unsigned kRingSize = 2048;       ///< records per worker ring
     static constexpr std::size_t kHeld = 4096;        ///< records a listing holds for its reader at most
     static constexpr std::size_t kRowsPerPart = 256;  ///< rows one part of a reply holds
+    /// Records held for read-only replies, all of them together: beyond, a read-only listing
+    /// takes no more until its readers take theirs (or are closed for not reading).
+    static constexpr std::size_t kHeldReadOnly = 4 * kHeld;
 
     explicit StatesHub(Runtime& rt);
     ~StatesHub();
@@ -60,7 +66,9 @@ public:
     Status attach_worker(dp::WorkerContext& w, int socket);
 
     /// The reply to a states request: an error, or `{"ok":true,"generation":G,"states":[rows],
-    /// "flows":N,"truncated":B}` made as the client reads and the workers copy. Control thread.
+    /// "flows":N,"truncated":B}` made as the client reads and the workers copy; a read-only
+    /// listing that a full-socket request interrupted ends with `"truncated":true,
+    /// "interrupted":true`. Control thread.
     Reply list(const nlohmann::json& req, const RequestContext& ctx);
 
     /// Takes what the workers copied for the listing in progress, ends it when they have all
@@ -70,6 +78,9 @@ public:
 
     /// A listing is in progress or waiting: the control loop should drain often.
     bool active() const noexcept { return !queue_.empty(); }
+
+    /// Records taken for read-only replies and not yet sent (for tests).
+    std::size_t held_read_only() const noexcept { return *held_read_only_; }
 
 private:
     struct Listing;
@@ -84,6 +95,8 @@ private:
     std::vector<dp::WorkerContext*> workers_;
     std::deque<std::weak_ptr<Listing>> queue_;  ///< the front one runs
     std::uint32_t last_id_ = 0;
+    /// Shared with the listings, which may outlive the hub in a reply's closure.
+    std::shared_ptr<std::size_t> held_read_only_ = std::make_shared<std::size_t>(0);
 };
 
 }  // namespace moat::ctl

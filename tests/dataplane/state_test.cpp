@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <rte_cycles.h>
 
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <random>
@@ -16,6 +18,8 @@
 
 #include "control/compile/load.h"
 #include "control/compile/tables.h"
+#include "control/config/config.h"
+#include "control/runtime/runtime.h"
 #include "control/config/filter_spec.h"
 #include "control/runtime/publisher.h"
 #include "control/runtime/states.h"
@@ -601,6 +605,151 @@ TEST_F(State, AListedFlowReadsAsItsInitiatorSentItAndNamesItsFilter) {
     EXPECT_EQ(ctl::flow_text(nlohmann::json::parse(R"({"proto":7,"src":"::1","family":"ipv6","dport":"x"})")),
               "worker ?  ?  [::1] -> [?]:?  ?  on ?  expires ?s  gen ?");
     EXPECT_EQ(ctl::flow_text(nlohmann::json::array()), "worker ?  ?  ? -> ?  ?  on ?  expires ?s  gen ?");
+}
+
+/// StatesHub against two workers that the test plays (a worker copies `flows` records for each
+/// listing asked of it, as much as its ring takes a step, then says done), and replies that the
+/// test reads or leaves unread, as clients of the control socket would.
+class Hub : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = std::filesystem::temp_directory_path() / ("moat-hub-" + std::to_string(getpid()));
+        std::filesystem::create_directories(dir_);
+        path_ = (dir_ / "moat.ini").string();
+        std::ofstream(path_) << policy(kKeep);
+        rt_ = std::make_unique<ctl::Runtime>(path_, 2);
+        const auto read = ctl::read_config_file(path_);
+        ASSERT_TRUE(read) << read.error();
+        const ctl::LoadResult first = ctl::load_policy_text(*read, path_);
+        ASSERT_TRUE(first.usable());
+        const ctl::Status started = rt_->start(*first.config, *first.compiled, *read);
+        ASSERT_TRUE(started) << started.error();
+        hub_ = std::make_unique<ctl::StatesHub>(*rt_);
+        for (unsigned i = 0; i < 2; ++i) {
+            workers_[i].index = i;
+            ASSERT_TRUE(hub_->attach_worker(workers_[i], SOCKET_ID_ANY));
+        }
+    }
+    void TearDown() override {
+        hub_.reset();
+        rt_.reset();
+        std::filesystem::remove_all(dir_);
+    }
+
+    /// Each worker's step: records of the listing asked for, as many as its ring takes.
+    void work(unsigned flows) {
+        for (unsigned i = 0; i < 2; ++i) {
+            StateListing& l = workers_[i].listing;
+            const std::uint32_t want = l.request.load();
+            if (want == 0 || want == l.done.load())
+                continue;
+            if (l.walking != want) {
+                l.walking = want;
+                l.cursor = 0;
+            }
+            for (; l.cursor < flows; ++l.cursor) {
+                FlowRecord r{};
+                r.listing = want;
+                r.worker = static_cast<std::uint8_t>(i);
+                r.key.port_a = static_cast<std::uint16_t>(l.cursor);
+                r.key.proto = 17;
+                if (rte_ring_sp_enqueue_elem(l.ring, &r, sizeof r) != 0)
+                    break;
+            }
+            if (l.cursor == flows)
+                l.done.store(want);
+        }
+    }
+    /// Workers and hub, `turns` times.
+    void run(unsigned flows, int turns) {
+        for (int i = 0; i < turns; ++i) {
+            work(flows);
+            hub_->drain();
+        }
+    }
+    /// Reads a reply to its end (or as far as it has come); true at its end.
+    static bool read(ctl::Reply& r, std::string& out) {
+        out = r.text;
+        r.text.clear();
+        while (r.more) {
+            const ctl::Part p = r.more(out);
+            if (p == ctl::Part::later)
+                return false;
+            if (p == ctl::Part::done) {
+                r.more = nullptr;
+                return true;
+            }
+        }
+        return true;
+    }
+    ctl::Reply ask(ctl::Access access) {
+        ctl::RequestContext ctx;
+        ctx.access = access;
+        return hub_->list(nlohmann::json{{"cmd", "states"}}, ctx);
+    }
+
+    std::filesystem::path dir_;
+    std::string path_;
+    std::unique_ptr<ctl::Runtime> rt_;
+    std::unique_ptr<ctl::StatesHub> hub_;
+    WorkerContext workers_[2];
+};
+
+TEST_F(Hub, ReadOnlyRepliesNobodyReadsHoldBoundedRowsAndTheOperatorsListingStillComes) {
+    // Listings small enough to end at once (each holds all its rows for its reader): without a
+    // cap, twenty unread ones would hold 20 x 3,000 records.
+    constexpr unsigned kFlows = 1500;  // a worker: 3,000 a listing
+    std::vector<ctl::Reply> unread;
+    for (int i = 0; i < 20; ++i)
+        unread.push_back(ask(ctl::Access::read_only));
+    run(kFlows, 200);
+    EXPECT_EQ(hub_->held_read_only(), ctl::StatesHub::kHeldReadOnly) << "the cap was not reached: the test tests nothing";
+    EXPECT_TRUE(hub_->active()) << "every listing ended: more rows were held than the cap allows";
+    // The operator's listing interrupts the read-only one that waits for room, and comes whole.
+    ctl::Reply op = ask(ctl::Access::full);
+    std::string text;
+    bool done = false;
+    for (int i = 0; i < 200 && !done; ++i) {
+        run(kFlows, 1);
+        std::string part;
+        done = read(op, part);
+        text += part;
+    }
+    ASSERT_TRUE(done);
+    const nlohmann::json j = nlohmann::json::parse(text);
+    EXPECT_EQ(j["flows"], 2 * kFlows);
+    EXPECT_EQ(hub_->held_read_only(), ctl::StatesHub::kHeldReadOnly);
+    // Readers that read free their rows, and the rest of the queue goes on: every reply ends,
+    // whole, but for the one the operator's request interrupted, which says so.
+    std::vector<std::string> texts(unread.size());
+    std::vector<bool> ended(unread.size(), false);
+    for (int turn = 0; turn < 2000 && std::find(ended.begin(), ended.end(), false) != ended.end(); ++turn) {
+        run(kFlows, 1);
+        for (std::size_t i = 0; i < unread.size(); ++i) {
+            if (ended[i])
+                continue;
+            std::string part;
+            ended[i] = read(unread[i], part);
+            texts[i] += part;
+        }
+    }
+    EXPECT_FALSE(hub_->active());
+    EXPECT_EQ(hub_->held_read_only(), 0u);
+    int interrupted = 0;
+    for (std::size_t i = 0; i < unread.size(); ++i) {
+        ASSERT_TRUE(ended[i]) << i;
+        const nlohmann::json r = nlohmann::json::parse(texts[i], nullptr, false);
+        ASSERT_FALSE(r.is_discarded()) << i << ": " << texts[i].substr(0, 200);
+        if (r.value("interrupted", false)) {
+            ++interrupted;
+            EXPECT_EQ(r["truncated"], true);
+            EXPECT_LT(r["flows"].get<unsigned>(), 2 * kFlows);
+        } else {
+            EXPECT_EQ(r["flows"], 2 * kFlows) << i;
+        }
+        EXPECT_EQ(r["states"].size(), r["flows"].get<std::size_t>());
+    }
+    EXPECT_EQ(interrupted, 1);
 }
 
 TEST(StatesRequest, TakesALimitOrRefusesWhatIsNotOne) {

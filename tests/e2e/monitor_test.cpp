@@ -8,10 +8,12 @@
 // libpcap until they are there), so every step sends a multiple of 32 frames.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -874,6 +876,53 @@ TEST_F(MonitorE2E, AStatesClientThatNeverReadsStallsNeitherTheWorkerNorTheNextLi
     EXPECT_GT(part.size(), 0u);
     EXPECT_NE(part.back(), '\n') << "the stalled listing was sent whole: its client was not what held the next one";
     close(stalled);
+}
+
+// A client of the read-only socket (often open to every local user) that reads its listing slowly
+// enough never to trip the write stall would hold the one running listing for its connection's
+// life. The operator's request interrupts it: the operator's listing comes whole, and the slow
+// one ends, still valid JSON, with what it had and "interrupted".
+TEST_F(MonitorE2E, AnOperatorsListingInterruptsAReadOnlyListingThatIsReadSlowly) {
+    constexpr int kFlows = 8192;  // more than a listing holds, the ring and the socket's buffer together
+    const std::vector<Bytes> frames = syns(0, kFlows);
+    ASSERT_TRUE(start("", kStatefulPolicy, &frames));
+    stats_after(kFlows);
+
+    const int slow = dial(path("ro.sock"));
+    ASSERT_GE(slow, 0);
+    ASSERT_TRUE(send_bytes(slow, json({{"cmd", "states"}}).dump() + "\n"));
+    std::atomic<bool> fast{false};
+    std::atomic<std::size_t> read_so_far{0};
+    std::string got;
+    std::thread reader([&] {
+        char buf[65536];
+        for (;;) {
+            pollfd p{slow, POLLIN, 0};
+            if (poll(&p, 1, 30000) <= 0)
+                break;
+            const ssize_t n = read(slow, buf, fast ? sizeof buf : 256);
+            if (n <= 0)
+                break;
+            got.append(buf, static_cast<std::size_t>(n));
+            read_so_far = got.size();
+            if (!fast)
+                std::this_thread::sleep_for(200ms);  // about 1.3 KB a second: progress, never a stall
+        }
+    });
+    for (int i = 0; i < 100 && read_so_far == 0; ++i)  // its listing runs before the operator asks
+        std::this_thread::sleep_for(100ms);
+    EXPECT_GT(read_so_far.load(), 0u);
+    const json r = ask({{"cmd", "states"}});
+    fast = true;
+    reader.join();
+    close(slow);
+    EXPECT_EQ(r.value("flows", -1), kFlows) << "the operator's listing did not come whole within 20 s";
+    const json ro = json::parse(got, nullptr, false);
+    ASSERT_FALSE(ro.is_discarded()) << got.size() << " bytes, ending " << got.substr(got.size() > 200 ? got.size() - 200 : 0);
+    EXPECT_EQ(ro["interrupted"], true);
+    EXPECT_EQ(ro["truncated"], true);
+    EXPECT_LT(ro["flows"].get<int>(), kFlows);
+    EXPECT_EQ(ro["states"].size(), ro["flows"].get<std::size_t>());
 }
 
 }  // namespace
