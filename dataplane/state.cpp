@@ -350,7 +350,7 @@ std::int32_t FlowTable::find(const FlowKey& key, std::uint64_t h) const noexcept
         for (unsigned s = 0; s < kSlots; ++s) {
             if (b->sig[s] == 0)
                 return -1;  // a dense chain: nothing after an empty slot
-            if (b->sig[s] == sig && flows_[b->flow[s]].key == key)
+            if (b->sig[s] == sig && flows_[b->flow[s]].matches(key))
                 return static_cast<std::int32_t>(b->flow[s]);
         }
         if (b->next == 0)
@@ -422,7 +422,7 @@ void FlowTable::erase(unsigned pos) noexcept {
     Flow& f = flows_[pos];
     if (!f.used)
         return;
-    unindex(hash(f.key), pos);
+    unindex(hash(f.key()), pos);
     f.used = false;
     free_[capacity_ - in_use_] = pos;
     --in_use_;
@@ -432,7 +432,7 @@ FlowTable::Flow* FlowTable::live(std::int32_t pos, const FlowKey& key, std::uint
     if (pos < 0 || static_cast<unsigned>(pos) >= capacity_)
         return nullptr;
     Flow& f = flows_[static_cast<unsigned>(pos)];
-    if (!f.used || !(f.key == key))
+    if (!f.used || !f.matches(key))
         return nullptr;  // a signature's false match, or freed or reused earlier in this burst
     if (f.expires <= now) {
         erase(static_cast<unsigned>(pos));
@@ -458,16 +458,17 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
     if (f && f->generation != t.generation) {
         // A reload since the flow's last packet: does the new policy still create it?
         const Flow& g = *f;
+        const FlowKey gk = g.key();
         PacketKey k{};
-        k.family = static_cast<Family>(g.key.family);
-        k.proto = g.key.proto;
-        k.src = g.initiator_is_a ? g.key.a : g.key.b;
-        k.dst = g.initiator_is_a ? g.key.b : g.key.a;
+        k.family = static_cast<Family>(gk.family);
+        k.proto = gk.proto;
+        k.src = g.initiator_is_a ? gk.a : gk.b;
+        k.dst = g.initiator_is_a ? gk.b : gk.a;
         k.ingress = g.ingress;
         if (proto_has_ports(k.proto)) {
             k.has_ports = true;
-            k.sport = g.initiator_is_a ? g.key.port_a : g.key.port_b;
-            k.dport = g.initiator_is_a ? g.key.port_b : g.key.port_a;
+            k.sport = g.initiator_is_a ? gk.port_a : gk.port_b;
+            k.dport = g.initiator_is_a ? gk.port_b : gk.port_a;
         } else if (proto_is_icmp(k.proto)) {
             k.has_icmp = true;
             k.icmp_type = echo_request(k.family);
@@ -532,7 +533,7 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
     }
     Flow& n = flows_[at];
     n = Flow{};
-    n.key = key;
+    n.set_key(key);
     n.used = true;
     n.initiator_is_a = src_is_a;
     n.ingress = m.key.ingress;
@@ -656,7 +657,8 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
             if (positions[c] >= 0) {
                 const Flow* f = &flows_[static_cast<unsigned>(positions[c])];
                 rte_prefetch0(f);
-                rte_prefetch0(reinterpret_cast<const char*>(f) + 64);
+                if (keys[c].proto == kProtoTcp)  // the tracking, in the second line
+                    rte_prefetch0(&f->tcp);
             }
         }
         for (unsigned c = 0; c < count; ++c) {
@@ -704,7 +706,7 @@ void FlowTable::list(StateListing& l, std::uint32_t want, std::uint64_t now, uns
         if (!f.used || f.expires <= now)
             continue;
         FlowRecord r{};
-        r.key = f.key;
+        r.key = f.key();
         r.generation = f.generation;
         r.listing = want;
         r.expires_ms = static_cast<std::uint32_t>(std::min<std::uint64_t>((f.expires - now) * 1000 / hz_, UINT32_MAX));

@@ -22,7 +22,9 @@
 #include <rte_ring.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -223,17 +225,42 @@ public:
     unsigned overflow_buckets() const noexcept { return ext_count_ - ext_free_; }
 
 private:
+    /// A flow: what every packet of it reads in its first cache line (its key, times, filter and
+    /// sides), the TCP tracking in the second (a UDP or ICMP packet touches one line of it).
     struct alignas(64) Flow {
-        FlowKey key;
+        Addr a;
+        Addr b;
+        std::uint64_t tail;        ///< the key's ports, family and proto: FlowKey's fifth 64-bit word
         std::uint64_t expires;
         std::uint64_t generation;  ///< the table set that last judged it (a reload re-judges it)
-        TcpTrack tcp;
-        Rank rank;            ///< the stateful permit that created it, in `generation`
+        Rank rank;                 ///< the stateful permit that created it, in `generation`
         bool used;
         bool initiator_is_a;  ///< the first packet's source is key.a
         Ingress ingress;      ///< the port the first packet arrived on
         bool answered;        ///< the other end has sent (pf's single/multiple; TCP has its own states)
+        TcpTrack tcp;
+
+        static std::uint64_t tail_of(const FlowKey& k) noexcept {
+            std::uint64_t t;
+            std::memcpy(&t, &k.port_a, sizeof t);
+            return t;
+        }
+        bool matches(const FlowKey& k) const noexcept { return tail == tail_of(k) && a == k.a && b == k.b; }
+        FlowKey key() const noexcept {
+            FlowKey k;
+            k.a = a;
+            k.b = b;
+            std::memcpy(&k.port_a, &tail, sizeof tail);
+            std::memset(k.pad + 2, 0, sizeof k.pad - 2);
+            return k;
+        }
+        void set_key(const FlowKey& k) noexcept {
+            a = k.a;
+            b = k.b;
+            tail = tail_of(k);
+        }
     };
+    static_assert(offsetof(Flow, tcp) == 64, "what every packet reads is in the first line");
     static_assert(sizeof(Flow) == 128, "two cache lines a flow");
 
     static constexpr unsigned kSlots = 7;
