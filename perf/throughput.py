@@ -39,6 +39,14 @@ measured seconds) and cycles a packet (its busy cycles over its packets), and th
 N times the best one-worker rate. On a machine with one spare core the workers share it, so the
 total cannot grow with N; with a core per worker it measures scaling.
 
+State (--flows 1024,1048576, empty to skip): per N, a generator that replays N distinct UDP flows
+(198.19.X.Y:P -> 198.18.0.10:53, 64-byte frames, each flow once per pass: at 1M flows each
+packet's flow comes back only every million packets) from a pcap file (testpmd io from net_pcap
+with infinite_rx into the memif server port), through plain testpmd io, moatd with the 10-filter
+policy, and the same policy with its generator filter under a `state = keep` action
+(state_table = N, so that every flow fits); the table gives each case's best round and the
+stateful case against the stateless one (the issue's target: at most 15% below at 1M flows).
+
 Latency (--latency-rate packets per second, 0 to skip): perf/latency_probe owns two memif server
 ports, sends 64-byte UDP packets stamped with its TSC into the device's outside port and times
 them out of its inside port, through plain testpmd io and through moatd with the 10-filter
@@ -82,8 +90,38 @@ MEMORY = ["-m", "256", "--in-memory"] if hugepages_free_mb() >= 600 and os.path.
     else ["--no-huge", "-m", "1024"]
 
 
-def eal_common(prefix, cpus):
-    return ["--lcores", cpus, "--no-pci"] + MEMORY + ["--file-prefix", prefix, "--log-level", "*:error"]
+def eal_common(prefix, cpus, memory_mb=None):
+    """EAL options; memory_mb: more memory than the default (a generator holding a million frames,
+    a flow table of a million flows)."""
+    memory = list(MEMORY)
+    if memory_mb is not None:
+        at = memory.index("-m") + 1
+        memory[at] = str(max(memory_mb, int(memory[at])))
+    return ["--lcores", cpus, "--no-pci"] + memory + ["--file-prefix", prefix, "--log-level", "*:error"]
+
+
+FLOW_CLIENTS = "198.19.0.0/16"  # the sources of write_flows_pcap's flows
+
+
+def write_flows_pcap(path, n, size=64):
+    """A pcap of `n` UDP frames of `size` bytes, each its own flow: 198.19.X.Y:P -> 198.18.0.10:53,
+    the address from the flow's number modulo 65536, the port 40000 plus the rest."""
+    import struct
+    eth = bytes.fromhex("020000000002" "020000000001" "0800")
+    payload = bytes(size - 14 - 20 - 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        rec = struct.pack("<IIII", 0, 0, size, size)
+        for i in range(n):
+            a = i % 65536
+            ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, size - 14, 0, 0x4000, 64, 17, 0,
+                                       bytes((198, 19, a >> 8, a & 255)), bytes((198, 18, 0, 10))))
+            c = sum(struct.unpack("!10H", ip))
+            c = (c & 0xffff) + (c >> 16)
+            c = (c & 0xffff) + (c >> 16)
+            ip[10:12] = struct.pack("!H", ~c & 0xffff)
+            udp = struct.pack("!HHHH", 40000 + i // 65536, 53, size - 14 - 20, 0)
+            f.write(rec + eth + bytes(ip) + udp + payload)
 
 
 class Proc:
@@ -149,19 +187,28 @@ def queue_args(queues):
     return [f"--rxq={queues}", f"--txq={queues}"] if queues > 1 else []
 
 
-def generator(tmp, size, queues=1):
+def generator(tmp, size, queues=1, pcap=None):
     """The txonly generator, returned once its memif server port has started: a memif client that
     comes before that is turned away and never retries (a fixed pause was too short without
     hugepages on a busy machine, where testpmd takes seconds to fill its pools, and the device
-    under test then measured 0 packets)."""
+    under test then measured 0 packets). pcap: (file, frames) replayed instead (testpmd io from
+    net_pcap with infinite_rx, which holds every frame in an mbuf of its own)."""
     # One forwarding lcore on CPU 0 transmits on every tx queue in turn (testpmd gives a lone
     # forwarding core all the streams), so each queue, and each worker behind it, gets a share.
-    gen = Proc(["dpdk-testpmd"] + eal_common("moat-tput-gen", "0@0,1@0") +
+    if pcap:
+        path, frames = pcap
+        args = (eal_common("moat-tput-gen", "0@0,1@0", 512 + frames * 512 // (1 << 20)) +
+                ["--vdev", f"net_pcap0,rx_pcap={path},infinite_rx=1",
+                 "--vdev", f"net_memif0,role=server,socket={tmp}/memif.sock,id=0", "--",
+                 "--forward-mode=io", "--no-flush-rx", "--mbuf-size=256", f"--total-num-mbufs={frames + 65536}",
+                 "--stats-period", "1"])
+    else:
+        args = (eal_common("moat-tput-gen", "0@0,1@0") +
                 ["--vdev", f"net_memif0,role=server,socket={tmp}/memif.sock,id=0", "--",
                  "--forward-mode=txonly", f"--txpkts={size}", "--tx-ip=198.18.0.10,198.18.0.10",
                  "--tx-udp=40000,53", "--txonly-multi-flow", "--total-num-mbufs=32768", "--stats-period", "1"] +
-                queue_args(queues) + (["--nb-cores=1"] if queues > 1 else []),
-                f"{tmp}/generator.log")
+                queue_args(queues) + (["--nb-cores=1"] if queues > 1 else []))
+    gen = Proc(["dpdk-testpmd"] + args, f"{tmp}/generator.log")
     deadline = time.time() + 120
     while "Checking link statuses" not in gen.text():  # testpmd prints it once its ports have started
         if gen.p.poll() is not None or time.time() > deadline:
@@ -186,8 +233,8 @@ def testpmd_rates(text):
     return rx, tx
 
 
-def run_plain(tmp, size, warmup, seconds, queues=1, cpus=(1,)):
-    gen = generator(tmp, size, queues)
+def run_plain(tmp, size, warmup, seconds, queues=1, cpus=(1,), pcap=None):
+    gen = generator(tmp, size, queues, pcap)
     dut = Proc(["dpdk-testpmd"] + eal_common("moat-tput-dut", lcores(queues, cpus)) +
                ["--vdev", f"net_memif0,role=client,socket={tmp}/memif.sock,id=0", "--vdev", "net_null0,no-rx=1",
                 "--", "--forward-mode=io", "--total-num-mbufs=32768", "--stats-period", "1", "--record-core-cycles"] +
@@ -217,6 +264,8 @@ def run_plain(tmp, size, warmup, seconds, queues=1, cpus=(1,)):
 
 
 def moatd_config(tmp, outside, inside, policy, workers=1, cpus=(1,)):
+    """policy: {"assign", "text"} and optionally "appliance" (more [appliance] lines) and
+    "memory_mb" (EAL memory beyond the default)."""
     cfg = f"{tmp}/moat.ini"
     with open(cfg, "w") as f:
         f.write("[appliance]\n"
@@ -224,14 +273,14 @@ def moatd_config(tmp, outside, inside, policy, workers=1, cpus=(1,)):
                 f"inside = {inside}\n"
                 "me = 198.18.0.10, 198.18.0.20\n"
                 f"workers = {workers}\n"
-                f"eal = {' '.join(eal_common('moat-tput-dut', lcores(workers, cpus)))}\n"
+                f"eal = {' '.join(eal_common('moat-tput-dut', lcores(workers, cpus), policy.get('memory_mb')))}\n"
                 f"control = {tmp}/moat.sock\n"
-                "classifier_memory_mb = 16384\n"
+                "classifier_memory_mb = 16384\n" + policy.get("appliance", "") +
                 "assign = " + policy["assign"] + "\n" + policy["text"])
     return cfg
 
 
-def run_moatd(tmp, size, policy, warmup, seconds, moatd, workers=1, cpus=(1,), monitor=None):
+def run_moatd(tmp, size, policy, warmup, seconds, moatd, workers=1, cpus=(1,), monitor=None, pcap=None):
     """(Mpps in, Mpps forwarded, cycles a packet, [(worker's Mpps in, its cycles a packet)]).
 
     monitor: moatctl monitor's arguments (e.g. ["--drops", "--sample", "64"]) for a drop trace
@@ -239,7 +288,7 @@ def run_moatd(tmp, size, policy, warmup, seconds, moatd, workers=1, cpus=(1,), m
     client would; None: no monitor (the workers then never record)."""
     cfg = moatd_config(tmp, f"net_memif0,role=client,socket={tmp}/memif.sock,id=0", "net_null0,no-rx=1", policy,
                        workers, cpus)
-    gen = generator(tmp, size, workers)
+    gen = generator(tmp, size, workers, pcap)
     dut = Proc([moatd, "--config", cfg, "--stats-period", "1"], f"{tmp}/moatd.log")
     stats = []
     deadline = time.time() + 60 + warmup + seconds
@@ -346,6 +395,8 @@ def main():
     ap.add_argument("--workers", default="", help="worker counts for the scaling table, e.g. 1,2,4 (none by default)")
     ap.add_argument("--worker-cpus", default="1", help="CPUs of the forwarding lcores, round robin (default 1)")
     ap.add_argument("--only-workers", action="store_true", help="only the scaling table (no other case, no latency)")
+    ap.add_argument("--flows", default="1024,1048576", help="flow counts for the state = keep table (empty: none)")
+    ap.add_argument("--only-flows", action="store_true", help="only the state = keep table (no other case, no latency)")
     args = ap.parse_args()
     moatd = f"{args.build}/tools/moatd"
     probe = f"{args.build}/perf/latency_probe"
@@ -371,6 +422,9 @@ def main():
         sys.exit("error: --worker-cpus: none given")
     if args.only_workers and not worker_counts:
         sys.exit("--only-workers needs --workers")
+    flow_counts = int_list("--flows", args.flows, lambda n: 1 <= n <= 16777216, "flow counts from 1 to 16777216")
+    if args.only_flows and not flow_counts:
+        sys.exit("--only-flows needs --flows")
     cases = [("plain testpmd io", s, None, None) for s in sizes]
     cases += [("moatd, 10-filter policy", s, ipsec, None) for s in sizes]
     cases += [(f"moatd, ClassBench {n}", sizes[0], None, None) for n in args.sets.split(",") if n]
@@ -379,9 +433,26 @@ def main():
     # then one load a burst); these attach `moatctl monitor` to the same traffic.
     cases.append(("moatd, 10 filters, 50% blocked, monitor --drops --sample 64", sizes[0], half, ["--drops", "--sample", "64"]))
     cases.append(("moatd, 10 filters, 50% blocked, monitor --drops", sizes[0], half, ["--drops"]))
-    if args.only_workers:
+    if args.only_workers or args.only_flows:
         cases = []
         args.latency_rate = 0
+    if args.only_workers:
+        flow_counts = []
+    if args.only_flows:
+        worker_counts = []
+    # State: per N flows, plain io, the 10 filters and the same with state = keep, all fed the
+    # N-flow pcap. moatd's memory: its flow table (about 170 bytes a flow) and the rest.
+    stateless_flows = {"assign": "Servers", "text": IPSEC_POLICY.format(clients=FLOW_CLIENTS)}
+    flow_cases = []
+    for n in flow_counts:
+        big = {"memory_mb": 512 + n * 400 // (1 << 20)}
+        stateful = dict(stateless_flows, **big)
+        stateful["text"] = (stateful["text"].replace("rule = Generator clients -> permit", "rule = Generator clients -> Keep") +
+                            "[filteraction Keep]\naction = permit\nstate = keep\n")
+        stateful["appliance"] = f"state_table = {max(n, 65536)}\n"
+        flow_cases += [(n, "plain testpmd io", None), (n, "moatd, 10 filters", dict(stateless_flows, **big)),
+                       (n, "moatd, 10 filters, state = keep", stateful)]
+    flow_results = {i: [] for i in range(len(flow_cases))}
     # Scaling: per N, plain io with N queues and moatd with N workers, 64-byte frames, 10 filters.
     scaling = {n: {"plain": [], "moatd": []} for n in worker_counts}
 
@@ -410,6 +481,18 @@ def main():
                     results[i].append(run_moatd(tmp, size, policy, args.warmup, args.seconds, moatd, monitor=monitor))
                 print(f"    {results[i][-1][0]:.2f} Mpps in, {results[i][-1][1]:.2f} forwarded, "
                       f"{results[i][-1][2]:.1f} cycles a packet", file=sys.stderr)
+            for i, (n, name, policy) in enumerate(flow_cases):
+                pcap = f"{tmp}/flows-{n}.pcap"
+                if not os.path.exists(pcap):
+                    print(f"  writing {n} flows to {pcap} ...", file=sys.stderr, flush=True)
+                    write_flows_pcap(pcap, n)
+                print(f"  round {r + 1}/{args.rounds}: {name}, {n} flows, 64-byte frames ...", file=sys.stderr, flush=True)
+                if policy is None:
+                    flow_results[i].append(run_plain(tmp, 64, args.warmup, args.seconds, pcap=(pcap, n)))
+                else:
+                    flow_results[i].append(run_moatd(tmp, 64, policy, args.warmup, args.seconds, moatd, pcap=(pcap, n)))
+                print(f"    {flow_results[i][-1][0]:.2f} Mpps in, {flow_results[i][-1][1]:.2f} forwarded, "
+                      f"{flow_results[i][-1][2]:.1f} cycles a packet", file=sys.stderr)
             for n in worker_counts:
                 print(f"  round {r + 1}/{args.rounds}: plain testpmd io, {n} queue(s), {sizes[0]}-byte frames ...",
                       file=sys.stderr, flush=True)
@@ -445,6 +528,29 @@ def main():
         print("|---|---|---|---|---|---|---|---|")
         for name, size, rx, tx, ratio, cycles, median_cycles, cycle_ratio in rows:
             print(f"| {name} | {size} | {cycles:.1f} | {median_cycles:.1f} | {cycle_ratio:.2f} | {rx:.2f} | {tx:.2f} | {ratio:.2f} |")
+
+    if flow_cases:
+        # Best rounds, as above; the stateful row against the stateless one of the same N.
+        print()
+        print(f"state = keep, 64-byte frames, N distinct UDP flows replayed from a pcap, one worker, best of "
+              f"{args.rounds} rounds:")
+        print()
+        print("| flows | case | cycles a packet (best round) | median round | Mpps in | Mpps forwarded | "
+              "in / plain | cycles / stateless | in / stateless |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for n in flow_counts:
+            at = {name: i for i, (m, name, _) in enumerate(flow_cases) if m == n}
+            best = {name: (max(flow_results[i])[:2], min(r[2] for r in flow_results[i]),
+                           statistics.median(r[2] for r in flow_results[i])) for name, i in at.items()}
+            (p_rx, _), _, _ = best["plain testpmd io"]
+            (s_rx, _), s_cyc, _ = best["moatd, 10 filters"]
+            for name in at:
+                (rx, tx), cyc, med = best[name]
+                vs = (f"{cyc / s_cyc:.2f} | {rx / s_rx:.2f}" if name.endswith("state = keep") and s_cyc and s_rx else "- | -")
+                print(f"| {n} | {name} | {cyc:.1f} | {med:.1f} | {rx:.2f} | {tx:.2f} | "
+                      f"{rx / p_rx if p_rx else float('nan'):.2f} | {vs} |")
+        if not rows and not worker_counts:
+            return
 
     if worker_counts:
         # Each N's best round by moatd's total; the one-worker rate is that of N = 1's best round.
