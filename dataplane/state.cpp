@@ -6,6 +6,7 @@
 #include <rte_random.h>
 
 #include <emmintrin.h>
+#include <sys/random.h>
 
 #include <algorithm>
 #include <array>
@@ -287,8 +288,8 @@ std::unique_ptr<FlowTable> FlowTable::create(unsigned entries, int socket, std::
     t->capacity_ = std::max(entries, 8u);
     t->hz_ = rte_get_tsc_hz();
     std::uint64_t home = buckets;
-    if (home == 0)
-        home = std::max<std::uint64_t>(std::bit_ceil((std::uint64_t{t->capacity_} + 1) / 2), 4);
+    if (home == 0)  // two to four flows a bucket when full, at most 32 bytes a flow of index
+        home = std::max<std::uint64_t>(std::bit_floor(std::uint64_t{t->capacity_} / 2), 4);
     if (!std::has_single_bit(home)) {
         error = "flow table: " + std::to_string(home) + " buckets is not a power of two";
         return nullptr;
@@ -312,8 +313,11 @@ std::unique_ptr<FlowTable> FlowTable::create(unsigned entries, int socket, std::
         t->free_[i] = t->capacity_ - 1 - i;
     for (unsigned i = 0; i < t->ext_count_; ++i)
         t->ext_stack_[i] = t->ext_count_ - 1 - i;
-    for (std::uint32_t& w : t->hash_key_)
-        w = static_cast<std::uint32_t>(rte_rand());
+    // The hash's key from the kernel's random source (rte_rand is seeded from one 64-bit value
+    // and is no secret); rte_rand only if getrandom fails.
+    if (getrandom(t->hash_key_, sizeof t->hash_key_, 0) != static_cast<ssize_t>(sizeof t->hash_key_))
+        for (std::uint32_t& w : t->hash_key_)
+            w = static_cast<std::uint32_t>(rte_rand());
     return t;
 }
 

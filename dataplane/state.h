@@ -188,8 +188,8 @@ inline constexpr unsigned kListingSlots = 64;
 /// a 64-bit finalizer), so that nobody can aim flows at one bucket: with CRC32 (rte_hash's),
 /// keys that collide are computed offline, whatever the seed, since CRC is linear.
 ///
-/// Index: a power-of-two number of 64-byte buckets (at least capacity / 2, so that a bucket
-/// holds two flows on average when the table is full), each with 7 slots of a 32-bit signature
+/// Index: a power-of-two number of 64-byte buckets (capacity / 4 to capacity / 2, so that a
+/// bucket holds two to four flows on average when the table is full), each with 7 slots of a 32-bit signature
 /// and a flow number, and a chain of overflow buckets from a pool. A chain is kept dense (every
 /// bucket but its last is full; a removal moves the chain's last slot into the hole), so the
 /// pool of capacity / 7 + 1 buckets always suffices: exactly `capacity` flows fit, whatever

@@ -446,6 +446,9 @@ int cmd_rules(std::vector<std::string> args) {
     return 0;
 }
 
+/// `moatctl states`' status when its listing came back interrupted (sysexits' EX_TEMPFAIL: ask again).
+constexpr int kExitInterrupted = 75;
+
 int cmd_states(std::vector<std::string> args) {
     const std::string sock = socket_path(args);
     nlohmann::json req{{"cmd", "states"}};
@@ -471,8 +474,12 @@ int cmd_states(std::vector<std::string> args) {
     nlohmann::json r;
     if (!ask(sock, req, r))
         return 1;
-    if (json)
-        return print_reply(r);
+    // A listing the operator's socket interrupted is partial: a script must not take it for all.
+    const int status = r.is_object() && r.value("interrupted", false) ? kExitInterrupted : 0;
+    if (json) {
+        const int printed = print_reply(r);
+        return printed != 0 ? printed : status;
+    }
     const auto& rows = r.at("states");
     std::cout << rows.size() << (rows.size() == 1 ? " flow" : " flows") << ", generation " << r.at("generation")
               << (r.value("interrupted", false) ? " (interrupted: the operator's socket asked for a listing; ask again)"
@@ -481,7 +488,7 @@ int cmd_states(std::vector<std::string> args) {
               << "\n";
     for (const auto& row : rows)
         std::cout << flow_text(row) << "\n";
-    return 0;
+    return status;
 }
 
 int cmd_reload(std::vector<std::string> args, const std::string& cmd) {

@@ -204,9 +204,10 @@ bool StatesHub::drain() {
     bool woke = false;
     while (!queue_.empty()) {
         std::shared_ptr<Listing> l = queue_.front().lock();
-        if (!l || l->ended) {  // its client went away, or all its rows are taken
+        if (!l || l->ended) {  // its client went away, or it ended outside (interrupted by list())
             queue_.pop_front();
             ask_workers(0);
+            woke = woke || l != nullptr;  // its reply can end: its client may be parked, waiting for rows
             continue;
         }
         if (l->id == 0) {

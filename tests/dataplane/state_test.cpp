@@ -419,6 +419,55 @@ TEST_F(State, FlowsInTheDefaultIndexComeAndGoAsTheModelSays) {
     flows_against_a_model(flows_, 0, now_, counts_, [&](const Bytes& f, Ingress in) { return passes(f, in); });
 }
 
+TEST_F(State, OneBurstThatExpiresRecreatesAndAnswersFlowsInOneChainFindsEachOnce) {
+    // Within one burst, a packet can find its flow expired (freed on the way, its position back
+    // on the free stack), make it anew at another position, and a later packet of the same burst
+    // must find that one, not the position the burst's lookup saw. All in one chain of buckets.
+    load(kKeep);
+    std::string error;
+    flows_ = FlowTable::create(16, SOCKET_ID_ANY, error, 1);
+    ASSERT_TRUE(flows_) << error;
+    for (std::uint16_t p = 0; p < 16; ++p)
+        ASSERT_TRUE(passes(udp_frame(kServer, static_cast<std::uint16_t>(40000 + p), kPeer, 123), Ingress::inside));
+    ASSERT_EQ(flows_->in_use(), 16u);
+    ASSERT_EQ(flows_->overflow_buckets(), 2u);
+    now_ += rte_get_tsc_hz() * (StateTimeouts::udp_first + 1);  // all expired, none swept
+    // One burst: each client's packet (in reverse order, so the positions come back shuffled),
+    // then each answer, then an answer of a flow that was never made.
+    std::vector<Bytes> frames;
+    std::vector<Ingress> in;
+    for (int p = 15; p >= 0; --p) {
+        frames.push_back(udp_frame(kServer, static_cast<std::uint16_t>(40000 + p), kPeer, 123));
+        in.push_back(Ingress::inside);
+    }
+    for (std::uint16_t p = 0; p < 16; ++p) {
+        frames.push_back(udp_frame(kPeer, 123, kServer, static_cast<std::uint16_t>(40000 + p)));
+        in.push_back(Ingress::outside);
+    }
+    frames.push_back(udp_frame(kPeer, 123, kServer, 41000));
+    in.push_back(Ingress::outside);
+    // A burst is parsed per port: the clients' packets and the answers in one settle call.
+    std::vector<rte_mbuf*> m;
+    for (const Bytes& f : frames)
+        m.push_back(test::mbuf(f));
+    std::vector<PacketMeta> meta(m.size());
+    std::vector<Verdict> v(m.size());
+    for (std::size_t i = 0; i < m.size(); ++i)
+        parse_burst({&m[i], 1}, in[i], tables_->parse, {&meta[i], 1});
+    classify_burst(*tables_, meta, v);
+    const StateCounts before = counts_;
+    flows_->settle(*tables_, m, meta, v, now_, counts_);
+    for (rte_mbuf* x : m)
+        rte_pktmbuf_free(x);
+    for (std::size_t i = 0; i + 1 < v.size(); ++i)
+        EXPECT_EQ(v[i].drop, DropReason::none) << "packet " << i;
+    EXPECT_EQ(v.back().drop, DropReason::state);
+    EXPECT_EQ(counts_.expired - before.expired, 16u);
+    EXPECT_EQ(counts_.created - before.created, 16u);
+    EXPECT_EQ(flows_->in_use(), 16u);
+    EXPECT_EQ(flows_->overflow_buckets(), 2u);
+}
+
 TEST(FlowTableCreate, RefusesABucketCountThatIsNotAPowerOfTwo) {
     std::string error;
     EXPECT_EQ(FlowTable::create(64, SOCKET_ID_ANY, error, 3), nullptr);
@@ -719,6 +768,11 @@ TEST_F(Hub, ReadOnlyRepliesNobodyReadsHoldBoundedRowsAndTheOperatorsListingStill
     const nlohmann::json j = nlohmann::json::parse(text);
     EXPECT_EQ(j["flows"], 2 * kFlows);
     EXPECT_EQ(hub_->held_read_only(), ctl::StatesHub::kHeldReadOnly);
+    // A client that goes away unread (closed for not reading) gives its rows back: the first
+    // listing ended at once, holding all its 3,000.
+    unread.front().more = nullptr;
+    unread.erase(unread.begin());
+    EXPECT_EQ(hub_->held_read_only(), ctl::StatesHub::kHeldReadOnly - 2 * kFlows);
     // Readers that read free their rows, and the rest of the queue goes on: every reply ends,
     // whole, but for the one the operator's request interrupted, which says so.
     std::vector<std::string> texts(unread.size());

@@ -883,7 +883,9 @@ TEST_F(MonitorE2E, AStatesClientThatNeverReadsStallsNeitherTheWorkerNorTheNextLi
 // life. The operator's request interrupts it: the operator's listing comes whole, and the slow
 // one ends, still valid JSON, with what it had and "interrupted".
 TEST_F(MonitorE2E, AnOperatorsListingInterruptsAReadOnlyListingThatIsReadSlowly) {
-    constexpr int kFlows = 8192;  // more than a listing holds, the ring and the socket's buffer together
+    // Some 5 MB of rows: at the slow reader's pace about 25 s, longer than the operator's ask()
+    // waits (20 s), so without the interruption the operator's listing would not come.
+    constexpr int kFlows = 16384;
     const std::vector<Bytes> frames = syns(0, kFlows);
     ASSERT_TRUE(start("", kStatefulPolicy, &frames));
     stats_after(kFlows);
@@ -895,22 +897,27 @@ TEST_F(MonitorE2E, AnOperatorsListingInterruptsAReadOnlyListingThatIsReadSlowly)
     std::atomic<std::size_t> read_so_far{0};
     std::string got;
     std::thread reader([&] {
-        char buf[65536];
+        // Slow but never stalled: it empties the socket once a second, so moatd's sends make
+        // progress every second (its write stall is 5 s): the attack of a client that keeps
+        // the running listing, not one that is cut off for not reading.
+        std::vector<char> buf(1 << 20);
         for (;;) {
             pollfd p{slow, POLLIN, 0};
-            if (poll(&p, 1, 30000) <= 0)
+            if (poll(&p, 1, static_cast<int>(scaled(30s).count())) <= 0)
                 break;
-            const ssize_t n = read(slow, buf, fast ? sizeof buf : 256);
-            if (n <= 0)
+            const ssize_t n = recv(slow, buf.data(), buf.size(), MSG_DONTWAIT);
+            if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR)))
                 break;
-            got.append(buf, static_cast<std::size_t>(n));
-            read_so_far = got.size();
+            if (n > 0) {
+                got.append(buf.data(), static_cast<std::size_t>(n));
+                read_so_far = got.size();
+            }
             if (!fast)
-                std::this_thread::sleep_for(200ms);  // about 1.3 KB a second: progress, never a stall
+                std::this_thread::sleep_for(1s);
         }
     });
     for (int i = 0; i < 100 && read_so_far == 0; ++i)  // its listing runs before the operator asks
-        std::this_thread::sleep_for(100ms);
+        std::this_thread::sleep_for(scaled(100ms));
     EXPECT_GT(read_so_far.load(), 0u);
     const json r = ask({{"cmd", "states"}});
     fast = true;

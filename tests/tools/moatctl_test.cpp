@@ -347,6 +347,30 @@ TEST(MoatctlClient, MonitorJsonCountsPacketLinesNotLossReportsAndRefusesWhatIsNo
     }
 }
 
+TEST(MoatctlClient, AnInterruptedStatesListingIsNotASuccess) {
+    // The operator's socket interrupted a read-only listing: the rows are a part, and a script
+    // that checks the status must not take them for every flow.
+    const std::string sock = (fs::temp_directory_path() / ("moatctl-st-" + std::to_string(getpid()) + ".sock")).string();
+    const std::string row = R"({"worker":0,"port":"outside","family":"ipv4","proto":"UDP","src":"198.18.100.1",)"
+                            R"("dst":"198.18.0.10","sport":5000,"dport":53,"state":"SINGLE:NO_TRAFFIC","expires_s":60,"generation":1})";
+    const std::string head = R"({"ok":true,"generation":1,"states":[)" + row + "],\"flows\":1,\"truncated\":";
+    {
+        FakeServer fake(sock, head + "true,\"interrupted\":true}\n", std::chrono::milliseconds(0));
+        const Result j = run({"states", "--socket", sock, "--json"});
+        EXPECT_EQ(j.status, 75) << j.err;
+        const auto parsed = nlohmann::json::parse(j.out, nullptr, false);
+        EXPECT_TRUE(parsed.is_object() && parsed.value("interrupted", false)) << j.out;
+        const Result t = run({"states", "--socket", sock});
+        EXPECT_EQ(t.status, 75) << t.err;
+        EXPECT_NE(t.out.find("1 flow, generation 1 (interrupted"), std::string::npos) << t.out;
+    }
+    {
+        FakeServer fake(sock, head + "false}\n", std::chrono::milliseconds(0));
+        EXPECT_EQ(run({"states", "--socket", sock, "--json"}).status, 0);
+        EXPECT_EQ(run({"states", "--socket", sock}).status, 0);
+    }
+}
+
 TEST(MoatctlClient, GivesUpOnATricklingServerAtItsTimeout) {
     const std::string sock = (fs::temp_directory_path() / ("moatctl-trickle-" + std::to_string(getpid()) + ".sock")).string();
     FakeServer fake(sock, "", std::chrono::milliseconds(100));
