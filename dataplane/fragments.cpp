@@ -1,7 +1,5 @@
 #include "dataplane/fragments.h"
 
-#include "dataplane/fixed_hash.h"
-
 #include <rte_hash_crc.h>
 
 #include <rte_cycles.h>
@@ -10,8 +8,28 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <string>
 
 namespace moat::dp {
+
+namespace {
+
+/// An extendable rte_hash (exactly `entries` keys fit whatever they hash to) hashed with CRC32,
+/// named `prefix` and a number of its own; null when it cannot be had (rte_errno says why).
+rte_hash* create_fixed_hash(const char* prefix, unsigned entries, std::uint32_t key_len, int socket) {
+    static std::atomic<unsigned> made{0};
+    const std::string name = prefix + std::to_string(made.fetch_add(1));
+    rte_hash_parameters p{};
+    p.name = name.c_str();
+    p.entries = entries;
+    p.key_len = key_len;
+    p.hash_func = rte_hash_crc;
+    p.socket_id = socket;
+    p.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+    return rte_hash_create(&p);
+}
+
+}  // namespace
 
 std::unique_ptr<FragmentTable> FragmentTable::create(unsigned entries, int socket, std::string& error) {
     std::unique_ptr<FragmentTable> t(new FragmentTable);

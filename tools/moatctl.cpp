@@ -556,25 +556,24 @@ int cmd_monitor(std::vector<std::string> args) {
     }
     bool attached = false, refused = false;
     std::uint64_t lines = 0;
+    const auto not_an_object = [&] {
+        std::cerr << "moatctl monitor: a line that is not a JSON object from moatd\n";
+        refused = true;
+        return false;
+    };
     const Status ended = control_stream(sock, req, g_timeout_ms, [&](std::string_view text) {
         if (json && attached) {
             // Passed through as moatd wrote it: parsing a line costs some 13 us (nlohmann), more
             // than moatd spends making it, and this client shares the appliance's CPUs. A report
             // of lost lines is the one line that starts with its "lost" member.
-            if (text.size() < 2 || text.front() != '{' || text.back() != '}') {
-                std::cerr << "moatctl monitor: a line that is not a JSON object from moatd\n";
-                refused = true;
-                return false;
-            }
+            if (text.size() < 2 || text.front() != '{' || text.back() != '}')
+                return not_an_object();
             std::cout << text << "\n";
             return text.starts_with("{\"lost\":") || count == 0 || ++lines < count;
         }
         const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) {
-            std::cerr << "moatctl monitor: a line that is not a JSON object from moatd\n";
-            refused = true;
-            return false;
-        }
+        if (j.is_discarded() || !j.is_object())
+            return not_an_object();
         if (!attached) {
             if (!j.value("ok", false)) {
                 for (const auto& e : j.value("errors", nlohmann::json::array()))

@@ -74,7 +74,7 @@ std::shared_ptr<const std::string> MetricsBoard::text(std::chrono::milliseconds 
     // text takes seconds); the others wait for that text instead of formatting copies of their
     // own (four scrapers of a 200,000-filter policy made four 60 MB texts at once).
     const auto until = Clock::now() + wait;
-    while (!text_ && formatting_ && formatting_ == stats_) {
+    while (!text_ && formatting_ == stats_) {  // stats_ is set here
         if (!cv_.wait_until(lock, until, [&] { return closed_ || text_ || formatting_ != stats_; }))
             return nullptr;  // still formatting after `wait`: this scrape gets 503
         if (closed_)

@@ -245,17 +245,11 @@ MonitorHub::~MonitorHub() {
 }
 
 Status MonitorHub::attach_worker(dp::WorkerContext& w, int socket) {
-    const std::string name = "moat_mon_" + std::to_string(w.index);
-    rte_ring* r = rte_ring_create_elem(name.c_str(), sizeof(dp::MonitorRecord), kRingSize, socket,
-                                       RING_F_SP_ENQ | RING_F_SC_DEQ);
+    const Result<rte_ring*> r = rings_.attach(w, "moat_mon_", "monitor", sizeof(dp::MonitorRecord), kRingSize, socket);
     if (!r)
-        return fail("cannot make the monitor ring of worker " + std::to_string(w.index) + ": " + rte_strerror(rte_errno));
-    rings_.emplace_back(r);
-    if (workers_.size() <= w.index)
-        workers_.resize(w.index + 1, nullptr);
-    workers_[w.index] = &w;
+        return fail(r.error());
     w.monitor.word = &word_;
-    w.monitor.ring = r;
+    w.monitor.ring = *r;
     w.monitor.window_cycles = std::max<std::uint64_t>(1, rte_get_tsc_hz() / 1000);  // 1 ms: see kMonitorRecordsPerWindow
     return {};
 }
@@ -267,7 +261,7 @@ std::chrono::system_clock::time_point MonitorHub::wall_of(std::uint64_t tsc) con
 
 std::uint64_t MonitorHub::ring_lost() const {
     std::uint64_t n = 0;
-    for (const auto* w : workers_)
+    for (const auto* w : rings_.workers())
         if (w)
             n += w->counters.monitor_lost.get();
     return n;
@@ -312,8 +306,8 @@ Reply MonitorHub::attach(const nlohmann::json& req, const RequestContext& ctx) {
         wall0_ = std::chrono::system_clock::now();
         rt_.keep_recent(true);
         std::array<dp::MonitorRecord, 64> sink;
-        for (auto& r : rings_)
-            while (rte_ring_sc_dequeue_burst_elem(r.get(), sink.data(), sizeof(dp::MonitorRecord), sink.size(), nullptr) != 0) {
+        for (rte_ring* r : rings_.rings())
+            while (rte_ring_sc_dequeue_burst_elem(r, sink.data(), sizeof(dp::MonitorRecord), sink.size(), nullptr) != 0) {
             }
         ++epoch_;
     }
@@ -358,9 +352,9 @@ bool MonitorHub::drain() {
     std::map<std::uint64_t, std::shared_ptr<const Generation>> gens;  // within this turn
     std::array<dp::MonitorRecord, 64> recs;
     std::size_t drained = 0;
-    for (auto& ring : rings_) {
+    for (rte_ring* ring : rings_.rings()) {
         while (drained < kDrainPerTurn && std::chrono::steady_clock::now() - start < std::chrono::milliseconds(2)) {
-            const unsigned n = rte_ring_sc_dequeue_burst_elem(ring.get(), recs.data(), sizeof(dp::MonitorRecord),
+            const unsigned n = rte_ring_sc_dequeue_burst_elem(ring, recs.data(), sizeof(dp::MonitorRecord),
                                                               recs.size(), nullptr);
             if (n == 0)
                 break;

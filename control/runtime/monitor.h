@@ -30,6 +30,7 @@
 
 #include "control/config/result.h"
 #include "control/runtime/control_socket.h"
+#include "control/runtime/worker_rings.h"
 #include "dataplane/monitor.h"
 #include "dataplane/worker.h"
 
@@ -127,11 +128,7 @@ private:
     Runtime& rt_;
     std::atomic<std::uint64_t> word_{0};
     std::uint16_t epoch_ = 0;
-    struct RingDeleter {
-        void operator()(rte_ring* r) const noexcept { rte_ring_free(r); }
-    };
-    std::vector<std::unique_ptr<rte_ring, RingDeleter>> rings_;
-    std::vector<const dp::WorkerContext*> workers_;
+    WorkerRings rings_;
     std::vector<std::shared_ptr<Client>> clients_;
     std::uint64_t tsc0_ = 0;
     double tsc_hz_ = 1;

@@ -130,21 +130,15 @@ StatesHub::StatesHub(Runtime& rt) : rt_(rt) {}
 StatesHub::~StatesHub() = default;
 
 Status StatesHub::attach_worker(dp::WorkerContext& w, int socket) {
-    const std::string name = "moat_states_" + std::to_string(w.index);
-    rte_ring* r = rte_ring_create_elem(name.c_str(), sizeof(dp::FlowRecord), kRingSize, socket,
-                                       RING_F_SP_ENQ | RING_F_SC_DEQ);
+    const Result<rte_ring*> r = rings_.attach(w, "moat_states_", "flow-listing", sizeof(dp::FlowRecord), kRingSize, socket);
     if (!r)
-        return fail("cannot make the flow-listing ring of worker " + std::to_string(w.index) + ": " + rte_strerror(rte_errno));
-    rings_.emplace_back(r);
-    if (workers_.size() <= w.index)
-        workers_.resize(w.index + 1, nullptr);
-    workers_[w.index] = &w;
-    w.listing.ring = r;
+        return fail(r.error());
+    w.listing.ring = *r;
     return {};
 }
 
 void StatesHub::ask_workers(std::uint32_t id) {
-    for (dp::WorkerContext* w : workers_)
+    for (dp::WorkerContext* w : rings_.workers())
         if (w)
             w->listing.request.store(id, std::memory_order_release);
 }
@@ -201,6 +195,7 @@ Reply StatesHub::list(const nlohmann::json& req, const RequestContext& ctx) {
 }
 
 bool StatesHub::drain() {
+    const std::vector<dp::WorkerContext*>& workers = rings_.workers();
     bool woke = false;
     while (!queue_.empty()) {
         std::shared_ptr<Listing> l = queue_.front().lock();
@@ -212,17 +207,17 @@ bool StatesHub::drain() {
         }
         if (l->id == 0) {
             l->id = ++last_id_ != 0 ? last_id_ : ++last_id_;
-            l->finished.assign(workers_.size(), false);
-            for (std::size_t i = 0; i < workers_.size(); ++i)
-                l->finished[i] = workers_[i] == nullptr;
+            l->finished.assign(workers.size(), false);
+            for (std::size_t i = 0; i < workers.size(); ++i)
+                l->finished[i] = workers[i] == nullptr;
             ask_workers(l->id);
         }
-        for (std::size_t i = 0; i < workers_.size() && !l->ended; ++i) {
+        for (std::size_t i = 0; i < workers.size() && !l->ended; ++i) {
             if (l->finished[i])
                 continue;
             // `done` before the ring: what the worker copied before it said done is all there.
-            const bool walked = workers_[i]->listing.done.load(std::memory_order_acquire) == l->id;
-            rte_ring* ring = workers_[i]->listing.ring;
+            const bool walked = workers[i]->listing.done.load(std::memory_order_acquire) == l->id;
+            rte_ring* ring = workers[i]->listing.ring;
             dp::FlowRecord rec;
             while (l->rows.size() < kHeld && (!l->read_only || *held_read_only_ < kHeldReadOnly) &&
                    rte_ring_sc_dequeue_elem(ring, &rec, sizeof rec) == 0) {

@@ -25,6 +25,7 @@
 
 #include "control/config/result.h"
 #include "control/runtime/control_socket.h"
+#include "control/runtime/worker_rings.h"
 #include "dataplane/state.h"
 #include "dataplane/worker.h"
 
@@ -88,11 +89,7 @@ private:
     void ask_workers(std::uint32_t id);
 
     Runtime& rt_;
-    struct RingDeleter {
-        void operator()(rte_ring* r) const noexcept { rte_ring_free(r); }
-    };
-    std::vector<std::unique_ptr<rte_ring, RingDeleter>> rings_;
-    std::vector<dp::WorkerContext*> workers_;
+    WorkerRings rings_;
     std::deque<std::weak_ptr<Listing>> queue_;  ///< the front one runs
     std::uint32_t last_id_ = 0;
     /// Shared with the listings, which may outlive the hub in a reply's closure.

@@ -68,6 +68,12 @@ namespace fs = std::filesystem;
 using perf::frame_of;
 using perf::median;
 
+/// Writes frame `f` into `m` (room enough: the pool's mbufs hold any test frame).
+void put_frame(rte_mbuf* m, const test::Bytes& f) {
+    std::copy(f.begin(), f.end(), rte_pktmbuf_mtod(m, std::uint8_t*));
+    m->data_len = m->pkt_len = static_cast<std::uint32_t>(f.size());
+}
+
 /// The ports of the loop and the pool of its packets.
 struct Loop {
     rte_mempool* pool = nullptr;
@@ -114,8 +120,7 @@ struct Loop {
             rte_mbuf* m = rte_pktmbuf_alloc(pool);
             if (!m)
                 return false;
-            std::copy(f.begin(), f.end(), rte_pktmbuf_mtod(m, std::uint8_t*));
-            m->data_len = m->pkt_len = static_cast<std::uint32_t>(f.size());
+            put_frame(m, f);
             if (rte_ring_enqueue(loop, m) != 0) {
                 rte_pktmbuf_free(m);
                 return false;
@@ -443,11 +448,8 @@ void stage_costs(const Case& c, rte_mempool* pool) {
     const dp::TableSet& t = *built->tables;
     dp::Burst b;
     for (b.n = 0; b.n < dp::kBurstMax; ++b.n) {
-        const test::Bytes& f = c.frames[b.n % c.frames.size()];
-        rte_mbuf* m = rte_pktmbuf_alloc(pool);
-        std::copy(f.begin(), f.end(), rte_pktmbuf_mtod(m, std::uint8_t*));
-        m->data_len = m->pkt_len = static_cast<std::uint32_t>(f.size());
-        b.pkts[b.n] = m;
+        b.pkts[b.n] = rte_pktmbuf_alloc(pool);
+        put_frame(b.pkts[b.n], c.frames[b.n % c.frames.size()]);
     }
     constexpr int kTurns = 200000;
     std::uint64_t parse = 0, classify = 0, state = 0;
@@ -486,11 +488,8 @@ void stage_costs(const Case& c, rte_mempool* pool) {
                 std::shuffle(order.begin(), order.end(), std::mt19937(pass + 1));
                 std::uint64_t timed = 0, settled = 0;
                 for (std::size_t at = 0; at + dp::kBurstMax <= order.size(); at += dp::kBurstMax) {
-                    for (std::size_t j = 0; j < dp::kBurstMax; ++j) {
-                        const test::Bytes& f = c.frames[order[at + j]];
-                        std::copy(f.begin(), f.end(), rte_pktmbuf_mtod(b.pkts[j], std::uint8_t*));
-                        b.pkts[j]->data_len = b.pkts[j]->pkt_len = static_cast<std::uint32_t>(f.size());
-                    }
+                    for (std::size_t j = 0; j < dp::kBurstMax; ++j)
+                        put_frame(b.pkts[j], c.frames[order[at + j]]);
                     dp::parse_burst(b.packets(), dp::Ingress::outside, t.parse, b.metas());
                     dp::classify_burst(t, b.metas(), b.verdict_span());
                     const std::uint64_t t0 = rte_rdtsc();

@@ -64,37 +64,28 @@ constexpr const char* kPeer = "198.19.5.5";
 Bytes tcp_frame(const std::string& src, const std::string& dst, std::uint16_t sport, std::uint16_t dport,
                 std::uint8_t flags, std::uint32_t seq, std::uint32_t ack, std::uint16_t win = 65535,
                 const std::string& payload = "", int wscale = -1) {
-    struct {
-        const std::string &src, &dst;
-        std::uint16_t sport, dport;
-        std::uint8_t flags;
-        std::uint32_t seq, ack;
-        std::uint16_t win;
-        const std::string& payload;
-        int wscale;
-    } t{src, dst, sport, dport, flags, seq, ack, win, payload, wscale};
     Pkt p;
-    p.src = t.src;
-    p.dst = t.dst;
+    p.src = src;
+    p.dst = dst;
     p.proto = 6;
-    p.sport = t.sport;
-    p.dport = t.dport;
-    p.payload = t.payload;
-    p.tcp_doff = t.wscale >= 0 ? 6 : 5;
+    p.sport = sport;
+    p.dport = dport;
+    p.payload = payload;
+    p.tcp_doff = wscale >= 0 ? 6 : 5;
     test::Built b = test::build(p);
     Bytes& f = b.bytes;
     const std::size_t l4 = b.l4;
     for (int i = 0; i < 4; ++i) {
-        f[l4 + 4 + i] = static_cast<std::uint8_t>(t.seq >> (24 - 8 * i));
-        f[l4 + 8 + i] = static_cast<std::uint8_t>(t.ack >> (24 - 8 * i));
+        f[l4 + 4 + i] = static_cast<std::uint8_t>(seq >> (24 - 8 * i));
+        f[l4 + 8 + i] = static_cast<std::uint8_t>(ack >> (24 - 8 * i));
     }
-    f[l4 + 13] = t.flags;
-    test::put16(f, l4 + 14, t.win);
-    if (t.wscale >= 0) {
+    f[l4 + 13] = flags;
+    test::put16(f, l4 + 14, win);
+    if (wscale >= 0) {
         f[l4 + 20] = 1;  // NOP, then window scale
         f[l4 + 21] = 3;
         f[l4 + 22] = 3;
-        f[l4 + 23] = static_cast<std::uint8_t>(t.wscale);
+        f[l4 + 23] = static_cast<std::uint8_t>(wscale);
     }
     return f;
 }
