@@ -5,7 +5,6 @@
 #include <rte_prefetch.h>
 #include <rte_random.h>
 
-#include <emmintrin.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -283,36 +282,34 @@ FlowKey flow_key(const FlowTuple& t, bool& src_is_a) noexcept {
     return k;
 }
 
-std::unique_ptr<FlowTable> FlowTable::create(unsigned entries, int socket, std::string& error, unsigned buckets) {
+std::unique_ptr<FlowTable> FlowTable::create(unsigned entries, int socket, std::string& error,
+                                             std::uint64_t home_slots) {
     std::unique_ptr<FlowTable> t(new FlowTable);
     t->capacity_ = std::max(entries, 8u);
     t->hz_ = rte_get_tsc_hz();
-    std::uint64_t home = buckets;
-    if (home == 0)  // two to four flows a bucket when full, at most 32 bytes a flow of index
-        home = std::max<std::uint64_t>(std::bit_floor(std::uint64_t{t->capacity_} / 2), 4);
-    if (!std::has_single_bit(home)) {
-        error = "flow table: " + std::to_string(home) + " buckets is not a power of two";
+    // At most two thirds of the slots in use: a lookup of a missing key probes about five slots
+    // then, one of a tracked flow two (linear probing), mostly in the same or the next line.
+    const std::uint64_t slots = std::bit_ceil(std::uint64_t{t->capacity_} * 3 / 2);
+    if (home_slots == 0)
+        home_slots = slots;
+    if (!std::has_single_bit(home_slots) || home_slots > slots) {
+        error = "flow table: " + std::to_string(home_slots) + " home slots is not a power of two up to " +
+                std::to_string(slots);
         return nullptr;
     }
-    t->bucket_mask_ = home - 1;
-    t->ext_count_ = t->capacity_ / kSlots + 1;
-    t->ext_free_ = t->ext_count_;
-    t->flows_ = static_cast<Flow*>(rte_zmalloc_socket("moat_flows", sizeof(Flow) * t->capacity_, 64, socket));
+    t->slot_mask_ = slots - 1;
+    t->home_mask_ = home_slots - 1;
+    t->slots_ = static_cast<Flow*>(rte_zmalloc_socket("moat_flows", sizeof(Flow) * slots, 64, socket));
+    t->tracks_ = static_cast<Track*>(rte_malloc_socket("moat_flow_tcp", sizeof(Track) * t->capacity_, 64, socket));
     t->free_ = static_cast<std::uint32_t*>(rte_malloc_socket("moat_flows_free", 4ull * t->capacity_, 64, socket));
-    t->buckets_ = static_cast<Bucket*>(rte_zmalloc_socket("moat_flow_index", sizeof(Bucket) * home, 64, socket));
-    t->ext_ = static_cast<Bucket*>(rte_zmalloc_socket("moat_flow_overflow", sizeof(Bucket) * t->ext_count_, 64, socket));
-    t->ext_stack_ = static_cast<std::uint32_t*>(rte_malloc_socket("moat_flow_overflow_free", 4ull * t->ext_count_, 64, socket));
-    if (!t->flows_ || !t->free_ || !t->buckets_ || !t->ext_ || !t->ext_stack_) {
-        const std::uint64_t bytes = (sizeof(Flow) + 4) * std::uint64_t{t->capacity_} + sizeof(Bucket) * home +
-                                    (sizeof(Bucket) + 4) * std::uint64_t{t->ext_count_};
+    if (!t->slots_ || !t->tracks_ || !t->free_) {
+        const std::uint64_t bytes = sizeof(Flow) * slots + (sizeof(Track) + 4) * std::uint64_t{t->capacity_};
         error = "cannot create the flow table (" + std::to_string(t->capacity_) + " flows, " +
                 std::to_string((bytes + (1 << 20) - 1) >> 20) + " MB of DPDK memory): lower state_table or give DPDK more memory";
         return nullptr;
     }
     for (unsigned i = 0; i < t->capacity_; ++i)  // popped from the back: position 0 first
         t->free_[i] = t->capacity_ - 1 - i;
-    for (unsigned i = 0; i < t->ext_count_; ++i)
-        t->ext_stack_[i] = t->ext_count_ - 1 - i;
     // The hash's key from the kernel's random source (rte_rand is seeded from one 64-bit value
     // and is no secret); rte_rand only if getrandom fails.
     if (getrandom(t->hash_key_, sizeof t->hash_key_, 0) != static_cast<ssize_t>(sizeof t->hash_key_))
@@ -322,21 +319,19 @@ std::unique_ptr<FlowTable> FlowTable::create(unsigned entries, int socket, std::
 }
 
 FlowTable::~FlowTable() {
-    rte_free(flows_);
+    rte_free(slots_);
+    rte_free(tracks_);
     rte_free(free_);
-    rte_free(buckets_);
-    rte_free(ext_);
-    rte_free(ext_stack_);
 }
 
 [[gnu::always_inline]] inline std::uint64_t FlowTable::hash(const FlowKey& key) const noexcept {
     // NH (UMAC, RFC 4418): sum of products of key words plus secret words, almost universal
     // (two keys collide with probability 2^-32 over the secret), then murmur3's finalizer so
-    // that the bucket's low bits and the signature's high bits both depend on every word.
-    // Read in 64-bit words, as flow_key wrote them (see there), each one NH's pair of 32-bit words.
+    // that the slot's bits depend on every word. Read in 64-bit words, as flow_key wrote them
+    // (see there), each one NH's pair of 32-bit words; the sixth word, always 0, is left out.
     const auto* p = reinterpret_cast<const std::uint8_t*>(&key);
     std::uint64_t h = 0;
-    for (unsigned i = 0; i < 6; ++i) {
+    for (unsigned i = 0; i < 5; ++i) {
         std::uint64_t x;
         std::memcpy(&x, p + 8 * i, 8);
         h += std::uint64_t{static_cast<std::uint32_t>(x) + hash_key_[2 * i]} *
@@ -350,113 +345,64 @@ FlowTable::~FlowTable() {
     return h;
 }
 
-std::int32_t FlowTable::find(const FlowKey& key, std::uint64_t h) const noexcept {
-    const std::uint32_t sig = signature(h);
-    for (const Bucket* b = &home(h);; b = &overflow(b->next)) {
-        for (unsigned s = 0; s < kSlots; ++s) {
-            if (b->sig[s] == 0)
-                return -1;  // a dense chain: nothing after an empty slot
-            if (b->sig[s] == sig && flows_[b->flow[s]].matches(key))
-                return static_cast<std::int32_t>(b->flow[s]);
-        }
-        if (b->next == 0)
+std::int64_t FlowTable::find(const FlowKey& key, std::uint64_t h) const noexcept {
+    // A flow lies between its home slot and the first empty slot after it (erase keeps it so);
+    // there is always an empty slot (at most two thirds are in use).
+    for (std::uint64_t i = home(h);; i = (i + 1) & slot_mask_) {
+        const Flow& f = slots_[i];
+        if (!f.used())
             return -1;
+        if (f.matches(key))
+            return static_cast<std::int64_t>(i);
     }
 }
 
-[[gnu::always_inline]] inline std::int32_t FlowTable::candidate(std::uint64_t h) const noexcept {
-    // Without a branch: the bucket is usually still on its way from memory, and a branch on it
-    // that mispredicts throws away the loads the next packets have started meanwhile.
-    // (GCC turns a loop of selects into branches): the 7 signatures compared at once, the first
-    // match's flow number read as word 8 + i of the bucket (word 15, `pad`, when none matched).
-    static_assert(offsetof(Bucket, flow) == 32 && offsetof(Bucket, pad) == 60);
-    const Bucket& b = home(h);
-    const __m128i want = _mm_set1_epi32(static_cast<int>(signature(h)));
-    const auto* v = reinterpret_cast<const __m128i*>(&b);
-    const unsigned mask = (static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_load_si128(v), want)))) |
-                           static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_load_si128(v + 1), want))))
-                               << 4) & 0x7fu;  // not `next`
-    const unsigned i = static_cast<unsigned>(__builtin_ctz(mask | 0x80u));
-    const std::int32_t at = static_cast<std::int32_t>(reinterpret_cast<const std::uint32_t*>(&b)[8 + i]);
-    return at | -static_cast<std::int32_t>(mask == 0);  // -1 when none (a select would be a branch again)
-}
-
-bool FlowTable::index(std::uint64_t h, std::uint32_t pos) noexcept {
-    Bucket* b = &home(h);
-    while (b->next != 0)
-        b = &overflow(b->next);
-    unsigned s = 0;
-    while (s < kSlots && b->sig[s] != 0)
-        ++s;
-    if (s == kSlots) {
-        if (ext_free_ == 0)
-            return false;
-        const std::uint32_t e = ext_stack_[--ext_free_];
-        ext_[e] = Bucket{};
-        b->next = e + 1;
-        b = &ext_[e];
-        s = 0;
-    }
-    b->sig[s] = signature(h);
-    b->flow[s] = pos;
-    return true;
-}
-
-void FlowTable::unindex(std::uint64_t h, std::uint32_t pos) noexcept {
-    Bucket* hole = nullptr;
-    unsigned hole_slot = 0;
-    Bucket* prev = nullptr;  // the bucket before the chain's last
-    Bucket* b = &home(h);
-    for (;;) {
-        for (unsigned s = 0; s < kSlots && b->sig[s] != 0; ++s)
-            if (b->flow[s] == pos) {
-                hole = b;
-                hole_slot = s;
-            }
-        if (b->next == 0)
-            break;
-        prev = b;
-        b = &overflow(b->next);
-    }
-    if (!hole)
-        return;
-    unsigned last = 0;  // the chain's last slot in use: it fills the hole
-    while (last + 1 < kSlots && b->sig[last + 1] != 0)
-        ++last;
-    hole->sig[hole_slot] = b->sig[last];
-    hole->flow[hole_slot] = b->flow[last];
-    b->sig[last] = 0;
-    if (last == 0 && prev) {  // an overflow bucket left empty goes back to the pool
-        ext_stack_[ext_free_++] = prev->next - 1;
-        prev->next = 0;
-    }
-}
-
-void FlowTable::erase(unsigned pos) noexcept {
-    Flow& f = flows_[pos];
-    if (!f.used)
-        return;
-    unindex(hash(f.key()), pos);
-    f.used = false;
-    free_[capacity_ - in_use_] = pos;
+void FlowTable::erase(std::uint64_t pos) noexcept {
+    free_[capacity_ - in_use_] = slots_[pos].track;
     --in_use_;
+    // Knuth's Algorithm R: each flow after the hole, up to the next empty slot, whose home does
+    // not lie after the hole (cyclically) would no longer be found past it, so it moves into
+    // the hole, which moves on to where it was.
+    std::uint64_t hole = pos;
+    std::uint64_t j = pos;
+    for (;;) {
+        slots_[hole].tail = 0;
+        for (;;) {
+            j = (j + 1) & slot_mask_;
+            if (!slots_[j].used())
+                return;
+            const std::uint64_t k = home(hash(slots_[j].key()));
+            const bool stays = hole <= j ? (hole < k && k <= j) : (hole < k || k <= j);
+            if (!stays)
+                break;
+        }
+        slots_[hole] = slots_[j];
+        hole = j;
+    }
 }
 
-FlowTable::Flow* FlowTable::live(std::int32_t pos, const FlowKey& key, std::uint64_t now, StateCounts& counts) noexcept {
-    if (pos < 0 || static_cast<unsigned>(pos) >= capacity_)
+unsigned FlowTable::run_at_slot_zero() const noexcept {
+    unsigned n = 0;
+    while (n <= slot_mask_ && slots_[n].used())
+        ++n;
+    return n;
+}
+
+FlowTable::Flow* FlowTable::live(std::int64_t pos, const FlowKey& key, std::uint64_t now, StateCounts& counts) noexcept {
+    if (pos < 0 || static_cast<std::uint64_t>(pos) > slot_mask_)
         return nullptr;
-    Flow& f = flows_[static_cast<unsigned>(pos)];
-    if (!f.used || !f.matches(key))
-        return nullptr;  // a signature's false match, or freed or reused earlier in this burst
+    Flow& f = slots_[pos];
+    if (!f.used() || !f.matches(key))
+        return nullptr;  // freed or moved earlier in this burst
     if (f.expires <= now) {
-        erase(static_cast<unsigned>(pos));
+        erase(static_cast<std::uint64_t>(pos));
         ++counts.expired;
         return nullptr;
     }
     return &f;
 }
 
-void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::int32_t pos,
+void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::int64_t pos,
                       const FlowKey& key, std::uint64_t h, bool src_is_a, std::uint64_t now,
                       StateCounts& counts) noexcept {
     const StateMode mode = t.rules[v.rank].state;
@@ -468,7 +414,7 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
     }
     Flow* f = live(pos, key, now, counts);
     if (!f)
-        f = live(find(key, h), key, now, counts);  // not in its home bucket's first match, or created earlier in this burst
+        f = live(find(key, h), key, now, counts);  // created or moved earlier in this burst
     if (f && f->generation != t.generation) {
         // A reload since the flow's last packet: does the new policy still create it?
         const Flow& g = *f;
@@ -476,13 +422,13 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
         PacketKey k{};
         k.family = static_cast<Family>(gk.family);
         k.proto = gk.proto;
-        k.src = g.initiator_is_a ? gk.a : gk.b;
-        k.dst = g.initiator_is_a ? gk.b : gk.a;
-        k.ingress = g.ingress;
+        k.src = g.initiator_is_a() ? gk.a : gk.b;
+        k.dst = g.initiator_is_a() ? gk.b : gk.a;
+        k.ingress = g.ingress();
         if (proto_has_ports(k.proto)) {
             k.has_ports = true;
-            k.sport = g.initiator_is_a ? gk.port_a : gk.port_b;
-            k.dport = g.initiator_is_a ? gk.port_b : gk.port_a;
+            k.sport = g.initiator_is_a() ? gk.port_a : gk.port_b;
+            k.dport = g.initiator_is_a() ? gk.port_b : gk.port_a;
         } else if (proto_is_icmp(k.proto)) {
             k.has_icmp = true;
             k.icmp_type = echo_request(k.family);
@@ -492,38 +438,38 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
             f->generation = t.generation;
             f->rank = r;
         } else {
-            erase(static_cast<unsigned>(f - flows_));
+            erase(static_cast<std::uint64_t>(f - slots_));
             ++counts.cut;
             f = nullptr;
         }
     }
-    const unsigned from = f ? (src_is_a == f->initiator_is_a ? 0u : 1u) : 0u;
+    const unsigned from = f ? (src_is_a == f->initiator_is_a() ? 0u : 1u) : 0u;
     // A flow's packets arrive on its ports: the initiator's on the port its first packet came
     // in on, the answers on the other. A packet that claims a flow's addresses from the wrong
     // side of the wire is not of that flow.
-    if (f && (m.key.ingress == f->ingress) != (from == 0)) {
+    if (f && (m.key.ingress == f->ingress()) != (from == 0)) {
         v.drop = DropReason::state;
         return;
     }
-    if (f && tcp && from == 0 && (seg.flags & kTcpFirst) == kTcpSyn && tcp_closed(f->tcp)) {
-        erase(static_cast<unsigned>(f - flows_));  // a new connection on the ports of a closed one
+    if (f && tcp && from == 0 && (seg.flags & kTcpFirst) == kTcpSyn && tcp_closed(tracks_[f->track].tcp)) {
+        erase(static_cast<std::uint64_t>(f - slots_));  // a new connection on the ports of a closed one
         ++counts.expired;
         f = nullptr;
     }
     if (f) {
         unsigned timeout;
         if (tcp) {
-            timeout = tcp_track(f->tcp, from, seg);
+            timeout = tcp_track(tracks_[f->track].tcp, from, seg);
             if (timeout == 0) {
                 v.drop = DropReason::state;
                 return;
             }
         } else if (proto_is_icmp(m.key.proto)) {
-            f->answered = f->answered || from == 1;
+            f->tail |= from == 1 ? Flow::kAnswered : 0;
             timeout = StateTimeouts::icmp_reply;
         } else {
-            f->answered = f->answered || from == 1;
-            const bool both = f->answered;
+            f->tail |= from == 1 ? Flow::kAnswered : 0;
+            const bool both = f->has(Flow::kAnswered);
             timeout = m.key.proto == kProtoUdp ? (both ? StateTimeouts::udp_multiple : StateTimeouts::udp_single)
                                                : (both ? StateTimeouts::other_multiple : StateTimeouts::other_single);
         }
@@ -539,25 +485,29 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
         v.drop = DropReason::state;
         return;
     }
-    const std::uint32_t at = in_use_ < capacity_ ? free_[capacity_ - in_use_ - 1] : 0;  // the free stack's top
-    if (in_use_ == capacity_ || !index(h, at)) {
+    if (in_use_ == capacity_) {
         ++counts.full;
         v.drop = DropReason::state;
         return;
     }
-    Flow& n = flows_[at];
-    n = Flow{};
-    n.set_key(key);
-    n.used = true;
-    n.initiator_is_a = src_is_a;
-    n.ingress = m.key.ingress;
+    std::uint64_t at = home(h);  // the first empty slot from its home (find found none of its key)
+    while (slots_[at].used())
+        at = (at + 1) & slot_mask_;
+    Flow& n = slots_[at];
+    n.a = key.a;
+    n.b = key.b;
+    n.tail = (Flow::tail_of(key) & Flow::kKeyBits) | Flow::kUsed | (src_is_a ? Flow::kInitiatorIsA : 0) |
+             (m.key.ingress == Ingress::inside ? Flow::kInside : 0);
     n.generation = t.generation;
     n.rank = v.rank;
+    n.track = free_[capacity_ - in_use_ - 1];  // the free stack's top
     unsigned timeout = m.key.proto == kProtoUdp ? StateTimeouts::udp_first : StateTimeouts::other_first;
-    if (tcp)
-        timeout = tcp_start(n.tcp, seg);
-    else if (proto_is_icmp(m.key.proto))
+    if (tcp) {
+        tracks_[n.track].tcp = TcpTrack{};
+        timeout = tcp_start(tracks_[n.track].tcp, seg);
+    } else if (proto_is_icmp(m.key.proto)) {
         timeout = StateTimeouts::icmp_first;
+    }
     n.expires = now + ticks(timeout);
     ++in_use_;
     ++counts.created;
@@ -613,14 +563,14 @@ void FlowTable::related(rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uin
     if (!f)
         return;
     // It travels against the quoted packet: it arrives on the port the quoted packet left by.
-    const unsigned from = src_is_a == f->initiator_is_a ? 0u : 1u;  // the quoted packet's sender
-    if ((m.key.ingress == f->ingress) != (from == 1))
+    const unsigned from = src_is_a == f->initiator_is_a() ? 0u : 1u;  // the quoted packet's sender
+    if ((m.key.ingress == f->ingress()) != (from == 1))
         return;
     if (t.proto == kProtoTcp) {
         // The quoted sequence number lies in what its sender may have sent (pf's check):
         // a forged error must guess it.
-        const TcpPeer& src = f->tcp.peer[from];
-        const TcpPeer& dst = f->tcp.peer[from ^ 1];
+        const TcpPeer& src = tracks_[f->track].tcp.peer[from];
+        const TcpPeer& dst = tracks_[f->track].tcp.peer[from ^ 1];
         const unsigned dws = src.wscale >= 0 && dst.wscale >= 0 ? static_cast<unsigned>(dst.wscale) : 0;
         const std::uint32_t seq = be32(h + 4);
         if (!src.seen || !seq_geq(src.seqhi, seq) || !seq_geq(seq, src.seqlo - (dst.max_win << dws)))
@@ -630,52 +580,85 @@ void FlowTable::related(rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uin
     ++counts.related;
 }
 
+void FlowTable::prepare(std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta) noexcept {
+    const std::size_t n = std::min(kChunk, meta.size());
+    burst_.meta = meta.data();
+    burst_.n = n;
+    for (std::size_t i = 0; i < n; ++i) {
+        const PacketMeta& m = meta[i];
+        burst_.keyed[i] = Keyed::no;
+        // What no verdict can make stateful: a parse drop, a bypass, a later fragment.
+        if (m.drop != DropReason::none || m.bypass || (m.frag.present && m.frag.begin != 0))
+            continue;
+        FlowTuple tuple;
+        if (!packet_tuple(pkts[i], m, tuple)) {
+            burst_.keyed[i] = Keyed::no_tuple;
+            continue;
+        }
+        flow_key(tuple, burst_.keys[i], burst_.src_is_a[i]);
+        burst_.hashes[i] = hash(burst_.keys[i]);
+        burst_.keyed[i] = Keyed::yes;
+    }
+    for (std::size_t i = 0; i < n; ++i)
+        if (burst_.keyed[i] == Keyed::yes)
+            rte_prefetch0(&slots_[home(burst_.hashes[i])]);
+}
+
 void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta,
                        std::span<Verdict> verdicts, std::uint64_t now, StateCounts& counts) noexcept {
-    constexpr std::size_t kChunk = 64;
     for (std::size_t base = 0; base < meta.size(); base += kChunk) {
         const std::size_t n = std::min(kChunk, meta.size() - base);
-        std::array<FlowKey, kChunk> keys;
-        std::array<std::uint64_t, kChunk> hashes;
-        std::array<std::int32_t, kChunk> positions;
-        std::array<std::uint16_t, kChunk> index;
-        std::array<bool, kChunk> src_is_a;
+        // The keys and their slots' loads from prepare, called on this burst before the
+        // classifier, or made here.
+        if (burst_.meta != meta.data() + base || burst_.n != n)
+            prepare(pkts.subspan(base, n), meta.subspan(base, n));
+        burst_.meta = nullptr;
+        std::array<std::uint8_t, kChunk> todo;
+        std::array<std::int64_t, kChunk> positions;
         unsigned count = 0;
-        // Three passes, so that the cache misses of a burst's packets overlap: hash each key and
-        // prefetch its bucket; match signatures and prefetch each candidate flow; judge.
         for (std::size_t j = 0; j < n; ++j) {
-            const std::size_t i = base + j;
-            const PacketMeta& m = meta[i];
-            Verdict& v = verdicts[i];
-            if (m.drop != DropReason::none || m.bypass || v.rank == kNoMatch || v.drop != DropReason::none ||
-                (m.frag.present && m.frag.begin != 0))
+            Verdict& v = verdicts[base + j];
+            if (burst_.keyed[j] == Keyed::no || v.rank == kNoMatch || v.drop != DropReason::none ||
+                t.rules[v.rank].state == StateMode::none)
                 continue;
-            if (t.rules[v.rank].state == StateMode::none)
-                continue;
-            FlowTuple tuple;
-            if (!packet_tuple(pkts[i], m, tuple)) {
+            if (burst_.keyed[j] == Keyed::no_tuple) {
                 // An ICMP message of no flow of its own: a stateful permit passes it as a
                 // stateless one would; its mirror does not (an error may still be related).
                 if (t.rules[v.rank].state == StateMode::reply)
                     v.drop = DropReason::state;
                 continue;
             }
-            flow_key(tuple, keys[count], src_is_a[count]);
-            hashes[count] = hash(keys[count]);
-            rte_prefetch0(&home(hashes[count]));
-            index[count] = static_cast<std::uint16_t>(i);
-            ++count;
+            todo[count++] = static_cast<std::uint8_t>(j);
         }
+        // Passes, so that the cache misses of a burst's packets overlap: each flow's home slot
+        // (loading since prepare) decides most lookups; the rest, whose home holds another flow,
+        // start loading the next slot; then those are looked up in full, and each TCP flow's
+        // tracking starts loading; then every packet is judged. (A lookup that went on to the next
+        // slot at once would wait for it with the burst's later loads stalled behind it.)
+        std::array<std::uint8_t, kChunk> probe;
+        unsigned probes = 0;
         for (unsigned c = 0; c < count; ++c) {
-            positions[c] = candidate(hashes[c]);
-            const Flow* f = &flows_[static_cast<unsigned>(std::max(positions[c], 0))];  // (no branch, as above)
-            rte_prefetch0(f);
-            if (keys[c].proto == kProtoTcp)  // the tracking, in the second line
-                rte_prefetch0(&f->tcp);
+            const std::size_t j = todo[c];
+            const std::uint64_t at = home(burst_.hashes[j]);
+            const Flow& f = slots_[at];
+            positions[c] = f.matches(burst_.keys[j]) && f.used() ? static_cast<std::int64_t>(at) : -1;
+            if (positions[c] < 0 && f.used()) {
+                rte_prefetch0(&slots_[(at + 1) & slot_mask_]);
+                probe[probes++] = static_cast<std::uint8_t>(c);
+            }
         }
+        for (unsigned p = 0; p < probes; ++p) {
+            const unsigned c = probe[p];
+            positions[c] = find(burst_.keys[todo[c]], burst_.hashes[todo[c]]);
+        }
+        for (unsigned c = 0; c < count; ++c)
+            if (burst_.keys[todo[c]].proto == kProtoTcp && positions[c] >= 0)
+                rte_prefetch0(&tracks_[slots_[positions[c]].track]);
         for (unsigned c = 0; c < count; ++c) {
-            const std::size_t i = index[c];
-            judge(t, pkts[i], meta[i], verdicts[i], positions[c], keys[c], hashes[c], src_is_a[c], now, counts);
+            const std::size_t j = todo[c];
+            const std::size_t i = base + j;
+            judge(t, pkts[i], meta[i], verdicts[i], positions[c], burst_.keys[j], burst_.hashes[j], burst_.src_is_a[j], now,
+                  counts);
         }
     }
     // ICMP errors their filters dropped (rare): related to a tracked flow, they pass.
@@ -697,12 +680,13 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
 void FlowTable::sweep(std::uint64_t now, unsigned n, StateCounts& counts) noexcept {
     if (in_use_ == 0)
         return;
-    for (unsigned i = 0; i < n; ++i) {
-        const unsigned at = cursor_;
-        cursor_ = cursor_ + 1 == capacity_ ? 0 : cursor_ + 1;
-        if (flows_[at].used && flows_[at].expires <= now) {
-            erase(at);
+    for (unsigned i = 0; i < n;) {
+        if (slots_[cursor_].used() && slots_[cursor_].expires <= now) {
+            erase(cursor_);  // a flow after it may have moved into its slot: looked at next
             ++counts.expired;
+        } else {
+            cursor_ = (cursor_ + 1) & slot_mask_;
+            ++i;
         }
     }
 }
@@ -712,10 +696,10 @@ void FlowTable::list(StateListing& l, std::uint32_t want, std::uint64_t now, uns
         l.walking = want;
         l.cursor = 0;
     }
-    const unsigned end = std::min(capacity_, l.cursor + slots);
+    const std::uint64_t end = std::min(slot_mask_ + 1, std::uint64_t{l.cursor} + slots);
     for (; l.cursor < end; ++l.cursor) {
-        const Flow& f = flows_[l.cursor];
-        if (!f.used || f.expires <= now)
+        const Flow& f = slots_[l.cursor];
+        if (!f.used() || f.expires <= now)
             continue;
         FlowRecord r{};
         r.key = f.key();
@@ -723,16 +707,18 @@ void FlowTable::list(StateListing& l, std::uint32_t want, std::uint64_t now, uns
         r.listing = want;
         r.expires_ms = static_cast<std::uint32_t>(std::min<std::uint64_t>((f.expires - now) * 1000 / hz_, UINT32_MAX));
         r.rank = f.rank;
-        r.tcp[0] = f.tcp.peer[0].state;
-        r.tcp[1] = f.tcp.peer[1].state;
-        r.initiator_is_a = f.initiator_is_a;
-        r.ingress = f.ingress;
-        r.answered = f.answered;
+        if (r.key.proto == kProtoTcp) {
+            r.tcp[0] = tracks_[f.track].tcp.peer[0].state;
+            r.tcp[1] = tracks_[f.track].tcp.peer[1].state;
+        }
+        r.initiator_is_a = f.initiator_is_a();
+        r.ingress = f.ingress();
+        r.answered = f.has(Flow::kAnswered);
         r.worker = static_cast<std::uint8_t>(worker);
         if (rte_ring_sp_enqueue_elem(l.ring, &r, sizeof r) != 0)
             return;  // the ring is full: this position again next time
     }
-    if (l.cursor == capacity_)
+    if (l.cursor == slot_mask_ + 1)
         l.done.store(want, std::memory_order_release);
 }
 

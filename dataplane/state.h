@@ -12,8 +12,7 @@
 // it quotes belongs to a tracked flow and was sent by the host the error goes to (RFC 4890).
 //
 // One table per worker, written only by it (RSS's symmetric key sends both directions of a flow
-// to one worker), of fixed capacity: an array of flows and a hash index over them (see
-// FlowTable). A full table drops new flows and counts them; flows expire by pf's timeouts and are
+// to one worker), of fixed capacity: an open-addressed hash table of flows (see FlowTable). A full table drops new flows and counts them; flows expire by pf's timeouts and are
 // swept a few at a time. A flow remembers the generation that created it: after a reload its next packet asks the
 // new policy whether it would create the flow, and the flow is cut when not.
 #pragma once
@@ -21,6 +20,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -176,34 +176,42 @@ struct StateListing {
 /// (at most this many flows copied, a few thousand cycles), whatever the table's size.
 inline constexpr unsigned kListingSlots = 64;
 
-/// A worker's flows: an array of `capacity` flows (128 bytes each, two cache lines: the key and
-/// the times in the first, the TCP tracking in the second) and a hash index over them.
+/// A worker's flows: an open-addressed table of one-cache-line slots (a flow's key, times, filter
+/// and sides: all that a UDP or ICMP packet reads) and an array of TCP tracking, one line a flow,
+/// that TCP packets read too.
 ///
-/// Why not rte_hash: the state stage must cost a packet a few tens of cycles at a million flows,
-/// and rte_hash (extendable, 48-byte keys) cost about 70 cycles a key with everything in the
-/// cache, before the flow's own cache lines were touched. Here a burst is looked up in three
-/// passes that overlap the memory latency of its packets (hash and prefetch every packet's
-/// bucket; match signatures and prefetch every candidate flow; then judge), and the key is
-/// hashed once. The hash is keyed with a random key per table (NH, UMAC's universal hash, then
-/// a 64-bit finalizer), so that nobody can aim flows at one bucket: with CRC32 (rte_hash's),
-/// keys that collide are computed offline, whatever the seed, since CRC is linear.
+/// Why not rte_hash, nor a bucket index over an array of flows (this table's first form): the
+/// state stage must cost a packet a few tens of cycles at a million flows, where each random
+/// cache line costs 20-30 cycles even with all of a burst's misses in flight. rte_hash (48-byte
+/// keys) cost about 70 cycles a key in the cache, before the flow's own line; an index of buckets
+/// put two dependent misses on every packet (its bucket, then its flow). Here a packet's key
+/// leads straight to its slot, which holds the flow: one miss, which the worker starts before
+/// the classifier runs (prepare) so that the two overlap.
 ///
-/// Index: a power-of-two number of 64-byte buckets (capacity / 4 to capacity / 2, so that a
-/// bucket holds two to four flows on average when the table is full), each with 7 slots of a 32-bit signature
-/// and a flow number, and a chain of overflow buckets from a pool. A chain is kept dense (every
-/// bucket but its last is full; a removal moves the chain's last slot into the hole), so the
-/// pool of capacity / 7 + 1 buckets always suffices: exactly `capacity` flows fit, whatever
-/// they hash to.
+/// Slots: a power of two of them, 1.5 to 3 times `capacity` (at most two thirds in use), probed
+/// linearly from the key's home slot; a removal shifts the flows after it back (Knuth's
+/// Algorithm R), so that a lookup stops at the first empty slot and no tombstones build up.
+/// Exactly `capacity` flows fit whatever they hash to. The hash is keyed with a random key per
+/// table (NH, UMAC's universal hash, then a 64-bit finalizer), so that nobody can aim flows at
+/// one run of slots: with CRC32 (rte_hash's), keys that collide are computed offline, whatever
+/// the seed, since CRC is linear.
 class FlowTable {
 public:
     /// A table for `entries` flows (at least 8) in DPDK memory on `socket`. nullptr and `error`
-    /// set when it cannot be had. `buckets`: the index's bucket count (a power of two), 0 for the
-    /// default; tests give 1 to put every flow into one chain. Control thread or the worker
-    /// before its loop.
-    static std::unique_ptr<FlowTable> create(unsigned entries, int socket, std::string& error, unsigned buckets = 0);
+    /// set when it cannot be had. `home_slots`: how many slots a key's home can be (a power of
+    /// two, at most the slot count), 0 for all of them; tests give 1 to put every flow into one
+    /// run of slots. Control thread or the worker before its loop.
+    static std::unique_ptr<FlowTable> create(unsigned entries, int socket, std::string& error,
+                                             std::uint64_t home_slots = 0);
     ~FlowTable();
     FlowTable(const FlowTable&) = delete;
     FlowTable& operator=(const FlowTable&) = delete;
+
+    /// Before the classifier (optional, for speed): computes the flow keys of a parsed burst's
+    /// packets (up to its first 64) and starts loading their slots, so that the memory latency
+    /// overlaps the classifier's work. settle takes them when it is given the same burst next.
+    /// Worker only.
+    void prepare(std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta) noexcept;
 
     /// The state stage of a classified burst (after payload scans, before fragments settle):
     /// every packet whose deciding entry keeps state is passed or dropped (DropReason::state) by
@@ -212,7 +220,8 @@ public:
     void settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta,
                 std::span<Verdict> verdicts, std::uint64_t now, StateCounts& counts) noexcept;
 
-    /// Frees up to `n` expired flows, continuing where the last call stopped. Worker only.
+    /// Looks at `n` slots, continuing where the last call stopped, and frees the expired flows
+    /// there (slots(): the whole table). Worker only.
     void sweep(std::uint64_t now, unsigned n, StateCounts& counts) noexcept;
 
     /// One step of listing `want` into `l` (see StateListing): up to `slots` positions from where
@@ -221,96 +230,101 @@ public:
 
     unsigned capacity() const noexcept { return capacity_; }
     unsigned in_use() const noexcept { return in_use_; }
-    /// Overflow buckets in use (for tests: the pool's bound holds).
-    unsigned overflow_buckets() const noexcept { return ext_count_ - ext_free_; }
+    /// The table's slots (the positions a listing walks).
+    std::uint64_t slots() const noexcept { return slot_mask_ + 1; }
+    /// The flows in slots 0, 1, ... up to the first empty slot (for tests: in a table of one home
+    /// slot, every flow lies there, without a hole, whatever came and went).
+    unsigned run_at_slot_zero() const noexcept;
 
 private:
-    /// A flow: what every packet of it reads in its first cache line (its key, times, filter and
-    /// sides), the TCP tracking in the second (a UDP or ICMP packet touches one line of it).
+    /// A flow's slot: its key, times, filter and sides, in one cache line.
     struct alignas(64) Flow {
         Addr a;
         Addr b;
-        std::uint64_t tail;        ///< the key's ports, family and proto: FlowKey's fifth 64-bit word
+        /// FlowKey's fifth 64-bit word (ports, family, proto and two bytes of padding), with the
+        /// flow's flags in its top byte; 0: an empty slot.
+        std::uint64_t tail;
         std::uint64_t expires;
         std::uint64_t generation;  ///< the table set that last judged it (a reload re-judges it)
         Rank rank;                 ///< the stateful permit that created it, in `generation`
-        bool used;
-        bool initiator_is_a;  ///< the first packet's source is key.a
-        Ingress ingress;      ///< the port the first packet arrived on
-        bool answered;        ///< the other end has sent (pf's single/multiple; TCP has its own states)
-        TcpTrack tcp;
+        std::uint32_t track;       ///< its TCP tracking's position in tracks_
+
+        static constexpr std::uint64_t kKeyBits = (std::uint64_t{1} << 48) - 1;
+        static constexpr std::uint64_t kUsed = std::uint64_t{1} << 56;
+        static constexpr std::uint64_t kInitiatorIsA = std::uint64_t{1} << 57;  ///< the first packet's source is key.a
+        static constexpr std::uint64_t kInside = std::uint64_t{1} << 58;  ///< the first packet arrived on the inside port
+        static constexpr std::uint64_t kAnswered = std::uint64_t{1} << 59;  ///< the other end has sent (pf's single/multiple)
 
         static std::uint64_t tail_of(const FlowKey& k) noexcept {
             std::uint64_t t;
             std::memcpy(&t, &k.port_a, sizeof t);
             return t;
         }
-        bool matches(const FlowKey& k) const noexcept { return tail == tail_of(k) && a == k.a && b == k.b; }
+        bool used() const noexcept { return tail != 0; }
+        bool has(std::uint64_t flag) const noexcept { return (tail & flag) != 0; }
+        bool initiator_is_a() const noexcept { return has(kInitiatorIsA); }
+        Ingress ingress() const noexcept { return has(kInside) ? Ingress::inside : Ingress::outside; }
+        bool matches(const FlowKey& k) const noexcept {
+            return ((tail ^ tail_of(k)) & kKeyBits) == 0 && a == k.a && b == k.b;
+        }
         FlowKey key() const noexcept {
             FlowKey k;
             k.a = a;
             k.b = b;
-            std::memcpy(&k.port_a, &tail, sizeof tail);
+            const std::uint64_t t = tail & kKeyBits;
+            std::memcpy(&k.port_a, &t, sizeof t);
             std::memset(k.pad + 2, 0, sizeof k.pad - 2);
             return k;
         }
-        void set_key(const FlowKey& k) noexcept {
-            a = k.a;
-            b = k.b;
-            tail = tail_of(k);
-        }
     };
-    static_assert(offsetof(Flow, tcp) == 64, "what every packet reads is in the first line");
-    static_assert(sizeof(Flow) == 128, "two cache lines a flow");
+    static_assert(sizeof(Flow) == 64, "one cache line a flow");
 
-    static constexpr unsigned kSlots = 7;
-    struct alignas(64) Bucket {
-        std::uint32_t sig[kSlots];   ///< 0: empty (a chain's slots are filled from its front)
-        std::uint32_t next;          ///< the next overflow bucket of the chain, plus one; 0: none
-        std::uint32_t flow[kSlots];  ///< the flow's position in `flows_`
-        std::uint32_t pad;
+    /// A flow's TCP tracking, a cache line of its own.
+    struct alignas(64) Track {
+        TcpTrack tcp;
     };
-    static_assert(sizeof(Bucket) == 64);
+
+    /// A burst's flow keys from prepare (or settle itself), by packet.
+    static constexpr std::size_t kChunk = 64;
+    enum class Keyed : std::uint8_t { no, yes, no_tuple };
+    struct Prepared {
+        const PacketMeta* meta = nullptr;  ///< the burst's first packet; null: nothing prepared
+        std::size_t n = 0;
+        std::array<Keyed, kChunk> keyed;
+        std::array<FlowKey, kChunk> keys;
+        std::array<std::uint64_t, kChunk> hashes;
+        std::array<bool, kChunk> src_is_a;
+    };
 
     FlowTable() = default;
-    /// One packet whose deciding entry keeps state. `pos`: its flow's candidate position from the
-    /// burst's lookup, or negative; `h` its key's hash.
-    void judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::int32_t pos,
+    /// One packet whose deciding entry keeps state. `pos`: its flow's slot from the burst's
+    /// lookup, or negative; `h` its key's hash.
+    void judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::int64_t pos,
                const FlowKey& key, std::uint64_t h, bool src_is_a, std::uint64_t now, StateCounts& counts) noexcept;
     /// An ICMP error that its filters dropped: passes when it quotes a tracked flow.
     void related(rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uint64_t now, StateCounts& counts) noexcept;
-    /// The live flow at `pos` with `key`, or null (an expired one is freed on the way).
-    Flow* live(std::int32_t pos, const FlowKey& key, std::uint64_t now, StateCounts& counts) noexcept;
+    /// The live flow in slot `pos` with `key`, or null (an expired one is freed on the way).
+    Flow* live(std::int64_t pos, const FlowKey& key, std::uint64_t now, StateCounts& counts) noexcept;
 
     std::uint64_t hash(const FlowKey& key) const noexcept;
-    static std::uint32_t signature(std::uint64_t h) noexcept { return static_cast<std::uint32_t>(h >> 32) | 1u; }
-    Bucket& home(std::uint64_t h) const noexcept { return buckets_[h & bucket_mask_]; }
-    Bucket& overflow(std::uint32_t next) const noexcept { return ext_[next - 1]; }
-    /// The position of the flow with `key` (hash `h`), or -1.
-    std::int32_t find(const FlowKey& key, std::uint64_t h) const noexcept;
-    /// The first flow of `h`'s home bucket whose signature matches, or -1: a candidate to
-    /// prefetch, not an answer.
-    std::int32_t candidate(std::uint64_t h) const noexcept;
-    /// Puts flow `pos` into `h`'s chain; false when no overflow bucket is left (cannot happen).
-    bool index(std::uint64_t h, std::uint32_t pos) noexcept;
-    /// Takes flow `pos` out of `h`'s chain, keeping the chain dense.
-    void unindex(std::uint64_t h, std::uint32_t pos) noexcept;
-    void erase(unsigned pos) noexcept;
+    std::uint64_t home(std::uint64_t h) const noexcept { return h & home_mask_; }
+    /// The slot of the flow with `key` (hash `h`), or -1.
+    std::int64_t find(const FlowKey& key, std::uint64_t h) const noexcept;
+    /// Frees slot `pos`, shifting the flows after it back where their lookups need them.
+    void erase(std::uint64_t pos) noexcept;
     std::uint64_t ticks(unsigned seconds) const noexcept { return hz_ * seconds; }
 
-    Flow* flows_ = nullptr;               ///< capacity_ flows
-    std::uint32_t* free_ = nullptr;       ///< a stack of unused positions in flows_
-    Bucket* buckets_ = nullptr;           ///< bucket_mask_ + 1 home buckets
-    Bucket* ext_ = nullptr;               ///< ext_count_ overflow buckets
-    std::uint32_t* ext_stack_ = nullptr;  ///< a stack of unused overflow buckets
-    std::uint32_t hash_key_[12] = {};     ///< NH's key: random per table
-    std::uint64_t bucket_mask_ = 0;
+    Flow* slots_ = nullptr;          ///< slot_mask_ + 1 slots
+    Track* tracks_ = nullptr;        ///< capacity_ TCP trackings
+    std::uint32_t* free_ = nullptr;  ///< a stack of unused positions in tracks_
+    std::uint32_t hash_key_[10] = {};  ///< NH's key: random per table
+    std::uint64_t slot_mask_ = 0;
+    std::uint64_t home_mask_ = 0;
     unsigned capacity_ = 0;
     unsigned in_use_ = 0;
-    unsigned ext_count_ = 0;
-    unsigned ext_free_ = 0;
-    unsigned cursor_ = 0;
+    std::uint64_t cursor_ = 0;
     std::uint64_t hz_ = 0;
+    Prepared burst_;
 };
 
 }  // namespace moat::dp

@@ -154,6 +154,8 @@ int worker_main(void* arg) noexcept {
                 continue;
             busy = true;
             const std::size_t fragments = parse_burst(b.packets(), in, t.parse, b.metas());
+            if (t.has_state && flows) [[unlikely]]  // the flows' slots load while the classifier runs
+                flows->prepare(b.packets(), b.metas());
             if (classify_burst(t, b.metas(), b.verdict_span()) != 0) [[unlikely]] {
                 ScanCounts scanned;
                 scan_payloads(t, w.index, b.packets(), b.metas(), b.verdict_span(), scanned);

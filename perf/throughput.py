@@ -40,8 +40,9 @@ N times the best one-worker rate. On a machine with one spare core the workers s
 total cannot grow with N; with a core per worker it measures scaling.
 
 State (--flows 1024,1048576, empty to skip): per N, a generator that replays N distinct UDP flows
-(198.19.X.Y:P -> 198.18.0.10:53, 64-byte frames, each flow once per pass: at 1M flows each
-packet's flow comes back only every million packets) from a pcap file (testpmd io from net_pcap
+(198.19.X.Y:P -> 198.18.0.10:53, 64-byte frames, each flow twice a pass, in two random orders,
+neither the one the flows were made in: at 1M flows a packet's flow comes back about every
+million packets) from a pcap file (testpmd io from net_pcap
 with infinite_rx into the memif server port), through plain testpmd io, moatd with the 10-filter
 policy, and the same policy with its generator filter under a `state = keep` action
 (state_table = N, so that every flow fits); the table gives each case's best round and the
@@ -104,15 +105,24 @@ FLOW_CLIENTS = "198.19.0.0/16"  # the sources of write_flows_pcap's flows
 
 
 def write_flows_pcap(path, n, size=64):
-    """A pcap of `n` UDP frames of `size` bytes, each its own flow: 198.19.X.Y:P -> 198.18.0.10:53,
-    the address from the flow's number modulo 65536, the port 40000 plus the rest."""
+    """A pcap of 2n UDP frames of `size` bytes, n flows: 198.19.X.Y:P -> 198.18.0.10:53, the
+    address from the flow's number modulo 65536, the port 40000 plus the rest; each flow once in
+    each half, each half in a random order of its own. Replayed, the flows come in an order other
+    than the one they were made in, as a million concurrent flows do: a table that keeps its
+    flows in the order it made them (as the free list of an array does) would otherwise read them
+    as a stream, which no real traffic gives."""
+    import random
     import struct
     eth = bytes.fromhex("020000000002" "020000000001" "0800")
     payload = bytes(size - 14 - 20 - 8)
+    rng = random.Random(n)
+    halves = [list(range(n)), list(range(n))]
+    for h in halves:
+        rng.shuffle(h)
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
         rec = struct.pack("<IIII", 0, 0, size, size)
-        for i in range(n):
+        for i in halves[0] + halves[1]:
             a = i % 65536
             ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, size - 14, 0, 0x4000, 64, 17, 0,
                                        bytes((198, 19, a >> 8, a & 255)), bytes((198, 18, 0, 10))))
@@ -488,9 +498,9 @@ def main():
                     write_flows_pcap(pcap, n)
                 print(f"  round {r + 1}/{args.rounds}: {name}, {n} flows, 64-byte frames ...", file=sys.stderr, flush=True)
                 if policy is None:
-                    flow_results[i].append(run_plain(tmp, 64, args.warmup, args.seconds, pcap=(pcap, n)))
+                    flow_results[i].append(run_plain(tmp, 64, args.warmup, args.seconds, pcap=(pcap, 2 * n)))
                 else:
-                    flow_results[i].append(run_moatd(tmp, 64, policy, args.warmup, args.seconds, moatd, pcap=(pcap, n)))
+                    flow_results[i].append(run_moatd(tmp, 64, policy, args.warmup, args.seconds, moatd, pcap=(pcap, 2 * n)))
                 print(f"    {flow_results[i][-1][0]:.2f} Mpps in, {flow_results[i][-1][1]:.2f} forwarded, "
                       f"{flow_results[i][-1][2]:.1f} cycles a packet", file=sys.stderr)
             for n in worker_counts:

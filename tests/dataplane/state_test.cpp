@@ -152,6 +152,8 @@ protected:
         PacketMeta meta;
         Verdict v;
         parse_burst({&m, 1}, in, tables_->parse, {&meta, 1});
+        if (tables_->has_state)  // as the worker does: keys and slots before the classifier
+            flows_->prepare({&m, 1}, {&meta, 1});
         classify_burst(*tables_, {&meta, 1}, {&v, 1});
         if (tables_->has_state)
             flows_->settle(*tables_, {&m, 1}, {&meta, 1}, {&v, 1}, now_, counts_);
@@ -343,20 +345,21 @@ TEST_F(State, AFullTableRefusesNewFlowsAndKeepsTheTrackedOnes) {
     EXPECT_TRUE(passes(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5001, 1005, 65535, "354"), Ingress::outside));
     // Once their first timeout passes, the half-open flows are swept and new ones fit again.
     now_ += rte_get_tsc_hz() * (StateTimeouts::tcp_first + 1);
-    flows_->sweep(now_, flows_->capacity(), counts_);
+    flows_->sweep(now_, static_cast<unsigned>(flows_->slots()), counts_);
     EXPECT_EQ(flows_->in_use(), 1u);  // the established connection lasts 24 h
 }
 
-/// UDP flows against a model (a map of live flows and their expiry), in a table whose index has
-/// `buckets` buckets: with one, every flow shares one chain of overflow buckets, the case an
-/// attacker who could aim flows at one bucket would make. Exactly `capacity` flows fit, the
-/// chain stays dense (as few overflow buckets as its flows need) and nothing is lost or found
-/// twice when flows come and go in any order.
-void flows_against_a_model(std::unique_ptr<FlowTable>& flows, unsigned buckets, std::uint64_t& now,
-                           StateCounts& counts, const std::function<bool(const Bytes&, Ingress)>& passes) {
-    constexpr unsigned kCapacity = 64;
+/// UDP flows against a model (a map of live flows and their expiry), in a table of `capacity`
+/// flows whose keys have `home_slots` home slots (0: all): with one, every flow lies in one run
+/// of slots from slot 0, the case an attacker who could aim flows at one slot would make; a small
+/// table's runs wrap around its end. Exactly `capacity` flows fit, a removal leaves no hole
+/// (the run from slot 0 holds every flow) and nothing is lost or found twice when flows come
+/// and go in any order.
+void flows_against_a_model(std::unique_ptr<FlowTable>& flows, unsigned kCapacity, std::uint64_t home_slots,
+                           std::uint64_t& now, StateCounts& counts,
+                           const std::function<bool(const Bytes&, Ingress)>& passes) {
     std::string error;
-    flows = FlowTable::create(kCapacity, SOCKET_ID_ANY, error, buckets);
+    flows = FlowTable::create(kCapacity, SOCKET_ID_ANY, error, home_slots);
     ASSERT_TRUE(flows) << error;
     struct Live {
         std::uint64_t expires;
@@ -364,7 +367,7 @@ void flows_against_a_model(std::unique_ptr<FlowTable>& flows, unsigned buckets, 
     };
     std::map<std::uint16_t, Live> model;
     const std::uint64_t hz = rte_get_tsc_hz();
-    std::mt19937 rng(buckets * 7919u + 1);
+    std::mt19937 rng(static_cast<unsigned>(home_slots) * 7919u + kCapacity);
     unsigned refused = 0;  // new flows a full table refused: the test went where it means to
     for (int step = 0; step < 20000; ++step) {
         const std::uint16_t port = static_cast<std::uint16_t>(40000 + rng() % 200);
@@ -388,32 +391,38 @@ void flows_against_a_model(std::unique_ptr<FlowTable>& flows, unsigned buckets, 
                 it->second = {now + hz * StateTimeouts::udp_multiple, true};
         } else {  // time passes; everything expired is swept
             now += hz * (rng() % 40);
-            flows->sweep(now, kCapacity, counts);
+            flows->sweep(now, static_cast<unsigned>(flows->slots()), counts);
             std::erase_if(model, [&](const auto& f) { return f.second.expires <= now; });
         }
         ASSERT_EQ(flows->in_use(), model.size()) << "step " << step;
-        if (buckets == 1) {  // one dense chain: a home bucket of 7 and as few overflow buckets as the rest need
-            ASSERT_EQ(flows->overflow_buckets(), model.size() <= 7 ? 0u : (model.size() - 7 + 6) / 7) << "step " << step;
+        if (home_slots == 1) {  // one run from slot 0, without a hole
+            ASSERT_EQ(flows->run_at_slot_zero(), model.size()) << "step " << step;
         }
     }
     EXPECT_GT(refused, 100u);
     EXPECT_GT(counts.expired, 1000u);
 }
 
-TEST_F(State, FlowsInOneChainOfBucketsComeAndGoAsTheModelSays) {
+TEST_F(State, FlowsOfOneHomeSlotComeAndGoAsTheModelSays) {
     load(kKeep);
-    flows_against_a_model(flows_, 1, now_, counts_, [&](const Bytes& f, Ingress in) { return passes(f, in); });
+    flows_against_a_model(flows_, 64, 1, now_, counts_, [&](const Bytes& f, Ingress in) { return passes(f, in); });
 }
 
-TEST_F(State, FlowsInTheDefaultIndexComeAndGoAsTheModelSays) {
+TEST_F(State, FlowsInTheDefaultTableComeAndGoAsTheModelSays) {
     load(kKeep);
-    flows_against_a_model(flows_, 0, now_, counts_, [&](const Bytes& f, Ingress in) { return passes(f, in); });
+    flows_against_a_model(flows_, 64, 0, now_, counts_, [&](const Bytes& f, Ingress in) { return passes(f, in); });
+}
+
+TEST_F(State, FlowsInASmallTableWhoseRunsWrapComeAndGoAsTheModelSays) {
+    // 8 flows in 16 slots: runs often pass the last slot and go on at slot 0.
+    load(kKeep);
+    flows_against_a_model(flows_, 8, 0, now_, counts_, [&](const Bytes& f, Ingress in) { return passes(f, in); });
 }
 
 TEST_F(State, OneBurstThatExpiresRecreatesAndAnswersFlowsInOneChainFindsEachOnce) {
-    // Within one burst, a packet can find its flow expired (freed on the way, its position back
-    // on the free stack), make it anew at another position, and a later packet of the same burst
-    // must find that one, not the position the burst's lookup saw. All in one chain of buckets.
+    // Within one burst, a packet can find its flow expired (freed on the way, the flows after it
+    // shifted back a slot), make it anew in another slot, and a later packet of the same burst
+    // must find that one, not the slot the burst's lookup saw. All in one run of slots.
     load(kKeep);
     std::string error;
     flows_ = FlowTable::create(16, SOCKET_ID_ANY, error, 1);
@@ -421,7 +430,7 @@ TEST_F(State, OneBurstThatExpiresRecreatesAndAnswersFlowsInOneChainFindsEachOnce
     for (std::uint16_t p = 0; p < 16; ++p)
         ASSERT_TRUE(passes(udp_frame(kServer, static_cast<std::uint16_t>(40000 + p), kPeer, 123), Ingress::inside));
     ASSERT_EQ(flows_->in_use(), 16u);
-    ASSERT_EQ(flows_->overflow_buckets(), 2u);
+    ASSERT_EQ(flows_->run_at_slot_zero(), 16u);
     now_ += rte_get_tsc_hz() * (StateTimeouts::udp_first + 1);  // all expired, none swept
     // One burst: each client's packet (in reverse order, so the positions come back shuffled),
     // then each answer, then an answer of a flow that was never made.
@@ -456,13 +465,17 @@ TEST_F(State, OneBurstThatExpiresRecreatesAndAnswersFlowsInOneChainFindsEachOnce
     EXPECT_EQ(counts_.expired - before.expired, 16u);
     EXPECT_EQ(counts_.created - before.created, 16u);
     EXPECT_EQ(flows_->in_use(), 16u);
-    EXPECT_EQ(flows_->overflow_buckets(), 2u);
+    EXPECT_EQ(flows_->run_at_slot_zero(), 16u);
 }
 
-TEST(FlowTableCreate, RefusesABucketCountThatIsNotAPowerOfTwo) {
+TEST(FlowTableCreate, RefusesAHomeSlotCountThatIsNotAPowerOfTwoWithinTheSlots) {
     std::string error;
     EXPECT_EQ(FlowTable::create(64, SOCKET_ID_ANY, error, 3), nullptr);
     EXPECT_NE(error.find("power of two"), std::string::npos) << error;
+    error.clear();
+    EXPECT_EQ(FlowTable::create(64, SOCKET_ID_ANY, error, 256), nullptr);  // 128 slots
+    EXPECT_NE(error.find("up to 128"), std::string::npos) << error;
+    EXPECT_TRUE(FlowTable::create(64, SOCKET_ID_ANY, error, 128));
 }
 
 TEST_F(State, AReloadThatRemovesTheFilterCutsItsFlows) {
@@ -553,7 +566,8 @@ TEST_F(State, AListingCopiesEveryLiveFlowOnceThroughASmallRing) {
     StateListing l;
     l.ring = ring;
     bool filled = false;
-    const std::vector<FlowRecord> got = walk(*flows_, l, 1, now_, 16, &filled);
+    // Steps of the whole table: its 15 flows fill the ring of 7 at the first.
+    const std::vector<FlowRecord> got = walk(*flows_, l, 1, now_, static_cast<unsigned>(flows_->slots()), &filled);
     EXPECT_TRUE(filled) << "the ring never filled: the walk's pause was not tried";
     ASSERT_EQ(got.size(), 15u);
     std::set<std::pair<std::uint16_t, std::uint8_t>> seen;  // (the server's port, proto)
