@@ -287,9 +287,10 @@ std::unique_ptr<FlowTable> FlowTable::create(unsigned entries, int socket, std::
     std::unique_ptr<FlowTable> t(new FlowTable);
     t->capacity_ = std::max(entries, 8u);
     t->hz_ = rte_get_tsc_hz();
-    // At most two thirds of the slots in use: a lookup of a missing key probes about five slots
-    // then, one of a tracked flow two (linear probing), mostly in the same or the next line.
-    const std::uint64_t slots = std::bit_ceil(std::uint64_t{t->capacity_} * 3 / 2);
+    // At most half the slots in use: a lookup of a missing key probes about 2.5 slots then, one
+    // of a tracked flow 1.5 (linear probing). (At two thirds, misses that an outsider can send at
+    // will, forged answers and new flows against a full table, walked runs of up to 100 slots.)
+    const std::uint64_t slots = std::bit_ceil(std::uint64_t{t->capacity_} * 2);
     if (home_slots == 0)
         home_slots = slots;
     if (!std::has_single_bit(home_slots) || home_slots > slots) {
@@ -347,7 +348,7 @@ FlowTable::~FlowTable() {
 
 std::int64_t FlowTable::find(const FlowKey& key, std::uint64_t h) const noexcept {
     // A flow lies between its home slot and the first empty slot after it (erase keeps it so);
-    // there is always an empty slot (at most two thirds are in use).
+    // there is always an empty slot (at most half are in use).
     for (std::uint64_t i = home(h);; i = (i + 1) & slot_mask_) {
         const Flow& f = slots_[i];
         if (!f.used())
@@ -360,6 +361,7 @@ std::int64_t FlowTable::find(const FlowKey& key, std::uint64_t h) const noexcept
 void FlowTable::erase(std::uint64_t pos) noexcept {
     free_[capacity_ - in_use_] = slots_[pos].track;
     --in_use_;
+    ++changes_;
     // Knuth's Algorithm R: each flow after the hole, up to the next empty slot, whose home does
     // not lie after the hole (cyclically) would no longer be found past it, so it moves into
     // the hole, which moves on to where it was.
@@ -413,8 +415,8 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
         return;
     }
     Flow* f = live(pos, key, now, counts);
-    if (!f)
-        f = live(find(key, h), key, now, counts);  // created or moved earlier in this burst
+    if (!f && changes_ != looked_up_)  // created, moved or freed since the burst's lookups
+        f = live(find(key, h), key, now, counts);
     if (f && f->generation != t.generation) {
         // A reload since the flow's last packet: does the new policy still create it?
         const Flow& g = *f;
@@ -510,11 +512,13 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
     }
     n.expires = now + ticks(timeout);
     ++in_use_;
+    ++changes_;
     ++counts.created;
     v.drop = DropReason::none;
 }
 
-void FlowTable::related(rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uint64_t now, StateCounts& counts) noexcept {
+void FlowTable::related(const TableSet& ts, rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uint64_t now,
+                        StateCounts& counts) noexcept {
     // The quoted packet: an IP header and at least 8 bytes of its transport header.
     const bool v4 = m.key.family == Family::ipv4;
     std::array<std::uint8_t, 68> buf;
@@ -560,7 +564,9 @@ void FlowTable::related(rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uin
     bool src_is_a = false;
     const FlowKey key = flow_key(t, src_is_a);
     const Flow* f = live(find(key, hash(key)), key, now, counts);
-    if (!f)
+    // A flow no packet has brought to this generation yet may be one the new policy cuts: its
+    // errors wait for that (an error follows a packet of its flow, which re-judges it first).
+    if (!f || f->generation != ts.generation)
         return;
     // It travels against the quoted packet: it arrives on the port the quoted packet left by.
     const unsigned from = src_is_a == f->initiator_is_a() ? 0u : 1u;  // the quoted packet's sender
@@ -580,28 +586,46 @@ void FlowTable::related(rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uin
     ++counts.related;
 }
 
-void FlowTable::prepare(std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta) noexcept {
-    const std::size_t n = std::min(kChunk, meta.size());
-    burst_.meta = meta.data();
-    burst_.n = n;
-    for (std::size_t i = 0; i < n; ++i) {
-        const PacketMeta& m = meta[i];
-        burst_.keyed[i] = Keyed::no;
-        // What no verdict can make stateful: a parse drop, a bypass, a later fragment.
-        if (m.drop != DropReason::none || m.bypass || (m.frag.present && m.frag.begin != 0))
-            continue;
-        FlowTuple tuple;
-        if (!packet_tuple(pkts[i], m, tuple)) {
-            burst_.keyed[i] = Keyed::no_tuple;
-            continue;
-        }
-        flow_key(tuple, burst_.keys[i], burst_.src_is_a[i]);
-        burst_.hashes[i] = hash(burst_.keys[i]);
-        burst_.keyed[i] = Keyed::yes;
+bool FlowTable::key_packet(const rte_mbuf* pkt, const PacketMeta& m, std::size_t i) noexcept {
+    FlowTuple tuple;
+    if (!packet_tuple(pkt, m, tuple)) {
+        burst_.keyed[i] = Keyed::no_tuple;
+        return false;
     }
+    flow_key(tuple, burst_.keys[i], burst_.src_is_a[i]);
+    burst_.hashes[i] = hash(burst_.keys[i]);
+    burst_.keyed[i] = Keyed::yes;
+    return true;
+}
+
+void FlowTable::prepare(std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta) noexcept {
+    burst_.meta = nullptr;
+    // Worth it only where the bursts are mostly of stateful filters: a flood of other packets
+    // (blocked, or passed without state) would pay a key, a hash and a line from memory each.
+    if (stateful_ * 2 < keyable_)
+        return;
+    const std::size_t n = std::min(kChunk, meta.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        burst_.keyed[i] = Keyed::no;
+        if (keyable(meta[i]))
+            key_packet(pkts[i], meta[i], i);
+        burst_.mbufs[i] = pkts[i];
+    }
+    // In a loop of their own: a prefetch among the hashing waited for a miss buffer.
     for (std::size_t i = 0; i < n; ++i)
         if (burst_.keyed[i] == Keyed::yes)
             rte_prefetch0(&slots_[home(burst_.hashes[i])]);
+    burst_.meta = meta.data();
+    burst_.n = n;
+}
+
+bool FlowTable::prepared(std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta) const noexcept {
+    if (burst_.meta != meta.data() || burst_.n != meta.size())
+        return false;
+    for (std::size_t i = 0; i < meta.size(); ++i)
+        if (burst_.mbufs[i] != pkts[i])
+            return false;
+    return true;
 }
 
 void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta,
@@ -609,19 +633,21 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
     for (std::size_t base = 0; base < meta.size(); base += kChunk) {
         const std::size_t n = std::min(kChunk, meta.size() - base);
         // The keys and their slots' loads from prepare, called on this burst before the
-        // classifier, or made here.
-        if (burst_.meta != meta.data() + base || burst_.n != n)
-            prepare(pkts.subspan(base, n), meta.subspan(base, n));
+        // classifier; else each stateful packet's key made here.
+        const bool ready = prepared(pkts.subspan(base, n), meta.subspan(base, n));
         burst_.meta = nullptr;
         std::array<std::uint8_t, kChunk> todo;
         std::array<std::int64_t, kChunk> positions;
-        unsigned count = 0;
+        unsigned count = 0, keyable_packets = 0;
         for (std::size_t j = 0; j < n; ++j) {
-            Verdict& v = verdicts[base + j];
-            if (burst_.keyed[j] == Keyed::no || v.rank == kNoMatch || v.drop != DropReason::none ||
-                t.rules[v.rank].state == StateMode::none)
+            const std::size_t i = base + j;
+            Verdict& v = verdicts[i];
+            if (!keyable(meta[i]))
                 continue;
-            if (burst_.keyed[j] == Keyed::no_tuple) {
+            ++keyable_packets;
+            if (v.rank == kNoMatch || v.drop != DropReason::none || t.rules[v.rank].state == StateMode::none)
+                continue;
+            if (ready ? burst_.keyed[j] == Keyed::no_tuple : !key_packet(pkts[i], meta[i], j)) {
                 // An ICMP message of no flow of its own: a stateful permit passes it as a
                 // stateless one would; its mirror does not (an error may still be related).
                 if (t.rules[v.rank].state == StateMode::reply)
@@ -630,6 +656,11 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
             }
             todo[count++] = static_cast<std::uint8_t>(j);
         }
+        stateful_ = count;
+        keyable_ = keyable_packets;
+        if (!ready)
+            for (unsigned c = 0; c < count; ++c)
+                rte_prefetch0(&slots_[home(burst_.hashes[todo[c]])]);
         // Passes, so that the cache misses of a burst's packets overlap: each flow's home slot
         // (loading since prepare) decides most lookups; the rest, whose home holds another flow,
         // start loading the next slot; then those are looked up in full, and each TCP flow's
@@ -654,6 +685,7 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
         for (unsigned c = 0; c < count; ++c)
             if (burst_.keys[todo[c]].proto == kProtoTcp && positions[c] >= 0)
                 rte_prefetch0(&tracks_[slots_[positions[c]].track]);
+        looked_up_ = changes_;
         for (unsigned c = 0; c < count; ++c) {
             const std::size_t j = todo[c];
             const std::size_t i = base + j;
@@ -673,7 +705,7 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
         // catch-all such as *+0): a block filter written for ICMP keeps its word.
         const bool icmp_block = v.drop == DropReason::policy && v.rank != kNoMatch && t.rules[v.rank].proto != kAnyProto;
         if ((v.drop == DropReason::policy && !icmp_block) || v.drop == DropReason::no_match || v.drop == DropReason::state)
-            related(pkts[i], m, verdicts[i], now, counts);
+            related(t, pkts[i], m, verdicts[i], now, counts);
     }
 }
 

@@ -97,8 +97,8 @@ bool tcp_closed(const TcpTrack& t) noexcept;
 /// A flow's key: its two endpoints, the lower first (address, then port, in an order of flow_key's
 /// own), so that both directions find one entry. Ports are the transport ports, for ICMP echo
 /// (identifier, 0) as the request's sender sees it and (0, identifier) as the reply's does; 0 for
-/// other protocols. 48 bytes (twelve 32-bit words for the hash, three 16-byte compares); flow_key
-/// zeroes the padding, which is hashed. No member initializers: a burst's array of keys is not
+/// other protocols. 48 bytes (the hash reads the first five 64-bit words: its last is the ports,
+/// family, proto and two bytes of padding); flow_key zeroes the padding. No member initializers: a burst's array of keys is not
 /// cleared before it is filled.
 struct FlowKey {
     Addr a;
@@ -188,7 +188,7 @@ inline constexpr unsigned kListingSlots = 64;
 /// leads straight to its slot, which holds the flow: one miss, which the worker starts before
 /// the classifier runs (prepare) so that the two overlap.
 ///
-/// Slots: a power of two of them, 1.5 to 3 times `capacity` (at most two thirds in use), probed
+/// Slots: a power of two of them, 2 to 4 times `capacity` (at most half in use), probed
 /// linearly from the key's home slot; a removal shifts the flows after it back (Knuth's
 /// Algorithm R), so that a lookup stops at the first empty slot and no tombstones build up.
 /// Exactly `capacity` flows fit whatever they hash to. The hash is keyed with a random key per
@@ -209,8 +209,10 @@ public:
 
     /// Before the classifier (optional, for speed): computes the flow keys of a parsed burst's
     /// packets (up to its first 64) and starts loading their slots, so that the memory latency
-    /// overlaps the classifier's work. settle takes them when it is given the same burst next.
-    /// Worker only.
+    /// overlaps the classifier's work; skipped while the last burst was mostly of packets whose
+    /// filters keep no state. settle takes them when it is given the same burst next (the same
+    /// arrays and mbufs); the caller must not parse other packets into these arrays in between
+    /// without calling settle. Worker only.
     void prepare(std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta) noexcept;
 
     /// The state stage of a classified burst (after payload scans, before fragments settle):
@@ -221,7 +223,7 @@ public:
                 std::span<Verdict> verdicts, std::uint64_t now, StateCounts& counts) noexcept;
 
     /// Looks at `n` slots, continuing where the last call stopped, and frees the expired flows
-    /// there (slots(): the whole table). Worker only.
+    /// there (slots(): the whole table; slots() / capacity(), 2 to 4, a flow). Worker only.
     void sweep(std::uint64_t now, unsigned n, StateCounts& counts) noexcept;
 
     /// One step of listing `want` into `l` (see StateListing): up to `slots` positions from where
@@ -290,6 +292,7 @@ private:
     struct Prepared {
         const PacketMeta* meta = nullptr;  ///< the burst's first packet; null: nothing prepared
         std::size_t n = 0;
+        std::array<const rte_mbuf*, kChunk> mbufs;  ///< the burst's packets, to know it again
         std::array<Keyed, kChunk> keyed;
         std::array<FlowKey, kChunk> keys;
         std::array<std::uint64_t, kChunk> hashes;
@@ -297,12 +300,23 @@ private:
     };
 
     FlowTable() = default;
+    /// What no verdict can make stateful: a parse drop, a bypass, a later fragment.
+    static bool keyable(const PacketMeta& m) noexcept {
+        return m.drop == DropReason::none && !m.bypass && !(m.frag.present && m.frag.begin != 0);
+    }
+    /// Packet `i` of the burst's chunk: its key, hash and side into burst_; false when it has no
+    /// flow of its own (an ICMP message other than echo).
+    bool key_packet(const rte_mbuf* pkt, const PacketMeta& m, std::size_t i) noexcept;
+    /// True when prepare's keys are of this chunk of a burst.
+    bool prepared(std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta) const noexcept;
     /// One packet whose deciding entry keeps state. `pos`: its flow's slot from the burst's
     /// lookup, or negative; `h` its key's hash.
     void judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::int64_t pos,
                const FlowKey& key, std::uint64_t h, bool src_is_a, std::uint64_t now, StateCounts& counts) noexcept;
-    /// An ICMP error that its filters dropped: passes when it quotes a tracked flow.
-    void related(rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uint64_t now, StateCounts& counts) noexcept;
+    /// An ICMP error that its filters dropped: passes when it quotes a flow tracked in this
+    /// generation `ts` (one from before a reload waits for its next packet to re-judge it).
+    void related(const TableSet& ts, rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::uint64_t now,
+                 StateCounts& counts) noexcept;
     /// The live flow in slot `pos` with `key`, or null (an expired one is freed on the way).
     Flow* live(std::int64_t pos, const FlowKey& key, std::uint64_t now, StateCounts& counts) noexcept;
 
@@ -324,6 +338,10 @@ private:
     unsigned in_use_ = 0;
     std::uint64_t cursor_ = 0;
     std::uint64_t hz_ = 0;
+    std::uint64_t changes_ = 0;    ///< flows made and freed so far
+    std::uint64_t looked_up_ = 0;  ///< changes_ when the burst's lookups were made
+    unsigned stateful_ = 0;        ///< the last chunk's packets of stateful filters
+    unsigned keyable_ = 0;         ///< and those of any filter (see keyable)
     Prepared burst_;
 };
 

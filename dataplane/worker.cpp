@@ -187,7 +187,8 @@ int worker_main(void* arg) noexcept {
                 frags->sweep(turn_start, 64 * 4);  // as many as 4 a poll would have freed
             if (flows && flows->in_use() != 0) {
                 StateCounts swept;
-                flows->sweep(turn_start, 64 * 4, swept);
+                // As many flows' slots as 4 a poll would have freed.
+                flows->sweep(turn_start, static_cast<unsigned>(64 * 4 * (flows->slots() / flows->capacity())), swept);
                 count_states(swept, w.counters);
             }
             // `moatctl states`: a bounded slice of the table a time while a listing is asked for.
