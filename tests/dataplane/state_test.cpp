@@ -178,6 +178,18 @@ protected:
 };
 
 constexpr const char* kKeep = "state = keep";
+/// The test policy without its mail rule: NTP's stateful permit alone.
+constexpr const char* kNtpOnly = R"([appliance]
+me = 198.18.0.20
+assign = P
+[filteraction Out]
+action = permit
+state = keep
+[filterlist NTP]
+filter = me+*:123:UDP
+[policy P]
+rule = NTP -> Out
+)";
 constexpr const char* kStateless = "";
 
 TEST_F(State, SmtpSourcePortIsAHoleWithoutStateAndClosedWithIt) {
@@ -313,17 +325,7 @@ TEST_F(State, AnErrorQuotingAFlowFromBeforeAReloadWaitsForTheFlowsNextPacket) {
     ASSERT_TRUE(passes(data, Ingress::inside));
     const Bytes error = icmp_error("198.19.0.1", kServer, 3, 4, data);
     ASSERT_TRUE(passes(error, Ingress::outside));
-    reload(R"([appliance]
-me = 198.18.0.20
-assign = P
-[filteraction Out]
-action = permit
-state = keep
-[filterlist NTP]
-filter = me+*:123:UDP
-[policy P]
-rule = NTP -> Out
-)");
+    reload(kNtpOnly);
     EXPECT_EQ(judge(error, Ingress::outside).drop, DropReason::no_match);
     EXPECT_EQ(flows_->in_use(), 1u);  // not judged yet, so not cut yet
     // The same policy again: the flow's next packet brings it to the new generation, and then
@@ -617,17 +619,7 @@ TEST_F(State, AReloadThatRemovesTheFilterCutsItsFlows) {
     EXPECT_EQ(counts_.cut, 0u);
     // A policy without the mail rule: the SMTP connection's next packets are dropped both ways;
     // NTP's flow goes on.
-    reload(R"([appliance]
-me = 198.18.0.20
-assign = P
-[filteraction Out]
-action = permit
-state = keep
-[filterlist NTP]
-filter = me+*:123:UDP
-[policy P]
-rule = NTP -> Out
-)");
+    reload(kNtpOnly);
     EXPECT_FALSE(passes(tcp_frame(kPeer, kServer, 25, 40000, kTcpAck, 5004, 1001, 65535, "250"), Ingress::outside));
     EXPECT_FALSE(passes(tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001, 5007, 65535, "QUIT"), Ingress::inside));
     EXPECT_TRUE(passes(udp_frame(kPeer, 123, kServer, 40000), Ingress::outside));
