@@ -346,10 +346,10 @@ FlowTable::~FlowTable() {
     return h;
 }
 
-std::int64_t FlowTable::find(const FlowKey& key, std::uint64_t h) const noexcept {
+std::int64_t FlowTable::find_from(const FlowKey& key, std::uint64_t from) const noexcept {
     // A flow lies between its home slot and the first empty slot after it (erase keeps it so);
     // there is always an empty slot (at most half are in use).
-    for (std::uint64_t i = home(h);; i = (i + 1) & slot_mask_) {
+    for (std::uint64_t i = from;; i = (i + 1) & slot_mask_) {
         const Flow& f = slots_[i];
         if (!f.used())
             return -1;
@@ -453,7 +453,7 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
         v.drop = DropReason::state;
         return;
     }
-    if (f && tcp && from == 0 && (seg.flags & kTcpFirst) == kTcpSyn && tcp_closed(tracks_[f->track].tcp)) {
+    if (f && tcp && from == 0 && (seg.flags & kTcpFirst) == kTcpSyn && tcp_closed(tcp_of(*f))) {
         erase(static_cast<std::uint64_t>(f - slots_));  // a new connection on the ports of a closed one
         ++counts.expired;
         f = nullptr;
@@ -461,7 +461,7 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
     if (f) {
         unsigned timeout;
         if (tcp) {
-            timeout = tcp_track(tracks_[f->track].tcp, from, seg);
+            timeout = tcp_track(tcp_of(*f), from, seg);
             if (timeout == 0) {
                 v.drop = DropReason::state;
                 return;
@@ -505,8 +505,8 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
     n.track = free_[capacity_ - in_use_ - 1];  // the free stack's top
     unsigned timeout = m.key.proto == kProtoUdp ? StateTimeouts::udp_first : StateTimeouts::other_first;
     if (tcp) {
-        tracks_[n.track].tcp = TcpTrack{};
-        timeout = tcp_start(tracks_[n.track].tcp, seg);
+        tcp_of(n) = TcpTrack{};
+        timeout = tcp_start(tcp_of(n), seg);
     } else if (proto_is_icmp(m.key.proto)) {
         timeout = StateTimeouts::icmp_first;
     }
@@ -575,8 +575,8 @@ void FlowTable::related(const TableSet& ts, rte_mbuf* pkt, const PacketMeta& m, 
     if (t.proto == kProtoTcp) {
         // The quoted sequence number lies in what its sender may have sent (pf's check):
         // a forged error must guess it.
-        const TcpPeer& src = tracks_[f->track].tcp.peer[from];
-        const TcpPeer& dst = tracks_[f->track].tcp.peer[from ^ 1];
+        const TcpPeer& src = tcp_of(*f).peer[from];
+        const TcpPeer& dst = tcp_of(*f).peer[from ^ 1];
         const unsigned dws = src.wscale >= 0 && dst.wscale >= 0 ? static_cast<unsigned>(dst.wscale) : 0;
         const std::uint32_t seq = be32(h + 4);
         if (!src.seen || !seq_geq(src.seqhi, seq) || !seq_geq(seq, src.seqlo - (dst.max_win << dws)))
@@ -614,7 +614,7 @@ void FlowTable::prepare(std::span<rte_mbuf* const> pkts, std::span<const PacketM
     // In a loop of their own: a prefetch among the hashing waited for a miss buffer.
     for (std::size_t i = 0; i < n; ++i)
         if (burst_.keyed[i] == Keyed::yes)
-            rte_prefetch0(&slots_[home(burst_.hashes[i])]);
+            prefetch_home(i);
     burst_.meta = meta.data();
     burst_.n = n;
 }
@@ -660,7 +660,7 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
         keyable_ = keyable_packets;
         if (!ready)
             for (unsigned c = 0; c < count; ++c)
-                rte_prefetch0(&slots_[home(burst_.hashes[todo[c]])]);
+                prefetch_home(todo[c]);
         // Passes, so that the cache misses of a burst's packets overlap: each flow's home slot
         // (loading since prepare) decides most lookups; the rest, whose home holds another flow,
         // start loading the next slot; then those are looked up in full, and each TCP flow's
@@ -678,9 +678,9 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
                 probe[probes++] = static_cast<std::uint8_t>(c);
             }
         }
-        for (unsigned p = 0; p < probes; ++p) {
+        for (unsigned p = 0; p < probes; ++p) {  // from the slot after the home, which held another flow
             const unsigned c = probe[p];
-            positions[c] = find(burst_.keys[todo[c]], burst_.hashes[todo[c]]);
+            positions[c] = find_from(burst_.keys[todo[c]], (home(burst_.hashes[todo[c]]) + 1) & slot_mask_);
         }
         for (unsigned c = 0; c < count; ++c)
             if (burst_.keys[todo[c]].proto == kProtoTcp && positions[c] >= 0)
@@ -740,8 +740,8 @@ void FlowTable::list(StateListing& l, std::uint32_t want, std::uint64_t now, uns
         r.expires_ms = static_cast<std::uint32_t>(std::min<std::uint64_t>((f.expires - now) * 1000 / hz_, UINT32_MAX));
         r.rank = f.rank;
         if (r.key.proto == kProtoTcp) {
-            r.tcp[0] = tracks_[f.track].tcp.peer[0].state;
-            r.tcp[1] = tracks_[f.track].tcp.peer[1].state;
+            r.tcp[0] = tcp_of(f).peer[0].state;
+            r.tcp[1] = tcp_of(f).peer[1].state;
         }
         r.initiator_is_a = f.initiator_is_a();
         r.ingress = f.ingress();

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <rte_mbuf.h>
+#include <rte_prefetch.h>
 #include <rte_ring.h>
 
 #include <array>
@@ -323,7 +324,12 @@ private:
     std::uint64_t hash(const FlowKey& key) const noexcept;
     std::uint64_t home(std::uint64_t h) const noexcept { return h & home_mask_; }
     /// The slot of the flow with `key` (hash `h`), or -1.
-    std::int64_t find(const FlowKey& key, std::uint64_t h) const noexcept;
+    std::int64_t find(const FlowKey& key, std::uint64_t h) const noexcept { return find_from(key, home(h)); }
+    /// The same, probing from slot `from` (its home or a slot of its run after it).
+    std::int64_t find_from(const FlowKey& key, std::uint64_t from) const noexcept;
+    /// Starts loading the home slot of packet `i` of the burst's chunk (keyed).
+    void prefetch_home(std::size_t i) const noexcept { rte_prefetch0(&slots_[home(burst_.hashes[i])]); }
+    TcpTrack& tcp_of(const Flow& f) const noexcept { return tracks_[f.track].tcp; }
     /// Frees slot `pos`, shifting the flows after it back where their lookups need them.
     void erase(std::uint64_t pos) noexcept;
     std::uint64_t ticks(unsigned seconds) const noexcept { return hz_ * seconds; }
