@@ -118,23 +118,14 @@ bool read_icmp_id(const rte_mbuf* pkt, const PacketMeta& m, std::uint16_t& id) n
     return true;
 }
 
-/// The flow tuple of a packet whose deciding entry keeps state; false when it has none (an ICMP
-/// message other than echo: its entry's action alone decides).
-bool packet_tuple(const rte_mbuf* pkt, const PacketMeta& m, FlowTuple& t) noexcept {
-    const PacketKey& k = m.key;
-    t.src = k.src;
-    t.dst = k.dst;
-    t.family = k.family;
-    t.proto = k.proto;
-    t.sport = t.dport = 0;
-    if (k.has_ports) {
-        t.sport = k.sport;
-        t.dport = k.dport;
-    } else if (k.has_icmp) {
-        std::uint16_t id = 0;
-        return read_icmp_id(pkt, m, id) && echo_ports(k.family, k.icmp_type, id, t.sport, t.dport);
-    }
-    return true;
+/// The flow ports of an ICMP message (see echo_ports) as sport | dport << 16; -1 when it has none.
+/// Out of the keying loop (it reads the packet), and by value: ports whose address is taken
+/// live on the stack on the common path too.
+[[gnu::noinline]] std::int64_t icmp_ports(const rte_mbuf* pkt, const PacketMeta& m) noexcept {
+    std::uint16_t id = 0, sport = 0, dport = 0;
+    if (!read_icmp_id(pkt, m, id) || !echo_ports(m.key.family, m.key.icmp_type, id, sport, dport))
+        return -1;
+    return std::int64_t{sport} | std::int64_t{dport} << 16;
 }
 
 }  // namespace
@@ -251,29 +242,90 @@ unsigned tcp_track(TcpTrack& track, unsigned from, const TcpSegment& s) noexcept
     return tcp_timeout(src.state, dst.state);
 }
 
-void flow_key(const FlowTuple& t, FlowKey& key, bool& src_is_a) noexcept {
+/// A flow key's five hashed words (its sixth is always 0), built in registers (see flow_key).
+struct KeyWords {
+    std::uint64_t a0, a1, b0, b1, tail;
+};
+
+namespace {
+
+/// Which of two values `mask` picks: `x` where it is all ones, `y` where 0 (no branch).
+constexpr std::uint64_t pick(std::uint64_t mask, std::uint64_t x, std::uint64_t y) noexcept { return y ^ ((x ^ y) & mask); }
+
+/// The key of the flow between (src, sport) and (dst, dport), and whether src is its first
+/// endpoint. Any total order of the endpoints will do: the addresses as two 64-bit words, then
+/// the port. Without branches: which endpoint is lower is a coin toss from packet to packet, and
+/// a mispredicted branch here cost more than the rest of the key.
+[[gnu::always_inline]] inline KeyWords key_words(const Addr& src, const Addr& dst, std::uint16_t sport, std::uint16_t dport,
+                                                 Family family, std::uint8_t proto, bool& src_is_a) noexcept {
+    std::uint64_t s0, s1, d0, d1;
+    std::memcpy(&s0, src.bytes.data(), 8);
+    std::memcpy(&s1, src.bytes.data() + 8, 8);
+    std::memcpy(&d0, dst.bytes.data(), 8);
+    std::memcpy(&d1, dst.bytes.data() + 8, 8);
+    const bool lt = (s0 < d0) | ((s0 == d0) & ((s1 < d1) | ((s1 == d1) & (sport <= dport))));
+    src_is_a = lt;
+    const std::uint64_t mask = std::uint64_t{0} - std::uint64_t{lt};  // all ones: src first
+    const std::uint64_t ports = std::uint64_t{sport} | std::uint64_t{dport} << 16;
+    const std::uint64_t swapped = std::uint64_t{dport} | std::uint64_t{sport} << 16;
+    return KeyWords{pick(mask, s0, d0), pick(mask, s1, d1), pick(mask, d0, s0), pick(mask, d1, s1),
+                    pick(mask, ports, swapped) | std::uint64_t{static_cast<std::uint8_t>(family)} << 32 |
+                        std::uint64_t{proto} << 40};
+}
+
+/// key_words of an IPv4 packet, whose addresses are the first four bytes of their Addr and the
+/// rest zero: its key's second words are 0.
+[[gnu::always_inline]] inline KeyWords key_words_v4(const Addr& src, const Addr& dst, std::uint16_t sport,
+                                                    std::uint16_t dport, std::uint8_t proto, bool& src_is_a) noexcept {
+    std::uint32_t s, d;
+    std::memcpy(&s, src.bytes.data(), 4);
+    std::memcpy(&d, dst.bytes.data(), 4);
+    const bool lt = (s < d) | ((s == d) & (sport <= dport));
+    src_is_a = lt;
+    const std::uint64_t mask = std::uint64_t{0} - std::uint64_t{lt};
+    const std::uint64_t ports = std::uint64_t{sport} | std::uint64_t{dport} << 16;
+    const std::uint64_t swapped = std::uint64_t{dport} | std::uint64_t{sport} << 16;
+    return KeyWords{pick(mask, s, d), 0, pick(mask, d, s), 0,
+                    pick(mask, ports, swapped) | std::uint64_t{static_cast<std::uint8_t>(Family::ipv4)} << 32 |
+                        std::uint64_t{proto} << 40};
+}
+
+/// Writes `k` as a FlowKey: in 64-bit words, since the hash reads it back at once, and a load
+/// that spans several narrower stores waits for them to retire (that stall was once most of the
+/// state stage's cost).
+[[gnu::always_inline]] inline void store_key(const KeyWords& k, FlowKey& key) noexcept {
     static_assert(sizeof(FlowKey) == 48, "no implicit padding: every byte of the key is hashed");
     static_assert(offsetof(FlowKey, port_a) == 32 && offsetof(FlowKey, port_b) == 34 && offsetof(FlowKey, family) == 36 &&
                   offsetof(FlowKey, proto) == 37 && std::endian::native == std::endian::little);
-    // Any total order of the endpoints will do: the addresses as two 64-bit words, then the port.
-    // The key is written in 64-bit words or wider: the hash reads it back at once, and a load
-    // that spans several narrower stores waits for them to retire (the stall was most of the
-    // state stage's cost).
-    std::uint64_t s[2], d[2];
-    std::memcpy(s, t.src.bytes.data(), 16);
-    std::memcpy(d, t.dst.bytes.data(), 16);
-    src_is_a = s[0] != d[0] ? s[0] < d[0] : s[1] != d[1] ? s[1] < d[1] : t.sport <= t.dport;
-    const std::uint64_t* lo = src_is_a ? s : d;
-    const std::uint64_t* hi = src_is_a ? d : s;
-    const std::uint64_t ports = src_is_a ? (std::uint64_t{t.sport} | std::uint64_t{t.dport} << 16)
-                                         : (std::uint64_t{t.dport} | std::uint64_t{t.sport} << 16);
-    const std::uint64_t tail = ports | std::uint64_t{static_cast<std::uint8_t>(t.family)} << 32 | std::uint64_t{t.proto} << 40;
     const std::uint64_t zero = 0;
-    auto* out = reinterpret_cast<std::uint8_t*>(&key);  // (one array of words here, GCC would assemble it on the stack)
-    std::memcpy(out, lo, 16);
-    std::memcpy(out + 16, hi, 16);
-    std::memcpy(out + 32, &tail, 8);
+    auto* out = reinterpret_cast<std::uint8_t*>(&key);  // (an array of words here: GCC assembled it on the stack)
+    std::memcpy(out, &k.a0, 8);
+    std::memcpy(out + 8, &k.a1, 8);
+    std::memcpy(out + 16, &k.b0, 8);
+    std::memcpy(out + 24, &k.b1, 8);
+    std::memcpy(out + 32, &k.tail, 8);
     std::memcpy(out + 40, &zero, 8);
+}
+
+/// One of NH's terms: a 64-bit word and two 32-bit words of the secret.
+[[gnu::always_inline]] inline std::uint64_t nh(std::uint64_t w, std::uint32_t k0, std::uint32_t k1) noexcept {
+    return std::uint64_t{static_cast<std::uint32_t>(w) + k0} * std::uint64_t{static_cast<std::uint32_t>(w >> 32) + k1};
+}
+
+/// murmur3's 64-bit finalizer: every bit of the result depends on every bit of `h`.
+[[gnu::always_inline]] inline std::uint64_t fmix64(std::uint64_t h) noexcept {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+}  // namespace
+
+void flow_key(const FlowTuple& t, FlowKey& key, bool& src_is_a) noexcept {
+    store_key(key_words(t.src, t.dst, t.sport, t.dport, t.family, t.proto, src_is_a), key);
 }
 
 FlowKey flow_key(const FlowTuple& t, bool& src_is_a) noexcept {
@@ -316,6 +368,7 @@ std::unique_ptr<FlowTable> FlowTable::create(unsigned entries, int socket, std::
     if (getrandom(t->hash_key_, sizeof t->hash_key_, 0) != static_cast<ssize_t>(sizeof t->hash_key_))
         for (std::uint32_t& w : t->hash_key_)
             w = static_cast<std::uint32_t>(rte_rand());
+    t->v4_terms_ = nh(0, t->hash_key_[2], t->hash_key_[3]) + nh(0, t->hash_key_[6], t->hash_key_[7]);
     return t;
 }
 
@@ -325,25 +378,24 @@ FlowTable::~FlowTable() {
     rte_free(free_);
 }
 
-[[gnu::always_inline]] inline std::uint64_t FlowTable::hash(const FlowKey& key) const noexcept {
+std::uint64_t FlowTable::hash(const FlowKey& key) const noexcept {
     // NH (UMAC, RFC 4418): sum of products of key words plus secret words, almost universal
     // (two keys collide with probability 2^-32 over the secret), then murmur3's finalizer so
-    // that the slot's bits depend on every word. Read in 64-bit words, as flow_key wrote them
-    // (see there), each one NH's pair of 32-bit words; the sixth word, always 0, is left out.
-    const auto* p = reinterpret_cast<const std::uint8_t*>(&key);
+    // that the slot's bits depend on every word. Each 64-bit word of the key is NH's pair of
+    // 32-bit words; the sixth, always 0, is left out.
+    std::uint64_t w[5];
+    std::memcpy(w, &key, sizeof w);  // in 64-bit words, as store_key wrote them
     std::uint64_t h = 0;
-    for (unsigned i = 0; i < 5; ++i) {
-        std::uint64_t x;
-        std::memcpy(&x, p + 8 * i, 8);
-        h += std::uint64_t{static_cast<std::uint32_t>(x) + hash_key_[2 * i]} *
-             std::uint64_t{static_cast<std::uint32_t>(x >> 32) + hash_key_[2 * i + 1]};
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
+    for (unsigned i = 0; i < 5; ++i)
+        h += nh(w[i], hash_key_[2 * i], hash_key_[2 * i + 1]);
+    return fmix64(h);
+}
+
+[[gnu::always_inline]] inline std::uint64_t FlowTable::hash_v4(const KeyWords& w) const noexcept {
+    // hash() of an IPv4 key, from its words in registers: its second words are 0, and their
+    // terms the constant v4_terms_.
+    return fmix64(nh(w.a0, hash_key_[0], hash_key_[1]) + nh(w.b0, hash_key_[4], hash_key_[5]) +
+                  nh(w.tail, hash_key_[8], hash_key_[9]) + v4_terms_);
 }
 
 std::int64_t FlowTable::find_from(const FlowKey& key, std::uint64_t from) const noexcept {
@@ -586,14 +638,33 @@ void FlowTable::related(const TableSet& ts, rte_mbuf* pkt, const PacketMeta& m, 
     ++counts.related;
 }
 
-bool FlowTable::key_packet(const rte_mbuf* pkt, const PacketMeta& m, std::size_t i) noexcept {
-    FlowTuple tuple;
-    if (!packet_tuple(pkt, m, tuple)) {
-        burst_.keyed[i] = Keyed::no_tuple;
-        return false;
+[[gnu::always_inline]] inline bool FlowTable::key_packet(const rte_mbuf* pkt, const PacketMeta& m, std::size_t i) noexcept {
+    // The flow's key straight from the classifier's: TCP and UDP/SCTP by ports, ICMP echo by
+    // identifier, other protocols by addresses alone; an ICMP message other than echo has none.
+    const PacketKey& k = m.key;
+    std::uint16_t sport = 0, dport = 0;
+    if (k.has_ports) [[likely]] {
+        sport = k.sport;
+        dport = k.dport;
+    } else if (k.has_icmp) {
+        const std::int64_t ports = icmp_ports(pkt, m);
+        if (ports < 0) {
+            burst_.keyed[i] = Keyed::no_tuple;
+            return false;
+        }
+        sport = static_cast<std::uint16_t>(ports);
+        dport = static_cast<std::uint16_t>(ports >> 16);
     }
-    flow_key(tuple, burst_.keys[i], burst_.src_is_a[i]);
-    burst_.hashes[i] = hash(burst_.keys[i]);
+    bool src_is_a;
+    if (k.family == Family::ipv4) [[likely]] {
+        const KeyWords w = key_words_v4(k.src, k.dst, sport, dport, k.proto, src_is_a);
+        store_key(w, burst_.keys[i]);
+        burst_.hashes[i] = hash_v4(w);
+    } else {
+        store_key(key_words(k.src, k.dst, sport, dport, k.family, k.proto, src_is_a), burst_.keys[i]);
+        burst_.hashes[i] = hash(burst_.keys[i]);
+    }
+    burst_.src_is_a[i] = src_is_a;
     burst_.keyed[i] = Keyed::yes;
     return true;
 }
@@ -611,12 +682,16 @@ void FlowTable::prepare(std::span<rte_mbuf* const> pkts, std::span<const PacketM
             key_packet(pkts[i], meta[i], i);
         burst_.mbufs[i] = pkts[i];
     }
+    prefetch_keyed(n);
+    burst_.meta = meta.data();
+    burst_.n = n;
+}
+
+void FlowTable::prefetch_keyed(std::size_t n) const noexcept {
     // In a loop of their own: a prefetch among the hashing waited for a miss buffer.
     for (std::size_t i = 0; i < n; ++i)
         if (burst_.keyed[i] == Keyed::yes)
-            prefetch_home(i);
-    burst_.meta = meta.data();
-    burst_.n = n;
+            rte_prefetch0(&slots_[home(burst_.hashes[i])]);
 }
 
 bool FlowTable::prepared(std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta) const noexcept {
@@ -628,56 +703,86 @@ bool FlowTable::prepared(std::span<rte_mbuf* const> pkts, std::span<const Packet
     return true;
 }
 
+[[gnu::always_inline]] inline bool FlowTable::pass(Flow& f, const PacketMeta& m, bool src_is_a, std::uint64_t generation,
+                                                   std::uint64_t now) noexcept {
+    // judge's path for a packet of a live UDP, ICMP echo or other flow that the policy it was
+    // judged by still governs, sent from its side of the wire; everything else goes to judge.
+    if (f.generation != generation || f.expires <= now || m.key.proto == kProtoTcp)
+        return false;
+    const bool answer = src_is_a != f.initiator_is_a();
+    if ((m.key.ingress == f.ingress()) == answer)
+        return false;  // from the wrong side: judge drops it
+    f.tail |= answer ? Flow::kAnswered : 0;
+    const bool both = f.has(Flow::kAnswered);
+    const unsigned timeout = proto_is_icmp(m.key.proto) ? StateTimeouts::icmp_reply
+                             : m.key.proto == kProtoUdp ? (both ? StateTimeouts::udp_multiple : StateTimeouts::udp_single)
+                                                        : (both ? StateTimeouts::other_multiple : StateTimeouts::other_single);
+    f.expires = now + ticks(timeout);
+    return true;
+}
+
 void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta,
                        std::span<Verdict> verdicts, std::uint64_t now, StateCounts& counts) noexcept {
     for (std::size_t base = 0; base < meta.size(); base += kChunk) {
         const std::size_t n = std::min(kChunk, meta.size() - base);
+        const Verdict* v = verdicts.data() + base;
+        const PacketMeta* m = meta.data() + base;
         // The keys and their slots' loads from prepare, called on this burst before the
-        // classifier; else each stateful packet's key made here.
-        const bool ready = prepared(pkts.subspan(base, n), meta.subspan(base, n));
+        // classifier; else each stateful packet's key made here, and its slot's load started.
+        if (!prepared(pkts.subspan(base, n), meta.subspan(base, n))) {
+            for (std::size_t j = 0; j < n; ++j) {
+                burst_.keyed[j] = Keyed::no;
+                if (keyable(m[j]) && v[j].rank != kNoMatch && v[j].drop == DropReason::none &&
+                    t.rules[v[j].rank].state != StateMode::none)
+                    key_packet(pkts[base + j], m[j], j);
+            }
+            prefetch_keyed(n);
+        }
         burst_.meta = nullptr;
-        std::array<std::uint8_t, kChunk> todo;
+        // The burst's packets in order, their slots loading since prepare: a packet of a flow
+        // found in its home slot that needs nothing but its times renewed (pass) is done here;
+        // the rest wait (todo), and those whose home holds another flow start loading the next
+        // slot. Then those are looked up in full, each TCP flow's tracking starts loading, and
+        // each is judged in order. (A lookup that went on to the next slot at once would wait for
+        // it with the burst's later loads stalled behind it.) Passing some packets before the
+        // earlier ones that wait judges nothing out of order: pass changes no flow but its own
+        // and moves none, and a waiting packet of the same flow would have made this one wait too
+        // (the same key finds the same slot, of the same protocol, generation and expiry).
+        std::array<std::uint8_t, kChunk> todo, probe;
         std::array<std::int64_t, kChunk> positions;
-        unsigned count = 0, keyable_packets = 0;
+        unsigned count = 0, probes = 0, stateful = 0, keyable_packets = 0;
         for (std::size_t j = 0; j < n; ++j) {
-            const std::size_t i = base + j;
-            Verdict& v = verdicts[i];
-            if (!keyable(meta[i]))
+            if (!keyable(m[j]))
                 continue;
             ++keyable_packets;
-            if (v.rank == kNoMatch || v.drop != DropReason::none || t.rules[v.rank].state == StateMode::none)
+            const Verdict& vj = v[j];
+            if (vj.rank == kNoMatch || vj.drop != DropReason::none || t.rules[vj.rank].state == StateMode::none)
                 continue;
-            if (ready ? burst_.keyed[j] == Keyed::no_tuple : !key_packet(pkts[i], meta[i], j)) {
+            ++stateful;
+            if (burst_.keyed[j] != Keyed::yes) {
                 // An ICMP message of no flow of its own: a stateful permit passes it as a
                 // stateless one would; its mirror does not (an error may still be related).
-                if (t.rules[v.rank].state == StateMode::reply)
-                    v.drop = DropReason::state;
+                if (t.rules[vj.rank].state == StateMode::reply)
+                    verdicts[base + j].drop = DropReason::state;
                 continue;
+            }
+            const std::uint64_t at = home(burst_.hashes[j]);
+            Flow& f = slots_[at];
+            if (f.used() && f.matches(burst_.keys[j])) {
+                if (pass(f, m[j], burst_.src_is_a[j], t.generation, now))
+                    continue;
+                positions[count] = static_cast<std::int64_t>(at);
+            } else {
+                positions[count] = -1;
+                if (f.used()) {
+                    rte_prefetch0(&slots_[(at + 1) & slot_mask_]);
+                    probe[probes++] = static_cast<std::uint8_t>(count);
+                }
             }
             todo[count++] = static_cast<std::uint8_t>(j);
         }
-        stateful_ = count;
+        stateful_ = stateful;
         keyable_ = keyable_packets;
-        if (!ready)
-            for (unsigned c = 0; c < count; ++c)
-                prefetch_home(todo[c]);
-        // Passes, so that the cache misses of a burst's packets overlap: each flow's home slot
-        // (loading since prepare) decides most lookups; the rest, whose home holds another flow,
-        // start loading the next slot; then those are looked up in full, and each TCP flow's
-        // tracking starts loading; then every packet is judged. (A lookup that went on to the next
-        // slot at once would wait for it with the burst's later loads stalled behind it.)
-        std::array<std::uint8_t, kChunk> probe;
-        unsigned probes = 0;
-        for (unsigned c = 0; c < count; ++c) {
-            const std::size_t j = todo[c];
-            const std::uint64_t at = home(burst_.hashes[j]);
-            const Flow& f = slots_[at];
-            positions[c] = f.matches(burst_.keys[j]) && f.used() ? static_cast<std::int64_t>(at) : -1;
-            if (positions[c] < 0 && f.used()) {
-                rte_prefetch0(&slots_[(at + 1) & slot_mask_]);
-                probe[probes++] = static_cast<std::uint8_t>(c);
-            }
-        }
         for (unsigned p = 0; p < probes; ++p) {  // from the slot after the home, which held another flow
             const unsigned c = probe[p];
             positions[c] = find_from(burst_.keys[todo[c]], (home(burst_.hashes[todo[c]]) + 1) & slot_mask_);

@@ -139,6 +139,9 @@ struct StateCounts {
     std::uint32_t related = 0;  ///< ICMP errors passed because they quote a tracked flow
 };
 
+/// A flow key's hashed words as state.cpp builds them.
+struct KeyWords;
+
 /// One flow as `moatctl states` lists it, copied out of the table by its worker. POD: it goes
 /// through an rte_ring.
 struct FlowRecord {
@@ -308,6 +311,11 @@ private:
     /// Packet `i` of the burst's chunk: its key, hash and side into burst_; false when it has no
     /// flow of its own (an ICMP message other than echo).
     bool key_packet(const rte_mbuf* pkt, const PacketMeta& m, std::size_t i) noexcept;
+    /// Starts loading the home slots of the keyed packets among the chunk's first `n`.
+    void prefetch_keyed(std::size_t n) const noexcept;
+    /// A packet of the live flow `f` found in its home slot: passes it and renews the flow's
+    /// times when nothing else is to be done (see judge); false: judge must.
+    bool pass(Flow& f, const PacketMeta& m, bool src_is_a, std::uint64_t generation, std::uint64_t now) noexcept;
     /// True when prepare's keys are of this chunk of a burst.
     bool prepared(std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta) const noexcept;
     /// One packet whose deciding entry keeps state. `pos`: its flow's slot from the burst's
@@ -322,13 +330,13 @@ private:
     Flow* live(std::int64_t pos, const FlowKey& key, std::uint64_t now, StateCounts& counts) noexcept;
 
     std::uint64_t hash(const FlowKey& key) const noexcept;
+    /// The same of an IPv4 key from its words in registers (key_packet's).
+    std::uint64_t hash_v4(const KeyWords& w) const noexcept;
     std::uint64_t home(std::uint64_t h) const noexcept { return h & home_mask_; }
     /// The slot of the flow with `key` (hash `h`), or -1.
     std::int64_t find(const FlowKey& key, std::uint64_t h) const noexcept { return find_from(key, home(h)); }
     /// The same, probing from slot `from` (its home or a slot of its run after it).
     std::int64_t find_from(const FlowKey& key, std::uint64_t from) const noexcept;
-    /// Starts loading the home slot of packet `i` of the burst's chunk (keyed).
-    void prefetch_home(std::size_t i) const noexcept { rte_prefetch0(&slots_[home(burst_.hashes[i])]); }
     TcpTrack& tcp_of(const Flow& f) const noexcept { return tracks_[f.track].tcp; }
     /// Frees slot `pos`, shifting the flows after it back where their lookups need them.
     void erase(std::uint64_t pos) noexcept;
@@ -338,6 +346,7 @@ private:
     Track* tracks_ = nullptr;        ///< capacity_ TCP trackings
     std::uint32_t* free_ = nullptr;  ///< a stack of unused positions in tracks_
     std::uint32_t hash_key_[10] = {};  ///< NH's key: random per table
+    std::uint64_t v4_terms_ = 0;       ///< NH's terms of an IPv4 key's zero words
     std::uint64_t slot_mask_ = 0;
     std::uint64_t home_mask_ = 0;
     unsigned capacity_ = 0;

@@ -648,6 +648,32 @@ rule = Reverse -> Out
     EXPECT_EQ(flows_->in_use(), 0u);
 }
 
+TEST_F(State, AReloadCutsAUdpFlowItsFilterWouldNoLongerStartAtItsNextPacket) {
+    // A UDP flow's packets found in their home slot take settle's short path (pass); a reload
+    // must still stop them there and ask the new policy first.
+    load(kKeep);
+    ASSERT_TRUE(passes(udp_frame(kServer, 40000, kPeer, 123), Ingress::inside));
+    ASSERT_TRUE(passes(udp_frame(kPeer, 123, kServer, 40000), Ingress::outside));
+    ASSERT_TRUE(passes(udp_frame(kServer, 40000, kPeer, 123), Ingress::inside));
+    // The stateful filter now starts flows from port 123 only: the server's packet matches its
+    // mirror, which starts nothing, and the flow it started under the old policy is cut.
+    reload(R"([appliance]
+me = 198.18.0.20
+assign = P
+[filteraction Out]
+action = permit
+state = keep
+[filterlist Reverse]
+filter = *:123+198.18.0.20::UDP
+[policy P]
+rule = Reverse -> Out
+)");
+    const Verdict v = judge(udp_frame(kServer, 40000, kPeer, 123), Ingress::inside);
+    EXPECT_EQ(v.drop, DropReason::state);
+    EXPECT_EQ(counts_.cut, 1u);
+    EXPECT_EQ(flows_->in_use(), 0u);
+}
+
 /// Walks listing `id` of `flows` to its end through a ring of 8 records (7 fit), `slots`
 /// positions a step, taking at most 3 records out between steps (a control thread that lags);
 /// the records of listing `id`. `filled` is set when the ring was ever full after a step.
