@@ -192,6 +192,21 @@ rule = NTP -> Out
 )";
 constexpr const char* kStateless = "";
 
+/// A policy of one stateful filter, `filter` (the tests write one the other way round).
+std::string reverse_policy(const std::string& filter) {
+    return R"([appliance]
+me = 198.18.0.20
+assign = P
+[filteraction Out]
+action = permit
+state = keep
+[filterlist Reverse]
+filter = )" + filter + R"(
+[policy P]
+rule = Reverse -> Out
+)";
+}
+
 TEST_F(State, SmtpSourcePortIsAHoleWithoutStateAndClosedWithIt) {
     // Anyone whose source port is 25 reaches every TCP port of the mail server...
     load(kStateless);
@@ -631,17 +646,7 @@ TEST_F(State, AReloadCutsAFlowItsFilterWouldNoLongerStart) {
     ASSERT_TRUE(smtp_handshake(40000));
     // The new policy still has a stateful mirror that matches the reply (`*:25+*` keeps state),
     // but its written direction starts flows from port 25, not to it: the flow is cut.
-    reload(R"([appliance]
-me = 198.18.0.20
-assign = P
-[filteraction Out]
-action = permit
-state = keep
-[filterlist Reverse]
-filter = *:25+198.18.0.20::TCP
-[policy P]
-rule = Reverse -> Out
-)");
+    reload(reverse_policy("*:25+198.18.0.20::TCP"));
     const Verdict v = judge(tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001, 5001, 65535, "DATA"), Ingress::inside);
     EXPECT_EQ(v.drop, DropReason::state);
     EXPECT_EQ(counts_.cut, 1u);
@@ -657,17 +662,7 @@ TEST_F(State, AReloadCutsAUdpFlowItsFilterWouldNoLongerStartAtItsNextPacket) {
     ASSERT_TRUE(passes(udp_frame(kServer, 40000, kPeer, 123), Ingress::inside));
     // The stateful filter now starts flows from port 123 only: the server's packet matches its
     // mirror, which starts nothing, and the flow it started under the old policy is cut.
-    reload(R"([appliance]
-me = 198.18.0.20
-assign = P
-[filteraction Out]
-action = permit
-state = keep
-[filterlist Reverse]
-filter = *:123+198.18.0.20::UDP
-[policy P]
-rule = Reverse -> Out
-)");
+    reload(reverse_policy("*:123+198.18.0.20::UDP"));
     const Verdict v = judge(udp_frame(kServer, 40000, kPeer, 123), Ingress::inside);
     EXPECT_EQ(v.drop, DropReason::state);
     EXPECT_EQ(counts_.cut, 1u);
