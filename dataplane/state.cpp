@@ -242,19 +242,21 @@ unsigned tcp_track(TcpTrack& track, unsigned from, const TcpSegment& s) noexcept
     return tcp_timeout(src.state, dst.state);
 }
 
-/// A flow key's five hashed words (its sixth is always 0), built in registers (see flow_key).
+namespace {
+
+/// A flow key's five hashed words (its sixth is always 0), built in registers (see key_words
+/// and store_key).
 struct KeyWords {
     std::uint64_t a0, a1, b0, b1, tail;
 };
-
-namespace {
 
 /// Which of two values `mask` picks: `x` where it is all ones, `y` where 0 (no branch).
 constexpr std::uint64_t pick(std::uint64_t mask, std::uint64_t x, std::uint64_t y) noexcept { return y ^ ((x ^ y) & mask); }
 
 /// The key of the flow between (src, sport) and (dst, dport), and whether src is its first
-/// endpoint. Any total order of the endpoints will do: the addresses as two 64-bit words, then
-/// the port. Without branches: which endpoint is lower is a coin toss from packet to packet, and
+/// endpoint, in an order of the endpoints of its own: the addresses as two 64-bit words, then
+/// the port. key_words_v4 must give an IPv4 tuple the same key (packets are keyed by it, the
+/// packets that ICMP errors quote by this). Without branches: which endpoint is lower is a coin toss from packet to packet, and
 /// a mispredicted branch here cost more than the rest of the key.
 [[gnu::always_inline]] inline KeyWords key_words(const Addr& src, const Addr& dst, std::uint16_t sport, std::uint16_t dport,
                                                  Family family, std::uint8_t proto, bool& src_is_a) noexcept {
@@ -274,7 +276,8 @@ constexpr std::uint64_t pick(std::uint64_t mask, std::uint64_t x, std::uint64_t 
 }
 
 /// key_words of an IPv4 packet, whose addresses are the first four bytes of their Addr and the
-/// rest zero: its key's second words are 0.
+/// rest zero: its key's second words are 0, and the order the same (the first words decide,
+/// else the ports).
 [[gnu::always_inline]] inline KeyWords key_words_v4(const Addr& src, const Addr& dst, std::uint16_t sport,
                                                     std::uint16_t dport, std::uint8_t proto, bool& src_is_a) noexcept {
     std::uint32_t s, d;
@@ -324,13 +327,9 @@ constexpr std::uint64_t pick(std::uint64_t mask, std::uint64_t x, std::uint64_t 
 
 }  // namespace
 
-void flow_key(const FlowTuple& t, FlowKey& key, bool& src_is_a) noexcept {
-    store_key(key_words(t.src, t.dst, t.sport, t.dport, t.family, t.proto, src_is_a), key);
-}
-
 FlowKey flow_key(const FlowTuple& t, bool& src_is_a) noexcept {
     FlowKey k;
-    flow_key(t, k, src_is_a);
+    store_key(key_words(t.src, t.dst, t.sport, t.dport, t.family, t.proto, src_is_a), k);
     return k;
 }
 
@@ -391,12 +390,16 @@ std::uint64_t FlowTable::hash(const FlowKey& key) const noexcept {
     return fmix64(h);
 }
 
-[[gnu::always_inline]] inline std::uint64_t FlowTable::hash_v4(const KeyWords& w) const noexcept {
-    // hash() of an IPv4 key, from its words in registers: its second words are 0, and their
-    // terms the constant v4_terms_.
-    return fmix64(nh(w.a0, hash_key_[0], hash_key_[1]) + nh(w.b0, hash_key_[4], hash_key_[5]) +
-                  nh(w.tail, hash_key_[8], hash_key_[9]) + v4_terms_);
+namespace {
+
+/// FlowTable::hash of an IPv4 key from its words in registers: its second words are 0, their
+/// terms the table's constant `v4_terms`.
+[[gnu::always_inline]] inline std::uint64_t hash_v4(const KeyWords& w, const std::uint32_t (&key)[10],
+                                                    std::uint64_t v4_terms) noexcept {
+    return fmix64(nh(w.a0, key[0], key[1]) + nh(w.b0, key[4], key[5]) + nh(w.tail, key[8], key[9]) + v4_terms);
 }
+
+}  // namespace
 
 std::int64_t FlowTable::find_from(const FlowKey& key, std::uint64_t from) const noexcept {
     // A flow lies between its home slot and the first empty slot after it (erase keeps it so);
@@ -456,6 +459,15 @@ FlowTable::Flow* FlowTable::live(std::int64_t pos, const FlowKey& key, std::uint
     return &f;
 }
 
+[[gnu::always_inline]] inline void FlowTable::renew(Flow& f, std::uint8_t proto, bool answer, std::uint64_t now) noexcept {
+    f.tail |= answer ? Flow::kAnswered : 0;
+    const bool both = f.has(Flow::kAnswered);
+    const unsigned timeout = proto_is_icmp(proto) ? StateTimeouts::icmp_reply
+                             : proto == kProtoUdp ? (both ? StateTimeouts::udp_multiple : StateTimeouts::udp_single)
+                                                  : (both ? StateTimeouts::other_multiple : StateTimeouts::other_single);
+    f.expires = now + ticks(timeout);
+}
+
 void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Verdict& v, std::int64_t pos,
                       const FlowKey& key, std::uint64_t h, bool src_is_a, std::uint64_t now,
                       StateCounts& counts) noexcept {
@@ -511,23 +523,16 @@ void FlowTable::judge(const TableSet& t, rte_mbuf* pkt, const PacketMeta& m, Ver
         f = nullptr;
     }
     if (f) {
-        unsigned timeout;
         if (tcp) {
-            timeout = tcp_track(tcp_of(*f), from, seg);
+            const unsigned timeout = tcp_track(tcp_of(*f), from, seg);
             if (timeout == 0) {
                 v.drop = DropReason::state;
                 return;
             }
-        } else if (proto_is_icmp(m.key.proto)) {
-            f->tail |= from == 1 ? Flow::kAnswered : 0;
-            timeout = StateTimeouts::icmp_reply;
+            f->expires = now + ticks(timeout);
         } else {
-            f->tail |= from == 1 ? Flow::kAnswered : 0;
-            const bool both = f->has(Flow::kAnswered);
-            timeout = m.key.proto == kProtoUdp ? (both ? StateTimeouts::udp_multiple : StateTimeouts::udp_single)
-                                               : (both ? StateTimeouts::other_multiple : StateTimeouts::other_single);
+            renew(*f, m.key.proto, from == 1, now);
         }
-        f->expires = now + ticks(timeout);
         v.drop = DropReason::none;
         return;
     }
@@ -638,7 +643,7 @@ void FlowTable::related(const TableSet& ts, rte_mbuf* pkt, const PacketMeta& m, 
     ++counts.related;
 }
 
-[[gnu::always_inline]] inline bool FlowTable::key_packet(const rte_mbuf* pkt, const PacketMeta& m, std::size_t i) noexcept {
+[[gnu::always_inline]] inline void FlowTable::key_packet(const rte_mbuf* pkt, const PacketMeta& m, std::size_t i) noexcept {
     // The flow's key straight from the classifier's: TCP and UDP/SCTP by ports, ICMP echo by
     // identifier, other protocols by addresses alone; an ICMP message other than echo has none.
     const PacketKey& k = m.key;
@@ -650,7 +655,7 @@ void FlowTable::related(const TableSet& ts, rte_mbuf* pkt, const PacketMeta& m, 
         const std::int64_t ports = icmp_ports(pkt, m);
         if (ports < 0) {
             burst_.keyed[i] = Keyed::no_tuple;
-            return false;
+            return;
         }
         sport = static_cast<std::uint16_t>(ports);
         dport = static_cast<std::uint16_t>(ports >> 16);
@@ -659,14 +664,13 @@ void FlowTable::related(const TableSet& ts, rte_mbuf* pkt, const PacketMeta& m, 
     if (k.family == Family::ipv4) [[likely]] {
         const KeyWords w = key_words_v4(k.src, k.dst, sport, dport, k.proto, src_is_a);
         store_key(w, burst_.keys[i]);
-        burst_.hashes[i] = hash_v4(w);
+        burst_.hashes[i] = hash_v4(w, hash_key_, v4_terms_);
     } else {
         store_key(key_words(k.src, k.dst, sport, dport, k.family, k.proto, src_is_a), burst_.keys[i]);
         burst_.hashes[i] = hash(burst_.keys[i]);
     }
     burst_.src_is_a[i] = src_is_a;
     burst_.keyed[i] = Keyed::yes;
-    return true;
 }
 
 void FlowTable::prepare(std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta) noexcept {
@@ -712,12 +716,7 @@ bool FlowTable::prepared(std::span<rte_mbuf* const> pkts, std::span<const Packet
     const bool answer = src_is_a != f.initiator_is_a();
     if ((m.key.ingress == f.ingress()) == answer)
         return false;  // from the wrong side: judge drops it
-    f.tail |= answer ? Flow::kAnswered : 0;
-    const bool both = f.has(Flow::kAnswered);
-    const unsigned timeout = proto_is_icmp(m.key.proto) ? StateTimeouts::icmp_reply
-                             : m.key.proto == kProtoUdp ? (both ? StateTimeouts::udp_multiple : StateTimeouts::udp_single)
-                                                        : (both ? StateTimeouts::other_multiple : StateTimeouts::other_single);
-    f.expires = now + ticks(timeout);
+    renew(f, m.key.proto, answer, now);
     return true;
 }
 
@@ -745,9 +744,12 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
         // slot. Then those are looked up in full, each TCP flow's tracking starts loading, and
         // each is judged in order. (A lookup that went on to the next slot at once would wait for
         // it with the burst's later loads stalled behind it.) Passing some packets before the
-        // earlier ones that wait judges nothing out of order: pass changes no flow but its own
-        // and moves none, and a waiting packet of the same flow would have made this one wait too
-        // (the same key finds the same slot, of the same protocol, generation and expiry).
+        // earlier ones that wait changes no verdict: pass changes no flow but its own and moves
+        // none; judge creates or frees only the flow of its packet's key, and an erase never
+        // moves a flow out of its home slot; so an earlier waiting packet of another flow cannot
+        // touch the passed one, and one of the same flow waited for a reason it shares with this
+        // packet (no flow, another generation, expired: the same slot) or for its own side of
+        // the wire, which judge drops without touching the table.
         std::array<std::uint8_t, kChunk> todo, probe;
         std::array<std::int64_t, kChunk> positions;
         unsigned count = 0, probes = 0, stateful = 0, keyable_packets = 0;

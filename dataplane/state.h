@@ -127,8 +127,6 @@ struct FlowTuple {
 
 /// The key of the flow `t` belongs to, and whether `t`'s source is the key's first endpoint.
 FlowKey flow_key(const FlowTuple& t, bool& src_is_a) noexcept;
-/// The same, written into `key` (the burst's array: no copy).
-void flow_key(const FlowTuple& t, FlowKey& key, bool& src_is_a) noexcept;
 
 /// What the state stage did to a burst, for the worker's counters.
 struct StateCounts {
@@ -138,9 +136,6 @@ struct StateCounts {
     std::uint32_t full = 0;  ///< new flows refused: the table was full
     std::uint32_t related = 0;  ///< ICMP errors passed because they quote a tracked flow
 };
-
-/// A flow key's hashed words as state.cpp builds them.
-struct KeyWords;
 
 /// One flow as `moatctl states` lists it, copied out of the table by its worker. POD: it goes
 /// through an rte_ring.
@@ -308,14 +303,17 @@ private:
     static bool keyable(const PacketMeta& m) noexcept {
         return m.drop == DropReason::none && !m.bypass && !(m.frag.present && m.frag.begin != 0);
     }
-    /// Packet `i` of the burst's chunk: its key, hash and side into burst_; false when it has no
-    /// flow of its own (an ICMP message other than echo).
-    bool key_packet(const rte_mbuf* pkt, const PacketMeta& m, std::size_t i) noexcept;
+    /// Packet `i` of the burst's chunk: its key, hash and side into burst_, or Keyed::no_tuple
+    /// when it has no flow of its own (an ICMP message other than echo).
+    void key_packet(const rte_mbuf* pkt, const PacketMeta& m, std::size_t i) noexcept;
     /// Starts loading the home slots of the keyed packets among the chunk's first `n`.
     void prefetch_keyed(std::size_t n) const noexcept;
     /// A packet of the live flow `f` found in its home slot: passes it and renews the flow's
     /// times when nothing else is to be done (see judge); false: judge must.
     bool pass(Flow& f, const PacketMeta& m, bool src_is_a, std::uint64_t generation, std::uint64_t now) noexcept;
+    /// Renews the expiry of the live UDP, ICMP echo or other flow `f` for a packet of protocol
+    /// `proto`, sent by its initiator or (`answer`) by the other end.
+    void renew(Flow& f, std::uint8_t proto, bool answer, std::uint64_t now) noexcept;
     /// True when prepare's keys are of this chunk of a burst.
     bool prepared(std::span<rte_mbuf* const> pkts, std::span<const PacketMeta> meta) const noexcept;
     /// One packet whose deciding entry keeps state. `pos`: its flow's slot from the burst's
@@ -330,8 +328,6 @@ private:
     Flow* live(std::int64_t pos, const FlowKey& key, std::uint64_t now, StateCounts& counts) noexcept;
 
     std::uint64_t hash(const FlowKey& key) const noexcept;
-    /// The same of an IPv4 key from its words in registers (key_packet's).
-    std::uint64_t hash_v4(const KeyWords& w) const noexcept;
     std::uint64_t home(std::uint64_t h) const noexcept { return h & home_mask_; }
     /// The slot of the flow with `key` (hash `h`), or -1.
     std::int64_t find(const FlowKey& key, std::uint64_t h) const noexcept { return find_from(key, home(h)); }

@@ -90,8 +90,9 @@ Bytes tcp_frame(const std::string& src, const std::string& dst, std::uint16_t sp
     return f;
 }
 
-Bytes udp_frame(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport) {
+Bytes udp_frame(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport, int ip = 4) {
     Pkt p;
+    p.ip = ip;
     p.src = src;
     p.dst = dst;
     p.proto = 17;
@@ -375,6 +376,45 @@ TEST_F(State, PingRepliesPassByIdentifier) {
     EXPECT_EQ(judge(icmp_echo(kPeer, kServer, 0, 78), Ingress::outside).drop, DropReason::state);  // another id
     // An echo request from outside matches no filter (ping is permitted outward only).
     EXPECT_EQ(judge(icmp_echo(kPeer, kServer, 8, 77), Ingress::outside).drop, DropReason::no_match);
+}
+
+TEST_F(State, AnAnsweredPingsFlowLivesForTheReplyTimeout) {
+    load(kKeep);
+    ASSERT_TRUE(passes(icmp_echo(kServer, kPeer, 8, 77), Ingress::inside));
+    ASSERT_TRUE(passes(icmp_echo(kPeer, kServer, 0, 77), Ingress::outside));
+    // pf's icmp.error: a reply renews the flow for 10 s, not the first packet's 20 s.
+    now_ += rte_get_tsc_hz() * (StateTimeouts::icmp_reply + 1);
+    EXPECT_EQ(judge(icmp_echo(kPeer, kServer, 0, 77), Ingress::outside).drop, DropReason::state);
+    EXPECT_EQ(counts_.expired, 1u);
+}
+
+TEST_F(State, IPv6FlowsAreOneFlowBothWaysWhateverTheirAddressesWords) {
+    // The NTP client on an IPv6 address too; peers whose addresses differ from the server's
+    // in their first 64-bit word only, in their second only, or in both (the key orders the
+    // endpoints by both words).
+    reload(R"([appliance]
+me = 198.18.0.20, [2001:db8::20]
+assign = P
+[filteraction Out]
+action = permit
+state = keep
+[filterlist NTP]
+filter = me+*:123:UDP
+[policy P]
+rule = NTP -> Out
+)");
+    std::string error;
+    flows_ = FlowTable::create(64, SOCKET_ID_ANY, error);
+    ASSERT_TRUE(flows_) << error;
+    const std::string server = "2001:db8::20";
+    for (const std::string peer : {"2001:db8::5", "2001:db8::21", "2001:db8:1::", "2001:db8:7::", "2001:db8::"}) {
+        EXPECT_FALSE(passes(udp_frame(peer, 123, server, 40000, 6), Ingress::outside)) << peer;  // unasked
+        EXPECT_TRUE(passes(udp_frame(server, 40000, peer, 123, 6), Ingress::inside)) << peer;
+        EXPECT_TRUE(passes(udp_frame(peer, 123, server, 40000, 6), Ingress::outside)) << peer;
+        EXPECT_TRUE(passes(udp_frame(peer, 123, server, 40000, 6), Ingress::outside)) << peer;
+        EXPECT_FALSE(passes(udp_frame(peer, 123, server, 161, 6), Ingress::outside)) << peer;  // not its port
+    }
+    EXPECT_EQ(flows_->in_use(), 5u);
 }
 
 TEST_F(State, AFullTableRefusesNewFlowsAndKeepsTheTrackedOnes) {
