@@ -724,16 +724,18 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
                        std::span<Verdict> verdicts, std::uint64_t now, StateCounts& counts) noexcept {
     for (std::size_t base = 0; base < meta.size(); base += kChunk) {
         const std::size_t n = std::min(kChunk, meta.size() - base);
-        const Verdict* v = verdicts.data() + base;
-        const PacketMeta* m = meta.data() + base;
+        // This chunk's packets, by their index j in it.
+        const std::span<rte_mbuf* const> p = pkts.subspan(base, n);
+        const std::span<const PacketMeta> m = meta.subspan(base, n);
+        const std::span<Verdict> v = verdicts.subspan(base, n);
         // The keys and their slots' loads from prepare, called on this burst before the
         // classifier; else each stateful packet's key made here, and its slot's load started.
-        if (!prepared(pkts.subspan(base, n), meta.subspan(base, n))) {
+        if (!prepared(p, m)) {
             for (std::size_t j = 0; j < n; ++j) {
                 burst_.keyed[j] = Keyed::no;
                 if (keyable(m[j]) && v[j].rank != kNoMatch && v[j].drop == DropReason::none &&
                     t.rules[v[j].rank].state != StateMode::none)
-                    key_packet(pkts[base + j], m[j], j);
+                    key_packet(p[j], m[j], j);
             }
             prefetch_keyed(n);
         }
@@ -765,7 +767,7 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
                 // An ICMP message of no flow of its own: a stateful permit passes it as a
                 // stateless one would; its mirror does not (an error may still be related).
                 if (t.rules[vj.rank].state == StateMode::reply)
-                    verdicts[base + j].drop = DropReason::state;
+                    v[j].drop = DropReason::state;
                 continue;
             }
             const std::uint64_t at = home(burst_.hashes[j]);
@@ -795,8 +797,7 @@ void FlowTable::settle(const TableSet& t, std::span<rte_mbuf* const> pkts, std::
         looked_up_ = changes_;
         for (unsigned c = 0; c < count; ++c) {
             const std::size_t j = todo[c];
-            const std::size_t i = base + j;
-            judge(t, pkts[i], meta[i], verdicts[i], positions[c], burst_.keys[j], burst_.hashes[j], burst_.src_is_a[j], now,
+            judge(t, p[j], m[j], v[j], positions[c], burst_.keys[j], burst_.hashes[j], burst_.src_is_a[j], now,
                   counts);
         }
     }

@@ -179,34 +179,25 @@ protected:
 };
 
 constexpr const char* kKeep = "state = keep";
-/// The test policy without its mail rule: NTP's stateful permit alone.
-constexpr const char* kNtpOnly = R"([appliance]
-me = 198.18.0.20
-assign = P
-[filteraction Out]
-action = permit
-state = keep
-[filterlist NTP]
-filter = me+*:123:UDP
-[policy P]
-rule = NTP -> Out
-)";
 constexpr const char* kStateless = "";
 
-/// A policy of one stateful filter, `filter` (the tests write one the other way round).
-std::string reverse_policy(const std::string& filter) {
+/// A policy of one stateful filter, `filter`, with the appliance's addresses `me`.
+std::string one_stateful(const std::string& filter, const std::string& me = "198.18.0.20") {
     return R"([appliance]
-me = 198.18.0.20
+me = )" + me + R"(
 assign = P
 [filteraction Out]
 action = permit
 state = keep
-[filterlist Reverse]
+[filterlist Stateful]
 filter = )" + filter + R"(
 [policy P]
-rule = Reverse -> Out
+rule = Stateful -> Out
 )";
 }
+
+/// The test policy without its mail rule: NTP's stateful permit alone.
+const std::string kNtpOnly = one_stateful("me+*:123:UDP");
 
 TEST_F(State, SmtpSourcePortIsAHoleWithoutStateAndClosedWithIt) {
     // Anyone whose source port is 25 reaches every TCP port of the mail server...
@@ -392,17 +383,7 @@ TEST_F(State, IPv6FlowsAreOneFlowBothWaysWhateverTheirAddressesWords) {
     // The NTP client on an IPv6 address too; peers whose addresses differ from the server's
     // in their first 64-bit word only, in their second only, or in both (the key orders the
     // endpoints by both words).
-    reload(R"([appliance]
-me = 198.18.0.20, [2001:db8::20]
-assign = P
-[filteraction Out]
-action = permit
-state = keep
-[filterlist NTP]
-filter = me+*:123:UDP
-[policy P]
-rule = NTP -> Out
-)");
+    reload(one_stateful("me+*:123:UDP", "198.18.0.20, [2001:db8::20]"));
     std::string error;
     flows_ = FlowTable::create(64, SOCKET_ID_ANY, error);
     ASSERT_TRUE(flows_) << error;
@@ -686,7 +667,7 @@ TEST_F(State, AReloadCutsAFlowItsFilterWouldNoLongerStart) {
     ASSERT_TRUE(smtp_handshake(40000));
     // The new policy still has a stateful mirror that matches the reply (`*:25+*` keeps state),
     // but its written direction starts flows from port 25, not to it: the flow is cut.
-    reload(reverse_policy("*:25+198.18.0.20::TCP"));
+    reload(one_stateful("*:25+198.18.0.20::TCP"));
     const Verdict v = judge(tcp_frame(kServer, kPeer, 40000, 25, kTcpAck, 1001, 5001, 65535, "DATA"), Ingress::inside);
     EXPECT_EQ(v.drop, DropReason::state);
     EXPECT_EQ(counts_.cut, 1u);
@@ -702,7 +683,7 @@ TEST_F(State, AReloadCutsAUdpFlowItsFilterWouldNoLongerStartAtItsNextPacket) {
     ASSERT_TRUE(passes(udp_frame(kServer, 40000, kPeer, 123), Ingress::inside));
     // The stateful filter now starts flows from port 123 only: the server's packet matches its
     // mirror, which starts nothing, and the flow it started under the old policy is cut.
-    reload(reverse_policy("*:123+198.18.0.20::UDP"));
+    reload(one_stateful("*:123+198.18.0.20::UDP"));
     const Verdict v = judge(udp_frame(kServer, 40000, kPeer, 123), Ingress::inside);
     EXPECT_EQ(v.drop, DropReason::state);
     EXPECT_EQ(counts_.cut, 1u);
